@@ -1,0 +1,153 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/demo"
+	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+// headerFlags collects repeated --header "name: value" flags.
+type headerFlags map[string]string
+
+func (h headerFlags) String() string { return "" }
+
+func (h headerFlags) Set(s string) error {
+	k, v, ok := strings.Cut(s, ":")
+	if !ok || strings.TrimSpace(k) == "" {
+		return fmt.Errorf("%q is not \"name: value\"", s)
+	}
+	h[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
+	return nil
+}
+
+func runCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check", flag.ContinueOnError)
+	policyPath := fs.String("policy", "", "policy file or directory (default: the embedded demo policy)")
+	reqFile := fs.String("request", "", "YAML or JSON file describing the request (principal, method, host, path, headers, body)")
+	var r extauthz.HTTPRequest
+	headers := headerFlags{}
+	fs.StringVar(&r.Principal, "agent", "", "the agent's SPIFFE ID")
+	fs.StringVar(&r.Method, "method", "GET", "HTTP method")
+	fs.StringVar(&r.Host, "host", "", "host (:authority)")
+	fs.StringVar(&r.Path, "path", "", "raw path with query, e.g. '/v1/tickets?status=open'")
+	fs.Var(headers, "header", "request header \"name: value\" (repeatable)")
+	fs.StringVar(&r.Body, "body", "", "request body")
+	if ok, code := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "agentauthz check: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if *reqFile != "" {
+		var err error
+		if r, err = readRequestFile(*reqFile); err != nil {
+			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
+			return exitUsage
+		}
+	} else {
+		r.Headers = headers
+		if r.Host == "" || r.Path == "" {
+			fmt.Fprintln(stderr, "agentauthz check: give --request FILE, or at least --host and --path")
+			return exitUsage
+		}
+	}
+
+	snap, err := loadOffline(*policyPath)
+	if err != nil {
+		printLoadError(stderr, "check", err)
+		return exitUsage
+	}
+	req, deny := extauthz.ReadRequest(r.CheckRequest())
+	var d decision.Decision
+	if deny != nil {
+		d = *deny
+	} else {
+		d = snap.Decide(&req)
+	}
+	printDecision(stdout, &d)
+	if d.Allowed() {
+		return exitOK
+	}
+	return exitDeny
+}
+
+func readRequestFile(path string) (extauthz.HTTPRequest, error) {
+	var r extauthz.HTTPRequest
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return r, err
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&r); err != nil {
+		return r, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	return r, nil
+}
+
+// loadOffline loads a policy without reading its credentials.
+func loadOffline(path string) (*policy.Snapshot, error) {
+	if path == "" {
+		files, err := policy.ReadFS(demo.Files, demo.Dir)
+		if err != nil {
+			return nil, err
+		}
+		return policy.Load(files, policy.Options{Secrets: policy.Placeholders})
+	}
+	files, err := policy.ReadPath(path)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Load(files, policy.Options{Secrets: policy.Placeholders})
+}
+
+func printDecision(w io.Writer, d *decision.Decision) {
+	rule := d.Rule
+	if rule == "" {
+		rule = "(no route matched)"
+	}
+	if d.Allowed() {
+		fmt.Fprintf(w, "allow  rule=%s\n", rule)
+		if g := d.Grant; g != nil {
+			for _, h := range g.Set {
+				fmt.Fprintf(w, "  set header     %s: %s\n", h.Name, h.Value)
+			}
+			for _, h := range g.Remove {
+				fmt.Fprintf(w, "  remove header  %s\n", h)
+			}
+		}
+		for _, q := range d.RemoveQuery {
+			fmt.Fprintf(w, "  strip query    %s\n", q)
+		}
+		return
+	}
+	fmt.Fprintf(w, "deny %d %s  rule=%s\n  %s\n", d.Status(), d.Code, rule, d.Detail)
+	for _, v := range d.Violations {
+		fmt.Fprintf(w, "  %s: %s (%s)\n", v.Field, v.Message, v.Rule)
+	}
+}
+
+// printLoadError prints every problem of a policy that did not load, or the one error.
+func printLoadError(w io.Writer, cmd string, err error) {
+	var problems policy.Problems
+	if errors.As(err, &problems) {
+		for _, p := range problems {
+			fmt.Fprintln(w, p)
+		}
+		fmt.Fprintf(w, "agentauthz %s: the policy has %d problem(s)\n", cmd, len(problems))
+		return
+	}
+	fmt.Fprintf(w, "agentauthz %s: %v\n", cmd, err)
+}

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+func runLint(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
+	if ok, code := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if fs.NArg() == 0 {
+		fmt.Fprintln(stderr, "agentauthz lint: name at least one policy file or directory")
+		return exitUsage
+	}
+	status := exitOK
+	for _, p := range fs.Args() {
+		files, err := policy.ReadPath(p)
+		if err != nil {
+			fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
+			status = exitUsage
+			continue
+		}
+		// Credentials are not read: lint checks the policy, not the machine it runs on.
+		snap, err := policy.Load(files, policy.Options{Secrets: policy.Placeholders})
+		var problems policy.Problems
+		switch {
+		case errors.As(err, &problems):
+			for _, pr := range problems {
+				fmt.Fprintln(stdout, pr)
+			}
+			fmt.Fprintf(stdout, "%s: %d problem(s)\n", p, len(problems))
+			if status == exitOK {
+				status = exitDeny
+			}
+		case err != nil:
+			fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
+			status = exitUsage
+		default:
+			st := snap.Stats()
+			fmt.Fprintf(stdout, "%s: ok: %d agents, %d hosts, %d routes (revision %s)\n", p, st.Agents, st.Hosts, st.Routes, snap.Revision())
+		}
+	}
+	return status
+}

@@ -1,0 +1,72 @@
+// Command agentauthz is the Envoy external-authorization service for AI agents.
+//
+//	agentauthz serve [--policy FILE|DIR] [--grpc-addr ADDR] [--http-addr ADDR]
+//	agentauthz check [--policy FILE|DIR] (--request FILE | --agent ID --method M --host H --path P ...)
+//	agentauthz lint  FILE|DIR...
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+)
+
+const usage = `agentauthz: authorization for AI agents calling internal APIs through Envoy
+
+Usage:
+  agentauthz serve [flags]       serve Envoy's ext_authz v3 gRPC API (no flags: the demo policy)
+  agentauthz check [flags]       decide one request offline and say which rule decided it
+  agentauthz lint FILE|DIR...    validate policies and print every problem
+
+Run "agentauthz COMMAND -h" for a command's flags.
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// Exit codes shared by the commands.
+const (
+	exitOK    = 0
+	exitDeny  = 1 // check: the request is denied; lint: the policy has problems
+	exitUsage = 2 // bad flags, unreadable files, a policy that does not load
+)
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(args[1:], stdout, stderr)
+	case "check":
+		return runCheck(args[1:], stdout, stderr)
+	case "lint":
+		return runLint(args[1:], stdout, stderr)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return exitOK
+	default:
+		fmt.Fprintf(stderr, "agentauthz: unknown command %q; run agentauthz --help\n", args[0])
+		return exitUsage
+	}
+}
+
+// parseFlags parses a command's flags, printing one line for a bad flag.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (ok bool, code int) {
+	fs.SetOutput(io.Discard)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fmt.Fprintf(stderr, "Usage of agentauthz %s:\n", fs.Name())
+			fs.PrintDefaults()
+			return false, exitOK
+		}
+		fmt.Fprintf(stderr, "agentauthz %s: %v\n", fs.Name(), err)
+		return false, exitUsage
+	}
+	return true, exitOK
+}

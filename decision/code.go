@@ -1,0 +1,94 @@
+package decision
+
+// Code is a stable, machine-readable reason. Agents branch on it, operators alert on it; a code
+// is never renamed once released.
+type Code string
+
+// The reason codes. Each has one HTTP status (see Status).
+const (
+	// CodeAllowed: the request matched a route the agent may call.
+	CodeAllowed Code = "allowed"
+
+	// 401: who is calling could not be established.
+	CodeIdentityMissing     Code = "identity_missing"      // no peer principal at all
+	CodeIdentityInvalid     Code = "identity_invalid"      // the principal is not a SPIFFE ID
+	CodeTrustDomainUnknown  Code = "trust_domain_unknown"  // a SPIFFE ID from a trust domain the policy does not name
+	CodeAgentUnknown        Code = "agent_unknown"         // 403: a SPIFFE ID the policy has no agent for
+	CodeHostUnknown         Code = "host_unknown"          // 403: no such upstream host in the policy
+	CodeRouteUnknown        Code = "route_unknown"         // 403: no route for this method and path
+	CodeScopeMissing        Code = "scope_missing"         // 403: the route needs a scope the agent lacks
+	CodeRequestMalformed    Code = "request_malformed"     // 400: a request Envoy could not have sent, or missing parts
+	CodePathAmbiguous       Code = "path_ambiguous"        // 400: a path two parsers could read differently
+	CodeMethodOverride      Code = "method_override"       // 400: a header asking the upstream to use another method
+	CodePathParamInvalid    Code = "path_param_invalid"    // 400: a path parameter of the wrong type
+	CodeQueryInvalid        Code = "query_invalid"         // 400: a bad, unknown, missing or repeated query parameter
+	CodeBodyNotAllowed      Code = "body_not_allowed"      // 400: a body on a route that takes none
+	CodeInternal            Code = "internal_error"        // 503: agentauthz could not decide
+	CodeDeadlineExceeded    Code = "deadline_exceeded"     // 503: no decision in time
+	CodePolicyNotLoaded     Code = "policy_not_loaded"     // 503: no policy loaded yet
+	CodeUnavailableShutdown Code = "shutting_down"         // 503: the server is draining
+)
+
+// Status is the HTTP status Envoy returns to the agent for a deny with this code. Unknown codes,
+// including the empty one, are failures to decide: 503.
+func (c Code) Status() int {
+	switch c {
+	case CodeAllowed:
+		return 200
+	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown:
+		return 401
+	case CodeAgentUnknown, CodeHostUnknown, CodeRouteUnknown, CodeScopeMissing:
+		return 403
+	case CodeRequestMalformed, CodePathAmbiguous, CodeMethodOverride, CodePathParamInvalid,
+		CodeQueryInvalid, CodeBodyNotAllowed:
+		return 400
+	default:
+		return 503
+	}
+}
+
+// IsFailure reports whether the code means agentauthz could not decide, as opposed to a
+// policy deny. Operators alert on failures; agents may retry them.
+func (c Code) IsFailure() bool { return c.Status() == 503 }
+
+// Title is the short, fixed summary of the code used as the problem's "title".
+func (c Code) Title() string {
+	switch c {
+	case CodeIdentityMissing:
+		return "No agent identity"
+	case CodeIdentityInvalid:
+		return "Agent identity is not a SPIFFE ID"
+	case CodeTrustDomainUnknown:
+		return "Trust domain not accepted"
+	case CodeAgentUnknown:
+		return "Unknown agent"
+	case CodeHostUnknown:
+		return "Unknown host"
+	case CodeRouteUnknown:
+		return "Route not allowed"
+	case CodeScopeMissing:
+		return "Scope missing"
+	case CodeRequestMalformed:
+		return "Malformed request"
+	case CodePathAmbiguous:
+		return "Ambiguous path"
+	case CodeMethodOverride:
+		return "Method override refused"
+	case CodePathParamInvalid:
+		return "Invalid path parameter"
+	case CodeQueryInvalid:
+		return "Invalid query"
+	case CodeBodyNotAllowed:
+		return "Body not allowed"
+	case CodeDeadlineExceeded:
+		return "Authorization timed out"
+	case CodePolicyNotLoaded:
+		return "Authorization not ready"
+	case CodeUnavailableShutdown:
+		return "Authorization shutting down"
+	case CodeAllowed:
+		return "Allowed"
+	default:
+		return "Authorization failed"
+	}
+}

@@ -1,0 +1,91 @@
+// Package decision defines what agentauthz answers: an immutable Decision whose zero value is a
+// deny, the stable reason codes shared by responses, logs and metrics, and the RFC 9457 problem
+// details an agent reads when it is refused.
+package decision
+
+// Outcome is allow or deny. Its zero value is Deny.
+type Outcome uint8
+
+const (
+	// Deny refuses the request. It is the zero value: a Decision nobody filled in denies.
+	Deny Outcome = iota
+	// Allow lets the request through to the upstream.
+	Allow
+)
+
+func (o Outcome) String() string {
+	if o == Allow {
+		return "allow"
+	}
+	return "deny"
+}
+
+// Decision is the answer to one request. The zero value denies with CodeInternal.
+type Decision struct {
+	Outcome Outcome
+	// Code is the stable reason code: the same string in the denial, the log and the metrics.
+	Code Code
+	// Rule is the name of the route that decided, when one matched.
+	Rule string
+	// Detail is one sentence an agent can act on. Never carries secrets.
+	Detail string
+	// Violations lists each offending field or parameter of a malformed request.
+	Violations []Violation
+	// Grant is what the upstream request gets on allow: headers to set and remove. It is shared
+	// by every decision of the same route and must not be modified.
+	Grant *Grant
+	// RemoveQuery lists query parameters to strip before the upstream sees the request.
+	RemoveQuery []string
+}
+
+// Allowed reports whether the decision lets the request through.
+func (d *Decision) Allowed() bool { return d.Outcome == Allow && d.Code == CodeAllowed }
+
+// Status is the HTTP status of the decision: 200 on allow, the code's status on deny.
+func (d *Decision) Status() int {
+	if d.Allowed() {
+		return 200
+	}
+	return d.Code.Status()
+}
+
+// Violation is one offending part of a request.
+type Violation struct {
+	// Field locates the offending part: "query.limit", "path.id", "header.x-http-method-override".
+	Field string `json:"field"`
+	// Rule names the broken rule: "enum", "maximum", "unknown", "repeated", "pattern", ...
+	Rule string `json:"rule"`
+	// Message says what is wrong in a few words, e.g. "must be at most 100".
+	Message string `json:"message"`
+}
+
+// Grant is what an allowed request carries to the upstream, compiled once per host.
+type Grant struct {
+	// Set lists headers to set (replacing any the agent sent).
+	Set []Header
+	// Remove lists headers to remove from the agent's request.
+	Remove []string
+}
+
+// Header is one header to set. Its value may be a credential and is never logged.
+type Header struct {
+	Name  string
+	Value Secret
+}
+
+// Secret holds a credential. It prints as a placeholder so that it cannot leak into logs.
+type Secret string
+
+// Reveal returns the credential itself, for the response to Envoy only.
+func (s Secret) Reveal() string { return string(s) }
+
+func (Secret) String() string   { return "[redacted]" }
+func (Secret) GoString() string { return "[redacted]" }
+
+// MarshalText keeps secrets out of JSON and text encodings.
+func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Denied returns a deny decision with code, detail and violations.
+func Denied(code Code, detail string, violations ...Violation) Decision {
+	return Decision{Outcome: Deny, Code: code, Detail: detail, Violations: violations}
+}

@@ -1,0 +1,150 @@
+package extauthz
+
+import (
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+// PartialBodyHeader is the header Envoy adds to every check that carries a body: "true" when it
+// cut the body short at max_request_bytes.
+const PartialBodyHeader = "x-envoy-auth-partial-body"
+
+// mapHeaders reads Envoy's "headers" map: lower-case names, repeated headers joined by ",".
+type mapHeaders map[string]string
+
+func (h mapHeaders) Get(name string) (string, int) {
+	v, ok := h[name]
+	if !ok {
+		return "", 0
+	}
+	return v, 1
+}
+
+// rawHeaders reads Envoy's "header_map" (encode_raw_headers): one entry per header line.
+type rawHeaders []*corev3.HeaderValue
+
+func (h rawHeaders) Get(name string) (string, int) {
+	var first string
+	n := 0
+	for _, hv := range h {
+		if hv.GetKey() != name {
+			continue
+		}
+		if n == 0 {
+			first = headerValue(hv)
+		}
+		n++
+	}
+	return first, n
+}
+
+func headerValue(hv *corev3.HeaderValue) string {
+	if raw := hv.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return hv.GetValue()
+}
+
+var (
+	_ policy.Headers = mapHeaders(nil)
+	_ policy.Headers = rawHeaders(nil)
+)
+
+// malformed is a deny for a CheckRequest that Envoy could not have sent.
+func malformed(detail string) *decision.Decision {
+	d := decision.Denied(decision.CodeRequestMalformed, detail)
+	return &d
+}
+
+// ReadRequest reads a CheckRequest as Envoy fills it. It returns a deny instead of a request
+// when identity or a required part is missing or contradicts itself.
+func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
+	attrs := cr.GetAttributes()
+	httpReq := attrs.GetRequest().GetHttp()
+	if httpReq == nil {
+		return policy.Request{}, malformed("The check carries no HTTP request attributes.")
+	}
+	var r policy.Request
+	// Identity comes from the peer certificate Envoy verified, never from request headers.
+	principal := attrs.GetSource().GetPrincipal()
+	if principal == "" {
+		d := decision.Denied(decision.CodeIdentityMissing,
+			"The request carries no agent identity; call through the mesh with your SPIFFE certificate.")
+		return r, &d
+	}
+	id, err := spiffeid.FromString(principal)
+	if err != nil {
+		d := decision.Denied(decision.CodeIdentityInvalid,
+			"Your certificate's identity is not a SPIFFE ID; use your SPIFFE certificate.")
+		return r, &d
+	}
+	r.Agent = id
+
+	if len(httpReq.GetHeaders()) > 0 && len(httpReq.GetHeaderMap().GetHeaders()) > 0 {
+		return r, malformed("The check carries both headers and header_map.")
+	}
+	if hm := httpReq.GetHeaderMap(); hm != nil {
+		r.Headers = rawHeaders(hm.GetHeaders())
+	} else {
+		r.Headers = mapHeaders(httpReq.GetHeaders())
+	}
+
+	r.Method = httpReq.GetMethod()
+	r.Host = httpReq.GetHost()
+	r.Target = httpReq.GetPath()
+	// The pseudo-headers, when present, must say the same as the fields: a disagreement means
+	// two readers of this request could see two different requests.
+	for _, pair := range [...]struct{ header, field string }{
+		{":method", r.Method}, {":path", r.Target}, {":authority", r.Host},
+	} {
+		v, n := r.Headers.Get(pair.header)
+		switch {
+		case n > 1:
+			return r, malformed("The request repeats " + pair.header + ".")
+		case n == 1 && pair.field == "":
+			// Older Envoys leave some fields empty; the pseudo-header is then authoritative.
+			switch pair.header {
+			case ":method":
+				r.Method = v
+			case ":path":
+				r.Target = v
+			case ":authority":
+				r.Host = v
+			}
+		case n == 1 && v != pair.field:
+			return r, malformed("The request's " + pair.header + " header contradicts its attributes.")
+		}
+	}
+	if _, n := r.Headers.Get("host"); n > 0 {
+		if v, _ := r.Headers.Get("host"); n > 1 || !strings.EqualFold(v, r.Host) {
+			return r, malformed("The request's host header contradicts its :authority.")
+		}
+	}
+	if r.Method == "" || r.Target == "" || r.Host == "" {
+		return r, malformed("The request lacks a method, path or host.")
+	}
+
+	switch {
+	case httpReq.GetBody() != "" && len(httpReq.GetRawBody()) > 0:
+		return r, malformed("The check carries both body and raw_body.")
+	case len(httpReq.GetRawBody()) > 0:
+		r.Body = httpReq.GetRawBody()
+	case httpReq.GetBody() != "":
+		r.Body = []byte(httpReq.GetBody())
+	}
+	if v, n := r.Headers.Get(PartialBodyHeader); n > 0 {
+		switch {
+		case n > 1 || (v != "true" && v != "false"):
+			return r, malformed("The request carries a malformed " + PartialBodyHeader + " header.")
+		case v == "true":
+			r.BodyPartial = true
+		}
+	}
+	return r, nil
+}

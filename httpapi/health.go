@@ -1,0 +1,52 @@
+// Package httpapi serves agentauthz's HTTP listener: liveness and readiness for orchestrators,
+// and the routes later parts of the service add (approvals, metrics).
+package httpapi
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+// Health answers /healthz (the process is up) and /readyz (a policy is loaded, so Check
+// decides instead of refusing everything with policy_not_loaded).
+type Health struct {
+	Store *policy.Store
+}
+
+// Register adds the health routes to mux.
+func (h Health) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /healthz", h.healthz)
+	mux.HandleFunc("GET /readyz", h.readyz)
+}
+
+func (Health) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+func (h Health) readyz(w http.ResponseWriter, _ *http.Request) {
+	snap := h.Store.Load()
+	if snap == nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
+			"status": "not ready",
+			"reason": "no policy loaded yet",
+		})
+		return
+	}
+	st := snap.Stats()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"status":          "ready",
+		"policy_revision": snap.Revision(),
+		"agents":          st.Agents,
+		"hosts":           st.Hosts,
+		"routes":          st.Routes,
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("content-type", "application/json")
+	w.Header().Set("cache-control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}

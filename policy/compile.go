@@ -1,0 +1,349 @@
+package policy
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauthz/agentauthz/decision"
+	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
+)
+
+// SecretRef says where one injected credential comes from.
+type SecretRef struct {
+	Env  string // environment variable, or
+	File string // file path, already resolved against the policy file's directory
+}
+
+func (r SecretRef) String() string {
+	if r.Env != "" {
+		return "environment variable " + r.Env
+	}
+	return "file " + r.File
+}
+
+// SecretSource reads a credential. Load calls it once per injected header.
+type SecretSource func(SecretRef) (string, error)
+
+// EnvAndFiles reads credentials from the process environment and the file system. An unset or
+// empty variable or file is an error: a host must not be called without its credential.
+func EnvAndFiles(ref SecretRef) (string, error) {
+	if ref.Env != "" {
+		v, ok := os.LookupEnv(ref.Env)
+		if !ok || v == "" {
+			return "", fmt.Errorf("environment variable %s is not set", ref.Env)
+		}
+		return v, nil
+	}
+	b, err := os.ReadFile(ref.File)
+	if err != nil {
+		return "", fmt.Errorf("cannot read credential file: %v", err)
+	}
+	v := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+	if v == "" {
+		return "", fmt.Errorf("credential file %s is empty", ref.File)
+	}
+	return v, nil
+}
+
+// Placeholders stands in for credentials where none must be read (lint, offline checks).
+func Placeholders(ref SecretRef) (string, error) { return "<" + ref.String() + ">", nil }
+
+// Options tune Load.
+type Options struct {
+	// Secrets reads injected credentials; nil means EnvAndFiles.
+	Secrets SecretSource
+}
+
+// Load decodes, validates and compiles policy files into a Snapshot. Every problem in every
+// file is reported at once, as Problems.
+func Load(files []File, opts Options) (*Snapshot, error) {
+	if len(files) == 0 {
+		return nil, Problems{"policy: no policy files"}
+	}
+	sources, problems := decode(files)
+	if len(problems) > 0 {
+		return nil, problems
+	}
+	if opts.Secrets == nil {
+		opts.Secrets = EnvAndFiles
+	}
+	c := compiler{
+		opts: opts,
+		snap: &Snapshot{
+			revision:     revision(files),
+			trustDomains: map[spiffeid.TrustDomain]struct{}{},
+			agents:       map[spiffeid.ID]*agent{},
+			hosts:        map[string]*host{},
+			scopeIndex:   map[string]int{},
+		},
+		agentAt:  map[spiffeid.ID]string{},
+		hostAt:   map[string]string{},
+		routeAt:  map[string]string{},
+		scopeUse: map[string]bool{},
+	}
+	for i := range sources {
+		c.trustDomains(&sources[i])
+	}
+	for i := range sources {
+		c.agents(&sources[i])
+		c.hosts(&sources[i])
+	}
+	if len(c.snap.trustDomains) == 0 && len(c.problems) == 0 {
+		c.problems = append(c.problems, "policy: no trust_domains: name at least one SPIFFE trust domain")
+	}
+	if len(c.problems) > 0 {
+		return nil, c.problems
+	}
+	return c.snap, nil
+}
+
+type compiler struct {
+	opts     Options
+	snap     *Snapshot
+	problems Problems
+	agentAt  map[spiffeid.ID]string // where each agent is defined
+	hostAt   map[string]string
+	routeAt  map[string]string
+	scopeUse map[string]bool
+}
+
+func (c *compiler) addf(src *source, at, format string, args ...any) {
+	c.problems = append(c.problems, src.at(at, format, args...))
+}
+
+func (c *compiler) trustDomains(src *source) {
+	for i, name := range src.policy.GetTrustDomains() {
+		td, err := spiffeid.TrustDomainFromString(name)
+		if err != nil {
+			c.addf(src, fmt.Sprintf("trust_domains[%d]", i), "not a SPIFFE trust domain: %v", err)
+			continue
+		}
+		c.snap.trustDomains[td] = struct{}{}
+	}
+}
+
+func (c *compiler) scope(name string) int {
+	if i, ok := c.snap.scopeIndex[name]; ok {
+		return i
+	}
+	i := len(c.snap.scopeNames)
+	c.snap.scopeIndex[name] = i
+	c.snap.scopeNames = append(c.snap.scopeNames, name)
+	return i
+}
+
+func (c *compiler) agents(src *source) {
+	for i, a := range src.policy.GetAgents() {
+		at := fmt.Sprintf("agents[%d]", i)
+		id, err := spiffeid.FromString(a.GetId())
+		if err != nil {
+			c.addf(src, at+".id", "not a SPIFFE ID: %v", err)
+			continue
+		}
+		if _, ok := c.snap.trustDomains[id.TrustDomain()]; !ok {
+			c.addf(src, at+".id", "trust domain %q is not in trust_domains", id.TrustDomain().Name())
+			continue
+		}
+		if first, dup := c.agentAt[id]; dup {
+			c.addf(src, at+".id", "agent %s is already defined at %s", id, first)
+			continue
+		}
+		c.agentAt[id] = src.file.Name + " " + at
+		ag := &agent{id: id}
+		for _, s := range a.GetScopes() {
+			ag.grant(c.scope(s))
+		}
+		c.snap.agents[id] = ag
+	}
+}
+
+func (c *compiler) hosts(src *source) {
+	for i, h := range src.policy.GetHosts() {
+		at := fmt.Sprintf("hosts[%d]", i)
+		name := asciiLower(h.GetName())
+		if first, dup := c.hostAt[name]; dup {
+			c.addf(src, at+".name", "host %s is already defined at %s", name, first)
+			continue
+		}
+		c.hostAt[name] = src.file.Name + " " + at
+		hs := &host{name: name, root: &node{}, grant: c.grant(src, at, h)}
+		for j, r := range h.GetRoutes() {
+			c.route(src, fmt.Sprintf("%s.routes[%d]", at, j), hs, r)
+		}
+		c.snap.hosts[name] = hs
+	}
+}
+
+// grant compiles what an allowed request to the host carries: credentials read now, once.
+func (c *compiler) grant(src *source, at string, h *policyv1.Host) *decision.Grant {
+	g := &decision.Grant{Remove: append([]string(nil), h.GetRemoveHeaders()...)}
+	set := map[string]bool{}
+	for i, ih := range h.GetInjectHeaders() {
+		hat := fmt.Sprintf("%s.inject_headers[%d]", at, i)
+		name := ih.GetName()
+		if set[name] {
+			c.addf(src, hat+".name", "header %s is injected twice", name)
+			continue
+		}
+		set[name] = true
+		if isPseudoOrHopHeader(name) {
+			c.addf(src, hat+".name", "header %s cannot be injected", name)
+			continue
+		}
+		ref := SecretRef{Env: ih.GetEnv(), File: ih.GetFile()}
+		if ref.File != "" {
+			if src.file.Dir == "" && !filepath.IsAbs(ref.File) {
+				c.addf(src, hat+".file", "an embedded policy cannot read credential files by relative path")
+				continue
+			}
+			if !filepath.IsAbs(ref.File) {
+				ref.File = filepath.Join(src.file.Dir, ref.File)
+			}
+		}
+		v, err := c.opts.Secrets(ref)
+		if err != nil {
+			c.addf(src, hat, "credential for header %s: %v", name, err)
+			continue
+		}
+		if strings.ContainsAny(v, "\r\n\x00") {
+			c.addf(src, hat, "credential for header %s contains a line break or NUL", name)
+			continue
+		}
+		g.Set = append(g.Set, decision.Header{Name: name, Value: decision.Secret(ih.GetPrefix() + v)})
+	}
+	// A header both removed and injected is simply replaced; removing it after setting it
+	// would drop the credential, so it is not in the remove list.
+	kept := g.Remove[:0]
+	for _, r := range g.Remove {
+		if !set[r] {
+			kept = append(kept, r)
+		}
+	}
+	g.Remove = kept
+	return g
+}
+
+func isPseudoOrHopHeader(name string) bool {
+	switch name {
+	case "host", "connection", "content-length", "transfer-encoding", "te", "upgrade", "keep-alive", "proxy-connection":
+		return true
+	}
+	return strings.HasPrefix(name, ":")
+}
+
+func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
+	if first, dup := c.routeAt[r.GetName()]; dup {
+		c.addf(src, at+".name", "route name %q is already used at %s", r.GetName(), first)
+		return
+	}
+	c.routeAt[r.GetName()] = src.file.Name + " " + at
+	segments, names, err := splitTemplate(r.GetPath())
+	if err != nil {
+		c.addf(src, at+".path", "%v", err)
+		return
+	}
+	cr := &route{
+		name:     r.GetName(),
+		method:   r.GetMethod(),
+		template: r.GetPath(),
+		scope:    c.scope(r.GetScope()),
+		strip:    r.GetStripUnknownQuery(),
+		grant:    hs.grant,
+		nparams:  len(names),
+	}
+	ok := true
+	for i, name := range names {
+		p, found := r.GetParams()[name]
+		if !found {
+			c.addf(src, at+".path", "path parameter {%s} has no type: add it under params", name)
+			ok = false
+			continue
+		}
+		if p.GetRequired() || p.GetRepeatable() {
+			c.addf(src, at+".params."+name, "path parameters are always required and single: remove required and repeatable")
+			ok = false
+		}
+		cp, err := compileParam("path."+name, name, p)
+		if err != nil {
+			c.addf(src, at+".params."+name, "%v", err)
+			ok = false
+			continue
+		}
+		cr.params[i] = cp
+	}
+	for _, name := range sortedKeys(r.GetParams()) {
+		if !contains(names, name) {
+			c.addf(src, at+".params."+name, "parameter %q is not in the path %s", name, r.GetPath())
+			ok = false
+		}
+	}
+	if len(r.GetQuery()) > maxQueryParams {
+		c.addf(src, at+".query", "at most %d query parameters per route", maxQueryParams)
+		return
+	}
+	cr.query = make(map[string]*param, len(r.GetQuery()))
+	for _, name := range sortedKeys(r.GetQuery()) {
+		if isMethodOverrideParam(name) {
+			c.addf(src, at+".query."+name, "%s asks upstreams to change the method and cannot be allowed", name)
+			ok = false
+			continue
+		}
+		cp, err := compileParam("query."+name, name, r.GetQuery()[name])
+		if err != nil {
+			c.addf(src, at+".query."+name, "%v", err)
+			ok = false
+			continue
+		}
+		cp.index = len(cr.query)
+		cr.query[name] = cp
+		if cp.required {
+			cr.required = append(cr.required, cp)
+		}
+	}
+	if !ok {
+		return
+	}
+	if err := hs.root.insert(cr, segments); err != nil {
+		c.addf(src, at, "%v", err)
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// asciiLower lower-cases ASCII letters only. strings.ToLower would also fold non-ASCII
+// look-alikes (the Kelvin sign becomes "k"), letting a forged host match a real one.
+func asciiLower(s string) string {
+	for i := 0; i < len(s); i++ {
+		if 'A' <= s[i] && s[i] <= 'Z' {
+			b := []byte(s)
+			for j := i; j < len(b); j++ {
+				if 'A' <= b[j] && b[j] <= 'Z' {
+					b[j] += 'a' - 'A'
+				}
+			}
+			return string(b)
+		}
+	}
+	return s
+}

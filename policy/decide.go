@@ -1,0 +1,220 @@
+package policy
+
+import (
+	"strings"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/target"
+)
+
+// Headers gives read access to the request headers, by lower-case name.
+type Headers interface {
+	// Get returns the first value of a header and how many times the header appears.
+	Get(name string) (value string, n int)
+}
+
+// Request is what the policy decides on. The edge fills it from Envoy's CheckRequest.
+type Request struct {
+	// Agent is the caller's SPIFFE ID, authenticated at the edge. The zero ID is no identity.
+	Agent spiffeid.ID
+	// Method is the HTTP method, exact.
+	Method string
+	// Host is the :authority, as sent.
+	Host string
+	// Target is the raw, undecoded path with its query.
+	Target string
+	// Headers are the request headers. Never nil.
+	Headers Headers
+	// Body is the request body as Envoy forwarded it, if it did.
+	Body []byte
+	// BodyPartial is set when Envoy cut the body short (x-envoy-auth-partial-body: true).
+	BodyPartial bool
+}
+
+// methodOverrideHeaders ask an upstream framework to treat the request as another method.
+var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override", "x-original-method"}
+
+func isMethodOverrideParam(name string) bool {
+	switch strings.ToLower(name) {
+	case "_method", "x-http-method-override", "x-http-method", "x-method-override":
+		return true
+	}
+	return false
+}
+
+// Decide decides one request. It never fails: what it cannot allow, it denies with a reason.
+func (s *Snapshot) Decide(r *Request) decision.Decision {
+	if r.Agent.IsZero() {
+		return decision.Denied(decision.CodeIdentityMissing,
+			"The request carries no agent identity; call through the mesh with your SPIFFE certificate.")
+	}
+	if _, ok := s.trustDomains[r.Agent.TrustDomain()]; !ok {
+		return decision.Denied(decision.CodeTrustDomainUnknown,
+			"Your SPIFFE trust domain is not accepted here; do not retry.")
+	}
+	ag := s.agents[r.Agent]
+	if ag == nil {
+		return decision.Denied(decision.CodeAgentUnknown,
+			"Your SPIFFE ID is not a registered agent; do not retry, ask an operator to register it.")
+	}
+	if r.Method == "" || r.Host == "" || r.Target == "" {
+		return decision.Denied(decision.CodeRequestMalformed, "The request lacks a method, host or path.")
+	}
+	for _, h := range methodOverrideHeaders {
+		if _, n := r.Headers.Get(h); n > 0 {
+			return decision.Denied(decision.CodeMethodOverride,
+				"Method override headers are refused; send the request with the method you mean.",
+				decision.Violation{Field: "header." + h, Rule: "forbidden", Message: "must not be sent"})
+		}
+	}
+	t, err := target.Parse(r.Target)
+	if err != nil {
+		return targetDenied(err.(*target.Error))
+	}
+	h := s.hosts[hostKey(r.Host)]
+	if h == nil {
+		return decision.Denied(decision.CodeHostUnknown,
+			"No agent may call this host; check the host name, without port.")
+	}
+	var vals [maxPathParams]string
+	rt := h.root.match(r.Method, t.Path, &vals, 0)
+	if rt == nil {
+		return decision.Denied(decision.CodeRouteUnknown,
+			"No route allows this method and path; do not retry it, use a documented endpoint.")
+	}
+	if !ag.holds(rt.scope) {
+		d := decision.Denied(decision.CodeScopeMissing,
+			"This route needs scope "+s.scopeNames[rt.scope]+", which you do not hold; do not retry.")
+		d.Rule = rt.name
+		return d
+	}
+	d := rt.check(r, t, &vals)
+	d.Rule = rt.name
+	return d
+}
+
+// check validates what the route types: path parameters, query, body.
+func (rt *route) check(r *Request, t target.Target, vals *[maxPathParams]string) decision.Decision {
+	var violations []decision.Violation
+	for i := 0; i < rt.nparams; i++ {
+		if v, ok := rt.params[i].check(target.UnescapePath(vals[i])); !ok {
+			violations = append(violations, v)
+		}
+	}
+	if len(violations) > 0 {
+		return decision.Denied(decision.CodePathParamInvalid,
+			"A path parameter is invalid; fix it as the violations say.", violations...)
+	}
+	var strip []string
+	violations, strip = rt.checkQuery(t.Query)
+	if len(violations) > 0 {
+		code := decision.CodeQueryInvalid
+		detail := "The query is invalid; fix the listed parameters and retry."
+		for _, v := range violations {
+			if v.Rule == "method_override" {
+				code, detail = decision.CodeMethodOverride, "Method override parameters are refused; send the request with the method you mean."
+			}
+		}
+		return decision.Denied(code, detail, violations...)
+	}
+	if hasBody(r) {
+		return decision.Denied(decision.CodeBodyNotAllowed,
+			"This route takes no request body; send the request without one.",
+			decision.Violation{Field: "body", Rule: "forbidden", Message: "must be empty"})
+	}
+	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant, RemoveQuery: strip}
+}
+
+// maxViolations bounds what one denial lists.
+const maxViolations = 16
+
+// checkQuery checks every parameter of a query that target.Parse accepted.
+func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []string) {
+	var counts [maxQueryParams]uint8 // by param.index
+	add := func(v decision.Violation) {
+		if len(violations) < maxViolations {
+			violations = append(violations, v)
+		}
+	}
+	for rest := q; rest != ""; {
+		var rawName, rawValue string
+		rawName, rawValue, rest, _ = target.NextParam(rest)
+		name := target.Unescape(rawName)
+		if isMethodOverrideParam(name) {
+			add(decision.Violation{Field: "query." + name, Rule: "method_override", Message: "must not be sent"})
+			continue
+		}
+		p := rt.query[name]
+		if p == nil {
+			if rt.strip && rawName == name && !rt.declaredFold(name) {
+				if !contains(strip, name) {
+					strip = append(strip, name)
+				}
+				continue
+			}
+			add(decision.Violation{Field: "query." + name, Rule: "unknown", Message: "is not a parameter of this route"})
+			continue
+		}
+		if counts[p.index] < 2 {
+			counts[p.index]++
+		}
+		if counts[p.index] == 2 && !p.repeatable {
+			add(decision.Violation{Field: p.field, Rule: "repeated", Message: "must be given at most once"})
+		}
+		if v, ok := p.check(target.Unescape(rawValue)); !ok {
+			add(v)
+		}
+	}
+	for _, p := range rt.required {
+		if counts[p.index] == 0 {
+			add(decision.Violation{Field: p.field, Rule: "required", Message: "is required"})
+		}
+	}
+	return violations, strip
+}
+
+// declaredFold reports whether name differs from a declared parameter only by case: some
+// frameworks read query names case-insensitively, so such a name is refused, never stripped.
+func (rt *route) declaredFold(name string) bool {
+	for k := range rt.query {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// hasBody reports whether the request carries a body, forwarded or only announced.
+func hasBody(r *Request) bool {
+	if len(r.Body) > 0 || r.BodyPartial {
+		return true
+	}
+	if v, n := r.Headers.Get("content-length"); n > 0 && v != "0" {
+		return true
+	}
+	_, n := r.Headers.Get("transfer-encoding")
+	return n > 0
+}
+
+// hostKey lower-cases an ASCII host; a host with any other byte matches no host.
+func hostKey(h string) string {
+	for i := 0; i < len(h); i++ {
+		if h[i] >= 0x80 || h[i] <= 0x20 {
+			return ""
+		}
+	}
+	return asciiLower(h)
+}
+
+func targetDenied(e *target.Error) decision.Decision {
+	if e.Part == "query" {
+		return decision.Denied(decision.CodeQueryInvalid,
+			"The query string is malformed or ambiguous; encode it plainly and retry.",
+			decision.Violation{Field: "query", Rule: e.Rule, Message: e.Message})
+	}
+	return decision.Denied(decision.CodePathAmbiguous,
+		"The path is ambiguous or malformed; send the plain, normalised path.",
+		decision.Violation{Field: "path", Rule: e.Rule, Message: e.Message})
+}

@@ -1,0 +1,184 @@
+package policy
+
+import (
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/agentauthz/agentauthz/decision"
+	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
+)
+
+// defaultMaxLength bounds string parameters that declare no max_length.
+const defaultMaxLength = 1024
+
+type paramKind uint8
+
+const (
+	kindString paramKind = iota + 1
+	kindInteger
+	kindBoolean
+	kindUUID
+)
+
+// param is a compiled parameter type. Its messages are built at load so that a denial costs
+// no formatting.
+type param struct {
+	name       string
+	index      int    // position among the route's query parameters
+	field      string // "path.id", "query.limit"
+	kind       paramKind
+	re         *regexp.Regexp
+	enum       map[string]struct{}
+	minLen     int
+	maxLen     int
+	min, max   int64
+	hasMin     bool
+	hasMax     bool
+	required   bool
+	repeatable bool
+
+	msgEnum, msgPattern, msgMinLen, msgMaxLen, msgMin, msgMax string
+}
+
+func compileParam(field, name string, p *policyv1.Param) (*param, error) {
+	c := &param{
+		name:       name,
+		field:      field,
+		required:   p.GetRequired(),
+		repeatable: p.GetRepeatable(),
+		maxLen:     defaultMaxLength,
+	}
+	switch p.GetType() {
+	case "string":
+		c.kind = kindString
+	case "integer":
+		c.kind = kindInteger
+	case "boolean":
+		c.kind = kindBoolean
+	case "uuid":
+		c.kind = kindUUID
+	default:
+		return nil, fmt.Errorf("unknown type %q", p.GetType())
+	}
+	if p.GetPattern() != "" {
+		re, err := regexp.Compile(`^(?:` + p.GetPattern() + `)$`)
+		if err != nil {
+			return nil, fmt.Errorf("pattern: %v", err)
+		}
+		c.re = re
+		c.msgPattern = "must match " + p.GetPattern()
+	}
+	if len(p.GetEnum()) > 0 {
+		c.enum = make(map[string]struct{}, len(p.GetEnum()))
+		for _, v := range p.GetEnum() {
+			c.enum[v] = struct{}{}
+		}
+		c.msgEnum = "must be one of " + strings.Join(p.GetEnum(), ", ")
+	}
+	if p.MinLength != nil {
+		c.minLen = int(p.GetMinLength())
+		c.msgMinLen = fmt.Sprintf("must be at least %d bytes long", c.minLen)
+	}
+	if p.MaxLength != nil {
+		c.maxLen = int(p.GetMaxLength())
+	}
+	c.msgMaxLen = fmt.Sprintf("must be at most %d bytes long", c.maxLen)
+	if p.Minimum != nil {
+		c.min, c.hasMin = p.GetMinimum(), true
+		c.msgMin = fmt.Sprintf("must be at least %d", c.min)
+	}
+	if p.Maximum != nil {
+		c.max, c.hasMax = p.GetMaximum(), true
+		c.msgMax = fmt.Sprintf("must be at most %d", c.max)
+	}
+	return c, nil
+}
+
+// check returns the violation of a decoded value, if any.
+func (p *param) check(v string) (decision.Violation, bool) {
+	bad := func(rule, msg string) (decision.Violation, bool) {
+		return decision.Violation{Field: p.field, Rule: rule, Message: msg}, false
+	}
+	switch p.kind {
+	case kindInteger:
+		n, ok := parseInteger(v)
+		if !ok {
+			return bad("type", "must be a base-10 integer")
+		}
+		if p.hasMin && n < p.min {
+			return bad("minimum", p.msgMin)
+		}
+		if p.hasMax && n > p.max {
+			return bad("maximum", p.msgMax)
+		}
+	case kindBoolean:
+		if v != "true" && v != "false" {
+			return bad("type", "must be true or false")
+		}
+	case kindUUID:
+		if !isUUID(v) {
+			return bad("type", "must be a lower-case UUID")
+		}
+	case kindString:
+		if !utf8.ValidString(v) {
+			return bad("type", "must be valid UTF-8")
+		}
+		if len(v) < p.minLen {
+			return bad("min_length", p.msgMinLen)
+		}
+		if len(v) > p.maxLen {
+			return bad("max_length", p.msgMaxLen)
+		}
+		if p.enum != nil {
+			if _, ok := p.enum[v]; !ok {
+				return bad("enum", p.msgEnum)
+			}
+		}
+		if p.re != nil && !p.re.MatchString(v) {
+			return bad("pattern", p.msgPattern)
+		}
+	default:
+		return bad("type", "has no type")
+	}
+	return decision.Violation{}, true
+}
+
+// parseInteger accepts what every integer parser reads the same way: an optional "-", then
+// digits without leading zeros, within int64.
+func parseInteger(s string) (int64, bool) {
+	digits := strings.TrimPrefix(s, "-")
+	if digits == "" || len(digits) > 19 || (len(digits) > 1 && digits[0] == '0') || s == "-0" {
+		return 0, false
+	}
+	for i := 0; i < len(digits); i++ {
+		if digits[i] < '0' || digits[i] > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	return n, err == nil
+}
+
+// isUUID accepts the canonical lower-case 8-4-4-4-12 form only.
+func isUUID(s string) bool {
+	if len(s) != 36 {
+		return false
+	}
+	for i := 0; i < 36; i++ {
+		c := s[i]
+		switch i {
+		case 8, 13, 18, 23:
+			if c != '-' {
+				return false
+			}
+		default:
+			if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}

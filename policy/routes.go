@@ -1,0 +1,156 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/target"
+)
+
+// maxPathParams bounds the parameters of one path template, so that matching captures them
+// into a fixed array instead of allocating.
+const maxPathParams = 16
+
+// maxQueryParams bounds the query parameters of one route, so that counting them needs no map.
+const maxQueryParams = 64
+
+// route is a compiled route.
+type route struct {
+	name     string
+	method   string
+	template string
+	scope    int // index into the snapshot's scope names
+	params   [maxPathParams]*param
+	nparams  int
+	query    map[string]*param
+	required []*param // query parameters that must be present
+	strip    bool
+	grant    *decision.Grant
+}
+
+// node is one segment position of a host's path tree. A request path walks it segment by
+// segment: a literal child first, then the parameter child, backtracking if the literal branch
+// leads nowhere. Matching costs the depth of the path, not the number of routes.
+type node struct {
+	literal map[string]*node
+	param   *node
+	// routes by method, at the node where a template ends.
+	routes map[string]*route
+}
+
+// insert adds r under its template; it refuses a second route for the same method and shape.
+func (n *node) insert(r *route, segments []string) error {
+	for _, seg := range segments {
+		if isParamSegment(seg) {
+			if n.param == nil {
+				n.param = &node{}
+			}
+			n = n.param
+			continue
+		}
+		if n.literal == nil {
+			n.literal = map[string]*node{}
+		}
+		child := n.literal[seg]
+		if child == nil {
+			child = &node{}
+			n.literal[seg] = child
+		}
+		n = child
+	}
+	if n.routes == nil {
+		n.routes = map[string]*route{}
+	}
+	if other, dup := n.routes[r.method]; dup {
+		return fmt.Errorf("%s %s has the same method and path shape as route %q (%s)", r.method, r.template, other.name, other.template)
+	}
+	n.routes[r.method] = r
+	return nil
+}
+
+// match finds the route for method and a path that target.Parse accepted, capturing the raw
+// parameter segments into vals.
+func (n *node) match(method, path string, vals *[maxPathParams]string, depth int) *route {
+	seg, rest, ok := target.NextSegment(path)
+	if !ok {
+		return n.routes[method]
+	}
+	if child := n.literal[seg]; child != nil {
+		if r := child.match(method, rest, vals, depth); r != nil {
+			return r
+		}
+	}
+	if n.param != nil && depth < maxPathParams {
+		vals[depth] = seg
+		return n.param.match(method, rest, vals, depth+1)
+	}
+	return nil
+}
+
+func isParamSegment(seg string) bool {
+	return len(seg) > 2 && seg[0] == '{' && seg[len(seg)-1] == '}'
+}
+
+// splitTemplate splits "/v1/tickets/{id}" into its segments and parameter names, refusing
+// templates target.Parse would refuse as request paths.
+func splitTemplate(tmpl string) (segments, params []string, err error) {
+	if tmpl == "/" {
+		return nil, nil, nil
+	}
+	segments = strings.Split(tmpl[1:], "/")
+	for _, seg := range segments {
+		switch {
+		case isParamSegment(seg):
+			name := seg[1 : len(seg)-1]
+			if !validParamName(name) {
+				return nil, nil, fmt.Errorf("parameter %q: a name is letters, digits and _", seg)
+			}
+			for _, p := range params {
+				if p == name {
+					return nil, nil, fmt.Errorf("parameter {%s} appears twice", name)
+				}
+			}
+			params = append(params, name)
+		case strings.ContainsAny(seg, "{}"):
+			return nil, nil, fmt.Errorf("segment %q: a parameter takes a whole segment, like {id}", seg)
+		case seg == "." || seg == "..":
+			return nil, nil, fmt.Errorf("dot segments are not allowed")
+		case strings.Contains(seg, "%"):
+			return nil, nil, fmt.Errorf("segment %q: write literal segments unencoded", seg)
+		}
+	}
+	if len(params) > maxPathParams {
+		return nil, nil, fmt.Errorf("at most %d parameters per path", maxPathParams)
+	}
+	if _, err := target.Parse(tmplAsPath(segments)); err != nil {
+		return nil, nil, fmt.Errorf("a request could never match it: %v", err)
+	}
+	return segments, params, nil
+}
+
+// tmplAsPath replaces each parameter by a placeholder, to check literals as a request would.
+func tmplAsPath(segments []string) string {
+	var b strings.Builder
+	for _, s := range segments {
+		b.WriteByte('/')
+		if isParamSegment(s) {
+			s = "x"
+		}
+		b.WriteString(s)
+	}
+	return b.String()
+}
+
+func validParamName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || i > 0 && '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
