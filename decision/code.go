@@ -10,23 +10,23 @@ const (
 	CodeAllowed Code = "allowed"
 
 	// 401: who is calling could not be established.
-	CodeIdentityMissing     Code = "identity_missing"      // no peer principal at all
-	CodeIdentityInvalid     Code = "identity_invalid"      // the principal is not a SPIFFE ID
-	CodeTrustDomainUnknown  Code = "trust_domain_unknown"  // a SPIFFE ID from a trust domain the policy does not name
-	CodeAgentUnknown        Code = "agent_unknown"         // 403: a SPIFFE ID the policy has no agent for
-	CodeHostUnknown         Code = "host_unknown"          // 403: no such upstream host in the policy
-	CodeRouteUnknown        Code = "route_unknown"         // 403: no route for this method and path
-	CodeScopeMissing        Code = "scope_missing"         // 403: the route needs a scope the agent lacks
-	CodeRequestMalformed    Code = "request_malformed"     // 400: a request Envoy could not have sent, or missing parts
-	CodePathAmbiguous       Code = "path_ambiguous"        // 400: a path two parsers could read differently
-	CodeMethodOverride      Code = "method_override"       // 400: a header asking the upstream to use another method
-	CodePathParamInvalid    Code = "path_param_invalid"    // 400: a path parameter of the wrong type
-	CodeQueryInvalid        Code = "query_invalid"         // 400: a bad, unknown, missing or repeated query parameter
-	CodeBodyNotAllowed      Code = "body_not_allowed"      // 400: a body on a route that takes none
-	CodeInternal            Code = "internal_error"        // 503: agentauthz could not decide
-	CodeDeadlineExceeded    Code = "deadline_exceeded"     // 503: no decision in time
-	CodePolicyNotLoaded     Code = "policy_not_loaded"     // 503: no policy loaded yet
-	CodeUnavailableShutdown Code = "shutting_down"         // 503: the server is draining
+	CodeIdentityMissing     Code = "identity_missing"     // no peer principal at all
+	CodeIdentityInvalid     Code = "identity_invalid"     // the principal is not a SPIFFE ID
+	CodeTrustDomainUnknown  Code = "trust_domain_unknown" // a SPIFFE ID from a trust domain the policy does not name
+	CodeAgentUnknown        Code = "agent_unknown"        // 403: a SPIFFE ID the policy has no agent for
+	CodeHostUnknown         Code = "host_unknown"         // 403: no such upstream host in the policy
+	CodeRouteUnknown        Code = "route_unknown"        // 403: no route for this method and path
+	CodeScopeMissing        Code = "scope_missing"        // 403: the route needs a scope the agent lacks
+	CodeRequestMalformed    Code = "request_malformed"    // 400: a request Envoy could not have sent, or missing parts
+	CodePathAmbiguous       Code = "path_ambiguous"       // 400: a path two parsers could read differently
+	CodeMethodOverride      Code = "method_override"      // 400: a header asking the upstream to use another method
+	CodePathParamInvalid    Code = "path_param_invalid"   // 400: a path parameter of the wrong type
+	CodeQueryInvalid        Code = "query_invalid"        // 400: a bad, unknown, missing or repeated query parameter
+	CodeBodyNotAllowed      Code = "body_not_allowed"     // 400: a body on a route that takes none
+	CodeInternal            Code = "internal_error"       // 503: agentauthz could not decide
+	CodeDeadlineExceeded    Code = "deadline_exceeded"    // 503: no decision in time
+	CodePolicyNotLoaded     Code = "policy_not_loaded"    // 503: no policy loaded yet
+	CodeUnavailableShutdown Code = "shutting_down"        // 503: the server is draining
 )
 
 // Status is the HTTP status Envoy returns to the agent for a deny with this code. Unknown codes,
