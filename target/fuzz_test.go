@@ -77,3 +77,14 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkParseEncoded exercises the percent-decoding value check, which must not allocate.
+func BenchmarkParseEncoded(b *testing.B) {
+	const raw = "/v1/tickets?q=caf%C3%A9+%E2%82%AC&limit=10"
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := target.Parse(raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
