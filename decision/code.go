@@ -10,23 +10,36 @@ const (
 	CodeAllowed Code = "allowed"
 
 	// 401: who is calling could not be established.
-	CodeIdentityMissing     Code = "identity_missing"     // no peer principal at all
-	CodeIdentityInvalid     Code = "identity_invalid"     // the principal is not a SPIFFE ID
-	CodeTrustDomainUnknown  Code = "trust_domain_unknown" // a SPIFFE ID from a trust domain the policy does not name
-	CodeAgentUnknown        Code = "agent_unknown"        // 403: a SPIFFE ID the policy has no agent for
-	CodeHostUnknown         Code = "host_unknown"         // 403: no such upstream host in the policy
-	CodeRouteUnknown        Code = "route_unknown"        // 403: no route for this method and path
-	CodeScopeMissing        Code = "scope_missing"        // 403: the route needs a scope the agent lacks
-	CodeRequestMalformed    Code = "request_malformed"    // 400: a request Envoy could not have sent, or missing parts
-	CodePathAmbiguous       Code = "path_ambiguous"       // 400: a path two parsers could read differently
-	CodeMethodOverride      Code = "method_override"      // 400: a header asking the upstream to use another method
-	CodePathParamInvalid    Code = "path_param_invalid"   // 400: a path parameter of the wrong type
-	CodeQueryInvalid        Code = "query_invalid"        // 400: a bad, unknown, missing or repeated query parameter
-	CodeBodyNotAllowed      Code = "body_not_allowed"     // 400: a body on a route that takes none
-	CodeInternal            Code = "internal_error"       // 503: agentauthz could not decide
-	CodeDeadlineExceeded    Code = "deadline_exceeded"    // 503: no decision in time
-	CodePolicyNotLoaded     Code = "policy_not_loaded"    // 503: no policy loaded yet
-	CodeUnavailableShutdown Code = "shutting_down"        // 503: the server is draining
+	CodeIdentityMissing     Code = "identity_missing"      // no peer principal at all
+	CodeIdentityInvalid     Code = "identity_invalid"      // the principal is not a SPIFFE ID
+	CodeTrustDomainUnknown  Code = "trust_domain_unknown"  // a SPIFFE ID from a trust domain the policy does not name
+	CodeAgentUnknown        Code = "agent_unknown"         // 403: a SPIFFE ID the policy has no agent for
+	CodeHostUnknown         Code = "host_unknown"          // 403: no such upstream host in the policy
+	CodeRouteUnknown        Code = "route_unknown"         // 403: no route for this method and path
+	CodeScopeMissing        Code = "scope_missing"         // 403: the route needs a scope the agent lacks
+	CodeRequestMalformed    Code = "request_malformed"     // 400: a request Envoy could not have sent, or missing parts
+	CodePathAmbiguous       Code = "path_ambiguous"        // 400: a path two parsers could read differently
+	CodeMethodOverride      Code = "method_override"       // 400: a header asking the upstream to use another method
+	CodePathParamInvalid    Code = "path_param_invalid"    // 400: a path parameter of the wrong type
+	CodeQueryInvalid        Code = "query_invalid"         // 400: a bad, unknown, missing or repeated query parameter
+	CodeBodyNotAllowed      Code = "body_not_allowed"      // 400: a body on a route that takes none
+	CodeBodyMissing         Code = "body_missing"          // 400: the route needs a body and there is none
+	CodeBodyTooLarge        Code = "body_too_large"        // 413: longer than the route's limit
+	CodeBodyTruncated       Code = "body_truncated"        // 413: Envoy cut the body short (x-envoy-auth-partial-body: true)
+	CodeBodyContentType     Code = "body_content_type"     // 415: a content type the route does not take
+	CodeBodyEncoding        Code = "body_encoding"         // 415: a content-encoding agentauthz cannot read (gzip, ...)
+	CodeBodyMalformed       Code = "body_malformed"        // 400: not strict JSON / not a well-formed gRPC frame
+	CodeBodySchema          Code = "body_schema"           // 400: well-formed, but breaks the route's schema
+	CodeBodyUnavailable     Code = "body_unavailable"      // 503: the route needs the body but Envoy did not forward it
+	CodeGraphQLInvalid      Code = "graphql_invalid"       // 400: does not parse or validate against the schema, or bad variables
+	CodeGraphQLLimit        Code = "graphql_limit"         // 400: too deep, too many aliases, root fields, tokens or batch entries
+	CodeGraphQLOperation    Code = "graphql_operation"     // 403: an operation type the route does not allow (mutation, subscription)
+	CodeGraphQLField        Code = "graphql_field"         // 403: a field (or introspection) the agent may not select
+	CodeGraphQLNotPersisted Code = "graphql_not_persisted" // 403: not one of the route's persisted operations
+	CodeInternal            Code = "internal_error"        // 503: agentauthz could not decide
+	CodeDeadlineExceeded    Code = "deadline_exceeded"     // 503: no decision in time
+	CodePolicyNotLoaded     Code = "policy_not_loaded"     // 503: no policy loaded yet
+	CodeUnavailableShutdown Code = "shutting_down"         // 503: the server is draining
 )
 
 // Status is the HTTP status Envoy returns to the agent for a deny with this code. Unknown codes,
@@ -40,8 +53,15 @@ func (c Code) Status() int {
 	case CodeAgentUnknown, CodeHostUnknown, CodeRouteUnknown, CodeScopeMissing:
 		return 403
 	case CodeRequestMalformed, CodePathAmbiguous, CodeMethodOverride, CodePathParamInvalid,
-		CodeQueryInvalid, CodeBodyNotAllowed:
+		CodeQueryInvalid, CodeBodyNotAllowed, CodeBodyMissing, CodeBodyMalformed, CodeBodySchema,
+		CodeGraphQLInvalid, CodeGraphQLLimit:
 		return 400
+	case CodeGraphQLOperation, CodeGraphQLField, CodeGraphQLNotPersisted:
+		return 403
+	case CodeBodyTooLarge, CodeBodyTruncated:
+		return 413
+	case CodeBodyContentType, CodeBodyEncoding:
+		return 415
 	default:
 		return 503
 	}
@@ -80,6 +100,32 @@ func (c Code) Title() string {
 		return "Invalid query"
 	case CodeBodyNotAllowed:
 		return "Body not allowed"
+	case CodeBodyMissing:
+		return "Body missing"
+	case CodeBodyTooLarge:
+		return "Body too large"
+	case CodeBodyTruncated:
+		return "Body truncated"
+	case CodeBodyContentType:
+		return "Unsupported content type"
+	case CodeBodyEncoding:
+		return "Unsupported content encoding"
+	case CodeBodyMalformed:
+		return "Malformed body"
+	case CodeBodySchema:
+		return "Body breaks the schema"
+	case CodeBodyUnavailable:
+		return "Body not forwarded"
+	case CodeGraphQLInvalid:
+		return "Invalid GraphQL"
+	case CodeGraphQLLimit:
+		return "GraphQL limit exceeded"
+	case CodeGraphQLOperation:
+		return "GraphQL operation not allowed"
+	case CodeGraphQLField:
+		return "GraphQL field not allowed"
+	case CodeGraphQLNotPersisted:
+		return "GraphQL operation not persisted"
 	case CodeDeadlineExceeded:
 		return "Authorization timed out"
 	case CodePolicyNotLoaded:
