@@ -7,7 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"buf.build/go/protovalidate"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/agentauthz/agentauthz/decision"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
@@ -75,7 +77,6 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	c := compiler{
 		opts: opts,
 		snap: &Snapshot{
-			revision:     revision(files),
 			trustDomains: map[spiffeid.TrustDomain]struct{}{},
 			agents:       map[spiffeid.ID]*agent{},
 			hosts:        map[string]*host{},
@@ -85,7 +86,15 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		hostAt:   map[string]string{},
 		routeAt:  map[string]string{},
 		scopeUse: map[string]bool{},
+		messages: map[string]protoreflect.MessageType{},
+		refs:     map[string][]byte{},
 	}
+	validator, err := protovalidate.New()
+	if err != nil {
+		return nil, fmt.Errorf("policy: cannot build validator: %w", err)
+	}
+	c.validator = validator
+	c.protoFiles(sources)
 	for i := range sources {
 		c.trustDomains(&sources[i])
 	}
@@ -99,6 +108,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	if len(c.problems) > 0 {
 		return nil, c.problems
 	}
+	c.snap.revision = revision(files, c.refs)
 	return c.snap, nil
 }
 
@@ -110,6 +120,11 @@ type compiler struct {
 	hostAt   map[string]string
 	routeAt  map[string]string
 	scopeUse map[string]bool
+	// messages are the body message types compiled from the policy's proto_files.
+	messages  map[string]protoreflect.MessageType
+	validator protovalidate.Validator
+	// refs are the files the policy refers to, by path, for the revision.
+	refs map[string][]byte
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -304,6 +319,10 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		if cp.required {
 			cr.required = append(cr.required, cp)
 		}
+	}
+	if r.Body != nil {
+		cr.body = c.body(src, at+".body", r)
+		ok = ok && cr.body != nil
 	}
 	if !ok {
 		return

@@ -80,6 +80,11 @@ func (s *Snapshot) Decide(r *Request) decision.Decision {
 	}
 	var vals [maxPathParams]string
 	rt := h.root.match(r.Method, t.Path, &vals, 0)
+	if rt == ambiguousRoute {
+		return decision.Denied(decision.CodePathAmbiguous,
+			"The path is ambiguous or malformed; send the plain, normalised path.",
+			decision.Violation{Field: "path", Rule: "encoded_literal", Message: "percent-encodes a segment that names a route"})
+	}
 	if rt == nil {
 		return decision.Denied(decision.CodeRouteUnknown,
 			"No route allows this method and path; do not retry it, use a documented endpoint.")
@@ -90,13 +95,13 @@ func (s *Snapshot) Decide(r *Request) decision.Decision {
 		d.Rule = rt.name
 		return d
 	}
-	d := rt.check(r, t, &vals)
+	d := rt.check(r, ag, t, &vals)
 	d.Rule = rt.name
 	return d
 }
 
 // check validates what the route types: path parameters, query, body.
-func (rt *route) check(r *Request, t target.Target, vals *[maxPathParams]string) decision.Decision {
+func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathParams]string) decision.Decision {
 	var violations []decision.Violation
 	for i := 0; i < rt.nparams; i++ {
 		if v, ok := rt.params[i].check(target.UnescapePath(vals[i])); !ok {
@@ -119,7 +124,12 @@ func (rt *route) check(r *Request, t target.Target, vals *[maxPathParams]string)
 		}
 		return decision.Denied(code, detail, violations...)
 	}
-	if hasBody(r) {
+	switch {
+	case rt.body != nil:
+		if d := rt.body.check(r, ag); d.Code != "" {
+			return d
+		}
+	case hasBody(r):
 		return decision.Denied(decision.CodeBodyNotAllowed,
 			"This route takes no request body; send the request without one.",
 			decision.Violation{Field: "body", Rule: "forbidden", Message: "must be empty"})
@@ -157,7 +167,7 @@ func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []
 			add(decision.Violation{Field: "query." + name, Rule: "unknown", Message: "is not a parameter of this route"})
 			continue
 		}
-		if counts[p.index] < 2 {
+		if counts[p.index] < 3 { // 3: seen more than twice, already reported as repeated
 			counts[p.index]++
 		}
 		if counts[p.index] == 2 && !p.repeatable {

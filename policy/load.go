@@ -10,6 +10,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"buf.build/go/protovalidate"
@@ -23,10 +24,14 @@ import (
 type File struct {
 	// Name is how problems refer to the file, e.g. "policy/helpdesk.yaml".
 	Name string
-	// Dir is the directory relative file references (secrets in files) are resolved against.
-	// Empty for embedded files, which may not reference files.
+	// Dir is the directory on disk that credential files given by relative path are resolved
+	// against. Empty for embedded files, which may not reference credential files that way.
 	Dir  string
 	Data []byte
+	// FS and FSDir locate the files this one refers to (JSON Schemas, GraphQL schemas, .proto
+	// files): FSDir is the policy file's directory inside FS. Nil FS: it may refer to none.
+	FS    fs.FS
+	FSDir string
 }
 
 // IsPolicyFile reports whether a file name in a policy directory is a policy file: YAML, and
@@ -54,7 +59,8 @@ func ReadPath(p string) ([]File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy: %w", err)
 		}
-		return []File{{Name: p, Dir: filepath.Dir(p), Data: data}}, nil
+		dir := filepath.Dir(p)
+		return []File{{Name: p, Dir: dir, Data: data, FS: os.DirFS(dir), FSDir: "."}}, nil
 	}
 	entries, err := os.ReadDir(p)
 	if err != nil {
@@ -70,7 +76,7 @@ func ReadPath(p string) ([]File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy: %w", err)
 		}
-		files = append(files, File{Name: name, Dir: p, Data: data})
+		files = append(files, File{Name: name, Dir: p, Data: data, FS: os.DirFS(p), FSDir: "."})
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("policy: %s holds no policy files (*.yaml, *.yml)", p)
@@ -93,7 +99,7 @@ func ReadFS(fsys fs.FS, dir string) ([]File, error) {
 		if err != nil {
 			return nil, fmt.Errorf("policy: %w", err)
 		}
-		files = append(files, File{Name: path.Join(dir, e.Name()), Data: data})
+		files = append(files, File{Name: path.Join(dir, e.Name()), Data: data, FS: fsys, FSDir: dir})
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("policy: %s holds no policy files", dir)
@@ -136,7 +142,7 @@ func decode(files []File) ([]source, Problems) {
 		p := &policyv1.Policy{}
 		opts := protoyaml.UnmarshalOptions{Path: f.Name, Validator: validateFunc(validator.Validate)}
 		if err := opts.Unmarshal(f.Data, p); err != nil {
-			problems = append(problems, splitJoined(err)...)
+			problems = append(problems, splitJoined(f.Name, err)...)
 			continue
 		}
 		out = append(out, source{file: f, policy: p, positions: positions})
@@ -150,21 +156,70 @@ type validateFunc func(proto.Message, ...protovalidate.ValidationOption) error
 func (f validateFunc) Validate(m proto.Message) error { return f(m) }
 
 // splitJoined turns an errors.Join of decoding errors into one problem each.
-func splitJoined(err error) Problems {
+func splitJoined(file string, err error) Problems {
 	var joined interface{ Unwrap() []error }
 	if !errors.As(err, &joined) {
-		return Problems{strings.TrimRight(err.Error(), "\n")}
+		return Problems{problemLine(file, err.Error())}
 	}
 	var out Problems
 	for _, e := range joined.Unwrap() {
-		out = append(out, strings.TrimRight(e.Error(), "\n"))
+		out = append(out, problemLine(file, e.Error()))
 	}
+	// In reading order: the validator visits map entries in random order, and the same policy
+	// must list the same problems the same way every time.
+	sort.SliceStable(out, func(i, j int) bool {
+		li, ci := problemPos(file, out[i])
+		lj, cj := problemPos(file, out[j])
+		if li != lj {
+			return li < lj
+		}
+		if ci != cj {
+			return ci < cj
+		}
+		return out[i] < out[j]
+	})
 	return out
 }
 
-// revision is a short digest of every file's name and content, in name order.
-func revision(files []File) string {
+// problemPos reads the line and column of a problem line about file; 0, 0 if it has none.
+func problemPos(file, p string) (line, col int) {
+	rest, ok := strings.CutPrefix(p, file+":")
+	if !ok {
+		return 0, 0
+	}
+	l, rest, _ := strings.Cut(rest, ":")
+	c, _, _ := strings.Cut(rest, ":")
+	line, _ = strconv.Atoi(l)
+	col, _ = strconv.Atoi(c)
+	return line, col
+}
+
+// problemLine makes a decoder error one line, "file:line:col: message", like every other
+// problem: protoyaml writes "file:line:col message" followed by lines quoting the source.
+func problemLine(file, msg string) string {
+	msg, _, _ = strings.Cut(strings.TrimRight(msg, "\n"), "\n")
+	rest, ok := strings.CutPrefix(msg, file+":")
+	if !ok {
+		return file + ": " + msg
+	}
+	if pos, text, ok := strings.Cut(rest, " "); ok {
+		line, col, ok := strings.Cut(pos, ":")
+		if _, err := strconv.Atoi(line); err == nil && ok {
+			if _, err := strconv.Atoi(col); err == nil {
+				return file + ":" + pos + ": " + text
+			}
+		}
+	}
+	return msg
+}
+
+// revision is a short digest of every file's name and content, in name order: the policy files
+// and every file they refer to.
+func revision(files []File, refs map[string][]byte) string {
 	sorted := append([]File(nil), files...)
+	for name, data := range refs {
+		sorted = append(sorted, File{Name: "ref:" + name, Data: data})
+	}
 	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
 	h := sha256.New()
 	for _, f := range sorted {

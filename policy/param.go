@@ -64,6 +64,11 @@ func compileParam(field, name string, p *policyv1.Param) (*param, error) {
 		return nil, fmt.Errorf("unknown type %q", p.GetType())
 	}
 	if p.GetPattern() != "" {
+		// Compile the pattern alone first: "[0-9]+)|(.*" is not RE2, but wrapped as below it
+		// would compile to an unanchored alternation that matches anything.
+		if _, err := regexp.Compile(p.GetPattern()); err != nil {
+			return nil, fmt.Errorf("pattern: %v", err)
+		}
 		re, err := regexp.Compile(`^(?:` + p.GetPattern() + `)$`)
 		if err != nil {
 			return nil, fmt.Errorf("pattern: %v", err)

@@ -26,6 +26,7 @@ type route struct {
 	query    map[string]*param
 	required []*param // query parameters that must be present
 	strip    bool
+	body     *bodyRule // nil: the route takes no body
 	grant    *decision.Grant
 }
 
@@ -69,6 +70,9 @@ func (n *node) insert(r *route, segments []string) error {
 	return nil
 }
 
+// ambiguousRoute is what match returns for a path that names a literal route in encoded form.
+var ambiguousRoute = &route{}
+
 // match finds the route for method and a path that target.Parse accepted, capturing the raw
 // parameter segments into vals.
 func (n *node) match(method, path string, vals *[maxPathParams]string, depth int) *route {
@@ -82,6 +86,14 @@ func (n *node) match(method, path string, vals *[maxPathParams]string, depth int
 		}
 	}
 	if n.param != nil && depth < maxPathParams {
+		// A percent-encoded segment that decodes to a literal sibling ("%40me" next to "@me")
+		// is that literal to an upstream that decodes before routing: it must not pass as the
+		// parameter.
+		if len(n.literal) > 0 && strings.IndexByte(seg, '%') >= 0 {
+			if _, clash := n.literal[target.UnescapePath(seg)]; clash {
+				return ambiguousRoute
+			}
+		}
 		vals[depth] = seg
 		return n.param.match(method, rest, vals, depth+1)
 	}

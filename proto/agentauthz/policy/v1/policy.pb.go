@@ -36,7 +36,13 @@ type Policy struct {
 	// The agents and what each may do. An agent that is not listed is refused with 403.
 	Agents []*Agent `protobuf:"bytes,2,rep,name=agents,proto3" json:"agents,omitempty"`
 	// The upstream hosts agents may call, with their routes. Everything not listed is refused.
-	Hosts         []*Host `protobuf:"bytes,3,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	Hosts []*Host `protobuf:"bytes,3,rep,name=hosts,proto3" json:"hosts,omitempty"`
+	// .proto files defining the messages that body schemas name (message, grpc_message),
+	// relative to this policy file. They are compiled when the policy loads, so a new schema needs
+	// no rebuild; they may import each other, buf/validate/validate.proto and the well-known types.
+	ProtoFiles []string `protobuf:"bytes,4,rep,name=proto_files,json=protoFiles,proto3" json:"proto_files,omitempty"`
+	// GraphQL APIs that routes refer to by name (Route.graphql).
+	Graphql       []*GraphQLAPI `protobuf:"bytes,5,rep,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -88,6 +94,20 @@ func (x *Policy) GetAgents() []*Agent {
 func (x *Policy) GetHosts() []*Host {
 	if x != nil {
 		return x.Hosts
+	}
+	return nil
+}
+
+func (x *Policy) GetProtoFiles() []string {
+	if x != nil {
+		return x.ProtoFiles
+	}
+	return nil
+}
+
+func (x *Policy) GetGraphql() []*GraphQLAPI {
+	if x != nil {
+		return x.Graphql
 	}
 	return nil
 }
@@ -360,7 +380,13 @@ type Route struct {
 	// the request. Declared parameters are still checked.
 	StripUnknownQuery bool `protobuf:"varint,7,opt,name=strip_unknown_query,json=stripUnknownQuery,proto3" json:"strip_unknown_query,omitempty"`
 	// Why the route exists; shown to reviewers, never used in decisions.
-	Description   string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	// The request body this route takes. Without it, a request with a body is refused.
+	Body *Body `protobuf:"bytes,9,opt,name=body,proto3" json:"body,omitempty"`
+	// The name of a GraphQL API (Policy.graphql) this route serves. A POST route then takes the
+	// GraphQL request as a JSON body; a GET route takes it as the query parameters query,
+	// operationName and variables.
+	Graphql       string `protobuf:"bytes,10,opt,name=graphql,proto3" json:"graphql,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -451,6 +477,369 @@ func (x *Route) GetDescription() string {
 	return ""
 }
 
+func (x *Route) GetBody() *Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *Route) GetGraphql() string {
+	if x != nil {
+		return x.Graphql
+	}
+	return ""
+}
+
+// Body says what request body a route takes. Whatever the schema, the body must arrive whole
+// (Envoy's x-envoy-auth-partial-body: false), unencoded (no content-encoding), with the content
+// type the schema reads, and within max_bytes.
+type Body struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The largest body accepted, in bytes; longer ones are refused with 413. Default 65536. Envoy's
+	// max_request_bytes must be at least this.
+	MaxBytes *uint32 `protobuf:"varint,1,opt,name=max_bytes,json=maxBytes,proto3,oneof" json:"max_bytes,omitempty"`
+	// The route also accepts requests without a body.
+	Optional bool `protobuf:"varint,2,opt,name=optional,proto3" json:"optional,omitempty"`
+	// How deeply JSON may nest; deeper bodies are refused. Default 32.
+	MaxDepth *uint32 `protobuf:"varint,3,opt,name=max_depth,json=maxDepth,proto3,oneof" json:"max_depth,omitempty"`
+	// The schema of the body. Exactly one, except on GraphQL routes, where the GraphQL API is the
+	// schema and this message only sets limits.
+	//
+	// Types that are valid to be assigned to Schema:
+	//
+	//	*Body_JsonSchema
+	//	*Body_Message
+	//	*Body_GrpcMessage
+	Schema        isBody_Schema `protobuf_oneof:"schema"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Body) Reset() {
+	*x = Body{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Body) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Body) ProtoMessage() {}
+
+func (x *Body) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Body.ProtoReflect.Descriptor instead.
+func (*Body) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *Body) GetMaxBytes() uint32 {
+	if x != nil && x.MaxBytes != nil {
+		return *x.MaxBytes
+	}
+	return 0
+}
+
+func (x *Body) GetOptional() bool {
+	if x != nil {
+		return x.Optional
+	}
+	return false
+}
+
+func (x *Body) GetMaxDepth() uint32 {
+	if x != nil && x.MaxDepth != nil {
+		return *x.MaxDepth
+	}
+	return 0
+}
+
+func (x *Body) GetSchema() isBody_Schema {
+	if x != nil {
+		return x.Schema
+	}
+	return nil
+}
+
+func (x *Body) GetJsonSchema() string {
+	if x != nil {
+		if x, ok := x.Schema.(*Body_JsonSchema); ok {
+			return x.JsonSchema
+		}
+	}
+	return ""
+}
+
+func (x *Body) GetMessage() string {
+	if x != nil {
+		if x, ok := x.Schema.(*Body_Message); ok {
+			return x.Message
+		}
+	}
+	return ""
+}
+
+func (x *Body) GetGrpcMessage() string {
+	if x != nil {
+		if x, ok := x.Schema.(*Body_GrpcMessage); ok {
+			return x.GrpcMessage
+		}
+	}
+	return ""
+}
+
+type isBody_Schema interface {
+	isBody_Schema()
+}
+
+type Body_JsonSchema struct {
+	// A JSON Schema (draft 2020-12) file, relative to the policy file. The body must be
+	// application/json. Formats are asserted; $ref may only point inside the file.
+	JsonSchema string `protobuf:"bytes,4,opt,name=json_schema,json=jsonSchema,proto3,oneof"`
+}
+
+type Body_Message struct {
+	// The full name of a protobuf message, e.g. "acme.helpdesk.v1.PasswordReset", from
+	// proto_files or compiled into agentauthz. The application/json body is decoded into it
+	// (proto JSON mapping, unknown fields refused) and checked with its protovalidate rules.
+	Message string `protobuf:"bytes,5,opt,name=message,proto3,oneof"`
+}
+
+type Body_GrpcMessage struct {
+	// The full name of a gRPC request message. The body is one uncompressed gRPC frame
+	// (application/grpc) holding that message, checked with its protovalidate rules; unknown
+	// fields are refused.
+	GrpcMessage string `protobuf:"bytes,6,opt,name=grpc_message,json=grpcMessage,proto3,oneof"`
+}
+
+func (*Body_JsonSchema) isBody_Schema() {}
+
+func (*Body_Message) isBody_Schema() {}
+
+func (*Body_GrpcMessage) isBody_Schema() {}
+
+// GraphQLAPI is a read-only GraphQL endpoint: its schema, what operations it runs, what each
+// agent may select, and limits.
+type GraphQLAPI struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How routes refer to it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The GraphQL schema (SDL) file, relative to the policy file.
+	Schema string `protobuf:"bytes,2,opt,name=schema,proto3" json:"schema,omitempty"`
+	// Operation types allowed: query (the default), mutation, subscription. A GET never runs a
+	// mutation, whatever this says.
+	Operations []string `protobuf:"bytes,3,rep,name=operations,proto3" json:"operations,omitempty"`
+	// What each agent may select, as Type.field ("Revenue.total") or Type.* (every field of the
+	// type). An agent not named here may select nothing.
+	Fields []*GraphQLFields `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
+	// Accept a JSON array of requests; every one is checked. Off by default.
+	AllowBatch bool `protobuf:"varint,5,opt,name=allow_batch,json=allowBatch,proto3" json:"allow_batch,omitempty"`
+	// Limits. Defaults: batch 10, depth 10, aliases 10, root fields 10, tokens 2000.
+	MaxBatch      *uint32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3,oneof" json:"max_batch,omitempty"`
+	MaxDepth      *uint32 `protobuf:"varint,7,opt,name=max_depth,json=maxDepth,proto3,oneof" json:"max_depth,omitempty"`
+	MaxAliases    *uint32 `protobuf:"varint,8,opt,name=max_aliases,json=maxAliases,proto3,oneof" json:"max_aliases,omitempty"`
+	MaxRootFields *uint32 `protobuf:"varint,9,opt,name=max_root_fields,json=maxRootFields,proto3,oneof" json:"max_root_fields,omitempty"`
+	MaxTokens     *uint32 `protobuf:"varint,10,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
+	// Allow the introspection fields __schema and __type. __typename is always allowed.
+	AllowIntrospection bool `protobuf:"varint,11,opt,name=allow_introspection,json=allowIntrospection,proto3" json:"allow_introspection,omitempty"`
+	// Persisted operations: lower-case hex SHA-256 of each normalised document
+	// (agentauthz graphql-id FILE prints it).
+	Persisted []string `protobuf:"bytes,12,rep,name=persisted,proto3" json:"persisted,omitempty"`
+	// Accept only the persisted operations.
+	PersistedOnly bool `protobuf:"varint,13,opt,name=persisted_only,json=persistedOnly,proto3" json:"persisted_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphQLAPI) Reset() {
+	*x = GraphQLAPI{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphQLAPI) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphQLAPI) ProtoMessage() {}
+
+func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphQLAPI.ProtoReflect.Descriptor instead.
+func (*GraphQLAPI) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GraphQLAPI) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GraphQLAPI) GetSchema() string {
+	if x != nil {
+		return x.Schema
+	}
+	return ""
+}
+
+func (x *GraphQLAPI) GetOperations() []string {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+func (x *GraphQLAPI) GetFields() []*GraphQLFields {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *GraphQLAPI) GetAllowBatch() bool {
+	if x != nil {
+		return x.AllowBatch
+	}
+	return false
+}
+
+func (x *GraphQLAPI) GetMaxBatch() uint32 {
+	if x != nil && x.MaxBatch != nil {
+		return *x.MaxBatch
+	}
+	return 0
+}
+
+func (x *GraphQLAPI) GetMaxDepth() uint32 {
+	if x != nil && x.MaxDepth != nil {
+		return *x.MaxDepth
+	}
+	return 0
+}
+
+func (x *GraphQLAPI) GetMaxAliases() uint32 {
+	if x != nil && x.MaxAliases != nil {
+		return *x.MaxAliases
+	}
+	return 0
+}
+
+func (x *GraphQLAPI) GetMaxRootFields() uint32 {
+	if x != nil && x.MaxRootFields != nil {
+		return *x.MaxRootFields
+	}
+	return 0
+}
+
+func (x *GraphQLAPI) GetMaxTokens() uint32 {
+	if x != nil && x.MaxTokens != nil {
+		return *x.MaxTokens
+	}
+	return 0
+}
+
+func (x *GraphQLAPI) GetAllowIntrospection() bool {
+	if x != nil {
+		return x.AllowIntrospection
+	}
+	return false
+}
+
+func (x *GraphQLAPI) GetPersisted() []string {
+	if x != nil {
+		return x.Persisted
+	}
+	return nil
+}
+
+func (x *GraphQLAPI) GetPersistedOnly() bool {
+	if x != nil {
+		return x.PersistedOnly
+	}
+	return false
+}
+
+// GraphQLFields grants fields to agents.
+type GraphQLFields struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// SPIFFE IDs of the agents.
+	Agents []string `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	// Type.field or Type.*.
+	Allow         []string `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphQLFields) Reset() {
+	*x = GraphQLFields{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphQLFields) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphQLFields) ProtoMessage() {}
+
+func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphQLFields.ProtoReflect.Descriptor instead.
+func (*GraphQLFields) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *GraphQLFields) GetAgents() []string {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *GraphQLFields) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
 // Param is the type of one path or query parameter value.
 type Param struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -479,7 +868,7 @@ type Param struct {
 
 func (x *Param) Reset() {
 	*x = Param{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -491,7 +880,7 @@ func (x *Param) String() string {
 func (*Param) ProtoMessage() {}
 
 func (x *Param) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -504,7 +893,7 @@ func (x *Param) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Param.ProtoReflect.Descriptor instead.
 func (*Param) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Param) GetType() string {
@@ -581,11 +970,15 @@ var File_agentauthz_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\"\xb5\x01\n" +
+	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\"\xaa\x02\n" +
 	"\x06Policy\x12D\n" +
 	"\rtrust_domains\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\x18\x01\"\x15r\x13\x18\xff\x012\x0e^[a-z0-9._-]+$R\ftrustDomains\x123\n" +
 	"\x06agents\x18\x02 \x03(\v2\x1b.agentauthz.policy.v1.AgentR\x06agents\x120\n" +
-	"\x05hosts\x18\x03 \x03(\v2\x1a.agentauthz.policy.v1.HostR\x05hosts\"\x9e\x01\n" +
+	"\x05hosts\x18\x03 \x03(\v2\x1a.agentauthz.policy.v1.HostR\x05hosts\x127\n" +
+	"\vproto_files\x18\x04 \x03(\tB\x16\xbaH\x13\x92\x01\x10\x18\x01\"\fr\n" +
+	"\x10\x01B\x06.protoR\n" +
+	"protoFiles\x12:\n" +
+	"\agraphql\x18\x05 \x03(\v2 .agentauthz.policy.v1.GraphQLAPIR\agraphql\"\x9e\x01\n" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
@@ -601,7 +994,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06prefix\x123\n" +
 	"\x03env\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$H\x00R\x03env\x12\x1d\n" +
 	"\x04file\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\x04fileB\x0f\n" +
-	"\x06source\x12\x05\xbaH\x02\b\x01\"\xcb\x05\n" +
+	"\x06source\x12\x05\xbaH\x02\b\x01\"\x9e\x06\n" +
 	"\x05Route\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12,\n" +
 	"\x06method\x18\x02 \x01(\tB\x14\xbaH\x11r\x0f2\r^[A-Z]{1,16}$R\x06method\x12F\n" +
@@ -610,14 +1003,64 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06params\x18\x05 \x03(\v2'.agentauthz.policy.v1.Route.ParamsEntryB)\xbaH&\x9a\x01#\"!r\x1f2\x1d^[A-Za-z_][A-Za-z0-9_]{0,63}$R\x06params\x12`\n" +
 	"\x05query\x18\x06 \x03(\v2&.agentauthz.policy.v1.Route.QueryEntryB\"\xbaH\x1f\x9a\x01\x1c\"\x1ar\x182\x16^[A-Za-z0-9_.-]{1,64}$R\x05query\x12.\n" +
 	"\x13strip_unknown_query\x18\a \x01(\bR\x11stripUnknownQuery\x12*\n" +
-	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x1aV\n" +
+	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12.\n" +
+	"\x04body\x18\t \x01(\v2\x1a.agentauthz.policy.v1.BodyR\x04body\x12!\n" +
+	"\agraphql\x18\n" +
+	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\x1aU\n" +
 	"\n" +
 	"QueryEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
-	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\"\x98\b\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\"\x8b\x03\n" +
+	"\x04Body\x12.\n" +
+	"\tmax_bytes\x18\x01 \x01(\rB\f\xbaH\t*\a\x18\x80\x80\x80\b \x00H\x01R\bmaxBytes\x88\x01\x01\x12\x1a\n" +
+	"\boptional\x18\x02 \x01(\bR\boptional\x12,\n" +
+	"\tmax_depth\x18\x03 \x01(\rB\n" +
+	"\xbaH\a*\x05\x18\x80\x04 \x00H\x02R\bmaxDepth\x88\x01\x01\x12*\n" +
+	"\vjson_schema\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\n" +
+	"jsonSchema\x12V\n" +
+	"\amessage\x18\x05 \x01(\tB:\xbaH7r523^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$H\x00R\amessage\x12_\n" +
+	"\fgrpc_message\x18\x06 \x01(\tB:\xbaH7r523^[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)+$H\x00R\vgrpcMessageB\b\n" +
+	"\x06schemaB\f\n" +
+	"\n" +
+	"_max_bytesB\f\n" +
+	"\n" +
+	"_max_depth\"\xe8\x05\n" +
+	"\n" +
+	"GraphQLAPI\x126\n" +
+	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12\x1f\n" +
+	"\x06schema\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x06schema\x12K\n" +
+	"\n" +
+	"operations\x18\x03 \x03(\tB+\xbaH(\x92\x01%\x18\x01\"!r\x1fR\x05queryR\bmutationR\fsubscriptionR\n" +
+	"operations\x12;\n" +
+	"\x06fields\x18\x04 \x03(\v2#.agentauthz.policy.v1.GraphQLFieldsR\x06fields\x12\x1f\n" +
+	"\vallow_batch\x18\x05 \x01(\bR\n" +
+	"allowBatch\x12,\n" +
+	"\tmax_batch\x18\x06 \x01(\rB\n" +
+	"\xbaH\a*\x05\x18\xe8\a \x00H\x00R\bmaxBatch\x88\x01\x01\x12+\n" +
+	"\tmax_depth\x18\a \x01(\rB\t\xbaH\x06*\x04\x18d \x00H\x01R\bmaxDepth\x88\x01\x01\x12.\n" +
+	"\vmax_aliases\x18\b \x01(\rB\b\xbaH\x05*\x03\x18\x90NH\x02R\n" +
+	"maxAliases\x88\x01\x01\x127\n" +
+	"\x0fmax_root_fields\x18\t \x01(\rB\n" +
+	"\xbaH\a*\x05\x18\xe8\a \x00H\x03R\rmaxRootFields\x88\x01\x01\x12/\n" +
+	"\n" +
+	"max_tokens\x18\n" +
+	" \x01(\rB\v\xbaH\b*\x06\x18\xc0\x84= \x00H\x04R\tmaxTokens\x88\x01\x01\x12/\n" +
+	"\x13allow_introspection\x18\v \x01(\bR\x12allowIntrospection\x12:\n" +
+	"\tpersisted\x18\f \x03(\tB\x1c\xbaH\x19\x92\x01\x16\x18\x01\"\x12r\x102\x0e^[0-9a-f]{64}$R\tpersisted\x12%\n" +
+	"\x0epersisted_only\x18\r \x01(\bR\rpersistedOnlyB\f\n" +
+	"\n" +
+	"_max_batchB\f\n" +
+	"\n" +
+	"_max_depthB\x0e\n" +
+	"\f_max_aliasesB\x12\n" +
+	"\x10_max_root_fieldsB\r\n" +
+	"\v_max_tokens\"\x9f\x01\n" +
+	"\rGraphQLFields\x121\n" +
+	"\x06agents\x18\x01 \x03(\tB\x19\xbaH\x16\x92\x01\x13\b\x01\x18\x01\"\rr\v:\tspiffe://R\x06agents\x12[\n" +
+	"\x05allow\x18\x02 \x03(\tBE\xbaHB\x92\x01?\b\x01\x18\x01\"9r725^[_A-Za-z][_0-9A-Za-z]*\\.([_A-Za-z][_0-9A-Za-z]*|\\*)$R\x05allow\"\x98\b\n" +
 	"\x05Param\x129\n" +
 	"\x04type\x18\x01 \x01(\tB%\xbaH\"r R\x06stringR\aintegerR\abooleanR\x04uuidR\x04type\x12\"\n" +
 	"\apattern\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\apattern\x12\x1c\n" +
@@ -657,31 +1100,37 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 8)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
-	(*Policy)(nil),       // 0: agentauthz.policy.v1.Policy
-	(*Agent)(nil),        // 1: agentauthz.policy.v1.Agent
-	(*Host)(nil),         // 2: agentauthz.policy.v1.Host
-	(*InjectHeader)(nil), // 3: agentauthz.policy.v1.InjectHeader
-	(*Route)(nil),        // 4: agentauthz.policy.v1.Route
-	(*Param)(nil),        // 5: agentauthz.policy.v1.Param
-	nil,                  // 6: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                  // 7: agentauthz.policy.v1.Route.QueryEntry
+	(*Policy)(nil),        // 0: agentauthz.policy.v1.Policy
+	(*Agent)(nil),         // 1: agentauthz.policy.v1.Agent
+	(*Host)(nil),          // 2: agentauthz.policy.v1.Host
+	(*InjectHeader)(nil),  // 3: agentauthz.policy.v1.InjectHeader
+	(*Route)(nil),         // 4: agentauthz.policy.v1.Route
+	(*Body)(nil),          // 5: agentauthz.policy.v1.Body
+	(*GraphQLAPI)(nil),    // 6: agentauthz.policy.v1.GraphQLAPI
+	(*GraphQLFields)(nil), // 7: agentauthz.policy.v1.GraphQLFields
+	(*Param)(nil),         // 8: agentauthz.policy.v1.Param
+	nil,                   // 9: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                   // 10: agentauthz.policy.v1.Route.QueryEntry
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
-	1, // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
-	2, // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
-	3, // 2: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
-	4, // 3: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
-	6, // 4: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	7, // 5: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	5, // 6: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	5, // 7: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
+	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
+	6,  // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
+	3,  // 3: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
+	4,  // 4: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
+	9,  // 5: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	10, // 6: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	5,  // 7: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	7,  // 8: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	8,  // 9: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	8,  // 10: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	11, // [11:11] is the sub-list for method output_type
+	11, // [11:11] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -693,14 +1142,20 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 		(*InjectHeader_Env)(nil),
 		(*InjectHeader_File)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[5].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[5].OneofWrappers = []any{
+		(*Body_JsonSchema)(nil),
+		(*Body_Message)(nil),
+		(*Body_GrpcMessage)(nil),
+	}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[6].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[8].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   8,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

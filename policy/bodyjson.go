@@ -1,0 +1,103 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"path"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/strictjson"
+)
+
+// jsonSchemaBody checks an application/json body against a JSON Schema.
+type jsonSchemaBody struct {
+	schema   *jsonschema.Schema
+	maxDepth int
+}
+
+var _ bodySchema = (*jsonSchemaBody)(nil)
+
+func (*jsonSchemaBody) mediaTypes() []string { return []string{"application/json"} }
+
+func (j *jsonSchemaBody) check(body []byte, _ *agent) decision.Decision {
+	v, err := strictjson.Parse(body, j.maxDepth)
+	if err != nil {
+		return malformedJSON(err)
+	}
+	err = j.schema.Validate(v)
+	if err == nil {
+		return allowed()
+	}
+	var ve *jsonschema.ValidationError
+	if !errors.As(err, &ve) {
+		return decision.Denied(decision.CodeInternal, "The body could not be checked; retry later.")
+	}
+	return decision.Denied(decision.CodeBodySchema,
+		"The body does not match this route's schema; fix the listed fields and retry.",
+		schemaViolations(ve)...)
+}
+
+// schemaViolations lists the leaf errors of a validation, each at its JSON pointer.
+func schemaViolations(ve *jsonschema.ValidationError) []decision.Violation {
+	var out []decision.Violation
+	seen := map[string]bool{}
+	var walk func(u *jsonschema.OutputUnit)
+	walk = func(u *jsonschema.OutputUnit) {
+		if u.Error != nil && len(u.Errors) == 0 {
+			field := u.InstanceLocation
+			if field == "" {
+				field = "/"
+			}
+			rule := u.KeywordLocation[strings.LastIndexByte(u.KeywordLocation, '/')+1:]
+			msg := u.Error.String()
+			if key := field + "\x00" + msg; !seen[key] && len(out) < maxViolations {
+				seen[key] = true
+				out = append(out, decision.Violation{Field: field, Rule: rule, Message: msg})
+			}
+		}
+		for i := range u.Errors {
+			walk(&u.Errors[i])
+		}
+	}
+	walk(ve.BasicOutput())
+	if len(out) == 0 {
+		out = append(out, decision.Violation{Field: "/", Rule: "schema", Message: "does not match the schema"})
+	}
+	return out
+}
+
+// noRemoteLoader refuses every $ref that leaves the schema file: only files the policy names
+// are read.
+type noRemoteLoader struct{}
+
+func (noRemoteLoader) Load(url string) (any, error) {
+	return nil, fmt.Errorf("$ref to %s: a schema may only refer inside its own file", url)
+}
+
+func (c *compiler) compileJSONSchema(src *source, ref string, maxDepth int) (*jsonSchemaBody, error) {
+	data, err := c.readRef(src, ref)
+	if err != nil {
+		return nil, err
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
+	if err != nil {
+		return nil, fmt.Errorf("%s: not JSON: %v", ref, err)
+	}
+	url := "file:///policy/" + path.Clean(ref)
+	comp := jsonschema.NewCompiler()
+	comp.DefaultDraft(jsonschema.Draft2020)
+	comp.AssertFormat()
+	comp.UseLoader(noRemoteLoader{})
+	if err := comp.AddResource(url, doc); err != nil {
+		return nil, fmt.Errorf("%s: %v", ref, err)
+	}
+	sch, err := comp.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %v", ref, strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	return &jsonSchemaBody{schema: sch, maxDepth: maxDepth}, nil
+}
