@@ -135,14 +135,19 @@ func decode(files []File) ([]source, Problems) {
 	var out []source
 	for _, f := range files {
 		positions, structural := scan(f)
-		if len(structural) > 0 {
+		if positions == nil { // not one YAML document, or aliases the decoder would misread
 			problems = append(problems, structural...)
 			continue
 		}
+		// Decode even a file with structural problems (a duplicate key, a field number), so that its
+		// author sees every problem of the file at once.
 		p := &policyv1.Policy{}
 		opts := protoyaml.UnmarshalOptions{Path: f.Name, Validator: validateFunc(validator.Validate)}
-		if err := opts.Unmarshal(f.Data, p); err != nil {
-			problems = append(problems, splitJoined(f.Name, err)...)
+		if err := opts.Unmarshal(f.Data, p); err != nil || len(structural) > 0 {
+			if err != nil {
+				structural = append(structural, splitJoined(f.Name, err)...)
+			}
+			problems = append(problems, sortByPosition(f.Name, structural)...)
 			continue
 		}
 		out = append(out, source{file: f, policy: p, positions: positions})
@@ -165,8 +170,13 @@ func splitJoined(file string, err error) Problems {
 	for _, e := range joined.Unwrap() {
 		out = append(out, problemLine(file, e.Error()))
 	}
-	// In reading order: the validator visits map entries in random order, and the same policy
-	// must list the same problems the same way every time.
+	return out
+}
+
+// sortByPosition puts the problems of one file in reading order: the validator visits map
+// entries in random order, and the same policy must list the same problems the same way every
+// time.
+func sortByPosition(file string, out Problems) Problems {
 	sort.SliceStable(out, func(i, j int) bool {
 		li, ci := problemPos(file, out[i])
 		lj, cj := problemPos(file, out[j])

@@ -20,7 +20,8 @@ type position struct{ line, col int }
 // scan checks what the protobuf decoder does not: one document per file, no duplicate keys
 // (YAML parsers disagree on which one wins), no anchors, aliases or merge keys (a reviewer must
 // see every value where it applies). It also records where each node is, by field path
-// ("hosts[0].routes[2].path"), so that problems found later can point at a line.
+// ("hosts[0].routes[2].path"), so that problems found later can point at a line. It returns no
+// positions for a file the decoder must not read: not one document, or aliases it would misread.
 func scan(f File) (map[string]position, Problems) {
 	dec := yaml.NewDecoder(bytes.NewReader(f.Data))
 	var doc yaml.Node
@@ -38,6 +39,9 @@ func scan(f File) (map[string]position, Problems) {
 	}
 	s := scanner{file: f.Name, positions: map[string]position{}}
 	s.walk(&doc, "", (&policyv1.Policy{}).ProtoReflect().Descriptor(), nil)
+	if s.aliased {
+		return nil, s.problems // decoding would misread it: report only what scan found
+	}
 	return s.positions, s.problems
 }
 
@@ -58,6 +62,7 @@ type scanner struct {
 	file      string
 	positions map[string]position
 	problems  Problems
+	aliased   bool // an alias or merge key was seen
 }
 
 func (s *scanner) addf(n *yaml.Node, format string, args ...any) {
@@ -77,6 +82,7 @@ func (s *scanner) walk(n *yaml.Node, at string, msg protoreflect.MessageDescript
 			s.walk(c, at, msg, mapField)
 		}
 	case yaml.AliasNode:
+		s.aliased = true
 		s.addf(n, "aliases (*%s) are not allowed in policy files: write each value out", n.Value)
 	case yaml.SequenceNode:
 		for i, c := range n.Content {
@@ -91,6 +97,7 @@ func (s *scanner) walk(n *yaml.Node, at string, msg protoreflect.MessageDescript
 				continue
 			}
 			if k.Tag == "!!merge" || k.Value == "<<" {
+				s.aliased = true
 				s.addf(k, "merge keys (<<) are not allowed in policy files: write each value out")
 				continue
 			}

@@ -92,6 +92,11 @@ func readRequestFile(path string) (extauthz.HTTPRequest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&r); err != nil {
+		// A TypeError lists one problem a line; the command prints one line.
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			return r, fmt.Errorf("%s: %s", path, strings.Join(te.Errors, "; "))
+		}
 		return r, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return r, nil

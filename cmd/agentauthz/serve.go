@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -33,6 +34,17 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
 		fmt.Fprintf(stderr, "agentauthz serve: --log-level: %q is not debug, info, warn or error\n", *logLevel)
 		return exitUsage
+	}
+	// Check the addresses before loading anything, so that a typo is one line and binds nothing.
+	if _, _, err := server.SplitAddr(*grpcAddr); err != nil {
+		fmt.Fprintf(stderr, "agentauthz serve: --grpc-addr: %v\n", err)
+		return exitUsage
+	}
+	if *httpAddr != "" {
+		if _, _, err := net.SplitHostPort(*httpAddr); err != nil {
+			fmt.Fprintf(stderr, "agentauthz serve: --http-addr: %q is not host:port\n", *httpAddr)
+			return exitUsage
+		}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 
