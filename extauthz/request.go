@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -86,7 +85,7 @@ func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
 	}
 	r.Agent = id
 
-	if len(httpReq.GetHeaders()) > 0 && len(httpReq.GetHeaderMap().GetHeaders()) > 0 {
+	if len(httpReq.GetHeaders()) > 0 && httpReq.GetHeaderMap() != nil {
 		return r, malformed("The check carries both headers and header_map.")
 	}
 	if hm := httpReq.GetHeaderMap(); hm != nil {
@@ -122,7 +121,7 @@ func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
 		}
 	}
 	if _, n := r.Headers.Get("host"); n > 0 {
-		if v, _ := r.Headers.Get("host"); n > 1 || !strings.EqualFold(v, r.Host) {
+		if v, _ := r.Headers.Get("host"); n > 1 || !asciiEqualFold(v, r.Host) {
 			return r, malformed("The request's host header contradicts its :authority.")
 		}
 	}
@@ -147,4 +146,25 @@ func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
 		}
 	}
 	return r, nil
+}
+
+// asciiEqualFold compares host names ignoring ASCII case only: Unicode folding would let a
+// look-alike (the Kelvin sign for "k") pass as the real name.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }

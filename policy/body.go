@@ -185,5 +185,9 @@ func (c *compiler) body(src *source, at string, r *policyv1.Route) *bodyRule {
 			return nil
 		}
 	}
+	if r.GetGraphql() != "" && b.GetSchema() != nil {
+		c.addf(src, at, "a GraphQL route's schema is its GraphQL API: set only limits here")
+		return nil
+	}
 	return rule
 }

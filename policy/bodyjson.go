@@ -48,10 +48,7 @@ func schemaViolations(ve *jsonschema.ValidationError) []decision.Violation {
 	var walk func(u *jsonschema.OutputUnit)
 	walk = func(u *jsonschema.OutputUnit) {
 		if u.Error != nil && len(u.Errors) == 0 {
-			field := u.InstanceLocation
-			if field == "" {
-				field = "/"
-			}
+			field := u.InstanceLocation // a JSON pointer; "" is the whole body
 			rule := u.KeywordLocation[strings.LastIndexByte(u.KeywordLocation, '/')+1:]
 			msg := u.Error.String()
 			if key := field + "\x00" + msg; !seen[key] && len(out) < maxViolations {
@@ -65,7 +62,7 @@ func schemaViolations(ve *jsonschema.ValidationError) []decision.Violation {
 	}
 	walk(ve.BasicOutput())
 	if len(out) == 0 {
-		out = append(out, decision.Violation{Field: "/", Rule: "schema", Message: "does not match the schema"})
+		out = append(out, decision.Violation{Field: "", Rule: "schema", Message: "does not match the schema"})
 	}
 	return out
 }

@@ -88,6 +88,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		scopeUse: map[string]bool{},
 		messages: map[string]protoreflect.MessageType{},
 		refs:     map[string][]byte{},
+		graphql:  map[string]*graphqlAPI{},
 	}
 	validator, err := protovalidate.New()
 	if err != nil {
@@ -100,6 +101,11 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	}
 	for i := range sources {
 		c.agents(&sources[i])
+	}
+	for i := range sources {
+		c.graphqlAPIs(&sources[i])
+	}
+	for i := range sources {
 		c.hosts(&sources[i])
 	}
 	if len(c.snap.trustDomains) == 0 && len(c.problems) == 0 {
@@ -124,7 +130,8 @@ type compiler struct {
 	messages  map[string]protoreflect.MessageType
 	validator protovalidate.Validator
 	// refs are the files the policy refers to, by path, for the revision.
-	refs map[string][]byte
+	refs    map[string][]byte
+	graphql map[string]*graphqlAPI
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -323,6 +330,9 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 	if r.Body != nil {
 		cr.body = c.body(src, at+".body", r)
 		ok = ok && cr.body != nil
+	}
+	if r.GetGraphql() != "" && ok {
+		ok = c.routeGraphQL(src, at, r, cr)
 	}
 	if !ok {
 		return

@@ -112,6 +112,17 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 		return decision.Denied(decision.CodePathParamInvalid,
 			"A path parameter is invalid; fix it as the violations say.", violations...)
 	}
+	if rt.graphqlGET != nil {
+		if hasBody(r) {
+			return decision.Denied(decision.CodeBodyNotAllowed,
+				"A GraphQL GET takes no body; send the request in the query string.",
+				decision.Violation{Field: "body", Rule: "forbidden", Message: "must be empty"})
+		}
+		if d := rt.checkGraphQLQuery(t.Query, ag); d.Code != "" {
+			return d
+		}
+		return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant}
+	}
 	var strip []string
 	violations, strip = rt.checkQuery(t.Query)
 	if len(violations) > 0 {

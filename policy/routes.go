@@ -27,7 +27,9 @@ type route struct {
 	required []*param // query parameters that must be present
 	strip    bool
 	body     *bodyRule // nil: the route takes no body
-	grant    *decision.Grant
+	// graphqlGET, on a GET GraphQL route, reads the GraphQL request from the query string.
+	graphqlGET *graphqlAPI
+	grant      *decision.Grant
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by
