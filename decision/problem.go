@@ -3,6 +3,7 @@ package decision
 import (
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // ProblemContentType is the media type of a denial's body (RFC 9457).
@@ -18,7 +19,7 @@ func (c Code) TypeURI() string { return "urn:agentauthz:problem:" + string(c) }
 //	 "violations":[{"field":"query.limit","rule":"maximum","message":"must be at most 100"}]}
 //
 // It is written by hand, without reflection, because every denial pays for it.
-func (d *Decision) Problem(decisionID string) []byte {
+func (d *Decision) Problem(decisionID string) string {
 	code := d.Code
 	if code == "" {
 		code = CodeInternal
@@ -67,7 +68,9 @@ func (d *Decision) Problem(decisionID string) []byte {
 		}
 		b = append(b, ']')
 	}
-	return append(b, '}')
+	b = append(b, '}')
+	// b is never written again: the string shares its bytes instead of copying them.
+	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
 const hexDigits = "0123456789abcdef"

@@ -1,7 +1,6 @@
 package extauthz
 
 import (
-
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"

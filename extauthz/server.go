@@ -26,6 +26,7 @@ type Server struct {
 	store *policy.Store
 	log   *slog.Logger
 	ids   idSource
+	resp  responder
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
@@ -51,11 +52,11 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (resp *auth
 			s.log.Error("check panicked; answered with a fail-closed deny",
 				"decision_id", id, "panic", p, "stack", string(debug.Stack()))
 			d := decision.Denied(decision.CodeInternal, "Authorization failed internally; retry later.")
-			resp = respond(&d, id, agent)
+			resp = s.resp.respond(&d, id, agent)
 		}
 	}()
 	d := s.decide(ctx, cr, &agent)
-	return respond(&d, id, agent), nil
+	return s.resp.respond(&d, id, agent), nil
 }
 
 // decide reads the request and asks the policy; agent is set once the identity is known.
@@ -72,7 +73,8 @@ func (s *Server) decide(ctx context.Context, cr *authv3.CheckRequest, agent *str
 	}
 	req, deny := ReadRequest(cr)
 	if !req.Agent.IsZero() {
-		*agent = req.Agent.String()
+		// The principal parsed as a SPIFFE ID, so it is that ID's canonical text.
+		*agent = cr.GetAttributes().GetSource().GetPrincipal()
 	}
 	if deny != nil {
 		return *deny
