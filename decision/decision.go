@@ -36,6 +36,12 @@ type Decision struct {
 	Grant *Grant
 	// RemoveQuery lists query parameters to strip before the upstream sees the request.
 	RemoveQuery []string
+
+	// ShadowRule names the shadow route that matched the request, if any; ShadowCode and
+	// ShadowOutcome are what it would have decided. They are recorded, never enforced.
+	ShadowRule    string
+	ShadowCode    Code
+	ShadowOutcome Outcome
 }
 
 // Allowed reports whether the decision lets the request through.

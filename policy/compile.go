@@ -83,9 +83,9 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 			scopeIndex:   map[string]int{},
 		},
 		agentAt:  map[spiffeid.ID]string{},
+		shadowAt: map[spiffeid.ID]string{},
 		hostAt:   map[string]string{},
 		routeAt:  map[string]string{},
-		scopeUse: map[string]bool{},
 		messages: map[string]protoreflect.MessageType{},
 		refs:     map[string][]byte{},
 		graphql:  map[string]*graphqlAPI{},
@@ -99,14 +99,23 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	for i := range sources {
 		c.trustDomains(&sources[i])
 	}
-	for i := range sources {
-		c.agents(&sources[i])
+	// Ordinary files first, so that shadow files extend what they define.
+	ordered := make([]*source, 0, len(sources))
+	for _, shadow := range []bool{false, true} {
+		for i := range sources {
+			if sources[i].policy.GetShadow() == shadow {
+				ordered = append(ordered, &sources[i])
+			}
+		}
 	}
-	for i := range sources {
-		c.graphqlAPIs(&sources[i])
+	for _, src := range ordered {
+		c.agents(src)
 	}
-	for i := range sources {
-		c.hosts(&sources[i])
+	for _, src := range ordered {
+		c.graphqlAPIs(src)
+	}
+	for _, src := range ordered {
+		c.hosts(src)
 	}
 	if len(c.snap.trustDomains) == 0 && len(c.problems) == 0 {
 		c.problems = append(c.problems, "policy: no trust_domains: name at least one SPIFFE trust domain")
@@ -123,9 +132,9 @@ type compiler struct {
 	snap     *Snapshot
 	problems Problems
 	agentAt  map[spiffeid.ID]string // where each agent is defined
+	shadowAt map[spiffeid.ID]string // where each agent is granted shadow scopes
 	hostAt   map[string]string
 	routeAt  map[string]string
-	scopeUse map[string]bool
 	// messages are the body message types compiled from the policy's proto_files.
 	messages  map[string]protoreflect.MessageType
 	validator protovalidate.Validator
@@ -160,6 +169,7 @@ func (c *compiler) scope(name string) int {
 }
 
 func (c *compiler) agents(src *source) {
+	shadow := src.policy.GetShadow()
 	for i, a := range src.policy.GetAgents() {
 		at := fmt.Sprintf("agents[%d]", i)
 		id, err := spiffeid.FromString(a.GetId())
@@ -171,33 +181,53 @@ func (c *compiler) agents(src *source) {
 			c.addf(src, at+".id", "trust domain %q is not in trust_domains", id.TrustDomain().Name())
 			continue
 		}
-		if first, dup := c.agentAt[id]; dup {
+		defined := c.agentAt
+		if shadow {
+			defined = c.shadowAt
+		}
+		if first, dup := defined[id]; dup {
 			c.addf(src, at+".id", "agent %s is already defined at %s", id, first)
 			continue
 		}
-		c.agentAt[id] = src.file.Name + " " + at
-		ag := &agent{id: id}
-		for _, s := range a.GetScopes() {
-			ag.grant(c.scope(s))
+		defined[id] = src.file.Name + " " + at
+		ag := c.snap.agents[id]
+		if ag == nil {
+			ag = &agent{id: id, live: !shadow}
+			c.snap.agents[id] = ag
 		}
-		c.snap.agents[id] = ag
+		for _, s := range a.GetScopes() {
+			if shadow {
+				ag.grantShadow(c.scope(s))
+			} else {
+				ag.grant(c.scope(s))
+			}
+		}
 	}
 }
 
 func (c *compiler) hosts(src *source) {
+	shadow := src.policy.GetShadow()
 	for i, h := range src.policy.GetHosts() {
 		at := fmt.Sprintf("hosts[%d]", i)
 		name := asciiLower(h.GetName())
-		if first, dup := c.hostAt[name]; dup {
-			c.addf(src, at+".name", "host %s is already defined at %s", name, first)
+		hs := c.snap.hosts[name]
+		switch {
+		case shadow && hs != nil:
+			// A shadow file adds shadow routes to a host defined elsewhere.
+		case hs != nil:
+			c.addf(src, at+".name", "host %s is already defined at %s", name, c.hostAt[name])
 			continue
+		case shadow:
+			hs = &host{name: name, root: &node{}, shadowRoot: &node{}, grant: &decision.Grant{}}
+			c.snap.hosts[name] = hs
+		default:
+			c.hostAt[name] = src.file.Name + " " + at
+			hs = &host{name: name, live: true, root: &node{}, shadowRoot: &node{}, grant: c.grant(src, at, h)}
+			c.snap.hosts[name] = hs
 		}
-		c.hostAt[name] = src.file.Name + " " + at
-		hs := &host{name: name, root: &node{}, grant: c.grant(src, at, h)}
 		for j, r := range h.GetRoutes() {
 			c.route(src, fmt.Sprintf("%s.routes[%d]", at, j), hs, r)
 		}
-		c.snap.hosts[name] = hs
 	}
 }
 
@@ -337,7 +367,12 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 	if !ok {
 		return
 	}
-	if err := hs.root.insert(cr, segments); err != nil {
+	tree := hs.root
+	if src.policy.GetShadow() || r.GetShadow() {
+		cr.shadow, tree = true, hs.shadowRoot
+		c.snap.hasShadow = true
+	}
+	if err := tree.insert(cr, segments); err != nil {
 		c.addf(src, at, "%v", err)
 	}
 }

@@ -45,7 +45,20 @@ func isMethodOverrideParam(name string) bool {
 }
 
 // Decide decides one request. It never fails: what it cannot allow, it denies with a reason.
+// When a shadow route matches the request, what it would have decided is recorded in the
+// decision's Shadow fields; it never changes the outcome.
 func (s *Snapshot) Decide(r *Request) decision.Decision {
+	d := s.decide(r, false)
+	if s.hasShadow {
+		if sd := s.decide(r, true); sd.Rule != "" {
+			d.ShadowRule, d.ShadowCode, d.ShadowOutcome = sd.Rule, sd.Code, sd.Outcome
+		}
+	}
+	return d
+}
+
+// decide decides with the ordinary routes and agents, or with the shadow ones.
+func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 	if r.Agent.IsZero() {
 		return decision.Denied(decision.CodeIdentityMissing,
 			"The request carries no agent identity; call through the mesh with your SPIFFE certificate.")
@@ -55,7 +68,7 @@ func (s *Snapshot) Decide(r *Request) decision.Decision {
 			"Your SPIFFE trust domain is not accepted here; do not retry.")
 	}
 	ag := s.agents[r.Agent]
-	if ag == nil {
+	if ag == nil || !(ag.live || shadow) {
 		return decision.Denied(decision.CodeAgentUnknown,
 			"Your SPIFFE ID is not a registered agent; do not retry, ask an operator to register it.")
 	}
@@ -74,12 +87,16 @@ func (s *Snapshot) Decide(r *Request) decision.Decision {
 		return targetDenied(err.(*target.Error))
 	}
 	h := s.hosts[hostKey(r.Host)]
-	if h == nil {
+	if h == nil || !(h.live || shadow) {
 		return decision.Denied(decision.CodeHostUnknown,
 			"No agent may call this host; check the host name, without port.")
 	}
 	var vals [maxPathParams]string
-	rt := h.root.match(r.Method, t.Path, &vals, 0)
+	tree := h.root
+	if shadow {
+		tree = h.shadowRoot
+	}
+	rt := tree.match(r.Method, t.Path, &vals, 0)
 	if rt == ambiguousRoute {
 		return decision.Denied(decision.CodePathAmbiguous,
 			"The path is ambiguous or malformed; send the plain, normalised path.",
@@ -89,7 +106,7 @@ func (s *Snapshot) Decide(r *Request) decision.Decision {
 		return decision.Denied(decision.CodeRouteUnknown,
 			"No route allows this method and path; do not retry it, use a documented endpoint.")
 	}
-	if !ag.holds(rt.scope) {
+	if !ag.holds(rt.scope, shadow) {
 		d := decision.Denied(decision.CodeScopeMissing,
 			"This route needs scope "+s.scopeNames[rt.scope]+", which you do not hold; do not retry.")
 		d.Rule = rt.name

@@ -30,6 +30,8 @@ type route struct {
 	// graphqlGET, on a GET GraphQL route, reads the GraphQL request from the query string.
 	graphqlGET *graphqlAPI
 	grant      *decision.Grant
+	// shadow routes are evaluated for the record only; they never decide.
+	shadow bool
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

@@ -22,6 +22,8 @@ type Snapshot struct {
 	hosts        map[string]*host
 	scopeIndex   map[string]int
 	scopeNames   []string
+	// hasShadow is set when any route is a shadow route.
+	hasShadow bool
 }
 
 // Revision identifies the policy files the snapshot was compiled from.
@@ -45,31 +47,59 @@ func (s *Snapshot) Stats() Stats {
 	}
 	for _, h := range s.hosts {
 		count(h.root)
+		count(h.shadowRoot)
 	}
 	return st
 }
 
 type agent struct {
-	id     spiffeid.ID
+	id spiffeid.ID
+	// live agents are defined in an ordinary policy file; the others only in shadow files.
+	live   bool
 	scopes []uint64 // bit set over Snapshot.scopeNames
+	// shadowScopes adds the scopes shadow files grant; nil when they grant none.
+	shadowScopes []uint64
+}
+
+func grantBit(set []uint64, scope int) []uint64 {
+	for len(set) <= scope/64 {
+		set = append(set, 0)
+	}
+	set[scope/64] |= 1 << (scope % 64)
+	return set
 }
 
 func (a *agent) grant(scope int) {
-	for len(a.scopes) <= scope/64 {
-		a.scopes = append(a.scopes, 0)
+	a.scopes = grantBit(a.scopes, scope)
+	if a.shadowScopes != nil {
+		a.shadowScopes = grantBit(a.shadowScopes, scope)
 	}
-	a.scopes[scope/64] |= 1 << (scope % 64)
 }
 
-func (a *agent) holds(scope int) bool {
+func (a *agent) grantShadow(scope int) {
+	if a.shadowScopes == nil {
+		a.shadowScopes = append([]uint64{}, a.scopes...)
+	}
+	a.shadowScopes = grantBit(a.shadowScopes, scope)
+}
+
+// holds reports whether the agent holds scope, in shadow evaluation or not.
+func (a *agent) holds(scope int, shadow bool) bool {
+	set := a.scopes
+	if shadow && a.shadowScopes != nil {
+		set = a.shadowScopes
+	}
 	w := scope / 64
-	return w < len(a.scopes) && a.scopes[w]&(1<<(scope%64)) != 0
+	return w < len(set) && set[w]&(1<<(scope%64)) != 0
 }
 
 type host struct {
-	name  string
-	root  *node
-	grant *decision.Grant
+	name string
+	// live hosts are defined in an ordinary policy file; the others only in shadow files.
+	live       bool
+	root       *node // ordinary routes
+	shadowRoot *node // shadow routes
+	grant      *decision.Grant
 }
 
 // Store holds the snapshot in force. Swapping in a new one is atomic: a decision in flight

@@ -42,7 +42,12 @@ type Policy struct {
 	// no rebuild; they may import each other, buf/validate/validate.proto and the well-known types.
 	ProtoFiles []string `protobuf:"bytes,4,rep,name=proto_files,json=protoFiles,proto3" json:"proto_files,omitempty"`
 	// GraphQL APIs that routes refer to by name (Route.graphql).
-	Graphql       []*GraphQLAPI `protobuf:"bytes,5,rep,name=graphql,proto3" json:"graphql,omitempty"`
+	Graphql []*GraphQLAPI `protobuf:"bytes,5,rep,name=graphql,proto3" json:"graphql,omitempty"`
+	// Evaluate everything in this file in shadow: its routes and agents are checked against every
+	// request and their would-be decisions logged and counted, but requests are decided as if the
+	// file were absent. A host may be defined in one ordinary file and in shadow files; its
+	// credentials come from the ordinary file.
+	Shadow        bool `protobuf:"varint,6,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -110,6 +115,13 @@ func (x *Policy) GetGraphql() []*GraphQLAPI {
 		return x.Graphql
 	}
 	return nil
+}
+
+func (x *Policy) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
 }
 
 // Agent grants scopes to one SPIFFE ID.
@@ -386,7 +398,11 @@ type Route struct {
 	// The name of a GraphQL API (Policy.graphql) this route serves. A POST route then takes the
 	// GraphQL request as a JSON body; a GET route takes it as the query parameters query,
 	// operationName and variables.
-	Graphql       string `protobuf:"bytes,10,opt,name=graphql,proto3" json:"graphql,omitempty"`
+	Graphql string `protobuf:"bytes,10,opt,name=graphql,proto3" json:"graphql,omitempty"`
+	// Evaluate this route in shadow: requests it matches are decided as if it were absent, and
+	// what it would have decided is logged and counted. A shadow route may have the same method
+	// and path as an ordinary one (a stricter version being rolled out), or be new.
+	Shadow        bool `protobuf:"varint,11,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -489,6 +505,13 @@ func (x *Route) GetGraphql() string {
 		return x.Graphql
 	}
 	return ""
+}
+
+func (x *Route) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
 }
 
 // Body says what request body a route takes. Whatever the schema, the body must arrive whole
@@ -970,7 +993,7 @@ var File_agentauthz_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\"\xaa\x02\n" +
+	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\"\xc2\x02\n" +
 	"\x06Policy\x12D\n" +
 	"\rtrust_domains\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\x18\x01\"\x15r\x13\x18\xff\x012\x0e^[a-z0-9._-]+$R\ftrustDomains\x123\n" +
 	"\x06agents\x18\x02 \x03(\v2\x1b.agentauthz.policy.v1.AgentR\x06agents\x120\n" +
@@ -978,7 +1001,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\vproto_files\x18\x04 \x03(\tB\x16\xbaH\x13\x92\x01\x10\x18\x01\"\fr\n" +
 	"\x10\x01B\x06.protoR\n" +
 	"protoFiles\x12:\n" +
-	"\agraphql\x18\x05 \x03(\v2 .agentauthz.policy.v1.GraphQLAPIR\agraphql\"\x9e\x01\n" +
+	"\agraphql\x18\x05 \x03(\v2 .agentauthz.policy.v1.GraphQLAPIR\agraphql\x12\x16\n" +
+	"\x06shadow\x18\x06 \x01(\bR\x06shadow\"\x9e\x01\n" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
@@ -994,7 +1018,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06prefix\x123\n" +
 	"\x03env\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$H\x00R\x03env\x12\x1d\n" +
 	"\x04file\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\x04fileB\x0f\n" +
-	"\x06source\x12\x05\xbaH\x02\b\x01\"\x9e\x06\n" +
+	"\x06source\x12\x05\xbaH\x02\b\x01\"\xb6\x06\n" +
 	"\x05Route\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12,\n" +
 	"\x06method\x18\x02 \x01(\tB\x14\xbaH\x11r\x0f2\r^[A-Z]{1,16}$R\x06method\x12F\n" +
@@ -1006,7 +1030,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12.\n" +
 	"\x04body\x18\t \x01(\v2\x1a.agentauthz.policy.v1.BodyR\x04body\x12!\n" +
 	"\agraphql\x18\n" +
-	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x1aV\n" +
+	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x12\x16\n" +
+	"\x06shadow\x18\v \x01(\bR\x06shadow\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\x1aU\n" +
