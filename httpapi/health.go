@@ -5,6 +5,7 @@ package httpapi
 import (
 	"encoding/json"
 	"net/http"
+	"time"
 
 	"github.com/agentauthz/agentauthz/policy"
 )
@@ -27,21 +28,36 @@ func (Health) healthz(w http.ResponseWriter, _ *http.Request) {
 
 func (h Health) readyz(w http.ResponseWriter, _ *http.Request) {
 	snap := h.Store.Load()
+	failure := h.Store.LastFailure()
 	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{
-			"status": "not ready",
-			"reason": "no policy loaded yet",
-		})
+		body := map[string]any{"status": "not ready", "reason": "no policy loaded yet"}
+		if failure != nil {
+			body["last_load"] = failureJSON(failure)
+		}
+		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
 	st := snap.Stats()
-	writeJSON(w, http.StatusOK, map[string]any{
+	body := map[string]any{
 		"status":          "ready",
 		"policy_revision": snap.Revision(),
 		"agents":          st.Agents,
 		"hosts":           st.Hosts,
 		"routes":          st.Routes,
-	})
+	}
+	if failure != nil {
+		// Still ready: the last good policy serves. Operators see why the new one did not load.
+		body["last_load"] = failureJSON(failure)
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+func failureJSON(f *policy.LoadFailure) map[string]any {
+	return map[string]any{
+		"ok":       false,
+		"at":       f.At.UTC().Format(time.RFC3339Nano),
+		"problems": f.Problems,
+	}
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

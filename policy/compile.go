@@ -372,9 +372,12 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		cr.shadow, tree = true, hs.shadowRoot
 		c.snap.hasShadow = true
 	}
+	cr.segments = segments
 	if err := tree.insert(cr, segments); err != nil {
 		c.addf(src, at, "%v", err)
+		return
 	}
+	hs.routes = append(hs.routes, cr)
 }
 
 func sortedKeys[V any](m map[string]V) []string {

@@ -32,6 +32,8 @@ type route struct {
 	grant      *decision.Grant
 	// shadow routes are evaluated for the record only; they never decide.
 	shadow bool
+	// segments of the template, for explanations.
+	segments []string
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

@@ -8,6 +8,7 @@ package policy
 
 import (
 	"sync/atomic"
+	"time"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
@@ -100,16 +101,35 @@ type host struct {
 	root       *node // ordinary routes
 	shadowRoot *node // shadow routes
 	grant      *decision.Grant
+	// routes in policy order, for explanations.
+	routes []*route
 }
 
-// Store holds the snapshot in force. Swapping in a new one is atomic: a decision in flight
-// finishes on the snapshot it started with.
+// Store holds the snapshot in force, and what became of the last attempt to load a new one.
+// Swapping in a snapshot is atomic: a decision in flight finishes on the snapshot it started
+// with, and no decision waits for a load.
 type Store struct {
 	current atomic.Pointer[Snapshot]
+	failure atomic.Pointer[LoadFailure]
+}
+
+// LoadFailure records a load that failed while an older snapshot kept serving.
+type LoadFailure struct {
+	At       time.Time
+	Problems []string
 }
 
 // Load returns the snapshot in force, or nil when none was ever loaded.
 func (s *Store) Load() *Snapshot { return s.current.Load() }
 
-// Swap puts a new snapshot in force and returns the previous one.
-func (s *Store) Swap(snap *Snapshot) *Snapshot { return s.current.Swap(snap) }
+// Swap puts a new snapshot in force, clears the last failure and returns the previous one.
+func (s *Store) Swap(snap *Snapshot) *Snapshot {
+	s.failure.Store(nil)
+	return s.current.Swap(snap)
+}
+
+// Failed records a failed load; the snapshot in force stays.
+func (s *Store) Failed(f LoadFailure) { s.failure.Store(&f) }
+
+// LastFailure returns the failure of the last load, or nil if it succeeded.
+func (s *Store) LastFailure() *LoadFailure { return s.failure.Load() }

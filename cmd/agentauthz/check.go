@@ -43,6 +43,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&r.Path, "path", "", "raw path with query, e.g. '/v1/tickets?status=open'")
 	fs.Var(headers, "header", "request header \"name: value\" (repeatable)")
 	fs.StringVar(&r.Body, "body", "", "request body")
+	explain := fs.Bool("explain", false, "show which rules were considered and why each matched or not")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -74,9 +75,20 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	if deny != nil {
 		d = *deny
 	} else {
-		d = snap.Decide(&req)
+		if *explain {
+			var steps []string
+			d, steps = snap.Explain(&req)
+			for _, s := range steps {
+				fmt.Fprintln(stdout, s)
+			}
+		} else {
+			d = snap.Decide(&req)
+		}
 	}
 	printDecision(stdout, &d)
+	if d.ShadowRule != "" {
+		fmt.Fprintf(stdout, "  shadow rule %s would decide %s %s (not enforced)\n", d.ShadowRule, d.ShadowOutcome, d.ShadowCode)
+	}
 	if d.Allowed() {
 		return exitOK
 	}

@@ -1,0 +1,111 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/target"
+)
+
+// Explain decides r like Decide and says, step by step, which rules were considered and why
+// each matched or not. It is for people (agentauthz check --explain), not the request path.
+func (s *Snapshot) Explain(r *Request) (decision.Decision, []string) {
+	d := s.Decide(r)
+	var steps []string
+	add := func(format string, args ...any) { steps = append(steps, fmt.Sprintf(format, args...)) }
+
+	if r.Agent.IsZero() {
+		add("identity: none")
+		return d, steps
+	}
+	_, tdOK := s.trustDomains[r.Agent.TrustDomain()]
+	add("identity: %s (trust domain %s %s)", r.Agent, r.Agent.TrustDomain().Name(), accepted(tdOK))
+	ag := s.agents[r.Agent]
+	switch {
+	case !tdOK:
+		return d, steps
+	case ag == nil:
+		add("agent: not in the policy")
+		return d, steps
+	case !ag.live:
+		add("agent: defined only in shadow files")
+	default:
+		add("agent: holds %s", strings.Join(s.scopeList(ag.scopes), ", "))
+	}
+	t, err := target.Parse(r.Target)
+	if err != nil {
+		add("path: refused before any rule: %v", err)
+		return d, steps
+	}
+	h := s.hosts[hostKey(r.Host)]
+	if h == nil {
+		add("host %q: not in the policy", r.Host)
+		return d, steps
+	}
+	add("host %s: %d route(s)", h.name, len(h.routes))
+	for _, rt := range h.routes {
+		kind := "route"
+		if rt.shadow {
+			kind = "shadow route"
+		}
+		switch {
+		case rt.method != r.Method:
+			add("  %s %s (%s %s): skipped, method is %s", kind, rt.name, rt.method, rt.template, r.Method)
+		case !rt.matchesPath(t.Path):
+			add("  %s %s (%s %s): skipped, path does not match", kind, rt.name, rt.method, rt.template)
+		case rt.shadow && d.ShadowRule == rt.name:
+			add("  %s %s (%s %s): matched; would decide %s %s (recorded, not enforced)", kind, rt.name, rt.method, rt.template, d.ShadowOutcome, d.ShadowCode)
+		case d.Rule == rt.name:
+			add("  %s %s (%s %s): matched; needs scope %s (%s); decides %s %s", kind, rt.name, rt.method, rt.template,
+				s.scopeNames[rt.scope], held(ag.holds(rt.scope, rt.shadow)), d.Outcome, d.Code)
+		default:
+			add("  %s %s (%s %s): matches, but a route with more literal segments takes precedence", kind, rt.name, rt.method, rt.template)
+		}
+	}
+	if d.Rule == "" {
+		add("no route decided: %s", d.Code)
+	}
+	return d, steps
+}
+
+func accepted(ok bool) string {
+	if ok {
+		return "accepted"
+	}
+	return "not accepted"
+}
+
+func held(ok bool) string {
+	if ok {
+		return "held"
+	}
+	return "not held"
+}
+
+func (s *Snapshot) scopeList(set []uint64) []string {
+	var out []string
+	for i, name := range s.scopeNames {
+		if w := i / 64; w < len(set) && set[w]&(1<<(i%64)) != 0 {
+			out = append(out, name)
+		}
+	}
+	if len(out) == 0 {
+		return []string{"no scopes"}
+	}
+	return out
+}
+
+// matchesPath reports whether the route's template fits path, segment by segment.
+func (rt *route) matchesPath(path string) bool {
+	rest := path
+	for _, want := range rt.segments {
+		seg, next, ok := target.NextSegment(rest)
+		if !ok || (!isParamSegment(want) && seg != want) {
+			return false
+		}
+		rest = next
+	}
+	_, _, more := target.NextSegment(rest)
+	return !more
+}
