@@ -4,19 +4,19 @@
 //
 // A test file is a YAML list of cases, named *_test.yaml, in the policy's directory:
 //
-//	- name: helpdesk lists open tickets
-//	  principal: spiffe://acme.internal/agent/helpdesk
-//	  method: GET                       # default GET
-//	  host: helpdesk.acme.internal
-//	  path: /v1/tickets?status=open
-//	  headers: {content-type: application/json}
-//	  body: '{"body": "..."}'
-//	  want: allow                       # allow or deny
-//	  status: 200                       # optional
-//	  code: allowed                     # optional: the stable reason code
-//	  rule: list-tickets                # optional: the route that decided
-//	  violations: [query.limit]         # optional: fields the denial must name
-//	  shadow_code: scope_missing        # optional: what a shadow rule would decide
+//   - name: helpdesk lists open tickets
+//     principal: spiffe://acme.internal/agent/helpdesk
+//     method: GET                       # default GET
+//     host: helpdesk.acme.internal
+//     path: /v1/tickets?status=open
+//     headers: {content-type: application/json}
+//     body: '{"body": "..."}'
+//     want: allow                       # allow or deny
+//     status: 200                       # optional
+//     code: allowed                     # optional: the stable reason code
+//     rule: list-tickets                # optional: the route that decided
+//     violations: [query.limit]         # optional: fields the denial must name
+//     shadow_code: scope_missing        # optional: what a shadow rule would decide
 package policytest
 
 import (

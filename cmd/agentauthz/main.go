@@ -19,6 +19,8 @@ Usage:
   agentauthz serve [flags]       serve Envoy's ext_authz v3 gRPC API (no flags: the demo policy)
   agentauthz check [flags]       decide one request offline and say which rule decided it
   agentauthz lint FILE|DIR...    validate policies and print every problem
+  agentauthz test DIR...         run the policy's test files (*_test.yaml) and report
+  agentauthz audit verify FILE   check that audit logs are intact (tamper-evident chain)
 
 Run "agentauthz COMMAND -h" for a command's flags.
 `
@@ -44,8 +46,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "check":
 		return runCheck(args[1:], stdout, stderr)
+	case "test":
+		return runTest(args[1:], stdout, stderr)
 	case "lint":
 		return runLint(args[1:], stdout, stderr)
+	case "audit":
+		return runAudit(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK
