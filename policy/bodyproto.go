@@ -150,7 +150,9 @@ func validateMessage(v protovalidate.Validator, m proto.Message) decision.Decisi
 
 // protoErrorMessage shortens a protobuf decoding error for an agent.
 func protoErrorMessage(err error) string {
-	s := strings.TrimPrefix(err.Error(), "proto: ")
+	// protobuf-go separates "proto:" from the message with a space or, at random, a
+	// non-breaking one, so that nobody matches on its text; trim either.
+	s := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
 	if len(s) > 200 {
 		s = s[:200]
 	}

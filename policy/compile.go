@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"buf.build/go/protovalidate"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -140,6 +141,7 @@ type compiler struct {
 	validator protovalidate.Validator
 	// refs are the files the policy refers to, by path, for the revision.
 	refs    map[string][]byte
+	refsMu  sync.Mutex
 	graphql map[string]*graphqlAPI
 }
 

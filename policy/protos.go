@@ -108,7 +108,10 @@ func (c *compiler) readRef(src *source, ref string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s: %v", ref, unwrapPathError(err))
 	}
+	// protocompile reads imports from several goroutines.
+	c.refsMu.Lock()
 	c.refs[full] = data
+	c.refsMu.Unlock()
 	return data, nil
 }
 

@@ -152,7 +152,11 @@ func printDecision(w io.Writer, d *decision.Decision) {
 	}
 	fmt.Fprintf(w, "deny %d %s  rule=%s\n  %s\n", d.Status(), d.Code, rule, d.Detail)
 	for _, v := range d.Violations {
-		fmt.Fprintf(w, "  %s: %s (%s)\n", v.Field, v.Message, v.Rule)
+		field := v.Field
+		if field == "" {
+			field = "(the whole body)"
+		}
+		fmt.Fprintf(w, "  %s: %s (%s)\n", field, v.Message, v.Rule)
 	}
 }
 

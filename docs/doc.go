@@ -1,0 +1,19 @@
+// Package docs holds agentauthz's documentation for the people who write policy:
+// policy-reference.md and writing-policy.md.
+//
+// It has no code of its own. Its tests keep the documents true to the product:
+//
+//   - TestPolicyReference generates policy-reference.md from the comments and validation rules
+//     of the policy schema (proto/agentauthz/policy/v1/policy.proto) and fails when the
+//     committed page differs;
+//   - TestGuideSnippets loads every policy writing-policy.md shows, and finds every shorter
+//     YAML snippet in one of them;
+//   - TestGuideFiles compares the files the guide shows with testdata/;
+//   - TestGuideCommands builds agentauthz, runs every command the guide shows and compares what
+//     it prints;
+//   - TestGuideCodes checks the guide's table of reason codes against package decision.
+//
+// After changing the schema, rewrite the reference with
+//
+//	go test ./docs -update
+package docs
