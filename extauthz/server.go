@@ -6,16 +6,21 @@ package extauthz
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/agentauthz/agentauthz/audit"
 	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/metrics"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -23,20 +28,57 @@ import (
 type Server struct {
 	authv3.UnimplementedAuthorizationServer
 
-	store *policy.Store
-	log   *slog.Logger
-	ids   idSource
-	resp  responder
+	cfg  Config
+	ids  idSource
+	resp responder
 }
 
 var _ authv3.AuthorizationServer = (*Server)(nil)
 
+// DecisionLog records every decision; audit.Log and audit.Queue are ones.
+type DecisionLog interface {
+	Decision(audit.Decision) error
+}
+
+// Config is what a Server needs. Only Store is required.
+type Config struct {
+	Store *policy.Store
+	// Log receives failures; nil discards them.
+	Log *slog.Logger
+	// Metrics count decisions and their latency; nil records nothing.
+	Metrics *metrics.Metrics
+	// Decisions records every decision; nil records none.
+	Decisions DecisionLog
+	// RedactQuery names query parameters whose values the decision log never shows.
+	RedactQuery map[string]bool
+	// Timeout bounds one Check: a decision not reached in time is a deadline_exceeded deny.
+	// Zero means DefaultTimeout.
+	Timeout time.Duration
+	// Clock is injected for tests; nil means time.Now.
+	Clock func() time.Time
+}
+
+// DefaultTimeout bounds a Check when Config.Timeout is zero. Envoy's own ext_authz timeout
+// should be a little longer, so that the agent gets agentauthz's answer.
+const DefaultTimeout = 200 * time.Millisecond
+
 // New returns a Server deciding from store. log receives failures; nil discards them.
 func New(store *policy.Store, log *slog.Logger) *Server {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	return NewServer(Config{Store: store, Log: log})
+}
+
+// NewServer returns a Server with cfg.
+func NewServer(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{store: store, log: log}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	s := &Server{cfg: cfg}
 	s.ids.init()
 	return s
 }
@@ -45,18 +87,74 @@ func New(store *policy.Store, log *slog.Logger) *Server {
 // the gRPC error path is left for transport failures, so Envoy's status_on_error is never the
 // only thing an agent sees.
 func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (resp *authv3.CheckResponse, _ error) {
+	start := s.cfg.Clock()
 	id := s.ids.next()
 	agent := ""
+	var d decision.Decision
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("check panicked; answered with a fail-closed deny",
-				"decision_id", id, "panic", p, "stack", string(debug.Stack()))
-			d := decision.Denied(decision.CodeInternal, "Authorization failed internally; retry later.")
+			s.cfg.Log.Error("check panicked; answered with a fail-closed deny",
+				"decision_id", id, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			d = decision.Denied(decision.CodeInternal, "Authorization failed internally; retry later.")
 			resp = s.resp.respond(&d, id, agent)
 		}
+		s.record(cr, &d, id, agent, start)
 	}()
-	d := s.decide(ctx, cr, &agent)
+	d = s.decide(ctx, cr, &agent)
+	if d.Outcome == decision.Allow && s.cfg.Clock().Sub(start) > s.cfg.Timeout {
+		// Too late to be trusted as an answer: fail closed.
+		d = decision.Denied(decision.CodeDeadlineExceeded, "Authorization timed out; retry later.")
+	}
 	return s.resp.respond(&d, id, agent), nil
+}
+
+// record counts and logs an answered decision.
+func (s *Server) record(cr *authv3.CheckRequest, d *decision.Decision, id, agent string, start time.Time) {
+	took := s.cfg.Clock().Sub(start)
+	s.cfg.Metrics.Check(d, took)
+	if d.ShadowRule != "" {
+		s.cfg.Metrics.Shadow(d.ShadowRule, d.ShadowCode)
+	}
+	if s.cfg.Decisions == nil {
+		return
+	}
+	httpReq := cr.GetAttributes().GetRequest().GetHttp()
+	rec := audit.Decision{
+		ID:        id,
+		RequestID: httpReq.GetId(),
+		Agent:     agent,
+		Host:      httpReq.GetHost(),
+		Method:    httpReq.GetMethod(),
+		Path:      audit.RedactQuery(httpReq.GetPath(), s.cfg.RedactQuery),
+		Rule:      d.Rule,
+		Outcome:   d.Outcome.String(),
+		Code:      string(d.Code),
+		Status:    d.Status(),
+		Latency:   took,
+	}
+	if snap := s.cfg.Store.Load(); snap != nil {
+		rec.PolicyRevision = snap.Revision()
+	}
+	if rec.Code == "" {
+		rec.Code = string(decision.CodeInternal)
+	}
+	if body := bodyOf(httpReq); len(body) > 0 {
+		sum := sha256.Sum256(body)
+		rec.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	if d.ShadowRule != "" {
+		rec.ShadowRule, rec.ShadowCode, rec.ShadowOutcome = d.ShadowRule, string(d.ShadowCode), d.ShadowOutcome.String()
+	}
+	if err := s.cfg.Decisions.Decision(rec); err != nil {
+		s.cfg.Log.Error("decision not recorded", "decision_id", id, "error", err.Error())
+	}
+}
+
+func bodyOf(h *authv3.AttributeContext_HttpRequest) []byte {
+	if raw := h.GetRawBody(); len(raw) > 0 {
+		return raw
+	}
+	return []byte(h.GetBody())
 }
 
 // decide reads the request and asks the policy; agent is set once the identity is known.
@@ -67,7 +165,7 @@ func (s *Server) decide(ctx context.Context, cr *authv3.CheckRequest, agent *str
 		}
 		return decision.Denied(decision.CodeInternal, "The check was cancelled.")
 	}
-	snap := s.store.Load()
+	snap := s.cfg.Store.Load()
 	if snap == nil {
 		return decision.Denied(decision.CodePolicyNotLoaded, "Authorization is not ready; retry later.")
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -48,9 +49,12 @@ func schemaViolations(ve *jsonschema.ValidationError) []decision.Violation {
 	var walk func(u *jsonschema.OutputUnit)
 	walk = func(u *jsonschema.OutputUnit) {
 		if u.Error != nil && len(u.Errors) == 0 {
-			field := u.InstanceLocation // a JSON pointer; "" is the whole body
+			field := clip(u.InstanceLocation, 200) // a JSON pointer into the body
+			if field == "" {
+				field = "body" // the whole body
+			}
 			rule := u.KeywordLocation[strings.LastIndexByte(u.KeywordLocation, '/')+1:]
-			msg := u.Error.String()
+			msg := clip(u.Error.String(), 200) // messages may quote the agent's own text
 			if key := field + "\x00" + msg; !seen[key] && len(out) < maxViolations {
 				seen[key] = true
 				out = append(out, decision.Violation{Field: field, Rule: rule, Message: msg})
@@ -62,7 +66,7 @@ func schemaViolations(ve *jsonschema.ValidationError) []decision.Violation {
 	}
 	walk(ve.BasicOutput())
 	if len(out) == 0 {
-		out = append(out, decision.Violation{Field: "", Rule: "schema", Message: "does not match the schema"})
+		out = append(out, decision.Violation{Field: "body", Rule: "schema", Message: "does not match the schema"})
 	}
 	return out
 }
@@ -97,4 +101,15 @@ func (c *compiler) compileJSONSchema(src *source, ref string, maxDepth int) (*js
 		return nil, fmt.Errorf("%s: %v", ref, strings.ReplaceAll(err.Error(), "\n", "; "))
 	}
 	return &jsonSchemaBody{schema: sch, maxDepth: maxDepth}, nil
+}
+
+// clip shortens s to at most n bytes, on a rune boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

@@ -153,8 +153,5 @@ func protoErrorMessage(err error) string {
 	// protobuf-go separates "proto:" from the message with a space or, at random, a
 	// non-breaking one, so that nobody matches on its text; trim either.
 	s := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
-	if len(s) > 200 {
-		s = s[:200]
-	}
-	return s
+	return clip(s, 200)
 }

@@ -1,0 +1,46 @@
+package extauthz_test
+
+import (
+	"context"
+	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/agentauthz/agentauthz/extauthz"
+)
+
+// BenchmarkCheck measures one in-process Check: reading the CheckRequest, deciding and building
+// the CheckResponse (gRPC transport excluded).
+func BenchmarkCheck(b *testing.B) {
+	store, _ := loadDemo(b)
+	srv := extauthz.New(store, nil)
+	const helpdesk, bi = "spiffe://acme.internal/agent/helpdesk", "spiffe://acme.internal/agent/bi"
+	for _, bc := range []struct {
+		name  string
+		req   extauthz.HTTPRequest
+		allow bool
+	}{
+		{"allow-header-only", extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711",
+			Headers: map[string]string{"authorization": "Bearer agent-own-token", "x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35"}}, true},
+		{"allow-query", extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets?status=open&limit=10",
+			Headers: map[string]string{"authorization": "Bearer agent-own-token", "x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35"}}, true},
+		{"deny-scope", extauthz.HTTPRequest{Principal: bi, Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711",
+			Headers: map[string]string{"x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35"}}, false},
+		{"deny-ambiguous", extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets/%2e%2e/admin",
+			Headers: map[string]string{"x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35"}}, false},
+	} {
+		cr := bc.req.CheckRequest()
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			if resp, err := srv.Check(ctx, cr); err != nil || (resp.GetOkResponse() != nil) != bc.allow {
+				b.Fatalf("Check = %v, %v; want allow=%v", resp, err, bc.allow)
+			}
+			b.ReportAllocs()
+			var resp *authv3.CheckResponse
+			for b.Loop() {
+				resp, _ = srv.Check(ctx, cr)
+			}
+			_ = resp
+		})
+	}
+}
