@@ -15,6 +15,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/httpapi"
+	"github.com/agentauthz/agentauthz/metrics"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -44,6 +46,15 @@ type Config struct {
 	Log   *slog.Logger
 	// DrainTimeout bounds how long Shutdown waits for in-flight checks.
 	DrainTimeout time.Duration
+	// Metrics are recorded for every check; Gatherer, when set, is served on /metrics.
+	Metrics  *metrics.Metrics
+	Gatherer prometheus.Gatherer
+	// Decisions records every decision; nil records none.
+	Decisions extauthz.DecisionLog
+	// RedactQuery names query parameters whose values the decision log never shows.
+	RedactQuery map[string]bool
+	// CheckTimeout bounds one Check (extauthz.DefaultTimeout when zero).
+	CheckTimeout time.Duration
 }
 
 // Server is a running agentauthz.
@@ -94,7 +105,14 @@ func Start(cfg Config) (*Server, error) {
 	}
 
 	s.grpc = grpc.NewServer()
-	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(cfg.Store, cfg.Log))
+	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(extauthz.Config{
+		Store:       cfg.Store,
+		Log:         cfg.Log,
+		Metrics:     cfg.Metrics,
+		Decisions:   cfg.Decisions,
+		RedactQuery: cfg.RedactQuery,
+		Timeout:     cfg.CheckTimeout,
+	}))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
 	reflection.Register(s.grpc)
@@ -104,6 +122,9 @@ func Start(cfg Config) (*Server, error) {
 	if s.httpLis != nil {
 		mux := http.NewServeMux()
 		httpapi.Health{Store: cfg.Store}.Register(mux)
+		if cfg.Gatherer != nil {
+			mux.Handle("GET /metrics", metrics.Handler(cfg.Gatherer))
+		}
 		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,10 +10,18 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/agentauthz/agentauthz/audit"
 	"github.com/agentauthz/agentauthz/demo"
+	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/metrics"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/reload"
 	"github.com/agentauthz/agentauthz/server"
 )
 
@@ -23,6 +32,9 @@ func runServe(args []string, _, stderr io.Writer) int {
 	httpAddr := fs.String("http-addr", server.DefaultHTTPAddr, "HTTP listen address for /healthz and /readyz; empty disables it")
 	insecure := fs.Bool("insecure", false, "allow plaintext gRPC on a non-loopback address")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	decisionLog := fs.String("decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
+	redact := fs.String("redact-query", "", "comma-separated query parameters whose values the decision log never shows")
+	checkTimeout := fs.Duration("check-timeout", extauthz.DefaultTimeout, "deadline of one Check; a later decision is a deny")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -63,15 +75,34 @@ func runServe(args []string, _, stderr io.Writer) int {
 	}
 	store := &policy.Store{}
 	store.Swap(snap)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := metrics.New(reg)
+	m.Reload(true, snap.Revision())
 
+	decisions, err := openDecisionLog(*decisionLog, log)
+	if err != nil {
+		fmt.Fprintf(stderr, "agentauthz serve: --decision-log: %v\n", err)
+		return exitUsage
+	}
+	var decisionSink extauthz.DecisionLog // stays a nil interface when the log is off
+	if decisions != nil {
+		decisionSink = decisions
+	}
 	srv, err := server.Start(server.Config{
-		GRPCAddr: *grpcAddr,
-		HTTPAddr: *httpAddr,
-		Insecure: *insecure,
-		Store:    store,
-		Log:      log,
+		GRPCAddr:     *grpcAddr,
+		HTTPAddr:     *httpAddr,
+		Insecure:     *insecure,
+		Store:        store,
+		Log:          log,
+		Metrics:      m,
+		Gatherer:     reg,
+		Decisions:    decisionSink,
+		RedactQuery:  splitSet(*redact),
+		CheckTimeout: *checkTimeout,
 	})
 	if err != nil {
+		closeDecisionLog(decisions, log)
 		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
 		return exitUsage
 	}
@@ -85,18 +116,84 @@ func runServe(args []string, _, stderr io.Writer) int {
 		"policy", source, "policy_revision", snap.Revision(),
 		"agents", st.Agents, "hosts", st.Hosts, "routes", st.Routes)
 
+	ctx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	if *policyPath != "" {
+		r := &reload.Reloader{
+			Path:    *policyPath,
+			Load:    loadFiles,
+			Store:   store,
+			Log:     log,
+			Metrics: m,
+		}
+		go func() {
+			if err := r.Watch(ctx, hup); err != nil {
+				log.Error("cannot watch the policy; reload with SIGHUP only", "error", err.Error())
+				for range hup {
+					_ = r.Reload("signal") // recorded and logged by Reload
+				}
+			}
+		}()
+	} else {
+		go func() {
+			for range hup {
+				log.Info("the embedded demo policy does not reload; serve --policy DIR to edit policy live")
+			}
+		}()
+	}
+
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	code := exitOK
 	select {
 	case s := <-sig:
 		log.Info("draining in-flight checks before exit", "signal", s.String())
-		srv.Shutdown()
-		return exitOK
 	case err := <-srv.Err():
 		log.Error("listener failed", "error", err.Error())
-		srv.Shutdown()
-		return exitUsage
+		code = exitUsage
 	}
+	srv.Shutdown()
+	closeDecisionLog(decisions, log)
+	return code
+}
+
+// openDecisionLog opens the decision log behind a queue, or returns nil for "off".
+func openDecisionLog(where string, log *slog.Logger) (*audit.Queue, error) {
+	var l *audit.Log
+	switch where {
+	case "off", "":
+		return nil, nil
+	case "-":
+		l = audit.New(os.Stdout, audit.Options{})
+	default:
+		var err error
+		if l, err = audit.Open(where, audit.Options{}); err != nil {
+			return nil, err
+		}
+	}
+	return audit.NewQueue(l, 4096, log), nil
+}
+
+func closeDecisionLog(q *audit.Queue, log *slog.Logger) {
+	if q == nil {
+		return
+	}
+	if err := q.Close(); err != nil {
+		log.Error("closing the decision log", "error", err.Error())
+	}
+}
+
+// splitSet reads a comma-separated list into a set.
+func splitSet(s string) map[string]bool {
+	set := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			set[part] = true
+		}
+	}
+	return set
 }
 
 // loadPolicy loads the policy at path, or the embedded demo policy when path is empty.
@@ -104,6 +201,11 @@ func loadPolicy(path string, log *slog.Logger) (*policy.Snapshot, error) {
 	if path == "" {
 		return demo.Load(log)
 	}
+	return loadFiles(path)
+}
+
+// loadFiles reads and compiles the policy at path, reading its credentials.
+func loadFiles(path string) (*policy.Snapshot, error) {
 	files, err := policy.ReadPath(path)
 	if err != nil {
 		return nil, err
