@@ -3,6 +3,9 @@
 //	agentauthz serve [--policy FILE|DIR] [--grpc-addr ADDR] [--http-addr ADDR]
 //	agentauthz check [--policy FILE|DIR] (--request FILE | --agent ID --method M --host H --path P ...)
 //	agentauthz lint  FILE|DIR...
+//	agentauthz test  DIR...
+//	agentauthz audit verify FILE...
+//	agentauthz graphql-id FILE...
 package main
 
 import (
@@ -21,6 +24,7 @@ Usage:
   agentauthz lint FILE|DIR...    validate policies and print every problem
   agentauthz test DIR...         run the policy's test files (*_test.yaml) and report
   agentauthz audit verify FILE   check that audit logs are intact (tamper-evident chain)
+  agentauthz graphql-id FILE...  print the persisted-operation id of GraphQL documents
 
 Run "agentauthz COMMAND -h" for a command's flags.
 `
@@ -46,6 +50,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runServe(args[1:], stdout, stderr)
 	case "check":
 		return runCheck(args[1:], stdout, stderr)
+	case "graphql-id":
+		return runGraphQLID(args[1:], stdout, stderr)
 	case "test":
 		return runTest(args[1:], stdout, stderr)
 	case "lint":

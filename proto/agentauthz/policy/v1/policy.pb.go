@@ -26,8 +26,10 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Policy is one policy file. A policy directory is the union of its files: trust domains are
-// merged, and an agent or host may be defined in only one of them.
+// Policy is one policy file. A policy directory is the union of its files (*.yaml and *.yml,
+// but not *_test.yaml): trust domains are merged; agents, hosts, route names, GraphQL API names
+// and message types are unique across the ordinary files. Shadow files (shadow: true) may extend
+// agents and hosts defined elsewhere.
 type Policy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// SPIFFE trust domains whose workloads may be agents, e.g. "acme.internal". An identity from
@@ -198,7 +200,10 @@ type Host struct {
 	// Request headers removed on allow, before the upstream sees the request: the agent's own
 	// credentials ("authorization", "cookie", ...). Lower case.
 	RemoveHeaders []string `protobuf:"bytes,2,rep,name=remove_headers,json=removeHeaders,proto3" json:"remove_headers,omitempty"`
-	// Headers set on allow, carrying the upstream's credentials so agents never hold them.
+	// Headers set on allow, carrying the upstream's credentials so agents never hold them. A header
+	// both removed and injected is replaced. Hop-by-hop and pseudo-headers (host, connection,
+	// content-length, transfer-encoding, te, upgrade, keep-alive, proxy-connection, :path, ...)
+	// cannot be injected.
 	InjectHeaders []*InjectHeader `protobuf:"bytes,3,rep,name=inject_headers,json=injectHeaders,proto3" json:"inject_headers,omitempty"`
 	// The routes agents may call on this host. At least one.
 	Routes        []*Route `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
@@ -376,20 +381,26 @@ type Route struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// A name unique within the policy, used in decisions, logs and metrics, e.g. "list-tickets".
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// HTTP method, exact and case-sensitive, e.g. "GET".
+	// HTTP method, exact and case-sensitive, e.g. "GET". gRPC routes use POST; GraphQL routes GET
+	// or POST.
 	Method string `protobuf:"bytes,2,opt,name=method,proto3" json:"method,omitempty"`
 	// Path template: literal segments and typed parameters in braces, e.g. "/v1/tickets/{id}".
 	// A parameter takes a whole segment. No query, no trailing slash, no empty segment.
 	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
 	// The scope an agent must hold to call this route.
 	Scope string `protobuf:"bytes,4,opt,name=scope,proto3" json:"scope,omitempty"`
-	// The type of every parameter in the path template, by name.
+	// The type of every parameter in the path template, by name. Every parameter in the path needs
+	// one, and every one listed must be in the path. At most 16 per route.
 	Params map[string]*Param `protobuf:"bytes,5,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	// The query parameters this route accepts, by name. Any other parameter is refused with 400,
-	// unless strip_unknown_query is set.
+	// The query parameters this route accepts, by name (at most 64). Any other parameter is refused
+	// with 400, unless strip_unknown_query is set. Method-override names (_method,
+	// x-http-method-override, ...) cannot be declared. A GraphQL GET route declares none: it takes
+	// query, operationName and variables.
 	Query map[string]*Param `protobuf:"bytes,6,rep,name=query,proto3" json:"query,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Remove undeclared query parameters before the upstream sees the request instead of refusing
-	// the request. Declared parameters are still checked.
+	// the request. Declared parameters are still checked. A name that differs from a declared one
+	// only by case, or that is percent-encoded, is refused, never stripped: some upstreams would
+	// read it as the declared parameter.
 	StripUnknownQuery bool `protobuf:"varint,7,opt,name=strip_unknown_query,json=stripUnknownQuery,proto3" json:"strip_unknown_query,omitempty"`
 	// Why the route exists; shown to reviewers, never used in decisions.
 	Description string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
@@ -526,7 +537,8 @@ type Body struct {
 	Optional bool `protobuf:"varint,2,opt,name=optional,proto3" json:"optional,omitempty"`
 	// How deeply JSON may nest; deeper bodies are refused. Default 32.
 	MaxDepth *uint32 `protobuf:"varint,3,opt,name=max_depth,json=maxDepth,proto3,oneof" json:"max_depth,omitempty"`
-	// The schema of the body. Exactly one, except on GraphQL routes, where the GraphQL API is the
+	// The schema of the body. Exactly one (checked when the policy loads), except on GraphQL
+	// routes, where the GraphQL API is the
 	// schema and this message only sets limits.
 	//
 	// Types that are valid to be assigned to Schema:
@@ -635,7 +647,7 @@ type Body_JsonSchema struct {
 }
 
 type Body_Message struct {
-	// The full name of a protobuf message, e.g. "acme.helpdesk.v1.PasswordReset", from
+	// The full name of a protobuf message, e.g. "acme.helpdesk.v1.PasswordResetRequest", from
 	// proto_files or compiled into agentauthz. The application/json body is decoded into it
 	// (proto JSON mapping, unknown fields refused) and checked with its protovalidate rules.
 	Message string `protobuf:"bytes,5,opt,name=message,proto3,oneof"`
@@ -654,8 +666,8 @@ func (*Body_Message) isBody_Schema() {}
 
 func (*Body_GrpcMessage) isBody_Schema() {}
 
-// GraphQLAPI is a read-only GraphQL endpoint: its schema, what operations it runs, what each
-// agent may select, and limits.
+// GraphQLAPI is a GraphQL endpoint, read-only unless operations says otherwise: its schema,
+// what operations it runs, what each agent may select, and limits.
 type GraphQLAPI struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// How routes refer to it.
@@ -670,16 +682,21 @@ type GraphQLAPI struct {
 	Fields []*GraphQLFields `protobuf:"bytes,4,rep,name=fields,proto3" json:"fields,omitempty"`
 	// Accept a JSON array of requests; every one is checked. Off by default.
 	AllowBatch bool `protobuf:"varint,5,opt,name=allow_batch,json=allowBatch,proto3" json:"allow_batch,omitempty"`
-	// Limits. Defaults: batch 10, depth 10, aliases 10, root fields 10, tokens 2000.
-	MaxBatch      *uint32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3,oneof" json:"max_batch,omitempty"`
-	MaxDepth      *uint32 `protobuf:"varint,7,opt,name=max_depth,json=maxDepth,proto3,oneof" json:"max_depth,omitempty"`
-	MaxAliases    *uint32 `protobuf:"varint,8,opt,name=max_aliases,json=maxAliases,proto3,oneof" json:"max_aliases,omitempty"`
+	// The most requests in one batch (default 10).
+	MaxBatch *uint32 `protobuf:"varint,6,opt,name=max_batch,json=maxBatch,proto3,oneof" json:"max_batch,omitempty"`
+	// The deepest selection nesting, counted through fragments (default 10).
+	MaxDepth *uint32 `protobuf:"varint,7,opt,name=max_depth,json=maxDepth,proto3,oneof" json:"max_depth,omitempty"`
+	// The most aliased fields in a document, fragments included (default 10; 0 allows none).
+	MaxAliases *uint32 `protobuf:"varint,8,opt,name=max_aliases,json=maxAliases,proto3,oneof" json:"max_aliases,omitempty"`
+	// The most fields at the root of the selected operation (default 10).
 	MaxRootFields *uint32 `protobuf:"varint,9,opt,name=max_root_fields,json=maxRootFields,proto3,oneof" json:"max_root_fields,omitempty"`
-	MaxTokens     *uint32 `protobuf:"varint,10,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
+	// The most lexical tokens in a document, counted before it is parsed (default 2000).
+	MaxTokens *uint32 `protobuf:"varint,10,opt,name=max_tokens,json=maxTokens,proto3,oneof" json:"max_tokens,omitempty"`
 	// Allow the introspection fields __schema and __type. __typename is always allowed.
 	AllowIntrospection bool `protobuf:"varint,11,opt,name=allow_introspection,json=allowIntrospection,proto3" json:"allow_introspection,omitempty"`
 	// Persisted operations: lower-case hex SHA-256 of each normalised document
-	// (agentauthz graphql-id FILE prints it).
+	// (`agentauthz graphql-id FILE` prints it). Apollo-style extensions.persistedQuery.sha256Hash
+	// is accepted when it matches the document.
 	Persisted []string `protobuf:"bytes,12,rep,name=persisted,proto3" json:"persisted,omitempty"`
 	// Accept only the persisted operations.
 	PersistedOnly bool `protobuf:"varint,13,opt,name=persisted_only,json=persistedOnly,proto3" json:"persisted_only,omitempty"`
@@ -811,7 +828,7 @@ func (x *GraphQLAPI) GetPersistedOnly() bool {
 // GraphQLFields grants fields to agents.
 type GraphQLFields struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// SPIFFE IDs of the agents.
+	// SPIFFE IDs of the agents, each an agent of this policy.
 	Agents []string `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
 	// Type.field or Type.*.
 	Allow         []string `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
@@ -873,15 +890,19 @@ type Param struct {
 	Pattern string `protobuf:"bytes,2,opt,name=pattern,proto3" json:"pattern,omitempty"`
 	// The only values allowed.
 	Enum []string `protobuf:"bytes,3,rep,name=enum,proto3" json:"enum,omitempty"`
-	// Length bounds for strings, in bytes. A string without max_length is limited to 1024 bytes.
+	// Length bounds for strings, in bytes (not characters). A string without max_length is limited
+	// to 1024 bytes.
 	MinLength *uint32 `protobuf:"varint,4,opt,name=min_length,json=minLength,proto3,oneof" json:"min_length,omitempty"`
+	// See min_length.
 	MaxLength *uint32 `protobuf:"varint,5,opt,name=max_length,json=maxLength,proto3,oneof" json:"max_length,omitempty"`
 	// Bounds for integers, inclusive.
 	Minimum *int64 `protobuf:"varint,6,opt,name=minimum,proto3,oneof" json:"minimum,omitempty"`
+	// See minimum.
 	Maximum *int64 `protobuf:"varint,7,opt,name=maximum,proto3,oneof" json:"maximum,omitempty"`
-	// Query parameters only: the parameter must be present.
+	// Query parameters only (an error on a path parameter): the parameter must be present.
 	Required bool `protobuf:"varint,8,opt,name=required,proto3" json:"required,omitempty"`
-	// Query parameters only: the parameter may be given more than once; each value is checked.
+	// Query parameters only (an error on a path parameter): the parameter may be given more than
+	// once; each value is checked.
 	Repeatable bool `protobuf:"varint,9,opt,name=repeatable,proto3" json:"repeatable,omitempty"`
 	// Shown to reviewers and in denials.
 	Description   string `protobuf:"bytes,10,opt,name=description,proto3" json:"description,omitempty"`
