@@ -53,7 +53,9 @@ func (c *Checker) check(r *request, fields *FieldSet) (res Result) {
 	if res := c.limits(doc); !res.OK() { // before the validator, whose cost they bound
 		return res
 	}
-	if errs := validator.Validate(c.schema, doc); len(errs) > 0 {
+	// Validate runs gqlparser's default rules. It is marked deprecated for ValidateWithRules,
+	// which does the same but rebuilds and re-sorts the rule list on every call.
+	if errs := validator.Validate(c.schema, doc); len(errs) > 0 { //nolint:staticcheck // see above
 		list := make([]error, len(errs))
 		for i, e := range errs {
 			list[i] = e

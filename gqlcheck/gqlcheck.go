@@ -39,7 +39,9 @@
 //     types (validator.VariableValues): CodeGraphQLInvalid.
 //
 // Persisted operations are checked like any other: being on the list never skips a rule.
-// Messages never quote the document or variable values; they name fields, types and positions.
+// Messages never quote variable values or the document; they name fields, types and line:column
+// positions. gqlparser's parse and validation messages are passed on (they may quote a name or a
+// literal of the document), clipped to 160 bytes, at most 16 violations per result.
 package gqlcheck
 
 import (

@@ -23,7 +23,7 @@ func (c *Checker) CheckBody(body []byte, fields *FieldSet) Result {
 		vio := decision.Violation{Field: "body", Rule: "syntax", Message: "is not valid JSON"}
 		if e, ok := err.(*strictjson.Error); ok {
 			vio.Rule, vio.Message = e.Rule, e.Message
-			if e.Pointer != "" {
+			if e.Pointer != "" { // "body" and the JSON pointer: "body/query"
 				vio.Field = "body" + clip(e.Pointer, 64)
 			}
 		}

@@ -66,18 +66,33 @@ func badVariable(op *ast.OperationDefinition, name, field, msg string) Result {
 		decision.Violation{Field: field, Rule: "variable", Message: msg})
 }
 
+// kinds names gqlparser's reflect kinds of JSON values in JSON terms.
+var kinds = map[string]string{"int64": "a number", "float64": "a number", "string": "a string",
+	"bool": "a boolean", "map": "an object", "slice": "a list"}
+
 // safeMessage keeps gqlparser's variable messages that carry no value, and replaces the rest.
 func safeMessage(msg string) string {
 	switch msg {
 	case "must be defined", "cannot be null", "unknown field", "enums must be ints or strings":
 		return msg
 	}
-	// "cannot use <kind> as <Type>", "must be a <Type>, not a <kind>": kinds and type names only.
-	if (strings.HasPrefix(msg, "cannot use ") || strings.HasPrefix(msg, "must be a ")) &&
-		len(msg) < 100 && !strings.ContainsAny(msg, ":\"'") {
-		return msg
+	// "cannot use <Go kind> as <Type>", "must be a <Type>, not a <Go kind>": said in JSON terms.
+	var typ, kind string
+	if rest, ok := strings.CutPrefix(msg, "cannot use "); ok {
+		kind, typ, ok = strings.Cut(rest, " as ")
+		if !ok {
+			return "does not match the declared type"
+		}
+	} else if rest, ok := strings.CutPrefix(msg, "must be a "); ok {
+		typ, kind, ok = strings.Cut(rest, ", not a ")
+		if !ok {
+			return "does not match the declared type"
+		}
 	}
-	return "does not match the declared type"
+	if kinds[kind] == "" || typ == "" || len(typ) > 64 || strings.ContainsAny(typ, " :\"'") {
+		return "does not match the declared type"
+	}
+	return "must be " + typ + ", not " + kinds[kind]
 }
 
 // numbers turns the json.Number values of strictjson into int64 (integers that fit) or float64,
