@@ -36,6 +36,12 @@ const (
 	CodeGraphQLOperation    Code = "graphql_operation"     // 403: an operation type the route does not allow (mutation, subscription)
 	CodeGraphQLField        Code = "graphql_field"         // 403: a field (or introspection) the agent may not select
 	CodeGraphQLNotPersisted Code = "graphql_not_persisted" // 403: not one of the route's persisted operations
+	CodeApprovalRequired    Code = "approval_required"     // 428: held until an approver approves this exact request
+	CodeApprovalDenied      Code = "approval_denied"       // 403: an approver denied it
+	CodeApprovalUsed        Code = "approval_used"         // 403: the approval was already used
+	CodeApprovalExpired     Code = "approval_expired"      // 403: the approval lapsed
+	CodeApprovalMismatch    Code = "approval_mismatch"     // 403: the approval is for another agent or request
+	CodeApprovalUnknown     Code = "approval_unknown"      // 403: no such approval
 	CodeInternal            Code = "internal_error"        // 503: agentauthz could not decide
 	CodeDeadlineExceeded    Code = "deadline_exceeded"     // 503: no decision in time
 	CodePolicyNotLoaded     Code = "policy_not_loaded"     // 503: no policy loaded yet
@@ -56,8 +62,11 @@ func (c Code) Status() int {
 		CodeQueryInvalid, CodeBodyNotAllowed, CodeBodyMissing, CodeBodyMalformed, CodeBodySchema,
 		CodeGraphQLInvalid, CodeGraphQLLimit:
 		return 400
-	case CodeGraphQLOperation, CodeGraphQLField, CodeGraphQLNotPersisted:
+	case CodeGraphQLOperation, CodeGraphQLField, CodeGraphQLNotPersisted, CodeApprovalDenied,
+		CodeApprovalUsed, CodeApprovalExpired, CodeApprovalMismatch, CodeApprovalUnknown:
 		return 403
+	case CodeApprovalRequired:
+		return 428
 	case CodeBodyTooLarge, CodeBodyTruncated:
 		return 413
 	case CodeBodyContentType, CodeBodyEncoding:
@@ -126,6 +135,18 @@ func (c Code) Title() string {
 		return "GraphQL field not allowed"
 	case CodeGraphQLNotPersisted:
 		return "GraphQL operation not persisted"
+	case CodeApprovalRequired:
+		return "Approval required"
+	case CodeApprovalDenied:
+		return "Approval denied"
+	case CodeApprovalUsed:
+		return "Approval already used"
+	case CodeApprovalExpired:
+		return "Approval expired"
+	case CodeApprovalMismatch:
+		return "Approval does not match"
+	case CodeApprovalUnknown:
+		return "Unknown approval"
 	case CodeDeadlineExceeded:
 		return "Authorization timed out"
 	case CodePolicyNotLoaded:

@@ -3,6 +3,8 @@
 // details an agent reads when it is refused.
 package decision
 
+import "time"
+
 // Outcome is allow or deny. Its zero value is Deny.
 type Outcome uint8
 
@@ -42,6 +44,31 @@ type Decision struct {
 	ShadowRule    string
 	ShadowCode    Code
 	ShadowOutcome Outcome
+
+	// Hold, on an approval_required decision from the policy, says how the request must be
+	// approved. It is shared by every decision of the same route and must not be modified.
+	Hold *Hold
+	// Approval, on approval decisions, is the approval the agent is told about.
+	Approval *ApprovalRef
+}
+
+// Hold is a route's approval requirement, compiled once.
+type Hold struct {
+	Rule          string
+	Reason        string
+	Approvers     []string // "group:NAME", "user:NAME"
+	ApproveWithin time.Duration
+	UseWithin     time.Duration
+	Notify        []string
+	Redact        []string // JSON pointers shown as "[redacted]" to approvers
+}
+
+// ApprovalRef is what a denial tells the agent about its approval.
+type ApprovalRef struct {
+	ID    string
+	State string
+	// Expires is when the approval lapses in its current state.
+	Expires time.Time
 }
 
 // Allowed reports whether the decision lets the request through.

@@ -2,6 +2,7 @@ package decision
 
 import (
 	"strconv"
+	"time"
 	"unicode/utf8"
 	"unsafe"
 )
@@ -29,6 +30,9 @@ func (d *Decision) Problem(decisionID string) string {
 		detail = "The request was refused."
 	}
 	n := 160 + len(code)*2 + len(detail) + len(decisionID) + len(d.Rule)
+	if d.Approval != nil {
+		n += 120 + len(d.Approval.ID)
+	}
 	for _, v := range d.Violations {
 		n += 40 + len(v.Field) + len(v.Rule) + len(v.Message)
 	}
@@ -51,6 +55,17 @@ func (d *Decision) Problem(decisionID string) string {
 	if d.Rule != "" {
 		b = append(b, `,"rule":`...)
 		b = appendJSONString(b, d.Rule)
+	}
+	if a := d.Approval; a != nil {
+		b = append(b, `,"approval_id":`...)
+		b = appendJSONString(b, a.ID)
+		b = append(b, `,"approval_state":`...)
+		b = appendJSONString(b, a.State)
+		if !a.Expires.IsZero() {
+			b = append(b, `,"approval_expires_at":"`...)
+			b = a.Expires.UTC().AppendFormat(b, time.RFC3339)
+			b = append(b, '"')
+		}
 	}
 	if len(d.Violations) > 0 {
 		b = append(b, `,"violations":[`...)

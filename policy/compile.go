@@ -83,13 +83,14 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 			hosts:        map[string]*host{},
 			scopeIndex:   map[string]int{},
 		},
-		agentAt:  map[spiffeid.ID]string{},
-		shadowAt: map[spiffeid.ID]string{},
-		hostAt:   map[string]string{},
-		routeAt:  map[string]string{},
-		messages: map[string]protoreflect.MessageType{},
-		refs:     map[string][]byte{},
-		graphql:  map[string]*graphqlAPI{},
+		agentAt:   map[spiffeid.ID]string{},
+		shadowAt:  map[spiffeid.ID]string{},
+		hostAt:    map[string]string{},
+		routeAt:   map[string]string{},
+		messages:  map[string]protoreflect.MessageType{},
+		refs:      map[string][]byte{},
+		graphql:   map[string]*graphqlAPI{},
+		notifiers: map[string]bool{},
 	}
 	validator, err := protovalidate.New()
 	if err != nil {
@@ -111,6 +112,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	}
 	for _, src := range ordered {
 		c.agents(src)
+		c.notifierNames(src)
 	}
 	for _, src := range ordered {
 		c.graphqlAPIs(src)
@@ -143,6 +145,8 @@ type compiler struct {
 	refs    map[string][]byte
 	refsMu  sync.Mutex
 	graphql map[string]*graphqlAPI
+	// notifiers are the names of the policy's notifiers.
+	notifiers map[string]bool
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -366,6 +370,10 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 	if r.GetGraphql() != "" && ok {
 		ok = c.routeGraphQL(src, at, r, cr)
 	}
+	if r.GetApproval() != nil {
+		cr.hold = c.holdRule(src, at+".approval", r)
+		ok = ok && cr.hold != nil
+	}
 	if !ok {
 		return
 	}
@@ -415,4 +423,16 @@ func asciiLower(s string) string {
 		}
 	}
 	return s
+}
+
+// notifierNames records the policy's notifiers, for routes to refer to.
+func (c *compiler) notifierNames(src *source) {
+	for i, n := range src.policy.GetNotifiers() {
+		if c.notifiers[n.GetName()] {
+			c.addf(src, fmt.Sprintf("notifiers[%d].name", i), "notifier %q is defined twice", n.GetName())
+			continue
+		}
+		c.notifiers[n.GetName()] = true
+		c.snap.notifiers = append(c.snap.notifiers, n)
+	}
 }

@@ -162,6 +162,10 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 			"This route takes no request body; send the request without one.",
 			decision.Violation{Field: "body", Rule: "forbidden", Message: "must be empty"})
 	}
+	if rt.hold != nil && rt.hold.holds(rt, r, t, vals) {
+		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
+			Detail: "This request needs human approval.", Grant: rt.grant, RemoveQuery: strip, Hold: rt.hold.hold}
+	}
 	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant, RemoveQuery: strip}
 }
 

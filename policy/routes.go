@@ -34,6 +34,8 @@ type route struct {
 	shadow bool
 	// segments of the template, for explanations.
 	segments []string
+	// hold, when set, holds allowed requests for human approval.
+	hold *holdRule
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

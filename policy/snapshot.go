@@ -13,6 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauthz/agentauthz/decision"
+	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
 
 // Snapshot is a compiled policy. It is immutable and safe for concurrent use.
@@ -25,7 +26,12 @@ type Snapshot struct {
 	scopeNames   []string
 	// hasShadow is set when any route is a shadow route.
 	hasShadow bool
+	// notifiers announce held requests.
+	notifiers []*policyv1.Notifier
 }
+
+// Notifiers returns the policy's notifier configurations. They must not be modified.
+func (s *Snapshot) Notifiers() []*policyv1.Notifier { return s.notifiers }
 
 // Revision identifies the policy files the snapshot was compiled from.
 func (s *Snapshot) Revision() string { return s.revision }

@@ -14,6 +14,7 @@ import (
 	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	durationpb "google.golang.org/protobuf/types/known/durationpb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -49,7 +50,9 @@ type Policy struct {
 	// request and their would-be decisions logged and counted, but requests are decided as if the
 	// file were absent. A host may be defined in one ordinary file and in shadow files; its
 	// credentials come from the ordinary file.
-	Shadow        bool `protobuf:"varint,6,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	Shadow bool `protobuf:"varint,6,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// Where held requests are announced (Approval.notify names them).
+	Notifiers     []*Notifier `protobuf:"bytes,7,rep,name=notifiers,proto3" json:"notifiers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -124,6 +127,13 @@ func (x *Policy) GetShadow() bool {
 		return x.Shadow
 	}
 	return false
+}
+
+func (x *Policy) GetNotifiers() []*Notifier {
+	if x != nil {
+		return x.Notifiers
+	}
+	return nil
 }
 
 // Agent grants scopes to one SPIFFE ID.
@@ -410,6 +420,8 @@ type Route struct {
 	// GraphQL request as a JSON body; a GET route takes it as the query parameters query,
 	// operationName and variables.
 	Graphql string `protobuf:"bytes,10,opt,name=graphql,proto3" json:"graphql,omitempty"`
+	// Hold the route's requests until an approver signs off on the exact request.
+	Approval *Approval `protobuf:"bytes,12,opt,name=approval,proto3" json:"approval,omitempty"`
 	// Evaluate this route in shadow: requests it matches are decided as if it were absent, and
 	// what it would have decided is logged and counted. A shadow route may have the same method
 	// and path as an ordinary one (a stricter version being rolled out), or be new.
@@ -516,6 +528,13 @@ func (x *Route) GetGraphql() string {
 		return x.Graphql
 	}
 	return ""
+}
+
+func (x *Route) GetApproval() *Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
 }
 
 func (x *Route) GetShadow() bool {
@@ -1010,11 +1029,342 @@ func (x *Param) GetDescription() string {
 	return ""
 }
 
+// Approval holds a route's requests for a human decision. A request that passes every other
+// check is answered 428 with an approval id; once an approver approves that id, the agent's
+// identical retry, carrying header x-agentauthz-approval: <id>, passes exactly once. The
+// approval is bound to the agent, method, host, path with query, the canonical body and the
+// route.
+type Approval struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Who may approve: "group:NAME" or "user:NAME". At least one.
+	Approvers []string `protobuf:"bytes,1,rep,name=approvers,proto3" json:"approvers,omitempty"`
+	// How long a held request waits for a decision before it expires. Default 15m.
+	ApproveWithin *durationpb.Duration `protobuf:"bytes,2,opt,name=approve_within,json=approveWithin,proto3" json:"approve_within,omitempty"`
+	// How long an approved request may be retried, once. Default 15m.
+	UseWithin *durationpb.Duration `protobuf:"bytes,3,opt,name=use_within,json=useWithin,proto3" json:"use_within,omitempty"`
+	// Why the route needs approval, shown to approvers and to the agent.
+	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Hold only the requests for which this CEL expression is true (default: all of them). It sees
+	// method (string), host (string), path (string, without query), params (map of path
+	// parameters), query (map of the first value of each query parameter) and body (the JSON
+	// body, or null), e.g. `body.amount > 1000` or `params.username != "me"`.
+	When string `protobuf:"bytes,5,opt,name=when,proto3" json:"when,omitempty"`
+	// Notifiers (Policy.notifiers) told about each held request.
+	Notify []string `protobuf:"bytes,6,rep,name=notify,proto3" json:"notify,omitempty"`
+	// JSON pointers (RFC 6901) of body fields approvers see as "[redacted]", e.g. "/password".
+	Redact        []string `protobuf:"bytes,7,rep,name=redact,proto3" json:"redact,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Approval) Reset() {
+	*x = Approval{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Approval) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Approval) ProtoMessage() {}
+
+func (x *Approval) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Approval.ProtoReflect.Descriptor instead.
+func (*Approval) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Approval) GetApprovers() []string {
+	if x != nil {
+		return x.Approvers
+	}
+	return nil
+}
+
+func (x *Approval) GetApproveWithin() *durationpb.Duration {
+	if x != nil {
+		return x.ApproveWithin
+	}
+	return nil
+}
+
+func (x *Approval) GetUseWithin() *durationpb.Duration {
+	if x != nil {
+		return x.UseWithin
+	}
+	return nil
+}
+
+func (x *Approval) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *Approval) GetWhen() string {
+	if x != nil {
+		return x.When
+	}
+	return ""
+}
+
+func (x *Approval) GetNotify() []string {
+	if x != nil {
+		return x.Notify
+	}
+	return nil
+}
+
+func (x *Approval) GetRedact() []string {
+	if x != nil {
+		return x.Redact
+	}
+	return nil
+}
+
+// Notifier announces held requests to approvers.
+type Notifier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// How Approval.notify refers to it.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// Types that are valid to be assigned to Kind:
+	//
+	//	*Notifier_Slack
+	//	*Notifier_Webhook
+	Kind          isNotifier_Kind `protobuf_oneof:"kind"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Notifier) Reset() {
+	*x = Notifier{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Notifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Notifier) ProtoMessage() {}
+
+func (x *Notifier) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Notifier.ProtoReflect.Descriptor instead.
+func (*Notifier) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Notifier) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Notifier) GetKind() isNotifier_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return nil
+}
+
+func (x *Notifier) GetSlack() *SlackNotifier {
+	if x != nil {
+		if x, ok := x.Kind.(*Notifier_Slack); ok {
+			return x.Slack
+		}
+	}
+	return nil
+}
+
+func (x *Notifier) GetWebhook() *WebhookNotifier {
+	if x != nil {
+		if x, ok := x.Kind.(*Notifier_Webhook); ok {
+			return x.Webhook
+		}
+	}
+	return nil
+}
+
+type isNotifier_Kind interface {
+	isNotifier_Kind()
+}
+
+type Notifier_Slack struct {
+	// A Slack message with Approve and Deny buttons.
+	Slack *SlackNotifier `protobuf:"bytes,2,opt,name=slack,proto3,oneof"`
+}
+
+type Notifier_Webhook struct {
+	// A JSON event POSTed to a URL, signed with HMAC-SHA256.
+	Webhook *WebhookNotifier `protobuf:"bytes,3,opt,name=webhook,proto3,oneof"`
+}
+
+func (*Notifier_Slack) isNotifier_Kind() {}
+
+func (*Notifier_Webhook) isNotifier_Kind() {}
+
+// SlackNotifier posts to a channel with a bot token, or to an incoming webhook. Secrets are
+// read from the environment when the policy loads.
+type SlackNotifier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Channel ID or name, for the bot token.
+	Channel string `protobuf:"bytes,1,opt,name=channel,proto3" json:"channel,omitempty"`
+	// Environment variable holding the bot token (xoxb-...).
+	BotTokenEnv string `protobuf:"bytes,2,opt,name=bot_token_env,json=botTokenEnv,proto3" json:"bot_token_env,omitempty"`
+	// Environment variable holding an incoming-webhook URL, instead of a bot token.
+	WebhookUrlEnv string `protobuf:"bytes,3,opt,name=webhook_url_env,json=webhookUrlEnv,proto3" json:"webhook_url_env,omitempty"`
+	// Environment variable holding the app's signing secret, which verifies button clicks.
+	SigningSecretEnv string `protobuf:"bytes,4,opt,name=signing_secret_env,json=signingSecretEnv,proto3" json:"signing_secret_env,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *SlackNotifier) Reset() {
+	*x = SlackNotifier{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SlackNotifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SlackNotifier) ProtoMessage() {}
+
+func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SlackNotifier.ProtoReflect.Descriptor instead.
+func (*SlackNotifier) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *SlackNotifier) GetChannel() string {
+	if x != nil {
+		return x.Channel
+	}
+	return ""
+}
+
+func (x *SlackNotifier) GetBotTokenEnv() string {
+	if x != nil {
+		return x.BotTokenEnv
+	}
+	return ""
+}
+
+func (x *SlackNotifier) GetWebhookUrlEnv() string {
+	if x != nil {
+		return x.WebhookUrlEnv
+	}
+	return ""
+}
+
+func (x *SlackNotifier) GetSigningSecretEnv() string {
+	if x != nil {
+		return x.SigningSecretEnv
+	}
+	return ""
+}
+
+// WebhookNotifier POSTs a JSON event to a URL with header
+// X-Agentauthz-Signature: sha256=<hex HMAC-SHA256 of the body>.
+type WebhookNotifier struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Where to POST; https, or http to a loopback address.
+	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
+	// Environment variable holding the HMAC secret.
+	SecretEnv     string `protobuf:"bytes,2,opt,name=secret_env,json=secretEnv,proto3" json:"secret_env,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WebhookNotifier) Reset() {
+	*x = WebhookNotifier{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WebhookNotifier) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WebhookNotifier) ProtoMessage() {}
+
+func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WebhookNotifier.ProtoReflect.Descriptor instead.
+func (*WebhookNotifier) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *WebhookNotifier) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *WebhookNotifier) GetSecretEnv() string {
+	if x != nil {
+		return x.SecretEnv
+	}
+	return ""
+}
+
 var File_agentauthz_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\"\xc2\x02\n" +
+	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\x80\x03\n" +
 	"\x06Policy\x12D\n" +
 	"\rtrust_domains\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\x18\x01\"\x15r\x13\x18\xff\x012\x0e^[a-z0-9._-]+$R\ftrustDomains\x123\n" +
 	"\x06agents\x18\x02 \x03(\v2\x1b.agentauthz.policy.v1.AgentR\x06agents\x120\n" +
@@ -1023,7 +1373,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x10\x01B\x06.protoR\n" +
 	"protoFiles\x12:\n" +
 	"\agraphql\x18\x05 \x03(\v2 .agentauthz.policy.v1.GraphQLAPIR\agraphql\x12\x16\n" +
-	"\x06shadow\x18\x06 \x01(\bR\x06shadow\"\x9e\x01\n" +
+	"\x06shadow\x18\x06 \x01(\bR\x06shadow\x12<\n" +
+	"\tnotifiers\x18\a \x03(\v2\x1e.agentauthz.policy.v1.NotifierR\tnotifiers\"\x9e\x01\n" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
@@ -1039,7 +1390,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06prefix\x123\n" +
 	"\x03env\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$H\x00R\x03env\x12\x1d\n" +
 	"\x04file\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\x04fileB\x0f\n" +
-	"\x06source\x12\x05\xbaH\x02\b\x01\"\xb6\x06\n" +
+	"\x06source\x12\x05\xbaH\x02\b\x01\"\xf2\x06\n" +
 	"\x05Route\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12,\n" +
 	"\x06method\x18\x02 \x01(\tB\x14\xbaH\x11r\x0f2\r^[A-Z]{1,16}$R\x06method\x12F\n" +
@@ -1051,7 +1402,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12.\n" +
 	"\x04body\x18\t \x01(\v2\x1a.agentauthz.policy.v1.BodyR\x04body\x12!\n" +
 	"\agraphql\x18\n" +
-	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x12\x16\n" +
+	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x12:\n" +
+	"\bapproval\x18\f \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
 	"\x06shadow\x18\v \x01(\bR\x06shadow\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
@@ -1132,7 +1484,30 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"\b_minimumB\n" +
 	"\n" +
-	"\b_maximumBFZDgithub.com/agentauthz/agentauthz/proto/agentauthz/policy/v1;policyv1b\x06proto3"
+	"\b_maximum\"\x99\x03\n" +
+	"\bApproval\x12S\n" +
+	"\tapprovers\x18\x01 \x03(\tB5\xbaH2\x92\x01/\b\x01\x18\x01\")r'2%^(group|user):[A-Za-z0-9._@-]{1,128}$R\tapprovers\x12P\n" +
+	"\x0eapprove_within\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xf5$*\x00R\rapproveWithin\x12H\n" +
+	"\n" +
+	"use_within\x18\x03 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xf5$*\x00R\tuseWithin\x12 \n" +
+	"\x06reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06reason\x12\x1c\n" +
+	"\x04when\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x04when\x12 \n" +
+	"\x06notify\x18\x06 \x03(\tB\b\xbaH\x05\x92\x01\x02\x18\x01R\x06notify\x12:\n" +
+	"\x06redact\x18\a \x03(\tB\"\xbaH\x1f\x92\x01\x1c\x18\x01\"\x18r\x162\x14^(/([^~/]|~[01])*)+$R\x06redact\"\xd1\x01\n" +
+	"\bNotifier\x126\n" +
+	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12;\n" +
+	"\x05slack\x18\x02 \x01(\v2#.agentauthz.policy.v1.SlackNotifierH\x00R\x05slack\x12A\n" +
+	"\awebhook\x18\x03 \x01(\v2%.agentauthz.policy.v1.WebhookNotifierH\x00R\awebhookB\r\n" +
+	"\x04kind\x12\x05\xbaH\x02\b\x01\"\x99\x02\n" +
+	"\rSlackNotifier\x12\"\n" +
+	"\achannel\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x01R\achannel\x12F\n" +
+	"\rbot_token_env\x18\x02 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^([A-Za-z_][A-Za-z0-9_]*)?$R\vbotTokenEnv\x12J\n" +
+	"\x0fwebhook_url_env\x18\x03 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^([A-Za-z_][A-Za-z0-9_]*)?$R\rwebhookUrlEnv\x12P\n" +
+	"\x12signing_secret_env\x18\x04 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^([A-Za-z_][A-Za-z0-9_]*)?$R\x10signingSecretEnv\"m\n" +
+	"\x0fWebhookNotifier\x12\x1a\n" +
+	"\x03url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url\x12>\n" +
+	"\n" +
+	"secret_env\x18\x02 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$R\tsecretEnvBFZDgithub.com/agentauthz/agentauthz/proto/agentauthz/policy/v1;policyv1b\x06proto3"
 
 var (
 	file_agentauthz_policy_v1_policy_proto_rawDescOnce sync.Once
@@ -1146,37 +1521,48 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
-	(*Policy)(nil),        // 0: agentauthz.policy.v1.Policy
-	(*Agent)(nil),         // 1: agentauthz.policy.v1.Agent
-	(*Host)(nil),          // 2: agentauthz.policy.v1.Host
-	(*InjectHeader)(nil),  // 3: agentauthz.policy.v1.InjectHeader
-	(*Route)(nil),         // 4: agentauthz.policy.v1.Route
-	(*Body)(nil),          // 5: agentauthz.policy.v1.Body
-	(*GraphQLAPI)(nil),    // 6: agentauthz.policy.v1.GraphQLAPI
-	(*GraphQLFields)(nil), // 7: agentauthz.policy.v1.GraphQLFields
-	(*Param)(nil),         // 8: agentauthz.policy.v1.Param
-	nil,                   // 9: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                   // 10: agentauthz.policy.v1.Route.QueryEntry
+	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
+	(*Agent)(nil),               // 1: agentauthz.policy.v1.Agent
+	(*Host)(nil),                // 2: agentauthz.policy.v1.Host
+	(*InjectHeader)(nil),        // 3: agentauthz.policy.v1.InjectHeader
+	(*Route)(nil),               // 4: agentauthz.policy.v1.Route
+	(*Body)(nil),                // 5: agentauthz.policy.v1.Body
+	(*GraphQLAPI)(nil),          // 6: agentauthz.policy.v1.GraphQLAPI
+	(*GraphQLFields)(nil),       // 7: agentauthz.policy.v1.GraphQLFields
+	(*Param)(nil),               // 8: agentauthz.policy.v1.Param
+	(*Approval)(nil),            // 9: agentauthz.policy.v1.Approval
+	(*Notifier)(nil),            // 10: agentauthz.policy.v1.Notifier
+	(*SlackNotifier)(nil),       // 11: agentauthz.policy.v1.SlackNotifier
+	(*WebhookNotifier)(nil),     // 12: agentauthz.policy.v1.WebhookNotifier
+	nil,                         // 13: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 14: agentauthz.policy.v1.Route.QueryEntry
+	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
 	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
 	6,  // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
-	3,  // 3: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
-	4,  // 4: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
-	9,  // 5: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	10, // 6: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	5,  // 7: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	7,  // 8: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	8,  // 9: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	8,  // 10: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	11, // [11:11] is the sub-list for method output_type
-	11, // [11:11] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
+	3,  // 4: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
+	4,  // 5: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
+	13, // 6: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	14, // 7: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	5,  // 8: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	9,  // 9: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	7,  // 10: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	15, // 11: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	15, // 12: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	11, // 13: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	12, // 14: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	8,  // 15: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	8,  // 16: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -1195,13 +1581,17 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 	}
 	file_agentauthz_policy_v1_policy_proto_msgTypes[6].OneofWrappers = []any{}
 	file_agentauthz_policy_v1_policy_proto_msgTypes[8].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[10].OneofWrappers = []any{
+		(*Notifier_Slack)(nil),
+		(*Notifier_Webhook)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

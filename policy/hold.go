@@ -1,0 +1,154 @@
+package policy
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"cel.dev/cel-go/cel"
+
+	"github.com/agentauthz/agentauthz/decision"
+	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
+	"github.com/agentauthz/agentauthz/strictjson"
+	"github.com/agentauthz/agentauthz/target"
+)
+
+// ApprovalHeader carries the approval id on an agent's retry of a held request.
+const ApprovalHeader = "x-agentauthz-approval"
+
+// defaultApprovalTTL is how long a held request waits, and an approval stays usable, when the
+// policy does not say.
+const defaultApprovalTTL = 15 * time.Minute
+
+// holdRule is a route's compiled approval requirement.
+type holdRule struct {
+	hold *decision.Hold
+	// when, if set, decides which requests are held; nil holds all.
+	when cel.Program
+}
+
+// holdEnv declares what Approval.when sees.
+func holdEnv() (*cel.Env, error) {
+	return cel.NewEnv(
+		cel.Variable("method", cel.StringType),
+		cel.Variable("host", cel.StringType),
+		cel.Variable("path", cel.StringType),
+		cel.Variable("params", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("query", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("body", cel.DynType),
+	)
+}
+
+func (c *compiler) holdRule(src *source, at string, r *policyv1.Route) *holdRule {
+	a := r.GetApproval()
+	h := &decision.Hold{
+		Rule:          r.GetName(),
+		Reason:        a.GetReason(),
+		Approvers:     a.GetApprovers(),
+		ApproveWithin: defaultApprovalTTL,
+		UseWithin:     defaultApprovalTTL,
+		Notify:        a.GetNotify(),
+		Redact:        a.GetRedact(),
+	}
+	if a.ApproveWithin != nil {
+		h.ApproveWithin = a.GetApproveWithin().AsDuration()
+	}
+	if a.UseWithin != nil {
+		h.UseWithin = a.GetUseWithin().AsDuration()
+	}
+	ok := true
+	for i, n := range a.GetNotify() {
+		if !c.notifiers[n] {
+			c.addf(src, fmt.Sprintf("%s.notify[%d]", at, i), "no notifier named %q in this policy", n)
+			ok = false
+		}
+	}
+	rule := &holdRule{hold: h}
+	if expr := a.GetWhen(); expr != "" {
+		env, err := holdEnv()
+		if err != nil {
+			c.addf(src, at+".when", "cannot build the CEL environment: %v", err)
+			return nil
+		}
+		ast, iss := env.Compile(expr)
+		if iss.Err() != nil {
+			c.addf(src, at+".when", "%s", strings.ReplaceAll(iss.Err().Error(), "\n", " "))
+			return nil
+		}
+		if ast.OutputType() != cel.BoolType {
+			c.addf(src, at+".when", "must be a boolean expression, not %s", ast.OutputType())
+			return nil
+		}
+		prg, err := env.Program(ast, cel.CostLimit(100000))
+		if err != nil {
+			c.addf(src, at+".when", "%v", err)
+			return nil
+		}
+		rule.when = prg
+	}
+	if !ok {
+		return nil
+	}
+	return rule
+}
+
+// holds reports whether the request must be held. A condition that cannot be evaluated holds
+// the request: when in doubt, a human decides.
+func (h *holdRule) holds(rt *route, r *Request, t target.Target, vals *[maxPathParams]string) bool {
+	if h.when == nil {
+		return true
+	}
+	params := make(map[string]string, rt.nparams)
+	for i := 0; i < rt.nparams; i++ {
+		params[rt.params[i].name] = target.UnescapePath(vals[i])
+	}
+	query := map[string]string{}
+	for rest := t.Query; rest != ""; {
+		var name, value string
+		name, value, rest, _ = target.NextParam(rest)
+		if n := target.Unescape(name); query[n] == "" {
+			query[n] = target.Unescape(value)
+		}
+	}
+	var body any
+	if len(r.Body) > 0 {
+		if v, err := strictjson.Parse(r.Body, strictjson.DefaultMaxDepth); err == nil {
+			body = celValue(v)
+		}
+	}
+	out, _, err := h.when.Eval(map[string]any{
+		"method": r.Method, "host": hostKey(r.Host), "path": t.Path,
+		"params": params, "query": query, "body": body,
+	})
+	if err != nil {
+		return true
+	}
+	b, ok := out.Value().(bool)
+	return !ok || b
+}
+
+// celValue turns JSON numbers into int64 or float64, which CEL compares with literals.
+func celValue(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = celValue(e)
+		}
+		return x
+	case []any:
+		for i, e := range x {
+			x[i] = celValue(e)
+		}
+		return x
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		if f, err := x.Float64(); err == nil {
+			return f
+		}
+		return string(x)
+	}
+	return v
+}
