@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/bufbuild/protocompile"
 	"google.golang.org/protobuf/proto"
@@ -590,8 +591,20 @@ func numberRules(m protoreflect.Message) []string {
 	}
 	var bound string
 	switch {
-	case strings.HasPrefix(lo, ">") || strings.HasPrefix(hi, "<"): // exclusive bounds of a float
-		bound = strings.TrimSpace(lo + " " + hi)
+	case strings.HasPrefix(lo, ">") || strings.HasPrefix(hi, "<"): // exclusive bounds of a float or duration
+		var parts []string
+		for _, b := range []string{lo, hi} {
+			switch {
+			case b == "":
+			case strings.HasPrefix(b, ">"), strings.HasPrefix(b, "<"):
+				parts = append(parts, b)
+			case b == hi:
+				parts = append(parts, "at most "+b)
+			default:
+				parts = append(parts, "at least "+b)
+			}
+		}
+		bound = strings.Join(parts, ", ")
 	case lo != "" && hi != "":
 		bound = lo + ".." + hi
 	case lo != "":
@@ -659,6 +672,12 @@ func valueText(f protoreflect.FieldDescriptor, v protoreflect.Value) string {
 	case protoreflect.EnumKind:
 		if ev := f.Enum().Values().ByNumber(v.Enum()); ev != nil {
 			return string(ev.Name())
+		}
+	case protoreflect.MessageKind:
+		if m := v.Message(); m.Descriptor().FullName() == "google.protobuf.Duration" {
+			secs := m.Get(m.Descriptor().Fields().ByName("seconds")).Int()
+			nanos := m.Get(m.Descriptor().Fields().ByName("nanos")).Int()
+			return (time.Duration(secs)*time.Second + time.Duration(nanos)).String()
 		}
 	}
 	return v.String()
