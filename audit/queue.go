@@ -1,6 +1,7 @@
 package audit
 
 import (
+	"fmt"
 	"log/slog"
 	"sync"
 )
@@ -11,7 +12,7 @@ import (
 type Queue struct {
 	log    *Log
 	errLog *slog.Logger
-	ch     chan Decision
+	ch     chan entry
 	done   chan struct{}
 	once   sync.Once
 	mu     sync.RWMutex // held for reading while sending, for writing while closing
@@ -24,7 +25,7 @@ func NewQueue(log *Log, capacity int, errLog *slog.Logger) *Queue {
 	if errLog == nil {
 		errLog = slog.New(slog.DiscardHandler)
 	}
-	q := &Queue{log: log, errLog: errLog, ch: make(chan Decision, capacity), done: make(chan struct{})}
+	q := &Queue{log: log, errLog: errLog, ch: make(chan entry, capacity), done: make(chan struct{})}
 	go q.run()
 	return q
 }
@@ -32,22 +33,45 @@ func NewQueue(log *Log, capacity int, errLog *slog.Logger) *Queue {
 func (q *Queue) run() {
 	defer close(q.done)
 	failed := false
-	for d := range q.ch {
-		if err := q.log.Decision(d); err != nil && !failed {
+	for e := range q.ch {
+		var err error
+		if e.kind == "" {
+			err = q.log.Decision(e.decision)
+		} else {
+			err = q.log.Write(e.kind, e.attrs...)
+		}
+		if err != nil && !failed {
 			failed = true
 			q.errLog.Error("decision log write failed; decisions are no longer recorded", "error", err.Error())
 		}
 	}
 }
 
+// entry is a queued record: a decision, or an event of another kind.
+type entry struct {
+	decision Decision
+	kind     string
+	attrs    []slog.Attr
+}
+
 // Decision queues one decision. After Close it returns ErrClosed.
-func (q *Queue) Decision(d Decision) error {
+func (q *Queue) Decision(d Decision) error { return q.put(entry{decision: d}) }
+
+// Write queues one event of another kind (approval events), in the same chain.
+func (q *Queue) Write(kind string, attrs ...slog.Attr) error {
+	if kind == "" || kind == "decision" {
+		return fmt.Errorf("audit: event kind %q is reserved", kind)
+	}
+	return q.put(entry{kind: kind, attrs: attrs})
+}
+
+func (q *Queue) put(e entry) error {
 	q.mu.RLock()
 	defer q.mu.RUnlock()
 	if q.closed {
 		return ErrClosed
 	}
-	q.ch <- d
+	q.ch <- e
 	return nil
 }
 

@@ -18,6 +18,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/audit"
 	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/metrics"
@@ -51,6 +52,8 @@ type Config struct {
 	Decisions DecisionLog
 	// RedactQuery names query parameters whose values the decision log never shows.
 	RedactQuery map[string]bool
+	// Approvals holds requests the policy requires approval for; nil refuses them.
+	Approvals *approval.Gate
 	// Timeout bounds one Check: a decision not reached in time is a deadline_exceeded deny.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -177,7 +180,17 @@ func (s *Server) decide(ctx context.Context, cr *authv3.CheckRequest, agent *str
 	if deny != nil {
 		return *deny
 	}
-	return snap.Decide(&req)
+	d := snap.Decide(&req)
+	if d.Code == decision.CodeApprovalRequired {
+		if s.cfg.Approvals == nil {
+			s.cfg.Log.Error("the policy holds requests for approval, but no approval store is configured", "rule", d.Rule)
+			return decision.Denied(decision.CodeInternal, "Authorization cannot hold requests for approval here; retry later.")
+		}
+		ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+		defer cancel()
+		d = s.cfg.Approvals.Resolve(ctx, &req, d)
+	}
+	return d
 }
 
 // idSource makes decision ids: a random per-process prefix and a counter, unique without a

@@ -21,6 +21,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/httpapi"
 	"github.com/agentauthz/agentauthz/metrics"
@@ -55,6 +56,10 @@ type Config struct {
 	RedactQuery map[string]bool
 	// CheckTimeout bounds one Check (extauthz.DefaultTimeout when zero).
 	CheckTimeout time.Duration
+	// Approvals holds requests for approval; APIHandler, when set, serves the approval API and
+	// console on the HTTP listener.
+	Approvals  *approval.Gate
+	APIHandler func(mux *http.ServeMux)
 }
 
 // Server is a running agentauthz.
@@ -112,6 +117,7 @@ func Start(cfg Config) (*Server, error) {
 		Decisions:   cfg.Decisions,
 		RedactQuery: cfg.RedactQuery,
 		Timeout:     cfg.CheckTimeout,
+		Approvals:   cfg.Approvals,
 	}))
 	s.health = health.NewServer()
 	healthpb.RegisterHealthServer(s.grpc, s.health)
@@ -122,6 +128,9 @@ func Start(cfg Config) (*Server, error) {
 	if s.httpLis != nil {
 		mux := http.NewServeMux()
 		httpapi.Health{Store: cfg.Store}.Register(mux)
+		if cfg.APIHandler != nil {
+			cfg.APIHandler(mux)
+		}
 		if cfg.Gatherer != nil {
 			mux.Handle("GET /metrics", metrics.Handler(cfg.Gatherer))
 		}

@@ -1,0 +1,199 @@
+package approval
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// API is the approvers' JSON API on the HTTP listener:
+//
+//	GET  /v1/approvals?state=pending|approved|denied|expired|used
+//	GET  /v1/approvals/{id}
+//	POST /v1/approvals/{id}/approve   {"comment": "..."}
+//	POST /v1/approvals/{id}/deny      {"comment": "..."}
+//
+// Every call is authenticated. Only an approver the held route names may decide, and never the
+// agent whose request it is.
+type API struct {
+	Store Store
+	Auth  Authenticator
+	// Clock is injected for tests; nil means time.Now.
+	Clock  func() time.Time
+	Events EventLog
+	Log    *slog.Logger
+	// Decided is told about each decision (to update notifications); may be nil.
+	Decided func(Approval)
+}
+
+// Register adds the API's routes to mux.
+func (api *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/approvals", api.list)
+	mux.HandleFunc("GET /v1/approvals/{id}", api.get)
+	mux.HandleFunc("POST /v1/approvals/{id}/approve", func(w http.ResponseWriter, r *http.Request) { api.decide(w, r, true) })
+	mux.HandleFunc("POST /v1/approvals/{id}/deny", func(w http.ResponseWriter, r *http.Request) { api.decide(w, r, false) })
+}
+
+func (api *API) now() time.Time {
+	if api.Clock != nil {
+		return api.Clock()
+	}
+	return time.Now()
+}
+
+// problem writes an RFC 9457 error.
+func problem(w http.ResponseWriter, status int, code, detail string) {
+	w.Header().Set("content-type", "application/problem+json")
+	w.Header().Set("cache-control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{ // the client went away; nothing to do
+		"type": "urn:agentauthz:problem:" + code, "title": http.StatusText(status), "status": status,
+		"code": code, "detail": detail,
+	})
+}
+
+func reply(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("content-type", "application/json")
+	w.Header().Set("cache-control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+// authenticate answers 401 itself and returns false when the caller is not an approver.
+func (api *API) authenticate(w http.ResponseWriter, r *http.Request) (Approver, bool) {
+	p, err := api.Auth.Authenticate(r)
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		w.Header().Set("www-authenticate", `Bearer realm="agentauthz approvals"`)
+		problem(w, http.StatusUnauthorized, "unauthenticated", "Sign in as an approver: send Authorization: Bearer <token>.")
+		return Approver{}, false
+	case err != nil:
+		problem(w, http.StatusServiceUnavailable, "internal_error", "Authentication is unavailable; retry later.")
+		return Approver{}, false
+	case strings.HasPrefix(p.Name, "spiffe://"):
+		problem(w, http.StatusForbidden, "forbidden", "Workload identities cannot use the approval API.")
+		return Approver{}, false
+	}
+	return p, true
+}
+
+func (api *API) list(w http.ResponseWriter, r *http.Request) {
+	if _, ok := api.authenticate(w, r); !ok {
+		return
+	}
+	state := State(r.URL.Query().Get("state"))
+	if state != "" && !ValidState(state) {
+		problem(w, http.StatusBadRequest, "bad_state", "state must be pending, approved, denied, expired or used.")
+		return
+	}
+	list, err := api.Store.List(r.Context(), state, api.now())
+	if err != nil {
+		api.storeFailed(w, err)
+		return
+	}
+	if list == nil {
+		list = []Approval{}
+	}
+	reply(w, http.StatusOK, map[string]any{"approvals": list})
+}
+
+func (api *API) get(w http.ResponseWriter, r *http.Request) {
+	if _, ok := api.authenticate(w, r); !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if !ValidID(id) {
+		problem(w, http.StatusNotFound, "not_found", "No such approval.")
+		return
+	}
+	a, err := api.Store.Get(r.Context(), id, api.now())
+	if errors.Is(err, ErrNotFound) {
+		problem(w, http.StatusNotFound, "not_found", "No such approval.")
+		return
+	}
+	if err != nil {
+		api.storeFailed(w, err)
+		return
+	}
+	reply(w, http.StatusOK, a)
+}
+
+// maxComment bounds an approver's comment.
+const maxComment = 2000
+
+func (api *API) decide(w http.ResponseWriter, r *http.Request, approve bool) {
+	p, ok := api.authenticate(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Comment string `json:"comment"`
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, 16<<10))
+	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		dec.DisallowUnknownFields()
+		err = dec.Decode(&body)
+	}
+	if err != nil || len(body.Comment) > maxComment {
+		problem(w, http.StatusBadRequest, "bad_request", `Send {"comment": "..."} (at most 2000 bytes), or no body.`)
+		return
+	}
+	id := r.PathValue("id")
+	if !ValidID(id) {
+		problem(w, http.StatusNotFound, "not_found", "No such approval.")
+		return
+	}
+	now := api.now()
+	a, err := api.Store.Get(r.Context(), id, now)
+	if errors.Is(err, ErrNotFound) {
+		problem(w, http.StatusNotFound, "not_found", "No such approval.")
+		return
+	}
+	if err != nil {
+		api.storeFailed(w, err)
+		return
+	}
+	if p.Name == a.Agent || !p.May(a.Approvers) {
+		problem(w, http.StatusForbidden, "forbidden", "You are not one of this request's approvers ("+strings.Join(a.Approvers, ", ")+").")
+		return
+	}
+	a, err = api.Store.Decide(r.Context(), id, Verdict{Approve: approve, By: p.Name, Comment: body.Comment}, now)
+	switch {
+	case errors.Is(err, ErrExpired):
+		problem(w, http.StatusGone, "expired", "This request expired before it was decided.")
+		return
+	case errors.Is(err, ErrNotPending):
+		problem(w, http.StatusConflict, "not_pending", "This request was already decided.")
+		return
+	case err != nil:
+		api.storeFailed(w, err)
+		return
+	}
+	kind := "approval.denied"
+	if approve {
+		kind = "approval.approved"
+	}
+	if api.Events != nil {
+		if err := api.Events.Write(kind, slog.String("approval_id", a.ID), slog.String("agent", a.Agent),
+			slog.String("rule", a.Rule), slog.String("by", p.Name), slog.String("comment", a.Comment),
+			slog.String("digest", a.Digest)); err != nil && api.Log != nil {
+			api.Log.Error("approval event not recorded", "kind", kind, "approval_id", a.ID, "error", err.Error())
+		}
+	}
+	if api.Decided != nil {
+		api.Decided(a)
+	}
+	reply(w, http.StatusOK, a)
+}
+
+func (api *API) storeFailed(w http.ResponseWriter, err error) {
+	if api.Log != nil {
+		api.Log.Error("approval store failed", "error", err.Error())
+	}
+	problem(w, http.StatusServiceUnavailable, "internal_error", "The approval store is unavailable; retry later.")
+}
