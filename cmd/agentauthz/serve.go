@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/audit"
 	"github.com/agentauthz/agentauthz/demo"
 	"github.com/agentauthz/agentauthz/extauthz"
@@ -35,6 +36,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	decisionLog := fs.String("decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
 	redact := fs.String("redact-query", "", "comma-separated query parameters whose values the decision log never shows")
 	checkTimeout := fs.Duration("check-timeout", extauthz.DefaultTimeout, "deadline of one Check; a later decision is a deny")
+	var af approvalFlags
+	fs.StringVar(&af.dataDir, "data-dir", "agentauthz-data", "directory for the embedded approval store")
+	fs.StringVar(&af.storeDSN, "approval-store", "", "PostgreSQL DSN shared by replicas (default: the embedded store in --data-dir)")
+	fs.StringVar(&af.approvers, "approvers", "", "approvers file: name, groups and token_sha256 of each approver")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -86,9 +91,17 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return exitUsage
 	}
 	var decisionSink extauthz.DecisionLog // stays a nil interface when the log is off
+	var events approval.EventLog
 	if decisions != nil {
-		decisionSink = decisions
+		decisionSink, events = decisions, decisions
 	}
+	appr, err := openApprovals(af, *policyPath == "", events, log)
+	if err != nil {
+		closeDecisionLog(decisions, log)
+		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
+		return exitUsage
+	}
+	defer appr.store.Close()
 	srv, err := server.Start(server.Config{
 		GRPCAddr:     *grpcAddr,
 		HTTPAddr:     *httpAddr,
@@ -100,6 +113,8 @@ func runServe(args []string, _, stderr io.Writer) int {
 		Decisions:    decisionSink,
 		RedactQuery:  splitSet(*redact),
 		CheckTimeout: *checkTimeout,
+		Approvals:    appr.gate,
+		APIHandler:   appr.register,
 	})
 	if err != nil {
 		closeDecisionLog(decisions, log)
@@ -118,6 +133,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 
 	ctx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
+	go appr.maintain(ctx, m, log)
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	if *policyPath != "" {
