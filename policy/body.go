@@ -53,6 +53,16 @@ func (b *bodyRule) check(r *Request, ag *agent) decision.Decision {
 			"Compressed or encoded bodies are refused; send the body without content-encoding.",
 			decision.Violation{Field: "header.content-encoding", Rule: "forbidden", Message: "must be absent"})
 	}
+	if _, ok := b.schema.(*grpcBody); ok {
+		// grpc-encoding names the compression of compressed messages. The frame's flag says
+		// whether this one is, but a proxy or upstream that trusts the header instead would
+		// read other bytes than the ones checked: refuse anything but identity.
+		if enc, n := r.Headers.Get("grpc-encoding"); n > 0 && !(n == 1 && strings.EqualFold(strings.TrimSpace(enc), "identity")) {
+			return decision.Denied(decision.CodeBodyEncoding,
+				"Compressed gRPC messages are refused; send the message without grpc-encoding, or with grpc-encoding: identity.",
+				decision.Violation{Field: "header.grpc-encoding", Rule: "forbidden", Message: "must be absent or identity"})
+		}
+	}
 	declared := -1
 	if cl, n := r.Headers.Get("content-length"); n > 0 {
 		v, err := strconv.ParseUint(cl, 10, 63)

@@ -79,10 +79,19 @@ func (noRemoteLoader) Load(url string) (any, error) {
 	return nil, fmt.Errorf("$ref to %s: a schema may only refer inside its own file", url)
 }
 
+// schemaMaxDepth bounds the nesting of a JSON Schema file.
+const schemaMaxDepth = 256
+
 func (c *compiler) compileJSONSchema(src *source, ref string, maxDepth int) (*jsonSchemaBody, error) {
 	data, err := c.readRef(src, ref)
 	if err != nil {
 		return nil, err
+	}
+	// Read the schema as strictly as the bodies it checks: encoding/json, under
+	// jsonschema.UnmarshalJSON, lets the last of two duplicate keys win, so a reviewer could
+	// read one rule where another is enforced.
+	if err := strictjson.Check(data, schemaMaxDepth); err != nil {
+		return nil, fmt.Errorf("%s: not strict JSON: %v", ref, err)
 	}
 	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(data))
 	if err != nil {

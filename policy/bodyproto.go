@@ -77,7 +77,9 @@ func (g *grpcBody) check(body []byte, _ *agent) decision.Decision {
 		return bad("several_messages", "holds more than one message")
 	}
 	m := g.msg.New().Interface()
-	opts := proto.UnmarshalOptions{RecursionLimit: g.maxDepth + 1}
+	// protobuf-go counts the top-level message as one level, as strictjson counts the top-level
+	// object: max_depth levels, the same message nests as deeply in a gRPC body as in JSON.
+	opts := proto.UnmarshalOptions{RecursionLimit: g.maxDepth}
 	if err := opts.Unmarshal(body[5:], m); err != nil {
 		return bad("decode", protoErrorMessage(err))
 	}

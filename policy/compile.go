@@ -78,10 +78,11 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	c := compiler{
 		opts: opts,
 		snap: &Snapshot{
-			trustDomains: map[spiffeid.TrustDomain]struct{}{},
-			agents:       map[spiffeid.ID]*agent{},
-			hosts:        map[string]*host{},
-			scopeIndex:   map[string]int{},
+			trustDomains:       map[spiffeid.TrustDomain]struct{}{},
+			shadowTrustDomains: map[spiffeid.TrustDomain]struct{}{},
+			agents:             map[spiffeid.ID]*agent{},
+			hosts:              map[string]*host{},
+			scopeIndex:         map[string]int{},
 		},
 		agentAt:   map[spiffeid.ID]string{},
 		shadowAt:  map[spiffeid.ID]string{},
@@ -154,13 +155,19 @@ func (c *compiler) addf(src *source, at, format string, args ...any) {
 }
 
 func (c *compiler) trustDomains(src *source) {
+	// A shadow file's trust domains are trusted in shadow evaluation only: accepting them for
+	// live decisions would turn trust_domain_unknown (401) into agent_unknown (403).
+	set := c.snap.trustDomains
+	if src.policy.GetShadow() {
+		set = c.snap.shadowTrustDomains
+	}
 	for i, name := range src.policy.GetTrustDomains() {
 		td, err := spiffeid.TrustDomainFromString(name)
 		if err != nil {
 			c.addf(src, fmt.Sprintf("trust_domains[%d]", i), "not a SPIFFE trust domain: %v", err)
 			continue
 		}
-		c.snap.trustDomains[td] = struct{}{}
+		set[td] = struct{}{}
 	}
 }
 
@@ -183,7 +190,7 @@ func (c *compiler) agents(src *source) {
 			c.addf(src, at+".id", "not a SPIFFE ID: %v", err)
 			continue
 		}
-		if _, ok := c.snap.trustDomains[id.TrustDomain()]; !ok {
+		if !c.snap.trusts(id.TrustDomain(), shadow) {
 			c.addf(src, at+".id", "trust domain %q is not in trust_domains", id.TrustDomain().Name())
 			continue
 		}
@@ -229,6 +236,16 @@ func (c *compiler) hosts(src *source) {
 		default:
 			c.hostAt[name] = src.file.Name + " " + at
 			hs = &host{name: name, live: true, root: &node{}, shadowRoot: &node{}, grant: c.grant(src, at, h)}
+			if j := h.GetJwtSvid(); j != nil {
+				hs.jwt = &JWTSVIDConfig{Audiences: j.GetAudiences(), Header: j.GetHeader()}
+				if hs.jwt.Header == "" {
+					hs.jwt.Header = "authorization"
+				}
+				// The token is the agent's credential: the upstream never sees it.
+				if !contains(hs.grant.Remove, hs.jwt.Header) {
+					hs.grant.Remove = append(hs.grant.Remove, hs.jwt.Header)
+				}
+			}
 			c.snap.hosts[name] = hs
 		}
 		for j, r := range h.GetRoutes() {

@@ -63,7 +63,7 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 		return decision.Denied(decision.CodeIdentityMissing,
 			"The request carries no agent identity; call through the mesh with your SPIFFE certificate.")
 	}
-	if _, ok := s.trustDomains[r.Agent.TrustDomain()]; !ok {
+	if !s.trusts(r.Agent.TrustDomain(), shadow) {
 		return decision.Denied(decision.CodeTrustDomainUnknown,
 			"Your SPIFFE trust domain is not accepted here; do not retry.")
 	}

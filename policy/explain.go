@@ -43,7 +43,11 @@ func (s *Snapshot) Explain(r *Request) (decision.Decision, []string) {
 		add("host %q: not in the policy", r.Host)
 		return d, steps
 	}
-	add("host %s: %d route(s)", h.name, len(h.routes))
+	if h.live {
+		add("host %s: %d route(s)", h.name, len(h.routes))
+	} else {
+		add("host %s: defined only in shadow files; %d shadow route(s)", h.name, len(h.routes))
+	}
 	for _, rt := range h.routes {
 		kind := "route"
 		if rt.shadow {
@@ -59,6 +63,9 @@ func (s *Snapshot) Explain(r *Request) (decision.Decision, []string) {
 		case d.Rule == rt.name:
 			add("  %s %s (%s %s): matched; needs scope %s (%s); decides %s %s", kind, rt.name, rt.method, rt.template,
 				s.scopeNames[rt.scope], held(ag.holds(rt.scope, rt.shadow)), d.Outcome, d.Code)
+		case rt.shadow && d.ShadowRule == "", !rt.shadow && d.Rule == "":
+			// No route of its kind decided: the request was refused before routes were looked at.
+			add("  %s %s (%s %s): matches, but the request was refused before a route could decide", kind, rt.name, rt.method, rt.template)
 		default:
 			add("  %s %s (%s %s): matches, but a route with more literal segments takes precedence", kind, rt.name, rt.method, rt.template)
 		}

@@ -1,11 +1,13 @@
 package policy
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 
 	"github.com/bufbuild/protocompile"
@@ -30,22 +32,18 @@ func (c *compiler) protoFiles(sources []source) {
 		}
 		var errs []string
 		comp := protocompile.Compiler{
-			Resolver: protocompile.WithStandardImports(protocompile.CompositeResolver{
-				protocompile.ResolverFunc(func(p string) (protocompile.SearchResult, error) {
-					fd, err := protoregistry.GlobalFiles.FindFileByPath(p)
-					if err != nil {
-						return protocompile.SearchResult{}, err
-					}
+			// One resolver, not a CompositeResolver: that one reports the registry's "not found"
+			// rather than why the policy directory's file could not be read.
+			Resolver: protocompile.WithStandardImports(protocompile.ResolverFunc(func(p string) (protocompile.SearchResult, error) {
+				if fd, err := protoregistry.GlobalFiles.FindFileByPath(p); err == nil {
 					return protocompile.SearchResult{Desc: fd}, nil
-				}),
-				&protocompile.SourceResolver{Accessor: func(p string) (io.ReadCloser, error) {
-					data, err := c.readRef(src, p)
-					if err != nil {
-						return nil, err
-					}
-					return io.NopCloser(strings.NewReader(string(data))), nil
-				}},
-			}),
+				}
+				data, err := c.readRef(src, p)
+				if err != nil {
+					return protocompile.SearchResult{}, err
+				}
+				return protocompile.SearchResult{Source: bytes.NewReader(data)}, nil
+			})),
 			Reporter: reporter.NewReporter(func(err reporter.ErrorWithPos) error {
 				errs = append(errs, err.Error())
 				return nil // keep going: report every problem
@@ -104,6 +102,13 @@ func (c *compiler) readRef(src *source, ref string) ([]byte, error) {
 		return nil, fmt.Errorf("%q: refer to files by a clean relative path inside the policy directory", ref)
 	}
 	full := path.Join(src.file.FSDir, clean)
+	if src.file.Dir != "" && src.file.FS == os.DirFS(src.file.Dir) {
+		// os.DirFS follows symbolic links wherever they point: a link in the policy directory
+		// must not have agentauthz read, and quote in problems, any file of the host.
+		if err := insideDir(src.file.Dir, full); err != nil {
+			return nil, fmt.Errorf("cannot read %s: %v", ref, err)
+		}
+	}
 	data, err := fs.ReadFile(src.file.FS, full)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s: %v", ref, unwrapPathError(err))
@@ -113,6 +118,25 @@ func (c *compiler) readRef(src *source, ref string) ([]byte, error) {
 	c.refs[full] = data
 	c.refsMu.Unlock()
 	return data, nil
+}
+
+// insideDir reports an error unless name, a slash-separated path relative to dir, resolves
+// through any symbolic links to a file inside dir. Links inside the directory, such as those
+// of a Kubernetes ConfigMap volume, are fine.
+func insideDir(dir, name string) error {
+	root, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		return unwrapPathError(err)
+	}
+	target, err := filepath.EvalSymlinks(filepath.Join(dir, filepath.FromSlash(name)))
+	if err != nil {
+		return unwrapPathError(err)
+	}
+	rel, err := filepath.Rel(root, target)
+	if err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+		return fmt.Errorf("it is a symbolic link out of the policy directory")
+	}
+	return nil
 }
 
 func unwrapPathError(err error) error {

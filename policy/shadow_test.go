@@ -21,7 +21,7 @@ const (
 	shadowCredential = "shadow-test-credential"
 	shadowReader     = "spiffe://example.org/agent/reader"
 	shadowWriter     = "spiffe://example.org/agent/writer"
-	shadowReporter   = "spiffe://example.org/agent/reporter"  // only in the shadow file
+	shadowReporter   = "spiffe://example.org/agent/reporter"    // only in the shadow file
 	shadowAuditor    = "spiffe://partner.example/agent/auditor" // only in the shadow file, from its trust domain
 	shadowAPI        = "api.example.org"
 	shadowReports    = "reports.example.org" // only in the shadow file
@@ -389,7 +389,7 @@ func TestShadowNeverDecides(t *testing.T) {
 func TestShadowExplain(t *testing.T) {
 	snap := loadShadowFiles(t, readShadowPath(t, "testdata/shadow/routes.yaml"))
 	for _, tc := range []struct {
-		req        shadowReq
+		req       shadowReq
 		want, not []string
 	}{
 		{shadowReq{agent: shadowReader, target: "/v1/tickets?limit=50"},
@@ -432,7 +432,7 @@ func TestShadowExplain(t *testing.T) {
 func TestShadowFileExplain(t *testing.T) {
 	snap := loadShadowFiles(t, readShadowPath(t, "testdata/shadow/dir"))
 	for _, tc := range []struct {
-		req        shadowReq
+		req       shadowReq
 		want, not []string
 	}{
 		{shadowReq{agent: shadowReporter, target: "/v1/tickets?limit=5"},

@@ -20,10 +20,12 @@ import (
 type Snapshot struct {
 	revision     string
 	trustDomains map[spiffeid.TrustDomain]struct{}
-	agents       map[spiffeid.ID]*agent
-	hosts        map[string]*host
-	scopeIndex   map[string]int
-	scopeNames   []string
+	// shadowTrustDomains are named by shadow files; they are trusted in shadow evaluation only.
+	shadowTrustDomains map[spiffeid.TrustDomain]struct{}
+	agents             map[spiffeid.ID]*agent
+	hosts              map[string]*host
+	scopeIndex         map[string]int
+	scopeNames         []string
 	// hasShadow is set when any route is a shadow route.
 	hasShadow bool
 	// notifiers announce held requests.
@@ -35,6 +37,15 @@ func (s *Snapshot) Notifiers() []*policyv1.Notifier { return s.notifiers }
 
 // Revision identifies the policy files the snapshot was compiled from.
 func (s *Snapshot) Revision() string { return s.revision }
+
+// trusts reports whether agents of td are accepted, in shadow evaluation or not.
+func (s *Snapshot) trusts(td spiffeid.TrustDomain, shadow bool) bool {
+	if _, ok := s.trustDomains[td]; ok {
+		return true
+	}
+	_, ok := s.shadowTrustDomains[td]
+	return shadow && ok
+}
 
 // Stats counts what the snapshot holds.
 type Stats struct{ Agents, Hosts, Routes int }
@@ -109,6 +120,8 @@ type host struct {
 	grant      *decision.Grant
 	// routes in policy order, for explanations.
 	routes []*route
+	// jwt, when set, accepts JWT-SVIDs from agents without an X.509 identity.
+	jwt *JWTSVIDConfig
 }
 
 // Store holds the snapshot in force, and what became of the last attempt to load a new one.
@@ -139,3 +152,18 @@ func (s *Store) Failed(f LoadFailure) { s.failure.Store(&f) }
 
 // LastFailure returns the failure of the last load, or nil if it succeeded.
 func (s *Store) LastFailure() *LoadFailure { return s.failure.Load() }
+
+// JWTSVIDConfig says how a host accepts JWT-SVIDs.
+type JWTSVIDConfig struct {
+	Audiences []string
+	// Header holds the token: "authorization" as "Bearer <token>", or the bare token.
+	Header string
+}
+
+// JWTSVID returns how the host named by an :authority accepts JWT-SVIDs, or nil when it does not.
+func (s *Snapshot) JWTSVID(authority string) *JWTSVIDConfig {
+	if h := s.hosts[hostKey(authority)]; h != nil && h.live {
+		return h.jwt
+	}
+	return nil
+}

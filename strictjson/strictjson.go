@@ -69,7 +69,9 @@ type parser struct {
 }
 
 func newParser(data []byte, maxDepth int) (*parser, error) {
-	if len(bytes.TrimSpace(data)) == 0 {
+	// JSON whitespace only: bytes.TrimSpace would also call "\f", "\v", U+0085 and U+00A0
+	// whitespace, which JSON does not.
+	if len(bytes.Trim(data, " \t\r\n")) == 0 {
 		return nil, &Error{Rule: "empty", Message: "the body is empty"}
 	}
 	if maxDepth <= 0 {
@@ -102,6 +104,11 @@ func (p *parser) fail(err error) error {
 			e.Rule, e.Message = "duplicate_key", "duplicate member name"
 		case se.Err != nil && bytes.Contains([]byte(se.Err.Error()), []byte("UTF-8")):
 			e.Rule, e.Message = "invalid_utf8", "invalid UTF-8"
+		case se.Err != nil && bytes.Contains([]byte(se.Err.Error()), []byte("surrogate")):
+			// A \u escape of half a UTF-16 surrogate pair names no character: it cannot be
+			// UTF-8, and I-JSON (RFC 7493) forbids it. Parsers that accept it disagree on what
+			// it decodes to.
+			e.Rule, e.Message = "invalid_utf8", "a \\u escape names a lone UTF-16 surrogate"
 		case errors.Is(se.Err, io.ErrUnexpectedEOF):
 			e.Message = "the JSON value is cut short"
 		default:
