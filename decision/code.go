@@ -13,6 +13,7 @@ const (
 	CodeIdentityMissing     Code = "identity_missing"      // no peer principal at all
 	CodeIdentityInvalid     Code = "identity_invalid"      // the principal is not a SPIFFE ID
 	CodeTrustDomainUnknown  Code = "trust_domain_unknown"  // a SPIFFE ID from a trust domain the policy does not name
+	CodeJWTSVIDInvalid      Code = "jwt_svid_invalid"      // a JWT-SVID that does not validate (expired, audience, key, algorithm, trust domain)
 	CodeAgentUnknown        Code = "agent_unknown"         // 403: a SPIFFE ID the policy has no agent for
 	CodeHostUnknown         Code = "host_unknown"          // 403: no such upstream host in the policy
 	CodeRouteUnknown        Code = "route_unknown"         // 403: no route for this method and path
@@ -54,7 +55,7 @@ func (c Code) Status() int {
 	switch c {
 	case CodeAllowed:
 		return 200
-	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown:
+	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown, CodeJWTSVIDInvalid:
 		return 401
 	case CodeAgentUnknown, CodeHostUnknown, CodeRouteUnknown, CodeScopeMissing:
 		return 403
@@ -89,6 +90,8 @@ func (c Code) Title() string {
 		return "Agent identity is not a SPIFFE ID"
 	case CodeTrustDomainUnknown:
 		return "Trust domain not accepted"
+	case CodeJWTSVIDInvalid:
+		return "Invalid JWT-SVID"
 	case CodeAgentUnknown:
 		return "Unknown agent"
 	case CodeHostUnknown:

@@ -70,19 +70,17 @@ func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
 	}
 	var r policy.Request
 	// Identity comes from the peer certificate Envoy verified, never from request headers.
-	principal := attrs.GetSource().GetPrincipal()
-	if principal == "" {
-		d := decision.Denied(decision.CodeIdentityMissing,
-			"The request carries no agent identity; call through the mesh with your SPIFFE certificate.")
-		return r, &d
+	// Without a principal the Agent stays zero: a JWT-SVID may still identify the agent where
+	// the policy accepts one, and the policy refuses a request without identity.
+	if principal := attrs.GetSource().GetPrincipal(); principal != "" {
+		id, err := spiffeid.FromString(principal)
+		if err != nil {
+			d := decision.Denied(decision.CodeIdentityInvalid,
+				"Your certificate's identity is not a SPIFFE ID; use your SPIFFE certificate.")
+			return r, &d
+		}
+		r.Agent = id
 	}
-	id, err := spiffeid.FromString(principal)
-	if err != nil {
-		d := decision.Denied(decision.CodeIdentityInvalid,
-			"Your certificate's identity is not a SPIFFE ID; use your SPIFFE certificate.")
-		return r, &d
-	}
-	r.Agent = id
 
 	if len(httpReq.GetHeaders()) > 0 && httpReq.GetHeaderMap() != nil {
 		return r, malformed("The check carries both headers and header_map.")

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 
 	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/audit"
@@ -54,6 +55,8 @@ type Config struct {
 	RedactQuery map[string]bool
 	// Approvals holds requests the policy requires approval for; nil refuses them.
 	Approvals *approval.Gate
+	// JWTBundles validate JWT-SVIDs on hosts whose policy accepts them; nil refuses every token.
+	JWTBundles jwtbundle.Source
 	// Timeout bounds one Check: a decision not reached in time is a deadline_exceeded deny.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -173,14 +176,27 @@ func (s *Server) decide(ctx context.Context, cr *authv3.CheckRequest, agent *str
 		return decision.Denied(decision.CodePolicyNotLoaded, "Authorization is not ready; retry later.")
 	}
 	req, deny := ReadRequest(cr)
-	if !req.Agent.IsZero() {
+	switch {
+	case deny == nil && req.Agent.IsZero():
+		if jc := snap.JWTSVID(req.Host); jc != nil {
+			deny = jwtIdentity(&req, jc, s.cfg.JWTBundles)
+		}
+		if !req.Agent.IsZero() {
+			*agent = req.Agent.String()
+		}
+	case !req.Agent.IsZero():
 		// The principal parsed as a SPIFFE ID, so it is that ID's canonical text.
 		*agent = cr.GetAttributes().GetSource().GetPrincipal()
 	}
+	return s.finish(ctx, snap, &req, deny)
+}
+
+// finish asks the policy, then the approval gate for held requests.
+func (s *Server) finish(ctx context.Context, snap *policy.Snapshot, req *policy.Request, deny *decision.Decision) decision.Decision {
 	if deny != nil {
 		return *deny
 	}
-	d := snap.Decide(&req)
+	d := snap.Decide(req)
 	if d.Code == decision.CodeApprovalRequired {
 		if s.cfg.Approvals == nil {
 			s.cfg.Log.Error("the policy holds requests for approval, but no approval store is configured", "rule", d.Rule)
@@ -188,7 +204,7 @@ func (s *Server) decide(ctx context.Context, cr *authv3.CheckRequest, agent *str
 		}
 		ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 		defer cancel()
-		d = s.cfg.Approvals.Resolve(ctx, &req, d)
+		d = s.cfg.Approvals.Resolve(ctx, req, d)
 	}
 	return d
 }

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,14 +13,20 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
 
 	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/extauthz"
@@ -42,6 +49,10 @@ type Config struct {
 	HTTPAddr string
 	// Insecure allows plaintext gRPC on a non-loopback address.
 	Insecure bool
+	// TLS, when set, serves gRPC over it (SPIFFE mTLS: only the configured clients may call).
+	TLS *tls.Config
+	// JWTBundles validate agents' JWT-SVIDs where the policy accepts them.
+	JWTBundles jwtbundle.Source
 	// Store holds the policy in force.
 	Store *policy.Store
 	Log   *slog.Logger
@@ -71,6 +82,9 @@ type Server struct {
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	serveErr chan error
+	// draining is closed when Shutdown begins: it ends health Watch streams.
+	draining  chan struct{}
+	drainOnce sync.Once
 }
 
 // Start opens the listeners and starts serving. It returns once both listen.
@@ -85,7 +99,7 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if network == "tcp" && !isLoopback(addr) {
+	if network == "tcp" && !isLoopback(addr) && cfg.TLS == nil {
 		if !cfg.Insecure {
 			return nil, fmt.Errorf("server: refusing plaintext gRPC on non-loopback address %s; use a loopback address or a unix socket, or pass --insecure", addr)
 		}
@@ -109,7 +123,11 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 
-	s.grpc = grpc.NewServer()
+	var opts []grpc.ServerOption
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(extauthz.Config{
 		Store:       cfg.Store,
 		Log:         cfg.Log,
@@ -118,9 +136,11 @@ func Start(cfg Config) (*Server, error) {
 		RedactQuery: cfg.RedactQuery,
 		Timeout:     cfg.CheckTimeout,
 		Approvals:   cfg.Approvals,
+		JWTBundles:  cfg.JWTBundles,
 	}))
 	s.health = health.NewServer()
-	healthpb.RegisterHealthServer(s.grpc, s.health)
+	s.draining = make(chan struct{})
+	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})
 	reflection.Register(s.grpc)
 	s.SetReady(cfg.Store.Load() != nil)
 	go func() { s.serveErr <- s.grpc.Serve(s.grpcLis) }()
@@ -170,6 +190,7 @@ func (s *Server) Err() <-chan error { return s.serveErr }
 
 // Shutdown stops accepting checks, lets in-flight ones finish (up to DrainTimeout), then stops.
 func (s *Server) Shutdown() {
+	s.drainOnce.Do(func() { close(s.draining) })
 	s.SetReady(false)
 	done := make(chan struct{})
 	go func() {
@@ -228,4 +249,67 @@ func removeStaleSocket(path string) error {
 		return fmt.Errorf("server: %s exists and is not a socket", path)
 	}
 	return os.Remove(path)
+}
+
+// healthService is gRPC health, except that once the server drains, each Watch stream ends
+// (Unavailable) as soon as its watcher has been told the service is not serving. A Watch stream
+// never ends on its own, so an open one (gRPC client-side health checking keeps one) would
+// otherwise hold GracefulStop for the whole DrainTimeout.
+type healthService struct {
+	*health.Server
+	draining <-chan struct{}
+}
+
+func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	ws := &watchStream{Health_WatchServer: stream, ctx: ctx, sent: make(chan struct{}, 1)}
+	ws.last.Store(-1) // nothing sent yet
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-h.draining:
+		case <-done:
+			return
+		}
+		// Let the watcher hear NOT_SERVING (Shutdown sets it) before its stream ends.
+		for st := ws.last.Load(); st == -1 || st == int32(healthpb.HealthCheckResponse_SERVING); st = ws.last.Load() {
+			select {
+			case <-ws.sent:
+			case <-done:
+				return
+			}
+		}
+		cancel()
+	}()
+	err := h.Server.Watch(req, ws)
+	select {
+	case <-h.draining:
+		return status.Error(codes.Unavailable, "agentauthz is shutting down")
+	default:
+		return err
+	}
+}
+
+// watchStream is a health Watch stream with its own context, which notes the last status sent.
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx  context.Context
+	last atomic.Int32
+	sent chan struct{}
+}
+
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+func (w *watchStream) Send(r *healthpb.HealthCheckResponse) error {
+	if err := w.Health_WatchServer.Send(r); err != nil {
+		return err
+	}
+	w.last.Store(int32(r.GetStatus()))
+	select {
+	case w.sent <- struct{}{}:
+	default:
+	}
+	return nil
 }

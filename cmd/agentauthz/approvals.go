@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/agentauthz/agentauthz/approval"
@@ -67,15 +68,33 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 	return a, nil
 }
 
+// openStore opens PostgreSQL when a DSN is given (several replicas share it), or the embedded
+// store under the data directory (one replica; approvals survive restarts).
 func openStore(f approvalFlags) (approval.Store, error) {
 	if f.storeDSN != "" {
-		return nil, fmt.Errorf("--approval-store: PostgreSQL is not supported by this build")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		st, err := approval.OpenPostgres(ctx, f.storeDSN)
+		if err != nil {
+			return nil, fmt.Errorf("--approval-store: %v", err)
+		}
+		return st, nil
 	}
-	return approval.NewMemory(), nil
+	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("--data-dir: %v", err)
+	}
+	st, err := approval.OpenBolt(filepath.Join(f.dataDir, "approvals.db"))
+	if err != nil {
+		return nil, fmt.Errorf("--data-dir: %v", err)
+	}
+	return st, nil
 }
 
-// register adds the approval API to the HTTP listener.
-func (a *approvals) register(mux *http.ServeMux) { a.api.Register(mux) }
+// register adds the approval API and the approvers' web console (/approvals/) to the HTTP listener.
+func (a *approvals) register(mux *http.ServeMux) {
+	a.api.Register(mux)
+	(&approval.Console{API: a.api}).Register(mux)
+}
 
 // maintain purges long-ended approvals and reports how many are pending, until ctx ends.
 func (a *approvals) maintain(ctx context.Context, m *metrics.Metrics, log *slog.Logger) {

@@ -36,6 +36,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 	decisionLog := fs.String("decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
 	redact := fs.String("redact-query", "", "comma-separated query parameters whose values the decision log never shows")
 	checkTimeout := fs.Duration("check-timeout", extauthz.DefaultTimeout, "deadline of one Check; a later decision is a deny")
+	var sf spiffeFlags
+	fs.StringVar(&sf.socket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket (unix:///path): serve gRPC over mTLS with agentauthz's SVID")
+	fs.StringVar(&sf.allowedClients, "grpc-allowed-clients", "", "comma-separated SPIFFE IDs that may call Check over mTLS (Envoy's)")
+	fs.Var(&sf.jwtBundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate agents' JWT-SVIDs (repeatable)")
 	var af approvalFlags
 	fs.StringVar(&af.dataDir, "data-dir", "agentauthz-data", "directory for the embedded approval store")
 	fs.StringVar(&af.storeDSN, "approval-store", "", "PostgreSQL DSN shared by replicas (default: the embedded store in --data-dir)")
@@ -95,6 +99,13 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if decisions != nil {
 		decisionSink, events = decisions, decisions
 	}
+	sp, err := openSPIFFE(context.Background(), sf)
+	if err != nil {
+		closeDecisionLog(decisions, log)
+		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
+		return exitUsage
+	}
+	defer sp.Close()
 	appr, err := openApprovals(af, *policyPath == "", events, log)
 	if err != nil {
 		closeDecisionLog(decisions, log)
@@ -114,6 +125,8 @@ func runServe(args []string, _, stderr io.Writer) int {
 		RedactQuery:  splitSet(*redact),
 		CheckTimeout: *checkTimeout,
 		Approvals:    appr.gate,
+		TLS:          sp.tls,
+		JWTBundles:   sp.bundles,
 		APIHandler:   appr.register,
 	})
 	if err != nil {

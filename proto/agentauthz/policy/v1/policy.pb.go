@@ -216,7 +216,10 @@ type Host struct {
 	// cannot be injected.
 	InjectHeaders []*InjectHeader `protobuf:"bytes,3,rep,name=inject_headers,json=injectHeaders,proto3" json:"inject_headers,omitempty"`
 	// The routes agents may call on this host. At least one.
-	Routes        []*Route `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
+	Routes []*Route `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
+	// Accept JWT-SVIDs from agents that reach Envoy without mTLS. Off unless set. A request that
+	// carries an X.509 identity is never read for a JWT-SVID.
+	JwtSvid       *JWTSVID `protobuf:"bytes,5,opt,name=jwt_svid,json=jwtSvid,proto3" json:"jwt_svid,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -279,6 +282,70 @@ func (x *Host) GetRoutes() []*Route {
 	return nil
 }
 
+func (x *Host) GetJwtSvid() *JWTSVID {
+	if x != nil {
+		return x.JwtSvid
+	}
+	return nil
+}
+
+// JWTSVID reads an agent's identity from a JWT-SVID, validated against the trust domain's JWT
+// bundle. The token's header is removed before the upstream sees the request.
+type JWTSVID struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Audiences the token must carry (at least one of them).
+	Audiences []string `protobuf:"bytes,1,rep,name=audiences,proto3" json:"audiences,omitempty"`
+	// The header holding the token: "authorization" (the default) as "Bearer <token>", or another
+	// header holding the bare token.
+	Header        string `protobuf:"bytes,2,opt,name=header,proto3" json:"header,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JWTSVID) Reset() {
+	*x = JWTSVID{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JWTSVID) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JWTSVID) ProtoMessage() {}
+
+func (x *JWTSVID) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JWTSVID.ProtoReflect.Descriptor instead.
+func (*JWTSVID) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *JWTSVID) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
+}
+
+func (x *JWTSVID) GetHeader() string {
+	if x != nil {
+		return x.Header
+	}
+	return ""
+}
+
 // InjectHeader sets one header on allowed requests. Its value is read from the environment or a
 // file when the policy loads; it never appears in the policy text, in logs or in decisions.
 type InjectHeader struct {
@@ -300,7 +367,7 @@ type InjectHeader struct {
 
 func (x *InjectHeader) Reset() {
 	*x = InjectHeader{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -312,7 +379,7 @@ func (x *InjectHeader) String() string {
 func (*InjectHeader) ProtoMessage() {}
 
 func (x *InjectHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -325,7 +392,7 @@ func (x *InjectHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectHeader.ProtoReflect.Descriptor instead.
 func (*InjectHeader) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *InjectHeader) GetName() string {
@@ -432,7 +499,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -444,7 +511,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -457,7 +524,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Route) GetName() string {
@@ -572,7 +639,7 @@ type Body struct {
 
 func (x *Body) Reset() {
 	*x = Body{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -584,7 +651,7 @@ func (x *Body) String() string {
 func (*Body) ProtoMessage() {}
 
 func (x *Body) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -597,7 +664,7 @@ func (x *Body) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Body.ProtoReflect.Descriptor instead.
 func (*Body) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Body) GetMaxBytes() uint32 {
@@ -725,7 +792,7 @@ type GraphQLAPI struct {
 
 func (x *GraphQLAPI) Reset() {
 	*x = GraphQLAPI{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +804,7 @@ func (x *GraphQLAPI) String() string {
 func (*GraphQLAPI) ProtoMessage() {}
 
 func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +817,7 @@ func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLAPI.ProtoReflect.Descriptor instead.
 func (*GraphQLAPI) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GraphQLAPI) GetName() string {
@@ -857,7 +924,7 @@ type GraphQLFields struct {
 
 func (x *GraphQLFields) Reset() {
 	*x = GraphQLFields{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +936,7 @@ func (x *GraphQLFields) String() string {
 func (*GraphQLFields) ProtoMessage() {}
 
 func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +949,7 @@ func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLFields.ProtoReflect.Descriptor instead.
 func (*GraphQLFields) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GraphQLFields) GetAgents() []string {
@@ -931,7 +998,7 @@ type Param struct {
 
 func (x *Param) Reset() {
 	*x = Param{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -943,7 +1010,7 @@ func (x *Param) String() string {
 func (*Param) ProtoMessage() {}
 
 func (x *Param) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -956,7 +1023,7 @@ func (x *Param) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Param.ProtoReflect.Descriptor instead.
 func (*Param) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Param) GetType() string {
@@ -1059,7 +1126,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1071,7 +1138,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1084,7 +1151,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Approval) GetApprovers() []string {
@@ -1152,7 +1219,7 @@ type Notifier struct {
 
 func (x *Notifier) Reset() {
 	*x = Notifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1164,7 +1231,7 @@ func (x *Notifier) String() string {
 func (*Notifier) ProtoMessage() {}
 
 func (x *Notifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1177,7 +1244,7 @@ func (x *Notifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notifier.ProtoReflect.Descriptor instead.
 func (*Notifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Notifier) GetName() string {
@@ -1248,7 +1315,7 @@ type SlackNotifier struct {
 
 func (x *SlackNotifier) Reset() {
 	*x = SlackNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1260,7 +1327,7 @@ func (x *SlackNotifier) String() string {
 func (*SlackNotifier) ProtoMessage() {}
 
 func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1273,7 +1340,7 @@ func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlackNotifier.ProtoReflect.Descriptor instead.
 func (*SlackNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *SlackNotifier) GetChannel() string {
@@ -1318,7 +1385,7 @@ type WebhookNotifier struct {
 
 func (x *WebhookNotifier) Reset() {
 	*x = WebhookNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1397,7 @@ func (x *WebhookNotifier) String() string {
 func (*WebhookNotifier) ProtoMessage() {}
 
 func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1410,7 @@ func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookNotifier.ProtoReflect.Descriptor instead.
 func (*WebhookNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *WebhookNotifier) GetUrl() string {
@@ -1378,13 +1445,17 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
-	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\x81\x02\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\xbb\x02\n" +
 	"\x04Host\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x18\xfd\x01h\x01R\x04name\x12O\n" +
 	"\x0eremove_headers\x18\x02 \x03(\tB(\xbaH%\x92\x01\"\x18\x01\"\x1er\x1c2\x1a^[a-z0-9!#$%&'*+.^_`|~-]+$R\rremoveHeaders\x12I\n" +
 	"\x0einject_headers\x18\x03 \x03(\v2\".agentauthz.policy.v1.InjectHeaderR\rinjectHeaders\x12=\n" +
-	"\x06routes\x18\x04 \x03(\v2\x1b.agentauthz.policy.v1.RouteB\b\xbaH\x05\x92\x01\x02\b\x01R\x06routes\"\xcd\x01\n" +
+	"\x06routes\x18\x04 \x03(\v2\x1b.agentauthz.policy.v1.RouteB\b\xbaH\x05\x92\x01\x02\b\x01R\x06routes\x128\n" +
+	"\bjwt_svid\x18\x05 \x01(\v2\x1d.agentauthz.policy.v1.JWTSVIDR\ajwtSvid\"l\n" +
+	"\aJWTSVID\x121\n" +
+	"\taudiences\x18\x01 \x03(\tB\x13\xbaH\x10\x92\x01\r\b\x01\x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\taudiences\x12.\n" +
+	"\x06header\x18\x02 \x01(\tB\x16\xbaH\x13r\x112\x0f^([a-z0-9-]+)?$R\x06header\"\xcd\x01\n" +
 	"\fInjectHeader\x127\n" +
 	"\x04name\x18\x01 \x01(\tB#\xbaH r\x1e\x10\x012\x1a^[a-z0-9!#$%&'*+.^_`|~-]+$R\x04name\x12\x1f\n" +
 	"\x06prefix\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06prefix\x123\n" +
@@ -1521,48 +1592,50 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
 	(*Agent)(nil),               // 1: agentauthz.policy.v1.Agent
 	(*Host)(nil),                // 2: agentauthz.policy.v1.Host
-	(*InjectHeader)(nil),        // 3: agentauthz.policy.v1.InjectHeader
-	(*Route)(nil),               // 4: agentauthz.policy.v1.Route
-	(*Body)(nil),                // 5: agentauthz.policy.v1.Body
-	(*GraphQLAPI)(nil),          // 6: agentauthz.policy.v1.GraphQLAPI
-	(*GraphQLFields)(nil),       // 7: agentauthz.policy.v1.GraphQLFields
-	(*Param)(nil),               // 8: agentauthz.policy.v1.Param
-	(*Approval)(nil),            // 9: agentauthz.policy.v1.Approval
-	(*Notifier)(nil),            // 10: agentauthz.policy.v1.Notifier
-	(*SlackNotifier)(nil),       // 11: agentauthz.policy.v1.SlackNotifier
-	(*WebhookNotifier)(nil),     // 12: agentauthz.policy.v1.WebhookNotifier
-	nil,                         // 13: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                         // 14: agentauthz.policy.v1.Route.QueryEntry
-	(*durationpb.Duration)(nil), // 15: google.protobuf.Duration
+	(*JWTSVID)(nil),             // 3: agentauthz.policy.v1.JWTSVID
+	(*InjectHeader)(nil),        // 4: agentauthz.policy.v1.InjectHeader
+	(*Route)(nil),               // 5: agentauthz.policy.v1.Route
+	(*Body)(nil),                // 6: agentauthz.policy.v1.Body
+	(*GraphQLAPI)(nil),          // 7: agentauthz.policy.v1.GraphQLAPI
+	(*GraphQLFields)(nil),       // 8: agentauthz.policy.v1.GraphQLFields
+	(*Param)(nil),               // 9: agentauthz.policy.v1.Param
+	(*Approval)(nil),            // 10: agentauthz.policy.v1.Approval
+	(*Notifier)(nil),            // 11: agentauthz.policy.v1.Notifier
+	(*SlackNotifier)(nil),       // 12: agentauthz.policy.v1.SlackNotifier
+	(*WebhookNotifier)(nil),     // 13: agentauthz.policy.v1.WebhookNotifier
+	nil,                         // 14: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 15: agentauthz.policy.v1.Route.QueryEntry
+	(*durationpb.Duration)(nil), // 16: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
 	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
-	6,  // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
-	10, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
-	3,  // 4: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
-	4,  // 5: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
-	13, // 6: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	14, // 7: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	5,  // 8: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	9,  // 9: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
-	7,  // 10: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	15, // 11: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
-	15, // 12: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
-	11, // 13: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
-	12, // 14: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
-	8,  // 15: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	8,  // 16: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	7,  // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
+	11, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
+	4,  // 4: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
+	5,  // 5: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
+	3,  // 6: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
+	14, // 7: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	15, // 8: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	6,  // 9: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	10, // 10: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	8,  // 11: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	16, // 12: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	16, // 13: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	12, // 14: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	13, // 15: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	9,  // 16: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	9,  // 17: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -1570,18 +1643,18 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 	if File_agentauthz_policy_v1_policy_proto != nil {
 		return
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[3].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[4].OneofWrappers = []any{
 		(*InjectHeader_Env)(nil),
 		(*InjectHeader_File)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[5].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[6].OneofWrappers = []any{
 		(*Body_JsonSchema)(nil),
 		(*Body_Message)(nil),
 		(*Body_GrpcMessage)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[6].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[8].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[10].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[7].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[9].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[11].OneofWrappers = []any{
 		(*Notifier_Slack)(nil),
 		(*Notifier_Webhook)(nil),
 	}
@@ -1591,7 +1664,7 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+)
+
+// spiffeFlags configure agentauthz's own SPIFFE identity and the JWT bundles it validates
+// agents' JWT-SVIDs with.
+type spiffeFlags struct {
+	socket         string
+	allowedClients string
+	jwtBundles     multiFlag
+}
+
+// multiFlag collects a repeatable flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+// spiffe is what serve gets from the Workload API or bundle files.
+type spiffe struct {
+	tls     *tls.Config
+	bundles jwtbundle.Source
+	closers []io.Closer
+}
+
+func (s *spiffe) Close() {
+	for _, c := range s.closers {
+		_ = c.Close() // shutting down; the sources hold only a Workload API stream
+	}
+}
+
+// openSPIFFE connects to the Workload API when a socket is given: the gRPC listener then serves
+// mTLS with agentauthz's X.509-SVID (rotated without restart), accepting only the allowed
+// clients, and the JWT bundles come from it too. Bundle files add JWT bundles without it.
+func openSPIFFE(ctx context.Context, f spiffeFlags) (*spiffe, error) {
+	out := &spiffe{}
+	if f.socket != "" {
+		ids, err := parseIDs(f.allowedClients)
+		if err != nil {
+			return nil, err
+		}
+		if len(ids) == 0 {
+			return nil, fmt.Errorf("--spiffe-socket needs --grpc-allowed-clients: the SPIFFE IDs (Envoy's) that may call Check")
+		}
+		wait, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		opts := workloadapi.WithClientOptions(workloadapi.WithAddr(f.socket))
+		x509, err := workloadapi.NewX509Source(wait, opts)
+		if err != nil {
+			return nil, fmt.Errorf("--spiffe-socket: no X.509-SVID from the Workload API at %s: %v", f.socket, err)
+		}
+		out.closers = append(out.closers, x509)
+		out.tls = tlsconfig.MTLSServerConfig(x509, x509, tlsconfig.AuthorizeOneOf(ids...))
+		if len(f.jwtBundles) == 0 {
+			jwt, err := workloadapi.NewJWTSource(wait, opts)
+			if err != nil {
+				out.Close()
+				return nil, fmt.Errorf("--spiffe-socket: no JWT bundles from the Workload API: %v", err)
+			}
+			out.closers = append(out.closers, jwt)
+			out.bundles = jwt
+		}
+	}
+	if len(f.jwtBundles) > 0 {
+		set := jwtbundle.NewSet()
+		for _, spec := range f.jwtBundles {
+			tdName, path, ok := strings.Cut(spec, "=")
+			if !ok {
+				return nil, fmt.Errorf("--jwt-bundle %q: write TRUST_DOMAIN=FILE", spec)
+			}
+			td, err := spiffeid.TrustDomainFromString(tdName)
+			if err != nil {
+				return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
+			}
+			b, err := jwtbundle.Load(td, path)
+			if err != nil {
+				return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
+			}
+			set.Add(b)
+		}
+		out.bundles = set
+	}
+	return out, nil
+}
+
+func parseIDs(list string) ([]spiffeid.ID, error) {
+	var ids []spiffeid.ID
+	for _, s := range strings.Split(list, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		id, err := spiffeid.FromString(s)
+		if err != nil {
+			return nil, fmt.Errorf("--grpc-allowed-clients: %q is not a SPIFFE ID: %v", s, err)
+		}
+		ids = append(ids, id)
+	}
+	return ids, nil
+}
