@@ -14,6 +14,8 @@ import (
 // decides instead of refusing everything with policy_not_loaded).
 type Health struct {
 	Store *policy.Store
+	// Draining, once closed, makes /readyz answer 503: the server is shutting down.
+	Draining <-chan struct{}
 }
 
 // Register adds the health routes to mux.
@@ -27,6 +29,12 @@ func (Health) healthz(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (h Health) readyz(w http.ResponseWriter, _ *http.Request) {
+	select {
+	case <-h.Draining:
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "draining", "reason": "shutting down"})
+		return
+	default:
+	}
 	snap := h.Store.Load()
 	failure := h.Store.LastFailure()
 	if snap == nil {

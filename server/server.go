@@ -147,7 +147,7 @@ func Start(cfg Config) (*Server, error) {
 
 	if s.httpLis != nil {
 		mux := http.NewServeMux()
-		httpapi.Health{Store: cfg.Store}.Register(mux)
+		httpapi.Health{Store: cfg.Store, Draining: s.draining}.Register(mux)
 		if cfg.APIHandler != nil {
 			cfg.APIHandler(mux)
 		}
