@@ -1,0 +1,134 @@
+package policy_test
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+
+	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+// scalePolicy generates a policy of agents agents and hosts×routesPerHost routes: each agent
+// holds one scope per host, and each route a typed path parameter and a query parameter.
+func scalePolicy(agents, hosts, routesPerHost int) []policy.File {
+	var b strings.Builder
+	b.WriteString("trust_domains: [scale.internal]\nagents:\n")
+	for a := 0; a < agents; a++ {
+		fmt.Fprintf(&b, "  - id: spiffe://scale.internal/agent/a%d\n    scopes: [svc%d:read, svc%d:write]\n", a, a%hosts, (a+1)%hosts)
+	}
+	b.WriteString("hosts:\n")
+	for h := 0; h < hosts; h++ {
+		fmt.Fprintf(&b, "  - name: svc%d.scale.internal\n    remove_headers: [authorization]\n    routes:\n", h)
+		for r := 0; r < routesPerHost; r++ {
+			scope := "read"
+			if r%2 == 1 {
+				scope = "write"
+			}
+			fmt.Fprintf(&b, "      - name: h%d-r%d\n        method: GET\n        path: /v1/res%d/{id}\n        scope: svc%d:%s\n"+
+				"        params:\n          id: {type: string, pattern: \"[0-9]{1,12}\"}\n"+
+				"        query:\n          limit: {type: integer, minimum: 1, maximum: 100}\n", h, r, r, h, scope)
+		}
+	}
+	return []policy.File{{Name: "scale.yaml", Data: []byte(b.String())}}
+}
+
+const (
+	scaleAgents = 10000
+	scaleHosts  = 100
+	scaleRoutes = 100 // per host: 10,000 routes in all
+)
+
+// The generated policy loads and decides correctly; how fast is for the benchmarks.
+func TestScalePolicy(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the 10,000-agent policy takes a few seconds to load under -short")
+	}
+	snap, err := policy.Load(scalePolicy(scaleAgents, scaleHosts, scaleRoutes), policy.Options{Secrets: policy.Placeholders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := snap.Stats(); st.Agents != scaleAgents || st.Routes != scaleHosts*scaleRoutes {
+		t.Fatalf("Stats = %+v", st)
+	}
+	for _, c := range []struct {
+		agent, host, path string
+		code              decision.Code
+	}{
+		{"a4242", "svc42.scale.internal", "/v1/res58/123?limit=5", decision.CodeAllowed}, // svc42:read
+		{"a4242", "svc43.scale.internal", "/v1/res59/123", decision.CodeAllowed},         // svc43:write
+		{"a4242", "svc43.scale.internal", "/v1/res58/123", decision.CodeScopeMissing},    // svc43:read
+		{"a4242", "svc42.scale.internal", "/v1/res58/x", decision.CodePathParamInvalid},  //
+		{"a4242", "svc42.scale.internal", "/v1/res100/1", decision.CodeRouteUnknown},     // no such route
+		{"a9999", "svc99.scale.internal", "/v1/res0/1?limit=500", decision.CodeQueryInvalid},
+	} {
+		d := snap.Decide(scaleRequest(c.agent, c.host, c.path))
+		if d.Code != c.code {
+			t.Errorf("%s %s%s: %s, want %s", c.agent, c.host, c.path, d.Code, c.code)
+		}
+	}
+}
+
+func scaleRequest(agent, host, path string) *policy.Request {
+	return &policy.Request{
+		Agent:  spiffeid.RequireFromString("spiffe://scale.internal/agent/" + agent),
+		Method: "GET", Host: host, Target: path, Headers: noHeaders{},
+	}
+}
+
+type noHeaders struct{}
+
+func (noHeaders) Get(string) (string, int) { return "", 0 }
+
+// BenchmarkLoadScale loads and compiles the 10,000-agent, 10,000-route policy; heap-MB is the
+// memory the compiled snapshot keeps.
+func BenchmarkLoadScale(b *testing.B) {
+	files := scalePolicy(scaleAgents, scaleHosts, scaleRoutes)
+	var keep *policy.Snapshot
+	var before, after runtime.MemStats
+	for b.Loop() {
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		snap, err := policy.Load(files, policy.Options{Secrets: policy.Placeholders})
+		if err != nil {
+			b.Fatal(err)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		keep = snap
+	}
+	b.ReportMetric(float64(after.HeapAlloc-before.HeapAlloc)/(1<<20), "heap-MB")
+	b.ReportMetric(float64(len(files[0].Data))/(1<<20), "yaml-MB")
+	_ = keep
+}
+
+// BenchmarkDecideScale decides on the scale policy; compare with BenchmarkDecideScale/demo-size,
+// the same request shape on a policy the size of the demo.
+func BenchmarkDecideScale(b *testing.B) {
+	for _, size := range []struct {
+		name                   string
+		agents, hosts, perHost int
+	}{
+		{"demo-size", 2, 2, 4},
+		{"10k-agents-10k-routes", scaleAgents, scaleHosts, scaleRoutes},
+	} {
+		snap, err := policy.Load(scalePolicy(size.agents, size.hosts, size.perHost), policy.Options{Secrets: policy.Placeholders})
+		if err != nil {
+			b.Fatal(err)
+		}
+		agent, host := fmt.Sprintf("a%d", size.agents-1), fmt.Sprintf("svc%d.scale.internal", (size.agents-1)%size.hosts)
+		req := scaleRequest(agent, host, fmt.Sprintf("/v1/res%d/4711?limit=10", size.perHost-2))
+		if d := snap.Decide(req); !d.Allowed() {
+			b.Fatalf("%s: %s %s", size.name, d.Code, d.Detail)
+		}
+		b.Run(size.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_ = snap.Decide(req)
+			}
+		})
+	}
+}
