@@ -1,6 +1,7 @@
 package approval
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -74,7 +75,7 @@ func (api *API) authenticate(w http.ResponseWriter, r *http.Request) (Approver, 
 	case err != nil:
 		problem(w, http.StatusServiceUnavailable, "internal_error", "Authentication is unavailable; retry later.")
 		return Approver{}, false
-	case strings.HasPrefix(p.Name, "spiffe://"):
+	case isWorkload(p.Name):
 		problem(w, http.StatusForbidden, "forbidden", "Workload identities cannot use the approval API.")
 		return Approver{}, false
 	}
@@ -137,58 +138,95 @@ func (api *API) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
 		dec := json.NewDecoder(strings.NewReader(string(data)))
 		dec.DisallowUnknownFields()
-		err = dec.Decode(&body)
+		if err = dec.Decode(&body); err == nil && dec.More() {
+			err = errors.New("data after the JSON object")
+		}
 	}
 	if err != nil || len(body.Comment) > maxComment {
 		problem(w, http.StatusBadRequest, "bad_request", `Send {"comment": "..."} (at most 2000 bytes), or no body.`)
 		return
 	}
-	id := r.PathValue("id")
-	if !ValidID(id) {
-		problem(w, http.StatusNotFound, "not_found", "No such approval.")
+	a, refused := api.decideAs(r.Context(), p, r.PathValue("id"), approve, body.Comment)
+	if refused != nil {
+		problem(w, refused.status, refused.code, refused.detail)
 		return
+	}
+	reply(w, http.StatusOK, a)
+}
+
+// refusal is a decision that was not made: the problem to answer.
+type refusal struct {
+	status       int
+	code, detail string
+}
+
+// mayDecide says why p may not decide a, or "" when p may: only a person among the approvers
+// the held route names, and never the agent whose request it is.
+func mayDecide(p Approver, a Approval) string {
+	switch {
+	case p.Name == "" || isWorkload(p.Name):
+		return "workload identities cannot decide"
+	case p.Name == a.Agent:
+		return "it is your own request"
+	case !p.May(a.Approvers):
+		return "you are not one of its approvers (" + strings.Join(a.Approvers, ", ") + ")"
+	}
+	return ""
+}
+
+// decideAs records p's verdict on approval id: the one path every way of deciding takes (the
+// API, the console). It checks mayDecide, decides in the store, writes the audit event (with
+// attrs added, e.g. via=console) and tells the Decided hook.
+func (api *API) decideAs(ctx context.Context, p Approver, id string, approve bool, comment string, attrs ...slog.Attr) (Approval, *refusal) {
+	if !ValidID(id) {
+		return Approval{}, &refusal{http.StatusNotFound, "not_found", "No such approval."}
+	}
+	if len(comment) > maxComment {
+		return Approval{}, &refusal{http.StatusBadRequest, "bad_request", "The comment is longer than 2000 bytes."}
 	}
 	now := api.now()
-	a, err := api.Store.Get(r.Context(), id, now)
+	a, err := api.Store.Get(ctx, id, now)
 	if errors.Is(err, ErrNotFound) {
-		problem(w, http.StatusNotFound, "not_found", "No such approval.")
-		return
+		return Approval{}, &refusal{http.StatusNotFound, "not_found", "No such approval."}
 	}
 	if err != nil {
-		api.storeFailed(w, err)
-		return
+		return Approval{}, api.storeRefusal(err)
 	}
-	if p.Name == a.Agent || !p.May(a.Approvers) {
-		problem(w, http.StatusForbidden, "forbidden", "You are not one of this request's approvers ("+strings.Join(a.Approvers, ", ")+").")
-		return
+	if mayDecide(p, a) != "" {
+		return Approval{}, &refusal{http.StatusForbidden, "forbidden", "You are not one of this request's approvers (" + strings.Join(a.Approvers, ", ") + ")."}
 	}
-	a, err = api.Store.Decide(r.Context(), id, Verdict{Approve: approve, By: p.Name, Comment: body.Comment}, now)
+	a, err = api.Store.Decide(ctx, id, Verdict{Approve: approve, By: p.Name, Comment: comment}, now)
 	switch {
 	case errors.Is(err, ErrExpired):
-		problem(w, http.StatusGone, "expired", "This request expired before it was decided.")
-		return
+		return Approval{}, &refusal{http.StatusGone, "expired", "This request expired before it was decided."}
 	case errors.Is(err, ErrNotPending):
-		problem(w, http.StatusConflict, "not_pending", "This request was already decided.")
-		return
+		return Approval{}, &refusal{http.StatusConflict, "not_pending", "This request was already decided."}
 	case err != nil:
-		api.storeFailed(w, err)
-		return
+		return Approval{}, api.storeRefusal(err)
 	}
 	kind := "approval.denied"
 	if approve {
 		kind = "approval.approved"
 	}
 	if api.Events != nil {
-		if err := api.Events.Write(kind, slog.String("approval_id", a.ID), slog.String("agent", a.Agent),
+		base := []slog.Attr{slog.String("approval_id", a.ID), slog.String("agent", a.Agent),
 			slog.String("rule", a.Rule), slog.String("by", p.Name), slog.String("comment", a.Comment),
-			slog.String("digest", a.Digest)); err != nil && api.Log != nil {
+			slog.String("digest", a.Digest)}
+		if err := api.Events.Write(kind, append(base, attrs...)...); err != nil && api.Log != nil {
 			api.Log.Error("approval event not recorded", "kind", kind, "approval_id", a.ID, "error", err.Error())
 		}
 	}
 	if api.Decided != nil {
 		api.Decided(a)
 	}
-	reply(w, http.StatusOK, a)
+	return a, nil
+}
+
+func (api *API) storeRefusal(err error) *refusal {
+	if api.Log != nil {
+		api.Log.Error("approval store failed", "error", err.Error())
+	}
+	return &refusal{http.StatusServiceUnavailable, "internal_error", "The approval store is unavailable; retry later."}
 }
 
 func (api *API) storeFailed(w http.ResponseWriter, err error) {

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -34,6 +35,12 @@ func (p Approver) May(approvers []string) bool {
 		}
 	}
 	return false
+}
+
+// isWorkload reports whether name is a SPIFFE ID (the scheme in any case): a workload, which may
+// never approve.
+func isWorkload(name string) bool {
+	return len(name) >= len("spiffe:") && strings.EqualFold(name[:len("spiffe:")], "spiffe:")
 }
 
 // ErrUnauthenticated means the request carries no credential an Authenticator accepts.
@@ -80,28 +87,34 @@ func ReadTokens(path string) (*Tokens, error) {
 	var f approversFile
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
-	if err := dec.Decode(&f); err != nil {
+	if err := dec.Decode(&f); errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("%s: the file is empty; list the approvers under approvers:", path)
+	} else if err != nil {
 		return nil, fmt.Errorf("%s: %s", path, strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", "; "))
 	}
 	t := &Tokens{}
 	var problems []string
 	seen := map[string]bool{}
+	hashes := map[[sha256.Size]byte]string{} // token hash → the approver it names
 	for i, a := range f.Approvers {
 		raw, err := hex.DecodeString(a.TokenSHA256)
+		var hash [sha256.Size]byte
+		copy(hash[:], raw)
 		switch {
 		case a.Name == "":
 			problems = append(problems, fmt.Sprintf("approvers[%d]: name is empty", i))
-		case strings.HasPrefix(a.Name, "spiffe://"):
+		case isWorkload(a.Name):
 			problems = append(problems, fmt.Sprintf("approvers[%d]: %s is a workload identity; approvers are people", i, a.Name))
 		case seen[a.Name]:
 			problems = append(problems, fmt.Sprintf("approvers[%d]: %s is listed twice", i, a.Name))
 		case err != nil || len(raw) != sha256.Size:
 			problems = append(problems, fmt.Sprintf("approvers[%d]: token_sha256 must be 64 hex digits (sha256sum of the token)", i))
+		case hashes[hash] != "":
+			// One token for two people would make whoever uses it either of them.
+			problems = append(problems, fmt.Sprintf("approvers[%d]: %s has the same token as %s; give each approver their own", i, a.Name, hashes[hash]))
 		default:
-			seen[a.Name] = true
-			e := tokenEntry{approver: Approver{Name: a.Name, Groups: a.Groups}}
-			copy(e.hash[:], raw)
-			t.entries = append(t.entries, e)
+			seen[a.Name], hashes[hash] = true, a.Name
+			t.entries = append(t.entries, tokenEntry{approver: Approver{Name: a.Name, Groups: a.Groups}, hash: hash})
 		}
 	}
 	if len(problems) > 0 {

@@ -11,8 +11,12 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/metrics"
+	"github.com/agentauthz/agentauthz/policy"
+	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
 
 // approvalFlags configure the approval store and approvers.
@@ -20,6 +24,10 @@ type approvalFlags struct {
 	dataDir   string
 	storeDSN  string
 	approvers string
+	// OIDC approvers: ID tokens of the issuer with the client id as audience.
+	oidcIssuer, oidcClientID, oidcNameClaim, oidcGroupsClaim string
+	// slackUsers maps Slack member IDs to approvers, for Slack's buttons.
+	slackUsers string
 }
 
 // approvals is the running approval machinery of serve.
@@ -27,6 +35,11 @@ type approvals struct {
 	store approval.Store
 	gate  *approval.Gate
 	api   *approval.API
+	// notify delivers the policy's notifiers' announcements and decisions.
+	notify     *approval.Dispatcher
+	slackUsers approval.SlackUsers
+	// slack takes Slack's button clicks; nil without a Slack notifier.
+	slack *approval.SlackInteractions
 }
 
 // DemoApproverTokenEnv holds the demo approver's token; without it one is generated.
@@ -59,10 +72,32 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 		}
 		auth = append(auth, approval.NewTokens(map[string]approval.Approver{token: {Name: "alice", Groups: []string{"it-admins"}}}))
 	}
+	if f.oidcIssuer != "" || f.oidcClientID != "" {
+		if f.oidcIssuer == "" || f.oidcClientID == "" {
+			store.Close()
+			return nil, fmt.Errorf("--oidc-issuer and --oidc-client-id go together")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		o, err := approval.NewOIDC(ctx, approval.OIDCConfig{Issuer: f.oidcIssuer, ClientID: f.oidcClientID,
+			NameClaim: f.oidcNameClaim, GroupsClaim: f.oidcGroupsClaim, Log: log})
+		cancel()
+		if err != nil {
+			store.Close()
+			return nil, fmt.Errorf("--oidc-issuer: %v", err)
+		}
+		auth = append(auth, o)
+	}
+	var slackUsers approval.SlackUsers
+	if f.slackUsers != "" {
+		if slackUsers, err = approval.ReadSlackUsers(f.slackUsers); err != nil {
+			store.Close()
+			return nil, fmt.Errorf("--slack-users: %v", err)
+		}
+	}
 	if len(auth) == 0 {
 		log.Warn("no approvers configured (--approvers FILE): held requests cannot be approved")
 	}
-	a := &approvals{store: store}
+	a := &approvals{store: store, slackUsers: slackUsers}
 	a.gate = &approval.Gate{Store: store, Events: events, Log: log}
 	a.api = &approval.API{Store: store, Auth: auth, Events: events, Log: log}
 	return a, nil
@@ -94,6 +129,59 @@ func openStore(f approvalFlags) (approval.Store, error) {
 func (a *approvals) register(mux *http.ServeMux) {
 	a.api.Register(mux)
 	(&approval.Console{API: a.api}).Register(mux)
+	if a.slack != nil {
+		a.slack.Register(mux)
+	}
+}
+
+// startNotifiers builds the policy's notifiers (reading their secrets from the environment)
+// and connects them: each newly held request is announced, each decision reported. With a Slack
+// notifier, Slack's button clicks are taken at /v1/slack/interactions.
+func (a *approvals) startNotifiers(notifiers []*policyv1.Notifier, reg prometheus.Registerer, log *slog.Logger) error {
+	counted := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_notifications_total",
+		Help: "Approval notifications by notifier, event and outcome (delivered, retry, failed, dropped).",
+	}, []string{"notifier", "event", "outcome"})
+	reg.MustRegister(counted)
+	a.notify = approval.NewDispatcher(approval.DispatcherConfig{Log: log,
+		Observe: func(notifier, event, outcome string) { counted.WithLabelValues(notifier, event, outcome).Inc() }})
+	if err := a.notify.Load(notifiers); err != nil {
+		return fmt.Errorf("notifiers: %v", err)
+	}
+	a.gate.Announce, a.api.Decided = a.notify.Enqueue, a.notify.Decided
+	switch {
+	case a.notify.HasSlack():
+		a.slack = &approval.SlackInteractions{API: a.api, Users: a.slackUsers, Secrets: a.notify.SlackSigningSecrets, Log: log}
+		if len(a.slackUsers) == 0 {
+			log.Warn("no Slack users (--slack-users FILE): Slack's Approve and Deny buttons are refused")
+		}
+	case len(a.slackUsers) > 0:
+		log.Warn("--slack-users is set but the policy has no Slack notifier")
+	}
+	return nil
+}
+
+// withNotifiers wraps a policy loader so that a reloaded policy's notifiers are built as it
+// loads: a notifier that cannot be built (its secret's variable unset) fails the reload, and
+// the previous policy and notifiers stay in force.
+func (a *approvals) withNotifiers(load func(string) (*policy.Snapshot, error)) func(string) (*policy.Snapshot, error) {
+	return func(path string) (*policy.Snapshot, error) {
+		snap, err := load(path)
+		if err != nil {
+			return nil, err
+		}
+		if err := a.notify.Load(snap.Notifiers()); err != nil {
+			return nil, fmt.Errorf("notifiers: %v", err)
+		}
+		return snap, nil
+	}
+}
+
+// stopNotifiers delivers what is queued, for up to 10 seconds, and logs what is not.
+func (a *approvals) stopNotifiers() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	a.notify.Close(ctx)
 }
 
 // maintain purges long-ended approvals and reports how many are pending, until ctx ends.

@@ -44,6 +44,11 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&af.dataDir, "data-dir", "agentauthz-data", "directory for the embedded approval store")
 	fs.StringVar(&af.storeDSN, "approval-store", "", "PostgreSQL DSN shared by replicas (default: the embedded store in --data-dir)")
 	fs.StringVar(&af.approvers, "approvers", "", "approvers file: name, groups and token_sha256 of each approver")
+	fs.StringVar(&af.oidcIssuer, "oidc-issuer", "", "OIDC issuer URL: approvers may also sign in with its ID tokens (discovery at start-up)")
+	fs.StringVar(&af.oidcClientID, "oidc-client-id", "", "the OIDC client id: the audience ID tokens must carry")
+	fs.StringVar(&af.oidcNameClaim, "oidc-name-claim", "email", "ID token claim naming the approver (user:NAME)")
+	fs.StringVar(&af.oidcGroupsClaim, "oidc-groups-claim", "groups", "ID token claim listing the approver's groups (group:NAME)")
+	fs.StringVar(&af.slackUsers, "slack-users", "", "Slack users file: the Slack member ID, name and groups of each approver who may click Approve or Deny in Slack")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -113,6 +118,12 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return exitUsage
 	}
 	defer appr.store.Close()
+	if err := appr.startNotifiers(snap.Notifiers(), reg, log); err != nil {
+		closeDecisionLog(decisions, log)
+		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
+		return exitUsage
+	}
+	defer appr.stopNotifiers()
 	srv, err := server.Start(server.Config{
 		GRPCAddr:     *grpcAddr,
 		HTTPAddr:     *httpAddr,
@@ -152,7 +163,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if *policyPath != "" {
 		r := &reload.Reloader{
 			Path:    *policyPath,
-			Load:    loadFiles,
+			Load:    appr.withNotifiers(loadFiles),
 			Store:   store,
 			Log:     log,
 			Metrics: m,

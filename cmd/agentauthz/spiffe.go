@@ -46,11 +46,16 @@ func (s *spiffe) Close() {
 // clients, and the JWT bundles come from it too. Bundle files add JWT bundles without it.
 func openSPIFFE(ctx context.Context, f spiffeFlags) (*spiffe, error) {
 	out := &spiffe{}
+	ids, err := parseIDs(f.allowedClients)
+	if err != nil {
+		return nil, err
+	}
+	if len(ids) > 0 && f.socket == "" {
+		// Without the Workload API there is no mTLS: serving plaintext to every caller while the
+		// operator believes only these clients may call would fail open.
+		return nil, fmt.Errorf("--grpc-allowed-clients needs --spiffe-socket: mTLS is served with the SVID from the Workload API")
+	}
 	if f.socket != "" {
-		ids, err := parseIDs(f.allowedClients)
-		if err != nil {
-			return nil, err
-		}
 		if len(ids) == 0 {
 			return nil, fmt.Errorf("--spiffe-socket needs --grpc-allowed-clients: the SPIFFE IDs (Envoy's) that may call Check")
 		}
@@ -78,14 +83,17 @@ func openSPIFFE(ctx context.Context, f spiffeFlags) (*spiffe, error) {
 		for _, spec := range f.jwtBundles {
 			tdName, path, ok := strings.Cut(spec, "=")
 			if !ok {
+				out.Close()
 				return nil, fmt.Errorf("--jwt-bundle %q: write TRUST_DOMAIN=FILE", spec)
 			}
 			td, err := spiffeid.TrustDomainFromString(tdName)
 			if err != nil {
+				out.Close()
 				return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
 			}
 			b, err := jwtbundle.Load(td, path)
 			if err != nil {
+				out.Close()
 				return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
 			}
 			set.Add(b)

@@ -1,0 +1,10 @@
+// Package envoy holds Envoy configurations for running agentauthz: front-proxy.yaml, a front
+// proxy in front of the agents' APIs, and sidecar.yaml, Envoy next to one API. See README.md.
+//
+// The package has no code. Its test loads every *.yaml here into Envoy's bootstrap proto,
+// strictly (an unknown field or a bad enum value fails), runs Envoy's own proto validation on
+// the bootstrap and on every typed_config inside it, and checks the settings agentauthz's
+// safety depends on: ext_authz fails closed, checks whole bodies only, and cannot be skipped;
+// agents must present client certificates; paths are not normalised before the check; an
+// agent-supplied X-Forwarded-Client-Cert is never forwarded.
+package envoy
