@@ -1,0 +1,236 @@
+// The agentauthz approvals console. Everything shown comes from agents and is hostile: it is
+// written with textContent only, never parsed as HTML.
+'use strict';
+
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const ID = /^apr_[a-z2-7]{26}$/;
+  const POLL_MS = 3000;
+
+  let csrf = '';
+  let timer = null;
+  let skew = 0; // server clock minus ours, from each answer's "now"
+  let known = null; // ids already in the list, to mark new arrivals
+
+  async function call(method, path, body) {
+    const opts = { method, credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } };
+    if (method !== 'GET') {
+      opts.headers['Content-Type'] = 'application/json';
+      opts.headers['X-CSRF-Token'] = csrf;
+      opts.body = JSON.stringify(body || {});
+    }
+    const res = await fetch('/approvals/api/' + path, opts);
+    let data = {};
+    try { data = await res.json(); } catch (e) { data = {}; }
+    if (data && data.now) skew = Date.parse(data.now) - Date.now();
+    return { ok: res.ok, status: res.status, data };
+  }
+
+  function show(section) {
+    for (const id of ['signin', 'list', 'detail']) $(id).hidden = id !== section;
+  }
+
+  function notice(text) {
+    $('notice').textContent = text || '';
+    $('notice').hidden = !text;
+  }
+
+  // needSignIn handles an answer that says the session ended.
+  function needSignIn(res) {
+    if (res.status !== 401) return false;
+    stop();
+    csrf = '';
+    $('who').hidden = true;
+    show('signin');
+    return true;
+  }
+
+  function stop() {
+    if (timer) clearTimeout(timer);
+    timer = null;
+  }
+
+  function later(fn) {
+    stop();
+    timer = setTimeout(fn, POLL_MS);
+  }
+
+  function span(ms) {
+    const s = Math.round(Math.abs(ms) / 1000);
+    if (s < 60) return s + 's';
+    const m = Math.round(s / 60);
+    if (m < 60) return m + 'm';
+    const h = Math.floor(m / 60);
+    return h + 'h ' + (m % 60) + 'm';
+  }
+  const now = () => Date.now() + skew;
+  const ago = (t) => span(now() - Date.parse(t)) + ' ago';
+  const until = (t) => {
+    const ms = Date.parse(t) - now();
+    return ms > 0 ? 'in ' + span(ms) : span(ms) + ' ago';
+  };
+  const when = (t) => (t ? new Date(t).toLocaleString() + ' (' + (Date.parse(t) > now() ? until(t) : ago(t)) + ')' : '—');
+
+  function cell(row, text, cls) {
+    const td = document.createElement('td');
+    td.textContent = text;
+    if (cls) td.className = cls;
+    row.appendChild(td);
+    return td;
+  }
+
+  async function loadList() {
+    const res = await call('GET', 'approvals?state=pending');
+    if (needSignIn(res)) return;
+    if (!res.ok) {
+      $('list-status').textContent = 'Could not refresh: ' + (res.data.detail || res.status);
+      later(loadList);
+      return;
+    }
+    const items = res.data.approvals || [];
+    const body = $('pending').tBodies[0];
+    const rows = [];
+    for (const a of items) {
+      if (!ID.test(a.id)) continue;
+      const tr = document.createElement('tr');
+      tr.dataset.id = a.id;
+      if (known && !known.has(a.id)) tr.className = 'fresh';
+      cell(tr, a.agent);
+      cell(tr, a.method);
+      cell(tr, a.host);
+      const link = document.createElement('a');
+      link.href = '/approvals/requests/' + a.id;
+      link.textContent = a.path;
+      cell(tr, '').appendChild(link);
+      cell(tr, a.rule);
+      cell(tr, ago(a.created_at));
+      cell(tr, until(a.expires_at));
+      tr.addEventListener('click', (e) => { if (e.target !== link) location.assign(link.href); });
+      rows.push(tr);
+    }
+    known = new Set(items.map((a) => a.id));
+    body.replaceChildren(...rows);
+    $('empty').hidden = rows.length > 0;
+    $('pending').hidden = rows.length === 0;
+    $('list-status').textContent = rows.length + ' pending · updated ' + new Date().toLocaleTimeString();
+    later(loadList);
+  }
+
+  function fill(a) {
+    $('d-id').textContent = a.id;
+    $('d-state').textContent = a.state;
+    $('d-state').className = 'state ' + a.state;
+    $('d-agent').textContent = a.agent;
+    $('d-method').textContent = a.method;
+    $('d-host').textContent = a.host;
+    $('d-path').textContent = a.path;
+    $('d-rule').textContent = a.rule;
+    $('d-reason').textContent = a.reason || '—';
+    $('d-approvers').textContent = (a.approvers || []).join(', ');
+    $('d-created').textContent = when(a.created_at);
+    $('d-expires').textContent = when(a.expires_at);
+    $('d-decided').textContent = a.decided_at ? when(a.decided_at) + ' by ' + a.decided_by : '—';
+    $('d-comment').textContent = a.comment || '—';
+    $('d-useby').textContent = a.use_by ? when(a.use_by) : '—';
+    $('d-used').textContent = a.used_at ? when(a.used_at) : '—';
+    $('d-ctype').textContent = a.content_type || '';
+    $('d-body').textContent = a.body || '(no body)';
+    const why = a.why_not || '';
+    $('approve').disabled = $('deny').disabled = $('comment').disabled = why !== '';
+    $('why-not').textContent = why ? 'You cannot decide this request: ' + why + '.' : '';
+    $('why-not').hidden = !why;
+  }
+
+  async function loadDetail(id) {
+    const res = await call('GET', 'approvals/' + id);
+    if (needSignIn(res)) return;
+    if (!res.ok) {
+      notice(res.status === 404 ? 'There is no such request.' : 'Could not load the request: ' + (res.data.detail || res.status));
+      return;
+    }
+    fill(res.data.approval);
+    if (res.data.approval.state === 'pending') later(() => loadDetail(id));
+  }
+
+  async function decide(approve) {
+    const id = location.pathname.split('/').pop();
+    if (!ID.test(id)) return;
+    stop();
+    $('approve').disabled = $('deny').disabled = true;
+    const res = await call('POST', 'approvals/' + id + (approve ? '/approve' : '/deny'), { comment: $('comment').value });
+    if (needSignIn(res)) return;
+    const result = $('result');
+    result.hidden = false;
+    if (res.ok) {
+      const a = res.data.approval;
+      fill(a);
+      result.className = 'result' + (approve ? '' : ' bad');
+      result.textContent = approve
+        ? 'Approved by ' + a.decided_by + '. The agent may now send the identical request once more, with header x-agentauthz-approval: ' + a.id + ', until ' + new Date(a.use_by).toLocaleString() + '.'
+        : 'Denied by ' + a.decided_by + '. The agent is told not to retry.';
+    } else {
+      result.className = 'result bad';
+      result.textContent = 'Not recorded: ' + (res.data.detail || 'error ' + res.status);
+      loadDetail(id);
+    }
+  }
+
+  function route() {
+    notice('');
+    const parts = location.pathname.split('/');
+    if (parts[2] === 'requests') {
+      const id = parts[3] || '';
+      show('detail');
+      if (ID.test(id)) loadDetail(id);
+      else notice('There is no such request.');
+      return;
+    }
+    show('list');
+    loadList();
+  }
+
+  function signedIn(view) {
+    csrf = view.csrf;
+    $('who-name').textContent = view.approver;
+    $('who').hidden = false;
+    route();
+  }
+
+  async function start() {
+    const res = await call('GET', 'session');
+    if (res.ok && res.data.signed_in) return signedIn(res.data);
+    const links = $('signin-links');
+    links.replaceChildren();
+    for (const l of (res.data && res.data.sign_in) || []) {
+      if (!/^\/[^/\\]/.test(l.href)) continue; // same-origin paths only
+      const a = document.createElement('a');
+      a.href = l.href;
+      a.textContent = l.label;
+      links.appendChild(a);
+    }
+    show('signin');
+    $('token').focus();
+  }
+
+  document.addEventListener('DOMContentLoaded', () => {
+    $('signin-token').addEventListener('submit', async (e) => {
+      e.preventDefault();
+      $('signin-error').textContent = '';
+      const res = await call('POST', 'session', { token: $('token').value });
+      $('token').value = '';
+      if (res.ok) return signedIn(res.data);
+      $('signin-error').textContent = res.data.detail || 'Sign-in failed (' + res.status + ').';
+    });
+    $('signout').addEventListener('click', async () => {
+      stop();
+      await call('POST', 'signout');
+      csrf = '';
+      $('who').hidden = true;
+      history.replaceState(null, '', '/approvals/');
+      start();
+    });
+    $('approve').addEventListener('click', () => decide(true));
+    $('deny').addEventListener('click', () => decide(false));
+    start();
+  });
+})();
