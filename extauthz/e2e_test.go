@@ -31,6 +31,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
+	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/demo"
 	"github.com/agentauthz/agentauthz/extauthz"
@@ -107,6 +108,9 @@ type want struct {
 	Agent string `json:"agent,omitempty"`
 	// Violations are the problem's violations (field and rule; the message is prose).
 	Violations []violation `json:"violations,omitempty"`
+	// ApprovalState is the state of the approval a denial names (approval_required and the other
+	// approval codes); its id is random, so only its form is checked.
+	ApprovalState string `json:"approval_state,omitempty"`
 	// On allow: the headers set (with their values) and removed, the query parameters removed,
 	// and every header the upstream sees once Envoy applied them (repeated headers joined by ",").
 	HeadersSet     map[string]string `json:"headers_set,omitempty"`
@@ -183,11 +187,13 @@ func loadCases(tb testing.TB) []checkCase {
 }
 
 // TestChecks sends every testdata CheckRequest to a real server over gRPC on loopback and
-// compares the answer with NAME.want.json.
+// compares the answer with NAME.want.json. The demo holds password resets for approval: each
+// case is a fresh request, so those are 428 approval_required, pending.
 func TestChecks(t *testing.T) {
 	store, _ := loadDemo(t)
 	cases := loadCases(t)
-	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store})
+	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store,
+		Approvals: &approval.Gate{Store: approval.NewMemory()}})
 	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
 	var ids sync.Map // decision id -> case name
 
@@ -394,7 +400,11 @@ func readProblem(tb testing.TB, d *authv3.DeniedHttpResponse, id string, got *wa
 		Code       *string `json:"code"`
 		DecisionID *string `json:"decision_id"`
 		Rule       *string `json:"rule"`
-		Violations []struct {
+		// On approval codes.
+		ApprovalID      *string `json:"approval_id"`
+		ApprovalState   *string `json:"approval_state"`
+		ApprovalExpires *string `json:"approval_expires_at"`
+		Violations      []struct {
 			Field   string `json:"field"`
 			Rule    string `json:"rule"`
 			Message string `json:"message"`
@@ -425,6 +435,7 @@ func readProblem(tb testing.TB, d *authv3.DeniedHttpResponse, id string, got *wa
 	if p.Rule != nil && *p.Rule == "" || p.Rule == nil && got.Rule != "" || p.Rule != nil && *p.Rule != got.Rule {
 		tb.Errorf("problem rule %v, metadata rule %q", deref(p.Rule), got.Rule)
 	}
+	checkApprovalFields(tb, got, p.ApprovalID, p.ApprovalState, p.ApprovalExpires)
 	var vs []violation
 	for _, v := range p.Violations {
 		if v.Field == "" || v.Rule == "" || v.Message == "" {
@@ -433,6 +444,34 @@ func readProblem(tb testing.TB, d *authv3.DeniedHttpResponse, id string, got *wa
 		vs = append(vs, violation{Field: v.Field, Rule: v.Rule})
 	}
 	return vs
+}
+
+var approvalIDPattern = regexp.MustCompile(`^apr_[a-z2-7]{26}$`)
+
+// checkApprovalFields checks a problem's approval members: a held request names its pending
+// approval and when it lapses; approval_denied, _used and _expired name theirs; nothing else
+// names one.
+func checkApprovalFields(tb testing.TB, got *want, id, state, expires *string) {
+	tb.Helper()
+	if state != nil {
+		got.ApprovalState = *state
+	}
+	switch decision.Code(got.Code) {
+	case decision.CodeApprovalRequired:
+		if id == nil || !approvalIDPattern.MatchString(*id) || state == nil || expires == nil {
+			tb.Errorf("approval_required without approval_id, approval_state and approval_expires_at")
+		} else if _, err := time.Parse(time.RFC3339, *expires); err != nil {
+			tb.Errorf("approval_expires_at %q: %v", *expires, err)
+		}
+	case decision.CodeApprovalDenied, decision.CodeApprovalUsed, decision.CodeApprovalExpired:
+		if id == nil || !approvalIDPattern.MatchString(*id) || state == nil {
+			tb.Errorf("%s without approval_id and approval_state", got.Code)
+		}
+	default:
+		if id != nil || state != nil || expires != nil {
+			tb.Errorf("a %s denial names an approval", got.Code)
+		}
+	}
 }
 
 func deref[T any](p *T) any {

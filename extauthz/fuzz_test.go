@@ -12,6 +12,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
+	"github.com/agentauthz/agentauthz/approval"
 	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/target"
@@ -108,10 +109,11 @@ func fuzzSeeds(f *testing.F) {
 
 // FuzzCheck: whatever Envoy sends, Check answers with a decision (never a gRPC error, never a
 // panic), allows only demo agents on paths target.Parse accepts, and denies with a well-formed
-// problem otherwise.
+// problem otherwise. Requests the demo holds for approval are never allowed (nobody approves
+// here): they are answered 428, and only for what the policy would otherwise allow.
 func FuzzCheck(f *testing.F) {
 	store, snap := loadDemo(f)
-	srv := extauthz.New(store, nil)
+	srv := extauthz.NewServer(extauthz.Config{Store: store, Approvals: &approval.Gate{Store: approval.NewMemory()}})
 	fuzzSeeds(f)
 	f.Add("spiffe://acme.internal/agent/helpdesk", "GET", "helpdesk.acme.internal", "/v1/tickets?status=open&limit=10", "", "", []byte(nil), false)
 	f.Add("spiffe://acme.internal/agent/bi", "POST", "bi.acme.internal", "/graphql", "content-length", "0", []byte(nil), true)
@@ -189,6 +191,9 @@ func FuzzCheck(f *testing.F) {
 			if why := demoOracle(principal, method, host, path, meta["rule"].GetStringValue(), headerName, headerValue, body); why != "" {
 				t.Fatalf("allowed %s %s %s for %s by rule %q: %s", method, host, path, principal, meta["rule"].GetStringValue(), why)
 			}
+			if rule := meta["rule"].GetStringValue(); demoHeld[rule] {
+				t.Fatalf("allowed %s %s %s by rule %q, which holds every request for approval, and nothing was approved", method, host, path, rule)
+			}
 			for _, h := range r.OkResponse.GetHeaders() {
 				if h.GetHeader().GetKey() == "authorization" && h.GetHeader().GetValue() != "Bearer "+helpdeskToken {
 					t.Fatalf("injected authorization %q", h.GetHeader().GetValue())
@@ -196,6 +201,16 @@ func FuzzCheck(f *testing.F) {
 			}
 		case *authv3.CheckResponse_DeniedResponse:
 			checkFuzzDenial(t, resp, r.DeniedResponse, code)
+			if code != decision.CodeApprovalRequired {
+				break
+			}
+			rule := meta["rule"].GetStringValue()
+			if !demoHeld[rule] {
+				t.Fatalf("held %s %s %s by rule %q, which holds nothing", method, host, path, rule)
+			}
+			if why := demoOracle(principal, method, host, path, rule, headerName, headerValue, body); why != "" {
+				t.Fatalf("held %s %s %s for %s by rule %q, which the policy must deny outright: %s", method, host, path, principal, rule, why)
+			}
 		default:
 			t.Fatalf("no http_response: %v", resp)
 		}
@@ -227,13 +242,15 @@ func checkFuzzDenial(t *testing.T, resp *authv3.CheckResponse, d *authv3.DeniedH
 		t.Fatalf("denial headers %v, decision id %q", hdr, id)
 	}
 	var p struct {
-		Type       string `json:"type"`
-		Title      string `json:"title"`
-		Status     int    `json:"status"`
-		Detail     string `json:"detail"`
-		Code       string `json:"code"`
-		DecisionID string `json:"decision_id"`
-		Violations []struct {
+		Type          string `json:"type"`
+		Title         string `json:"title"`
+		Status        int    `json:"status"`
+		Detail        string `json:"detail"`
+		Code          string `json:"code"`
+		DecisionID    string `json:"decision_id"`
+		ApprovalID    string `json:"approval_id"`
+		ApprovalState string `json:"approval_state"`
+		Violations    []struct {
 			Field, Rule, Message string
 		} `json:"violations"`
 	}
@@ -251,5 +268,14 @@ func checkFuzzDenial(t *testing.T, resp *authv3.CheckResponse, d *authv3.DeniedH
 		if v.Field == "" || v.Rule == "" || v.Message == "" {
 			t.Fatalf("incomplete violation %+v", v)
 		}
+	}
+	switch {
+	case code == decision.CodeApprovalRequired:
+		if status != 428 || !approvalIDPattern.MatchString(p.ApprovalID) || p.ApprovalState != "pending" ||
+			!strings.Contains(p.Detail, approval.Header) {
+			t.Fatalf("held without a pending approval and how to retry: %s", d.GetBody())
+		}
+	case p.ApprovalID != "" && code != decision.CodeApprovalDenied && code != decision.CodeApprovalUsed && code != decision.CodeApprovalExpired:
+		t.Fatalf("a %s denial names approval %s", code, p.ApprovalID)
 	}
 }

@@ -31,6 +31,10 @@ var demoRoutes = map[string]struct {
 	"bi-graphql-get": {demoAgents[1], "GET", "bi.acme.internal", regexp.MustCompile(`^/graphql\?.+$`)},
 }
 
+// demoHeld are the demo's routes that hold every request for an approver: the oracle's
+// conditions still apply to what they hold, but without an approval they allow nothing.
+var demoHeld = map[string]bool{"reset-password": true}
+
 // demoOracle says why the demo policy must not allow a request, or "" if it may. headerName and
 // headerValue are the one header the fuzz input adds to the fixed ones.
 func demoOracle(principal, method, host, path, rule, headerName, headerValue string, body []byte) string {

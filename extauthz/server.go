@@ -107,8 +107,9 @@ func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (resp *auth
 		s.record(cr, &d, id, agent, start)
 	}()
 	d = s.decide(ctx, cr, &agent)
-	if d.Outcome == decision.Allow && s.cfg.Clock().Sub(start) > s.cfg.Timeout {
-		// Too late to be trusted as an answer: fail closed.
+	if d.Outcome == decision.Allow && d.Approval == nil && s.cfg.Clock().Sub(start) > s.cfg.Timeout {
+		// Too late to be trusted as an answer: fail closed. An allow that used an approval is
+		// kept: the approval is spent, and refusing now would waste the approver's decision.
 		d = decision.Denied(decision.CodeDeadlineExceeded, "Authorization timed out; retry later.")
 	}
 	return s.resp.respond(&d, id, agent), nil

@@ -25,6 +25,7 @@ Usage:
   agentauthz test DIR...         run the policy's test files (*_test.yaml) and report
   agentauthz audit verify FILE   check that audit logs are intact (tamper-evident chain)
   agentauthz graphql-id FILE...  print the persisted-operation id of GraphQL documents
+  agentauthz approvals ...       list, show, approve or deny held requests on a running server
 
 Run "agentauthz COMMAND -h" for a command's flags.
 `
@@ -58,6 +59,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runLint(args[1:], stdout, stderr)
 	case "audit":
 		return runAudit(args[1:], stdout, stderr)
+	case "approvals":
+		return runApprovals(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

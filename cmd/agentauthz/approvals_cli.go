@@ -1,0 +1,384 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/agentauthz/agentauthz/approval"
+)
+
+// ApproverTokenEnv holds the approver's bearer token for `agentauthz approvals`.
+const ApproverTokenEnv = "AGENTAUTHZ_APPROVER_TOKEN"
+
+const approvalsUsage = `Usage:
+  agentauthz approvals list [--state pending|approved|denied|expired|used]
+  agentauthz approvals show ID
+  agentauthz approvals approve ID [--comment TEXT]
+  agentauthz approvals deny ID [--comment TEXT]
+
+Every command takes --url, the HTTP listener of agentauthz serve (default
+http://127.0.0.1:9002), and the approver's token from $AGENTAUTHZ_APPROVER_TOKEN (or --token,
+which other users of this machine may see in the process list).
+
+Exit status: 0 done, 1 refused by the server (not signed in, not an approver, no such approval,
+already decided, expired), 2 bad usage or the server could not be reached.
+`
+
+// approvalsClient calls the approval API of a running agentauthz.
+type approvalsClient struct {
+	base  string
+	token string
+	http  *http.Client
+}
+
+// apiError is a refusal by the server, said in one line.
+type apiError struct {
+	status int
+	msg    string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func runApprovals(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, approvalsUsage)
+		return exitUsage
+	}
+	sub, args := args[0], args[1:]
+	switch sub {
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(stdout, approvalsUsage)
+		return exitOK
+	case "list", "show", "approve", "deny":
+	default:
+		fmt.Fprintf(stderr, "agentauthz approvals: unknown command %q; run agentauthz approvals --help\n", sub)
+		return exitUsage
+	}
+	fs := flag.NewFlagSet("approvals "+sub, flag.ContinueOnError)
+	base := fs.String("url", "http://127.0.0.1:9002", "base URL of agentauthz's HTTP listener")
+	token := fs.String("token", "", "approver's bearer token (default $"+ApproverTokenEnv+")")
+	var state, comment *string
+	switch sub {
+	case "list":
+		state = fs.String("state", "", "list only approvals in this state: pending, approved, denied, expired or used")
+	case "approve", "deny":
+		comment = fs.String("comment", "", "a comment for the record (shown to the agent on a denial)")
+	}
+	pos, ok, code := parseInterleaved(fs, args, stderr)
+	if !ok {
+		return code
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "agentauthz approvals %s: %s\n", sub, fmt.Sprintf(format, a...))
+		return exitUsage
+	}
+	wantArgs := 1
+	if sub == "list" {
+		wantArgs = 0
+	}
+	switch {
+	case len(pos) > wantArgs:
+		return fail("unexpected argument %q", pos[wantArgs])
+	case len(pos) < wantArgs:
+		return fail("which approval? give its id (apr_...), as agentauthz approvals list shows it")
+	}
+	id := ""
+	if wantArgs == 1 {
+		if id = pos[0]; !approval.ValidID(id) {
+			return fail("%q is not an approval id (apr_ and 26 letters and digits)", clean(id))
+		}
+	}
+	if state != nil && *state != "" && !approval.ValidState(approval.State(*state)) {
+		return fail("--state %q: use pending, approved, denied, expired or used", clean(*state))
+	}
+	if comment != nil && len(*comment) > 2000 {
+		return fail("--comment is longer than 2000 bytes")
+	}
+	u, err := url.Parse(*base)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return fail("--url %q is not an http:// or https:// URL of agentauthz's HTTP listener", clean(*base))
+	}
+	if *token == "" {
+		*token = os.Getenv(ApproverTokenEnv)
+	}
+	if *token == "" {
+		return fail("no approver token: set %s (or pass --token)", ApproverTokenEnv)
+	}
+	c := &approvalsClient{base: strings.TrimRight(u.String(), "/"), token: *token, http: &http.Client{Timeout: 15 * time.Second}}
+
+	switch sub {
+	case "list":
+		err = c.list(stdout, *state)
+	case "show":
+		err = c.show(stdout, id)
+	default:
+		err = c.decide(stdout, id, sub == "approve", *comment)
+	}
+	var refused *apiError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &refused) && refused.status != http.StatusServiceUnavailable && refused.status != http.StatusBadRequest:
+		fmt.Fprintf(stderr, "agentauthz approvals %s: %s\n", sub, err)
+		return exitDeny
+	default:
+		fmt.Fprintf(stderr, "agentauthz approvals %s: %s\n", sub, err)
+		return exitUsage
+	}
+}
+
+// parseInterleaved parses flags wherever they appear among the arguments, so that
+// "approve ID --comment C" works, and returns the other arguments.
+func parseInterleaved(fs *flag.FlagSet, args []string, stderr io.Writer) (pos []string, ok bool, code int) {
+	for {
+		if ok, code := parseFlags(fs, args, stderr); !ok {
+			return nil, false, code
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			return pos, true, exitOK
+		}
+		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
+			return append(pos, rest...), true, exitOK // everything after -- is an argument
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+}
+
+// do calls the API and decodes its JSON answer into out, or returns what the server refused.
+func (c *approvalsClient) do(method, path string, body []byte, id string, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Accept", "application/json")
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = uerr.Err // the URL is said once, below
+		}
+		return fmt.Errorf("cannot reach agentauthz at %s: %v", clean(c.base), err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return fmt.Errorf("reading the answer of %s: %v", clean(c.base), err)
+	}
+	if resp.StatusCode == http.StatusOK {
+		if err := json.Unmarshal(data, out); err != nil {
+			return fmt.Errorf("%s%s did not answer with the approval API's JSON; is --url agentauthz's HTTP listener?", clean(c.base), path)
+		}
+		return nil
+	}
+	var p struct {
+		Code   string `json:"code"`
+		Detail string `json:"detail"`
+	}
+	_ = json.Unmarshal(data, &p) // a server that is not agentauthz: the status says enough
+	detail := strings.TrimSuffix(clean(singleLine(p.Detail)), ".")
+	e := &apiError{status: resp.StatusCode}
+	switch resp.StatusCode {
+	case http.StatusUnauthorized:
+		e.msg = "not signed in: the server refused the approver token (check " + ApproverTokenEnv + " or --token)"
+	case http.StatusForbidden:
+		e.msg = "forbidden"
+		if detail != "" {
+			e.msg += ": " + detail
+		}
+	case http.StatusNotFound:
+		e.msg = "no approval " + id + " on this server"
+		if id == "" || p.Code != "not_found" {
+			e.msg = fmt.Sprintf("%s%s: not found; is --url agentauthz's HTTP listener, with the approval API?", clean(c.base), path)
+		}
+	case http.StatusConflict:
+		e.msg = id + " was already decided"
+	case http.StatusGone:
+		e.msg = id + " expired before it was decided; the agent must ask again"
+	case http.StatusServiceUnavailable:
+		e.msg = "the server cannot decide now (" + detail + "); retry later"
+	default:
+		e.msg = fmt.Sprintf("the server answered %d %s", resp.StatusCode, http.StatusText(resp.StatusCode))
+		if detail != "" {
+			e.msg += ": " + detail
+		}
+	}
+	return e
+}
+
+func (c *approvalsClient) list(w io.Writer, state string) error {
+	path := "/v1/approvals"
+	if state != "" {
+		path += "?state=" + url.QueryEscape(state)
+	}
+	var out struct {
+		Approvals []approval.Approval `json:"approvals"`
+	}
+	if err := c.do(http.MethodGet, path, nil, "", &out); err != nil {
+		return err
+	}
+	if len(out.Approvals) == 0 {
+		if state != "" {
+			fmt.Fprintf(w, "No %s approvals.\n", state)
+		} else {
+			fmt.Fprintln(w, "No approvals.")
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATE\tUNTIL\tRULE\tAGENT\tREQUEST")
+	for _, a := range out.Approvals {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(a.ID), clean(string(a.State)), until(a), clean(a.Rule), clean(a.Agent), requestLine(a))
+	}
+	return tw.Flush()
+}
+
+func (c *approvalsClient) show(w io.Writer, id string) error {
+	var a approval.Approval
+	if err := c.do(http.MethodGet, "/v1/approvals/"+id, nil, id, &a); err != nil {
+		return err
+	}
+	printApproval(w, a)
+	return nil
+}
+
+func (c *approvalsClient) decide(w io.Writer, id string, approve bool, comment string) error {
+	verb := "deny"
+	if approve {
+		verb = "approve"
+	}
+	body, _ := json.Marshal(map[string]string{"comment": comment}) // a string map always marshals
+	var a approval.Approval
+	if err := c.do(http.MethodPost, "/v1/approvals/"+id+"/"+verb, body, id, &a); err != nil {
+		var refused *apiError
+		if errors.As(err, &refused) && refused.status == http.StatusConflict {
+			// Say what became of it, if the server can tell.
+			if c.do(http.MethodGet, "/v1/approvals/"+id, nil, id, &a) == nil && a.DecidedBy != "" {
+				refused.msg = fmt.Sprintf("%s was already %s by %s at %s", id, clean(string(a.State)), clean(a.DecidedBy), stamp(a.DecidedAt))
+				if a.State == approval.Used || a.State == approval.Expired {
+					refused.msg = fmt.Sprintf("%s was already decided by %s at %s, and is now %s", id, clean(a.DecidedBy), stamp(a.DecidedAt), clean(string(a.State)))
+				}
+			}
+		}
+		return err
+	}
+	if approve {
+		fmt.Fprintf(w, "Approved %s: %s for %s. The agent may send it once, until %s.\n",
+			clean(a.ID), requestLine(a), clean(a.Agent), stamp(a.UseBy))
+	} else {
+		fmt.Fprintf(w, "Denied %s: %s for %s.\n", clean(a.ID), requestLine(a), clean(a.Agent))
+	}
+	return nil
+}
+
+func printApproval(w io.Writer, a approval.Approval) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	row := func(k, v string) {
+		if v != "" {
+			fmt.Fprintf(tw, "%s\t%s\n", k, v)
+		}
+	}
+	row("Approval", clean(a.ID))
+	st := clean(string(a.State))
+	switch a.State {
+	case approval.Pending:
+		st += " (expires " + stamp(a.ExpiresAt) + ")"
+	case approval.Approved:
+		st += " (usable once until " + stamp(a.UseBy) + ")"
+	}
+	row("State", st)
+	row("Agent", clean(a.Agent))
+	row("Request", requestLine(a))
+	row("Rule", clean(a.Rule))
+	row("Reason", clean(a.Reason))
+	row("Approvers", clean(strings.Join(a.Approvers, ", ")))
+	row("Requested", stamp(a.CreatedAt))
+	if !a.DecidedAt.IsZero() {
+		verb := "Approved"
+		if a.State == approval.Denied {
+			verb = "Denied"
+		}
+		row(verb, stamp(a.DecidedAt)+" by "+clean(a.DecidedBy))
+	}
+	row("Comment", clean(singleLine(a.Comment)))
+	if !a.UsedAt.IsZero() {
+		row("Used", stamp(a.UsedAt))
+	}
+	row("Digest", clean(a.Digest))
+	_ = tw.Flush() // w is the caller's: a failing stdout has nowhere to be reported
+	if a.Body != "" {
+		ct := a.ContentType
+		if ct == "" {
+			ct = "no content-type"
+		}
+		fmt.Fprintf(w, "Body (%s):\n", clean(ct))
+		for _, line := range strings.Split(a.Body, "\n") {
+			fmt.Fprintf(w, "  %s\n", clean(line))
+		}
+	}
+}
+
+// until is when an approval next lapses, if it can.
+func until(a approval.Approval) string {
+	switch a.State {
+	case approval.Pending:
+		return stamp(a.ExpiresAt)
+	case approval.Approved:
+		return stamp(a.UseBy)
+	}
+	return "-"
+}
+
+func requestLine(a approval.Approval) string {
+	return clean(a.Method + " " + a.Host + a.Path)
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+func singleLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// clean makes text from the server, which agents and approvers wrote, safe to print on a
+// terminal: control characters (escape sequences, carriage returns) and bidirectional
+// overrides are shown as escapes instead of acting.
+func clean(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		switch {
+		case r == '\t' || r == ' ':
+			b.WriteRune(r)
+		case r == unicode.ReplacementChar, unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r),
+			r == '\u2028', r == '\u2029':
+			fmt.Fprintf(&b, "\\u%04x", r)
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
