@@ -70,10 +70,14 @@ const (
 //go:embed console
 var consoleFiles embed.FS
 
-// consoleCSP lets the page load only its own script, style and API: no inline script, no
-// other host, no framing.
-const consoleCSP = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
-	"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+// consoleHeaders are on every console response. The CSP lets the page load only its own
+// script, style and API: no inline script, no other host, no framing.
+var consoleHeaders = map[string]string{
+	"Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; " +
+		"connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+	"X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer", "X-Content-Type-Options": "nosniff",
+	"Cross-Origin-Opener-Policy": "same-origin", "Cross-Origin-Resource-Policy": "same-origin", "Cache-Control": "no-store",
+}
 
 // Register adds the console's routes to mux.
 func (c *Console) Register(mux *http.ServeMux) {
@@ -98,14 +102,9 @@ func (c *Console) Register(mux *http.ServeMux) {
 // secured sets the security headers on every console response and bounds request bodies.
 func secured(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h := w.Header()
-		h.Set("Content-Security-Policy", consoleCSP)
-		h.Set("X-Frame-Options", "DENY")
-		h.Set("Referrer-Policy", "no-referrer")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Cross-Origin-Opener-Policy", "same-origin")
-		h.Set("Cross-Origin-Resource-Policy", "same-origin")
-		h.Set("Cache-Control", "no-store")
+		for k, v := range consoleHeaders {
+			w.Header().Set(k, v)
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 		next.ServeHTTP(w, r)
 	})
@@ -184,11 +183,7 @@ func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, value string
 }
 
 func (s session) view() map[string]any {
-	groups := s.approver.Groups
-	if groups == nil {
-		groups = []string{}
-	}
-	return map[string]any{"signed_in": true, "approver": s.approver.Name, "groups": groups, "csrf": s.csrf, "expires_at": s.expires}
+	return map[string]any{"signed_in": true, "approver": s.approver.Name, "groups": s.approver.Groups, "csrf": s.csrf, "expires_at": s.expires}
 }
 
 // current returns the request's live session.
@@ -263,11 +258,7 @@ func decodeJSON(r *http.Request, v any) error {
 func (c *Console) whoami(w http.ResponseWriter, r *http.Request) {
 	s, ok := c.current(r)
 	if !ok {
-		links := c.Links
-		if links == nil {
-			links = []SignInLink{}
-		}
-		reply(w, http.StatusOK, map[string]any{"signed_in": false, "sign_in": links})
+		reply(w, http.StatusOK, map[string]any{"signed_in": false, "sign_in": c.Links})
 		return
 	}
 	reply(w, http.StatusOK, s.view())

@@ -19,7 +19,12 @@
       opts.headers['X-CSRF-Token'] = csrf;
       opts.body = JSON.stringify(body || {});
     }
-    const res = await fetch('/approvals/api/' + path, opts);
+    let res;
+    try {
+      res = await fetch('/approvals/api/' + path, opts);
+    } catch (e) {
+      return { ok: false, status: 0, data: { detail: 'the server cannot be reached' } };
+    }
     let data = {};
     try { data = await res.json(); } catch (e) { data = {}; }
     if (data && data.now) skew = Date.parse(data.now) - Date.now();
@@ -96,15 +101,15 @@
       tr.dataset.id = a.id;
       if (known && !known.has(a.id)) tr.className = 'fresh';
       cell(tr, a.agent);
-      cell(tr, a.method);
+      cell(tr, a.method, 'nowrap');
       cell(tr, a.host);
       const link = document.createElement('a');
       link.href = '/approvals/requests/' + a.id;
       link.textContent = a.path;
-      cell(tr, '').appendChild(link);
-      cell(tr, a.rule);
-      cell(tr, ago(a.created_at));
-      cell(tr, until(a.expires_at));
+      cell(tr, '', 'path').appendChild(link);
+      cell(tr, a.rule, 'nowrap');
+      cell(tr, ago(a.created_at), 'nowrap');
+      cell(tr, until(a.expires_at), 'nowrap');
       tr.addEventListener('click', (e) => { if (e.target !== link) location.assign(link.href); });
       rows.push(tr);
     }
