@@ -546,10 +546,6 @@ func TestJWTSVIDDemoPolicy(t *testing.T) {
 // so authorization must be replaced, not also removed (Host.inject_headers: "a header both
 // removed and injected is replaced").
 func TestJWTSVIDInjectedAuthorizationKept(t *testing.T) {
-	// KNOWN BUG, outside this test's files: policy/compile.go adds the JWT-SVID header to the
-	// host's remove list after grant() took injected headers out of it. Remove this Skip with
-	// the fix (add the header only when the host does not inject it).
-	t.Skip("known bug: policy/compile.go removes an injected authorization header on jwt_svid hosts")
 	f := newJWTFixture(t)
 	srv := extauthz.NewServer(extauthz.Config{
 		Store: jwtStore(t, `

@@ -241,8 +241,14 @@ func (c *compiler) hosts(src *source) {
 				if hs.jwt.Header == "" {
 					hs.jwt.Header = "authorization"
 				}
-				// The token is the agent's credential: the upstream never sees it.
-				if !contains(hs.grant.Remove, hs.jwt.Header) {
+				// The token is the agent's credential: the upstream never sees it. A header the host
+				// injects replaces it already; removing it too would drop the injected credential,
+				// since Envoy removes headers after setting them.
+				injected := false
+				for _, h := range hs.grant.Set {
+					injected = injected || h.Name == hs.jwt.Header
+				}
+				if !injected && !contains(hs.grant.Remove, hs.jwt.Header) {
 					hs.grant.Remove = append(hs.grant.Remove, hs.jwt.Header)
 				}
 			}
