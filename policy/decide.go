@@ -27,7 +27,8 @@ type Request struct {
 	Target string
 	// Headers are the request headers. Never nil.
 	Headers Headers
-	// Body is the request body as Envoy forwarded it, if it did.
+	// Body is the request body as Envoy forwarded it, if it did. It may share memory with the
+	// CheckRequest and must never be written to.
 	Body []byte
 	// BodyPartial is set when Envoy cut the body short (x-envoy-auth-partial-body: true).
 	BodyPartial bool
