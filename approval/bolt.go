@@ -89,6 +89,27 @@ func (b *Bolt) Hold(ctx context.Context, a Approval, now time.Time) (got Approva
 	if err := ctx.Err(); err != nil {
 		return Approval{}, false, err
 	}
+	// An agent repeating a held request finds its approval in a read transaction, without the
+	// write (and fsync) that creating one costs. The write transaction below checks again.
+	err = b.db.View(func(tx *bolt.Tx) error {
+		id := tx.Bucket(boltLive).Get(liveKey(a.Agent, a.Digest))
+		if id == nil {
+			return nil
+		}
+		x, ok, err := boltGet(tx.Bucket(boltApprovals), id)
+		if err == nil && ok {
+			if st := x.Current(now); st == Pending || st == Approved {
+				got = x.At(now)
+			}
+		}
+		return err
+	})
+	if err != nil {
+		return Approval{}, false, err
+	}
+	if got.ID != "" {
+		return got, false, nil
+	}
 	err = b.db.Update(func(tx *bolt.Tx) error {
 		recs, live := tx.Bucket(boltApprovals), tx.Bucket(boltLive)
 		key := liveKey(a.Agent, a.Digest)

@@ -12,26 +12,30 @@ import (
 type Memory struct {
 	mu   sync.Mutex
 	byID map[string]Approval
+	// live indexes the newest approval of each agent and digest, for Hold.
+	live map[[2]string]string
 }
 
 var _ Store = (*Memory)(nil)
 
 // NewMemory returns an empty Memory store.
-func NewMemory() *Memory { return &Memory{byID: map[string]Approval{}} }
+func NewMemory() *Memory {
+	return &Memory{byID: map[string]Approval{}, live: map[[2]string]string{}}
+}
 
 // Hold implements Store.
 func (m *Memory) Hold(_ context.Context, a Approval, now time.Time) (Approval, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, x := range m.byID {
-		if x.Agent == a.Agent && x.Digest == a.Digest {
-			if st := x.Current(now); st == Pending || st == Approved {
-				return x.At(now), false, nil
-			}
+	key := [2]string{a.Agent, a.Digest}
+	if x, ok := m.byID[m.live[key]]; ok {
+		if st := x.Current(now); st == Pending || st == Approved {
+			return x.At(now), false, nil
 		}
 	}
 	a.State = Pending
 	m.byID[a.ID] = a
+	m.live[key] = a.ID
 	return a, true, nil
 }
 
@@ -103,6 +107,9 @@ func (m *Memory) Purge(_ context.Context, cutoff time.Time) (int, error) {
 	for id, a := range m.byID {
 		if ended(a, cutoff) {
 			delete(m.byID, id)
+			if key := [2]string{a.Agent, a.Digest}; m.live[key] == id {
+				delete(m.live, key)
+			}
 			n++
 		}
 	}
