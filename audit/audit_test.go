@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -321,7 +322,9 @@ func TestCloseDuringWrites(t *testing.T) {
 			}
 		})
 	}
-	time.Sleep(20 * time.Millisecond)
+	for ok.Load() < 100 { // writes are in flight
+		runtime.Gosched()
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}

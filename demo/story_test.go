@@ -98,9 +98,6 @@ func (s *syncBuffer) String() string {
 }
 
 func TestStory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the end-to-end story takes a few seconds")
-	}
 	// agentauthz, wired as serve wires it with the demo policy: the approval gate and the
 	// approver API share a store; alice of it-admins is the demo approver.
 	t.Setenv(helpdesk.TokenEnv, helpdeskToken)

@@ -44,9 +44,6 @@ const (
 
 // The generated policy loads and decides correctly; how fast is for the benchmarks.
 func TestScalePolicy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("the 10,000-agent policy takes a few seconds to load under -short")
-	}
 	snap, err := policy.Load(scalePolicy(scaleAgents, scaleHosts, scaleRoutes), policy.Options{Secrets: policy.Placeholders})
 	if err != nil {
 		t.Fatal(err)
