@@ -46,10 +46,11 @@ type Policy struct {
 	ProtoFiles []string `protobuf:"bytes,4,rep,name=proto_files,json=protoFiles,proto3" json:"proto_files,omitempty"`
 	// GraphQL APIs that routes refer to by name (Route.graphql).
 	Graphql []*GraphQLAPI `protobuf:"bytes,5,rep,name=graphql,proto3" json:"graphql,omitempty"`
-	// Evaluate everything in this file in shadow: its routes and agents are checked against every
-	// request and their would-be decisions logged and counted, but requests are decided as if the
-	// file were absent. A host may be defined in one ordinary file and in shadow files; its
-	// credentials come from the ordinary file.
+	// Evaluate everything in this file in shadow: requests are decided as if the file were absent,
+	// and when one of its routes matches a request, what that route would have decided is logged
+	// and counted. Agents, scopes and trust domains granted here count only for shadow routes. A
+	// host may be defined in one ordinary file and in shadow files; its credentials come from the
+	// ordinary file.
 	Shadow bool `protobuf:"varint,6,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	// Where held requests are announced (Approval.notify names them).
 	Notifiers     []*Notifier `protobuf:"bytes,7,rep,name=notifiers,proto3" json:"notifiers,omitempty"`
