@@ -719,6 +719,7 @@ func TestCheckContext(t *testing.T) {
 		{"cancelled", cancelled, &want{Status: 503, GRPCCode: "UNAVAILABLE", Code: "internal_error"}},
 	} {
 		resp, err := srv.Check(tc.ctx, req)
+		resp = onTheWire(t, resp)
 		if err != nil {
 			t.Fatalf("%s: Check: %v", tc.name, err)
 		}
@@ -726,4 +727,22 @@ func TestCheckContext(t *testing.T) {
 			t.Errorf("%s (-want +got):\n%s", tc.name, diff)
 		}
 	}
+}
+
+// onTheWire returns the answer as Envoy receives it: marshalled and decoded again. Answers carry
+// parts in wire form (the dynamic metadata), so only the decoded message shows them all.
+func onTheWire(t testing.TB, resp *authv3.CheckResponse) *authv3.CheckResponse {
+	t.Helper()
+	if resp == nil {
+		return nil
+	}
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatalf("marshalling the answer: %v", err)
+	}
+	out := &authv3.CheckResponse{}
+	if err := proto.Unmarshal(b, out); err != nil {
+		t.Fatalf("decoding the answer: %v", err)
+	}
+	return out
 }

@@ -146,6 +146,7 @@ func FuzzCheck(f *testing.F) {
 	f.Fuzz(func(t *testing.T, principal, method, host, path, headerName, headerValue string, body []byte, raw bool) {
 		cr := fuzzCheckRequest(principal, method, host, path, headerName, headerValue, body, raw)
 		resp, err := srv.Check(context.Background(), cr)
+		resp = onTheWire(t, resp)
 		if err != nil {
 			t.Fatalf("Check returned a gRPC error: %v", err)
 		}

@@ -247,6 +247,7 @@ func jwtCheck(t *testing.T, srv *extauthz.Server, principal, host, path string, 
 func jwtCheckRequest(t *testing.T, srv *extauthz.Server, req *authv3.CheckRequest) jwtAnswer {
 	t.Helper()
 	resp, err := srv.Check(context.Background(), req)
+	resp = onTheWire(t, resp)
 	if err != nil {
 		t.Fatalf("Check: %v", err)
 	}

@@ -8,6 +8,8 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/agentauthz/agentauthz/decision"
@@ -41,10 +43,10 @@ func overwrite(key, value string) *corev3.HeaderValueOption {
 // headers of a grant, metadata values of rules and agents), so that an answer costs a handful
 // of allocations.
 type responder struct {
-	grants sync.Map // *decision.Grant → []*corev3.HeaderValueOption
-	values sync.Map // string → *structpb.Value
-	n      int64
-	mu     sync.Mutex
+	grants  sync.Map // *decision.Grant → []*corev3.HeaderValueOption
+	entries sync.Map // [2]string{key, value} → wire form of a metadata entry
+	n       int64
+	mu      sync.Mutex
 }
 
 // maxCached bounds the caches; past it, parts are built per answer. Keys come from the policy
@@ -57,8 +59,6 @@ type allowParts struct {
 	wrapper authv3.CheckResponse_OkResponse
 	ok      authv3.OkHttpResponse
 	meta    structpb.Struct
-	id      structpb.Value
-	idStr   structpb.Value_StringValue
 }
 
 type denyParts struct {
@@ -70,8 +70,6 @@ type denyParts struct {
 	idHdr   corev3.HeaderValue
 	headers [3]*corev3.HeaderValueOption
 	meta    structpb.Struct
-	id      structpb.Value
-	idStr   structpb.Value_StringValue
 }
 
 // respond turns a decision into Envoy's answer. agent is the caller's SPIFFE ID once known.
@@ -86,7 +84,7 @@ func (rs *responder) respond(d *decision.Decision, id, agent string) *authv3.Che
 			p.ok.HeadersToRemove = g.Remove
 			p.ok.Headers = rs.grantHeaders(g)
 		}
-		rs.metadata(&p.meta, &p.id, &p.idStr, d, id, agent)
+		rs.metadata(&p.meta, d, id, agent)
 		p.resp.DynamicMetadata = &p.meta
 		return &p.resp
 	}
@@ -109,7 +107,7 @@ func (rs *responder) respond(d *decision.Decision, id, agent string) *authv3.Che
 	p.headers = [3]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
 	p.denied.Headers = p.headers[:]
 	p.denied.Body = d.Problem(id)
-	rs.metadata(&p.meta, &p.id, &p.idStr, d, id, agent)
+	rs.metadata(&p.meta, d, id, agent)
 	p.resp.DynamicMetadata = &p.meta
 	return &p.resp
 }
@@ -132,18 +130,6 @@ func (rs *responder) grantHeaders(g *decision.Grant) []*corev3.HeaderValueOption
 	return hs
 }
 
-// value returns a cached string value for text that comes from the policy.
-func (rs *responder) value(s string) *structpb.Value {
-	if v, ok := rs.values.Load(s); ok {
-		return v.(*structpb.Value)
-	}
-	v := structpb.NewStringValue(s)
-	if rs.reserve() {
-		rs.values.Store(s, v)
-	}
-	return v
-}
-
 func (rs *responder) reserve() bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -154,28 +140,85 @@ func (rs *responder) reserve() bool {
 	return true
 }
 
-// metadata fills what Envoy's access log can read of the decision.
-func (rs *responder) metadata(m *structpb.Struct, idv *structpb.Value, ids *structpb.Value_StringValue, d *decision.Decision, id, agent string) {
+// metadata fills what Envoy's access log can read of the decision: a Struct with decision_id,
+// outcome, code, agent and rule.
+//
+// The Struct is written as its wire form, not as a Go map: marshalling a map of five Values cost
+// more than deciding (1.6 µs and 10 allocations per answer). A Struct's entries are repeated
+// field 1 on the wire, so entries encoded once (outcome, code, rule and known agents come from a
+// small set) and the per-decision id are concatenated and carried as the message's unknown
+// fields, which marshalling copies as they are. Envoy, and anyone who decodes the answer, reads
+// an ordinary Struct.
+func (rs *responder) metadata(m *structpb.Struct, d *decision.Decision, id, agent string) {
 	code := d.Code
 	if code == "" {
 		code = decision.CodeInternal
 	}
-	ids.StringValue = id
-	idv.Kind = ids
-	m.Fields = make(map[string]*structpb.Value, 5)
-	m.Fields["decision_id"] = idv
-	m.Fields["outcome"] = rs.value(d.Outcome.String())
-	m.Fields["code"] = rs.value(string(code))
+	parts := [4][]byte{rs.entry("outcome", d.Outcome.String()), rs.entry("code", string(code))}
 	if agent != "" {
 		if knownAgent(code) {
-			m.Fields["agent"] = rs.value(agent)
+			parts[2] = rs.entry("agent", agent)
 		} else {
-			m.Fields["agent"] = structpb.NewStringValue(agent)
+			parts[2] = appendEntry(nil, "agent", agent)
 		}
 	}
 	if d.Rule != "" {
-		m.Fields["rule"] = rs.value(d.Rule)
+		parts[3] = rs.entry("rule", d.Rule)
 	}
+	n := entrySize("decision_id", id)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := appendEntry(make([]byte, 0, n), "decision_id", id)
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	m.ProtoReflect().SetUnknown(protoreflect.RawFields(b))
+}
+
+// entry returns the cached wire form of a metadata entry whose value comes from the policy.
+func (rs *responder) entry(key, value string) []byte {
+	k := [2]string{key, value}
+	if v, ok := rs.entries.Load(k); ok {
+		return v.([]byte)
+	}
+	b := appendEntry(nil, key, value)
+	if rs.reserve() {
+		rs.entries.Store(k, b)
+	}
+	return b
+}
+
+// Field numbers of google.protobuf.Struct, its map entry and Value.
+const (
+	structFields     protowire.Number = 1 // Struct.fields, a map<string, Value>
+	entryKey         protowire.Number = 1
+	entryValue       protowire.Number = 2
+	valueStringValue protowire.Number = 3
+)
+
+// entrySize is the wire size of a Struct entry with a string value.
+func entrySize(key, value string) int {
+	inner := entryInnerSize(key, value)
+	return protowire.SizeTag(structFields) + protowire.SizeBytes(inner)
+}
+
+func entryInnerSize(key, value string) int {
+	val := protowire.SizeTag(valueStringValue) + protowire.SizeBytes(len(value))
+	return protowire.SizeTag(entryKey) + protowire.SizeBytes(len(key)) +
+		protowire.SizeTag(entryValue) + protowire.SizeBytes(val)
+}
+
+// appendEntry appends a Struct entry key: {string_value: value} in wire form.
+func appendEntry(b []byte, key, value string) []byte {
+	b = protowire.AppendTag(b, structFields, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(entryInnerSize(key, value)))
+	b = protowire.AppendTag(b, entryKey, protowire.BytesType)
+	b = protowire.AppendString(b, key)
+	b = protowire.AppendTag(b, entryValue, protowire.BytesType)
+	b = protowire.AppendVarint(b, uint64(protowire.SizeTag(valueStringValue)+protowire.SizeBytes(len(value))))
+	b = protowire.AppendTag(b, valueStringValue, protowire.BytesType)
+	return protowire.AppendString(b, value)
 }
 
 // knownAgent reports whether a decision with this code got past the agent lookup, so that the

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -123,7 +124,10 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 
-	var opts []grpc.ServerOption
+	// Checks run on a fixed set of worker goroutines instead of one new goroutine per stream:
+	// a Check's call depth grows a fresh goroutine's stack, and copying stacks cost about a
+	// sixth of the CPU under load; a worker's stack stays grown.
+	opts := []grpc.ServerOption{grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}

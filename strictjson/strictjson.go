@@ -12,6 +12,7 @@ import (
 	"errors"
 	"io"
 	"strconv"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -41,6 +42,7 @@ func Parse(data []byte, maxDepth int) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	defer p.release()
 	v, err := p.value(true)
 	if err != nil {
 		return nil, err
@@ -57,6 +59,7 @@ func Check(data []byte, maxDepth int) error {
 	if err != nil {
 		return err
 	}
+	defer p.release()
 	if _, err := p.value(false); err != nil {
 		return err
 	}
@@ -65,7 +68,18 @@ func Check(data []byte, maxDepth int) error {
 
 type parser struct {
 	dec      *jsontext.Decoder
+	buf      bytes.Buffer
 	maxDepth int
+}
+
+// parsers are reused: setting up a decoder costs more than reading a small body.
+var parsers = sync.Pool{New: func() any { return &parser{dec: jsontext.NewDecoder(&bytes.Buffer{})} }}
+
+// release returns the parser to the pool, holding no reference to the body.
+func (p *parser) release() {
+	p.dec.Reset(&bytes.Buffer{})
+	p.buf = bytes.Buffer{}
+	parsers.Put(p)
 }
 
 func newParser(data []byte, maxDepth int) (*parser, error) {
@@ -80,9 +94,11 @@ func newParser(data []byte, maxDepth int) (*parser, error) {
 	// Duplicate names and invalid UTF-8 are refused by default; say so anyway. A bytes.Buffer
 	// lets the decoder read data in place instead of copying it; it never writes to it (the
 	// fuzz test checks that).
-	dec := jsontext.NewDecoder(bytes.NewBuffer(data),
-		jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
-	return &parser{dec: dec, maxDepth: maxDepth}, nil
+	p := parsers.Get().(*parser)
+	p.buf = *bytes.NewBuffer(data)
+	p.dec.Reset(&p.buf, jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
+	p.maxDepth = maxDepth
+	return p, nil
 }
 
 // end refuses anything after the value but whitespace.
