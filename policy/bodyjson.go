@@ -25,7 +25,7 @@ var _ bodySchema = (*jsonSchemaBody)(nil)
 func (*jsonSchemaBody) mediaTypes() []string { return []string{"application/json"} }
 
 func (j *jsonSchemaBody) check(body []byte, _ *agent) decision.Decision {
-	v, err := strictjson.Parse(body, j.maxDepth)
+	v, err := strictjson.ParseShared(body, j.maxDepth) // a request body is never written to
 	if err != nil {
 		return malformedJSON(err)
 	}

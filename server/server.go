@@ -126,8 +126,10 @@ func Start(cfg Config) (*Server, error) {
 
 	// Checks run on a fixed set of worker goroutines instead of one new goroutine per stream:
 	// a Check's call depth grows a fresh goroutine's stack, and copying stacks cost about a
-	// sixth of the CPU under load; a worker's stack stays grown.
-	opts := []grpc.ServerOption{grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0)))}
+	// sixth of the CPU under load; a worker's stack stays grown. A stream that finds every
+	// worker busy gets a goroutine of its own, so there are enough workers for the checks Envoy
+	// keeps in flight, not just one per CPU.
+	opts := []grpc.ServerOption{grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0))))}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}

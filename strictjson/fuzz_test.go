@@ -49,6 +49,7 @@ func FuzzParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, depth := range []int{strictjson.DefaultMaxDepth, 3} {
 			checkParse(t, data, depth)
+			checkShared(t, data, depth)
 		}
 	})
 }
@@ -297,5 +298,18 @@ func TestTokenWalk(t *testing.T) {
 		if got := hasLoneSurrogate([]byte(in)); got != want {
 			t.Errorf("hasLoneSurrogate(%s) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+// checkShared: ParseShared reads exactly what Parse reads, and refuses exactly what it refuses.
+func checkShared(t *testing.T, data []byte, depth int) {
+	t.Helper()
+	v, err := strictjson.Parse(data, depth)
+	sv, serr := strictjson.ParseShared(data, depth)
+	if (err == nil) != (serr == nil) || (err != nil && err.Error() != serr.Error()) {
+		t.Fatalf("Parse: %v; ParseShared: %v", err, serr)
+	}
+	if !reflect.DeepEqual(v, sv) {
+		t.Fatalf("Parse read %#v, ParseShared %#v", v, sv)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"strconv"
 	"sync"
+	"unsafe"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -36,12 +37,23 @@ func (e *Error) Error() string {
 }
 
 // Parse reads data as exactly one strict JSON value and returns it as map[string]any, []any,
-// string, json.Number, bool or nil.
+// string, json.Number, bool or nil. The result shares no memory with data.
 func Parse(data []byte, maxDepth int) (any, error) {
+	return parse(data, maxDepth, false)
+}
+
+// ParseShared is Parse for data that is never modified, such as a request body: strings without
+// escapes in the result are views of data instead of copies.
+func ParseShared(data []byte, maxDepth int) (any, error) {
+	return parse(data, maxDepth, true)
+}
+
+func parse(data []byte, maxDepth int, share bool) (any, error) {
 	p, err := newParser(data, maxDepth)
 	if err != nil {
 		return nil, err
 	}
+	p.share = share
 	defer p.release()
 	v, err := p.value(true)
 	if err != nil {
@@ -69,6 +81,8 @@ func Check(data []byte, maxDepth int) error {
 type parser struct {
 	dec      *jsontext.Decoder
 	buf      bytes.Buffer
+	data     []byte
+	share    bool
 	maxDepth int
 }
 
@@ -78,7 +92,7 @@ var parsers = sync.Pool{New: func() any { return &parser{dec: jsontext.NewDecode
 // release returns the parser to the pool, holding no reference to the body.
 func (p *parser) release() {
 	p.dec.Reset(&bytes.Buffer{})
-	p.buf = bytes.Buffer{}
+	p.buf, p.data, p.share = bytes.Buffer{}, nil, false
 	parsers.Put(p)
 }
 
@@ -95,7 +109,7 @@ func newParser(data []byte, maxDepth int) (*parser, error) {
 	// lets the decoder read data in place instead of copying it; it never writes to it (the
 	// fuzz test checks that).
 	p := parsers.Get().(*parser)
-	p.buf = *bytes.NewBuffer(data)
+	p.buf, p.data = *bytes.NewBuffer(data), data
 	p.dec.Reset(&p.buf, jsontext.AllowDuplicateNames(false), jsontext.AllowInvalidUTF8(false))
 	p.maxDepth = maxDepth
 	return p, nil
@@ -139,6 +153,9 @@ func (p *parser) fail(err error) error {
 }
 
 func (p *parser) value(build bool) (any, error) {
+	if build && p.share && p.dec.PeekKind() == '"' {
+		return p.stringValue()
+	}
 	tok, err := p.dec.ReadToken()
 	if err != nil {
 		return nil, p.fail(err)
@@ -218,6 +235,30 @@ func (p *parser) value(build bool) (any, error) {
 		return nil, p.fail(err)
 	}
 	return nil, nil
+}
+
+// stringValue reads a string value for ParseShared. One without escapes is returned as a view of
+// the data, not a copy: the decoder has checked it is valid UTF-8.
+func (p *parser) stringValue() (any, error) {
+	raw, err := p.dec.ReadValue()
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	if bytes.IndexByte(raw, '\\') < 0 {
+		end := int(p.dec.InputOffset()) - 1 // the closing quote
+		start := end - (len(raw) - 2)
+		if start >= 0 && end <= len(p.data) && start <= end {
+			if start == end {
+				return "", nil
+			}
+			return unsafe.String(&p.data[start], end-start), nil
+		}
+	}
+	b, err := jsontext.AppendUnquote(nil, raw)
+	if err != nil {
+		return nil, p.fail(err)
+	}
+	return string(b), nil
 }
 
 func (p *parser) depthError() error {

@@ -24,6 +24,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -125,9 +127,13 @@ func run() int {
 	authzAddr, httpAddr, noopAddr := freeAddr(), freeAddr(), freeAddr()
 	authz := exec.Command(*bin, "serve", "--grpc-addr", authzAddr, "--http-addr", httpAddr,
 		"--decision-log", "off", "--data-dir", filepath.Join(dir, "data"), "--log-level", "warn")
-	authz.Env = append(os.Environ(), "AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench")
+	authz.Env = append(os.Environ(), "AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench", "GOGC="+gogc())
 	self, _ := os.Executable()
+	debug.SetGCPercent(400) // the load generator's own collections add to every latency
 	noop := exec.Command(self, "noop", noopAddr)
+	// The same garbage-collector setting as agentauthz serve's default, so that the ceiling is
+	// not lowered by a setting agentauthz does not use.
+	noop.Env = append(os.Environ(), "GOGC="+gogc())
 	for _, c := range []*exec.Cmd{authz, noop} {
 		c.Stderr = os.Stderr
 		if err := c.Start(); err != nil {
@@ -347,6 +353,14 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
+// gogc is the GOGC both servers run with: the caller's, or agentauthz serve's default of 400.
+func gogc() string {
+	if v := os.Getenv("GOGC"); v != "" {
+		return v
+	}
+	return "400"
+}
+
 func freeAddr() string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -396,7 +410,9 @@ func serveNoop(addr string) int {
 		fmt.Fprintln(os.Stderr, "authzbench noop:", err)
 		return 2
 	}
-	s := grpc.NewServer()
+	// The same transport settings as agentauthz's server (server.Start), so that the ceiling is
+	// the same grpc-go, tuned the same way.
+	s := grpc.NewServer(grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0)))))
 	authv3.RegisterAuthorizationServer(s, noopServer{})
 	if err := s.Serve(lis); err != nil {
 		fmt.Fprintln(os.Stderr, "authzbench noop:", err)
