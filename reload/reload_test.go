@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/agentauthz/agentauthz/demo"
 	"github.com/agentauthz/agentauthz/extauthz"
@@ -525,6 +526,15 @@ func decide(t *testing.T, store *policy.Store) (allowed, denied bool) {
 	t.Helper()
 	resp, err := extauthz.New(store, nil).Check(context.Background(), getTicket())
 	if err != nil {
+		t.Fatal(err)
+	}
+	// As Envoy receives it: the dynamic metadata is carried in wire form.
+	b, err := proto.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp = &authv3.CheckResponse{}
+	if err := proto.Unmarshal(b, resp); err != nil {
 		t.Fatal(err)
 	}
 	allowed, denied, failure := verdict(resp)
