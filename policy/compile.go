@@ -368,6 +368,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		return
 	}
 	cr.query = make(map[string]*param, len(r.GetQuery()))
+	cr.queryFolded = make(map[string]struct{}, len(r.GetQuery()))
 	for _, name := range sortedKeys(r.GetQuery()) {
 		if isMethodOverrideParam(name) {
 			c.addf(src, at+".query."+name, "%s asks upstreams to change the method and cannot be allowed", name)
@@ -382,6 +383,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		}
 		cp.index = len(cr.query)
 		cr.query[name] = cp
+		cr.queryFolded[asciiLower(name)] = struct{}{}
 		if cp.required {
 			cr.required = append(cr.required, cp)
 		}

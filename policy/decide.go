@@ -220,13 +220,10 @@ func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []
 
 // declaredFold reports whether name differs from a declared parameter only by case: some
 // frameworks read query names case-insensitively, so such a name is refused, never stripped.
+// Names are ASCII here (target.Parse refuses others), so ASCII case is all there is to fold.
 func (rt *route) declaredFold(name string) bool {
-	for k := range rt.query {
-		if strings.EqualFold(k, name) {
-			return true
-		}
-	}
-	return false
+	_, ok := rt.queryFolded[asciiLower(name)]
+	return ok
 }
 
 // hasBody reports whether the request carries a body, forwarded or only announced.

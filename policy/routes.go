@@ -24,9 +24,11 @@ type route struct {
 	params   [maxPathParams]*param
 	nparams  int
 	query    map[string]*param
-	required []*param // query parameters that must be present
-	strip    bool
-	body     *bodyRule // nil: the route takes no body
+	// queryFolded holds the declared query names in lower case, for strip mode.
+	queryFolded map[string]struct{}
+	required    []*param // query parameters that must be present
+	strip       bool
+	body        *bodyRule // nil: the route takes no body
 	// graphqlGET, on a GET GraphQL route, reads the GraphQL request from the query string.
 	graphqlGET *graphqlAPI
 	grant      *decision.Grant
