@@ -254,7 +254,7 @@ func TestWiring(t *testing.T) {
 			t.Errorf("no service %s labelled org.acme.workload=%s", label, label)
 		}
 	}
-	policy := string(readFile(t, "../demo/policy/acme.yaml"))
+	policy := string(readFile(t, "../internal/demo/policy/acme.yaml"))
 	for _, label := range []string{"helpdesk-agent", "bi-agent"} {
 		if !strings.Contains(policy, "- id: "+ids[label]+"\n") {
 			t.Errorf("%s is not an agent of the demo policy", ids[label])

@@ -15,8 +15,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 // guideFile is the policy-writing guide. Its examples are checked against the product:
@@ -380,7 +380,7 @@ func TestGuideCodes(t *testing.T) {
 func reasonCodes(t *testing.T) map[string]bool {
 	t.Helper()
 	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join("..", "decision", "code.go"), nil, 0)
+	f, err := parser.ParseFile(fset, filepath.Join("..", "policy", "decision", "code.go"), nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -407,7 +407,7 @@ func reasonCodes(t *testing.T) map[string]bool {
 		}
 	}
 	if len(codes) == 0 {
-		t.Fatal("found no reason codes in decision/code.go")
+		t.Fatal("found no reason codes in policy/decision/code.go")
 	}
 	return codes
 }

@@ -251,7 +251,7 @@ type checkLimits struct {
 func limitsFor(t *testing.T) checkLimits {
 	t.Helper()
 	return checkLimits{
-		minMaxRequestBytes: largestPolicyBody(t, filepath.Join("..", "demo", "policy")),
+		minMaxRequestBytes: largestPolicyBody(t, filepath.Join("..", "internal", "demo", "policy")),
 		minTimeout:         extauthz.DefaultTimeout,
 	}
 }

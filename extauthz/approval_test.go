@@ -19,10 +19,10 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
-	"github.com/agentauthz/agentauthz/approval"
-	"github.com/agentauthz/agentauthz/audit"
 	"github.com/agentauthz/agentauthz/extauthz"
-	"github.com/agentauthz/agentauthz/server"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/internal/server"
 )
 
 // The demo's approvers in these tests: alice of it-admins, who may approve password resets,

@@ -31,12 +31,12 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/testing/protocmp"
 
-	"github.com/agentauthz/agentauthz/approval"
-	"github.com/agentauthz/agentauthz/decision"
-	"github.com/agentauthz/agentauthz/demo"
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/policy"
-	"github.com/agentauthz/agentauthz/server"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/checks/*.want.json from the server's answers (review the diff before committing)")

@@ -12,10 +12,10 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
-	"github.com/agentauthz/agentauthz/approval"
-	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/extauthz"
-	"github.com/agentauthz/agentauthz/target"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/target"
 )
 
 // fuzzCheckRequest builds the CheckRequest Envoy would send for one request with one extra

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/agentauthz/agentauthz/extauthz"
-	"github.com/agentauthz/agentauthz/server"
+	"github.com/agentauthz/agentauthz/internal/server"
 )
 
 // BenchmarkCheckGRPC is one Check over gRPC on loopback, server and callers in one process:

@@ -6,8 +6,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/svid/jwtsvid"
 
-	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 // jwtIdentity establishes the agent from a JWT-SVID, on a host whose policy accepts them, for a

@@ -23,8 +23,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/demo"
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/policy"
 )
 

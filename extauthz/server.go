@@ -19,11 +19,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 
-	"github.com/agentauthz/agentauthz/approval"
-	"github.com/agentauthz/agentauthz/audit"
-	"github.com/agentauthz/agentauthz/decision"
-	"github.com/agentauthz/agentauthz/metrics"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 // Server answers Envoy's Check calls from the policy in a Store.

@@ -5,9 +5,9 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/strictjson"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
-	"github.com/agentauthz/agentauthz/strictjson"
 )
 
 // defaultMaxBodyBytes bounds bodies of routes that set no max_bytes.

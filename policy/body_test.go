@@ -18,8 +18,8 @@ import (
 	"google.golang.org/protobuf/reflect/protoregistry"
 	"google.golang.org/protobuf/types/dynamicpb"
 
-	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 // The policies, schemas and .proto files of these tests are in testdata/body.

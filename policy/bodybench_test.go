@@ -8,8 +8,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 var benchBodySizes = []struct {
@@ -132,7 +132,7 @@ func BenchmarkBody(b *testing.B) {
 // loadDemoPolicy loads the demo policy from its directory (the demo package imports this one).
 func loadDemoPolicy(t testing.TB) *policy.Snapshot {
 	t.Helper()
-	files, err := policy.ReadPath("../demo/policy")
+	files, err := policy.ReadPath("../internal/demo/policy")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,8 +10,8 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
-	"github.com/agentauthz/agentauthz/decision"
-	"github.com/agentauthz/agentauthz/strictjson"
+	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/strictjson"
 )
 
 // jsonSchemaBody checks an application/json body against a JSON Schema.

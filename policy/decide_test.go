@@ -9,7 +9,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 const (

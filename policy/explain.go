@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/agentauthz/agentauthz/decision"
-	"github.com/agentauthz/agentauthz/target"
+	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/target"
 )
 
 // Explain decides r like Decide and says, step by step, which rules were considered and why

@@ -5,10 +5,10 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/decision"
-	"github.com/agentauthz/agentauthz/gqlcheck"
+	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/gqlcheck"
+	"github.com/agentauthz/agentauthz/policy/target"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
-	"github.com/agentauthz/agentauthz/target"
 )
 
 // graphqlAPI is a compiled GraphQL API: its checker and what each agent may select.

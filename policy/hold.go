@@ -8,10 +8,10 @@ import (
 
 	"cel.dev/cel-go/cel"
 
-	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/strictjson"
+	"github.com/agentauthz/agentauthz/policy/target"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
-	"github.com/agentauthz/agentauthz/strictjson"
-	"github.com/agentauthz/agentauthz/target"
 )
 
 // ApprovalHeader carries the approval id on an agent's retry of a held request.

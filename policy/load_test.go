@@ -13,7 +13,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/bad/*.golden with the problems Load reports now (review the diff by hand)")
@@ -241,7 +241,7 @@ func TestLoadNoFiles(t *testing.T) {
 // importing it here would be an import cycle.
 func loadDemo(t testing.TB, opts Options) *Snapshot {
 	t.Helper()
-	files, err := ReadFS(os.DirFS("../demo"), "policy")
+	files, err := ReadFS(os.DirFS("../internal/demo"), "policy")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -277,11 +277,11 @@ func TestLoadDemo(t *testing.T) {
 	}
 	assertNoSecret(t, token, d)
 
-	files, err := ReadPath("../demo/policy")
+	files, err := ReadPath("../internal/demo/policy")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(files) != 1 || files[0].Dir != "../demo/policy" {
+	if len(files) != 1 || files[0].Dir != "../internal/demo/policy" {
 		t.Errorf("ReadPath(dir) = %+v", files)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy/decision"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
 

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/agentauthz/agentauthz/decision"
-	"github.com/agentauthz/agentauthz/target"
+	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/target"
 )
 
 // maxPathParams bounds the parameters of one path template, so that matching captures them

@@ -8,8 +8,8 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/decision"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 // scalePolicy generates a policy of agents agents and hosts×routesPerHost routes: each agent

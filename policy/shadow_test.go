@@ -11,7 +11,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 // Shadow routes and shadow files: evaluated against every request, their would-be decision

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
-	"github.com/agentauthz/agentauthz/decision"
+	"github.com/agentauthz/agentauthz/policy/decision"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
 

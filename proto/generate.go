@@ -5,4 +5,4 @@
 //	go generate ./proto
 package proto
 
-//go:generate sh -c "cd .. && buf lint && buf generate"
+//go:generate sh -c "./deps.sh && cd .. && buf lint && buf generate"

@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/agentauthz/agentauthz/approval"
-	"github.com/agentauthz/agentauthz/metrics"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/policy"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )

@@ -15,7 +15,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/agentauthz/agentauthz/approval"
+	"github.com/agentauthz/agentauthz/internal/approval"
 )
 
 // ApproverTokenEnv holds the approver's bearer token for `agentauthz approvals`.

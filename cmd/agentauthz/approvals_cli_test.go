@@ -15,11 +15,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/agentauthz/agentauthz/approval"
-	"github.com/agentauthz/agentauthz/demo"
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/policy"
-	"github.com/agentauthz/agentauthz/server"
 )
 
 const (

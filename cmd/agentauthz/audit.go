@@ -8,7 +8,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/agentauthz/agentauthz/audit"
+	"github.com/agentauthz/agentauthz/internal/audit"
 )
 
 const auditUsage = `Usage:

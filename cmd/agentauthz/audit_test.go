@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentauthz/agentauthz/audit"
+	"github.com/agentauthz/agentauthz/internal/audit"
 )
 
 // auditLog writes n decisions to a new log file chained from from ("" for genesis) and returns

@@ -6,7 +6,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/agentauthz/agentauthz/gqlcheck"
+	"github.com/agentauthz/agentauthz/policy/gqlcheck"
 )
 
 // runGraphQLID prints the persisted-operation id of GraphQL documents, for a GraphQL API's

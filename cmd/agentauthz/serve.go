@@ -17,14 +17,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/agentauthz/agentauthz/approval"
-	"github.com/agentauthz/agentauthz/audit"
-	"github.com/agentauthz/agentauthz/demo"
 	"github.com/agentauthz/agentauthz/extauthz"
-	"github.com/agentauthz/agentauthz/metrics"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/internal/reload"
+	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/policy"
-	"github.com/agentauthz/agentauthz/reload"
-	"github.com/agentauthz/agentauthz/server"
 )
 
 func runServe(args []string, _, stderr io.Writer) int {

@@ -6,7 +6,7 @@ import (
 	"io"
 
 	"github.com/agentauthz/agentauthz/policy"
-	"github.com/agentauthz/agentauthz/policytest"
+	"github.com/agentauthz/agentauthz/policy/policytest"
 )
 
 // runTest runs the test files beside each policy: agentauthz test DIR...

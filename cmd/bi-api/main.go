@@ -20,7 +20,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentauthz/agentauthz/cmd/bi-api/bi"
+	"github.com/agentauthz/agentauthz/internal/demo/bi"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }

@@ -35,7 +35,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
-	"github.com/agentauthz/agentauthz/internal/demoagent"
+	"github.com/agentauthz/agentauthz/internal/demo/demoagent"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }

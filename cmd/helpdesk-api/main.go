@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/agentauthz/agentauthz/cmd/helpdesk-api/helpdesk"
+	"github.com/agentauthz/agentauthz/internal/demo/helpdesk"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }

@@ -1,0 +1,186 @@
+package approval
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
+)
+
+// Header carries the approval id on the agent's retry.
+const Header = policy.ApprovalHeader
+
+// EventLog records approval events in the decision log's chain (audit.Log, audit.Queue).
+type EventLog interface {
+	Write(kind string, attrs ...slog.Attr) error
+}
+
+// Gate turns the policy's approval_required decisions into held requests, and approved
+// retries into one allow each.
+type Gate struct {
+	Store Store
+	// Clock is injected for tests; nil means time.Now.
+	Clock func() time.Time
+	// Events records requests, decisions and uses; nil records none.
+	Events EventLog
+	// Announce is told about each newly held request. It must not block (notifiers queue).
+	Announce func(Approval)
+	Log      *slog.Logger
+
+	grants sync.Map // *decision.Grant → *decision.Grant that also removes Header
+}
+
+func (g *Gate) now() time.Time {
+	if g.Clock != nil {
+		return g.Clock()
+	}
+	return time.Now()
+}
+
+func (g *Gate) event(kind string, a Approval, attrs ...slog.Attr) {
+	if g.Events == nil {
+		return
+	}
+	base := []slog.Attr{
+		slog.String("approval_id", a.ID), slog.String("agent", a.Agent), slog.String("rule", a.Rule),
+		slog.String("method", a.Method), slog.String("host", a.Host), slog.String("path", a.Path),
+		slog.String("digest", a.Digest),
+	}
+	if err := g.Events.Write(kind, append(base, attrs...)...); err != nil && g.Log != nil {
+		g.Log.Error("approval event not recorded", "kind", kind, "approval_id", a.ID, "error", err.Error())
+	}
+}
+
+// Resolve decides a request the policy holds (d.Code approval_required, d.Hold set). Any other
+// decision is returned as it is.
+func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decision) decision.Decision {
+	if d.Code != decision.CodeApprovalRequired || d.Hold == nil {
+		return d
+	}
+	now := g.now()
+	ct, _ := r.Headers.Get("content-type")
+	agent := r.Agent.String()
+	digest := Digest(agent, r.Method, r.Host, r.Target, d.Hold.Rule, ct, r.Body)
+
+	id, n := r.Headers.Get(Header)
+	switch {
+	case n > 1:
+		return deny(d, decision.CodeRequestMalformed, "Send the "+Header+" header once.", nil)
+	case n == 1:
+		return g.consume(ctx, r, d, id, agent, digest, now)
+	}
+	a, created, err := g.Store.Hold(ctx, Approval{
+		ID: NewID(), Agent: agent, Digest: digest, Rule: d.Hold.Rule, Reason: d.Hold.Reason,
+		Method: r.Method, Host: r.Host, Path: r.Target, ContentType: ct,
+		Body:      DisplayBody(ct, r.Body, d.Hold.Redact),
+		Approvers: d.Hold.Approvers, Notify: d.Hold.Notify,
+		CreatedAt: now, ExpiresAt: now.Add(d.Hold.ApproveWithin), UseWithin: d.Hold.UseWithin,
+	}, now)
+	if err != nil {
+		return g.failed(d, "hold", err)
+	}
+	if created {
+		g.event("approval.requested", a, slog.Time("expires_at", a.ExpiresAt))
+		if g.Announce != nil {
+			g.Announce(a)
+		}
+	}
+	return held(d, a)
+}
+
+func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decision, id, agent, digest string, now time.Time) decision.Decision {
+	if !ValidID(id) {
+		return deny(d, decision.CodeApprovalUnknown, "There is no approval with that id; send the request without "+Header+" to ask for one.", nil)
+	}
+	a, err := g.Store.Consume(ctx, id, agent, digest, now)
+	switch {
+	case err == nil:
+		g.event("approval.used", a, slog.String("decided_by", a.DecidedBy))
+		d.Outcome, d.Code, d.Detail = decision.Allow, decision.CodeAllowed, ""
+		d.Grant = g.withoutHeader(d.Grant)
+		d.Approval = &decision.ApprovalRef{ID: a.ID, State: string(Used)}
+		return d
+	case errors.Is(err, ErrPending):
+		return held(d, a)
+	case errors.Is(err, ErrDenied):
+		detail := "An approver denied this request; do not retry it."
+		if a.Comment != "" {
+			detail = "An approver denied this request: " + clip(a.Comment, 300) + ". Do not retry it."
+		}
+		return deny(d, decision.CodeApprovalDenied, detail, &a)
+	case errors.Is(err, ErrUsed):
+		return deny(d, decision.CodeApprovalUsed, "This approval was already used; an approval lets one request through. Send the request without "+Header+" to ask again.", &a)
+	case errors.Is(err, ErrExpired):
+		return deny(d, decision.CodeApprovalExpired, "This approval expired; send the request without "+Header+" to ask again.", &a)
+	case errors.Is(err, ErrMismatch):
+		return deny(d, decision.CodeApprovalMismatch, "This approval is for another agent or another request; an approval covers only the exact request approved.", nil)
+	case errors.Is(err, ErrNotFound):
+		return deny(d, decision.CodeApprovalUnknown, "There is no approval with that id; send the request without "+Header+" to ask for one.", nil)
+	default:
+		return g.failed(d, "consume", err)
+	}
+}
+
+// held is the 428 that tells the agent which approval holds its request and what to do next.
+func held(d decision.Decision, a Approval) decision.Decision {
+	ref := &decision.ApprovalRef{ID: a.ID, State: string(a.State), Expires: a.ExpiresAt}
+	detail := "This request needs human approval"
+	if a.Reason != "" {
+		detail += " (" + a.Reason + ")"
+	}
+	if a.State == Approved {
+		ref.Expires = a.UseBy
+		detail = "Approval " + a.ID + " is approved: send the identical request again with header " +
+			Header + ": " + a.ID + " before " + a.UseBy.UTC().Format(time.RFC3339) + "."
+	} else {
+		detail += ". It is held as approval " + a.ID + " until " + a.ExpiresAt.UTC().Format(time.RFC3339) +
+			". Once an approver approves it, send the identical request again with header " + Header + ": " + a.ID + "."
+	}
+	d.Outcome, d.Code, d.Detail, d.Approval = decision.Deny, decision.CodeApprovalRequired, detail, ref
+	return d
+}
+
+func deny(d decision.Decision, code decision.Code, detail string, a *Approval) decision.Decision {
+	d.Outcome, d.Code, d.Detail = decision.Deny, code, detail
+	if a != nil {
+		d.Approval = &decision.ApprovalRef{ID: a.ID, State: string(a.State)}
+	}
+	return d
+}
+
+// failed is a fail-closed deny for a store that could not answer.
+func (g *Gate) failed(d decision.Decision, op string, err error) decision.Decision {
+	if g.Log != nil {
+		g.Log.Error("approval store failed; request denied", "op", op, "error", err.Error())
+	}
+	return deny(d, decision.CodeInternal, "Authorization could not check the approval; retry later.", nil)
+}
+
+// withoutHeader is the grant that also removes the approval header, built once per grant.
+func (g *Gate) withoutHeader(grant *decision.Grant) *decision.Grant {
+	if grant == nil {
+		return &decision.Grant{Remove: []string{Header}}
+	}
+	if v, ok := g.grants.Load(grant); ok {
+		return v.(*decision.Grant)
+	}
+	v := &decision.Grant{Set: grant.Set, Remove: append(append([]string(nil), grant.Remove...), Header)}
+	g.grants.Store(grant, v)
+	return v
+}
+
+// clip shortens s to at most n bytes, at a character boundary, marking the cut.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

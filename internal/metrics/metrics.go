@@ -1,0 +1,133 @@
+// Package metrics defines agentauthz's Prometheus metrics. They are registered on a registry
+// the caller provides; nothing is global.
+package metrics
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/agentauthz/agentauthz/policy/decision"
+)
+
+// Metrics are the service's metrics. A nil *Metrics records nothing.
+type Metrics struct {
+	checkDuration *prometheus.HistogramVec
+	decisions     *prometheus.CounterVec
+	shadow        *prometheus.CounterVec
+	reloads       *prometheus.CounterVec
+	policyInfo    *prometheus.GaugeVec
+	policyLoaded  prometheus.Gauge
+	pending       prometheus.Gauge
+
+	mu       sync.Mutex
+	revision string
+}
+
+// New creates the metrics and registers them on reg.
+func New(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		checkDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "agentauthz_check_duration_seconds",
+			Help: "Time to answer one Check call, by outcome (allow, deny, error: a deny because agentauthz could not decide).",
+			// From 10µs: most decisions take a few µs; approval lookups and large bodies more.
+			Buckets: []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3},
+		}, []string{"outcome"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauthz_decisions_total",
+			Help: "Decisions by stable reason code (allowed, scope_missing, body_schema, ...).",
+		}, []string{"reason"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauthz_shadow_decisions_total",
+			Help: "Would-be decisions of shadow rules, by the rule and its would-be reason code.",
+		}, []string{"rule", "reason"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauthz_policy_reloads_total",
+			Help: "Policy loads by result (success, failure). A failure leaves the last good policy serving.",
+		}, []string{"result"}),
+		policyInfo: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "agentauthz_policy_info",
+			Help: "The policy revision in force (value 1).",
+		}, []string{"revision"}),
+		policyLoaded: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentauthz_policy_last_load_success",
+			Help: "1 if the last policy load succeeded, 0 if it failed and an older policy is serving.",
+		}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "agentauthz_approvals_pending",
+			Help: "Requests held for human approval.",
+		}),
+	}
+	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending)
+	return m
+}
+
+// Handler serves the metrics of g in the Prometheus text format.
+func Handler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}
+
+// Outcome is the histogram label of a decision: allow, deny, or error for a failure to decide.
+func Outcome(d *decision.Decision) string {
+	switch {
+	case d.Allowed():
+		return "allow"
+	case d.Code.IsFailure() || d.Code == "":
+		return "error"
+	default:
+		return "deny"
+	}
+}
+
+// Check records one answered Check.
+func (m *Metrics) Check(d *decision.Decision, took time.Duration) {
+	if m == nil {
+		return
+	}
+	code := d.Code
+	if code == "" {
+		code = decision.CodeInternal
+	}
+	m.checkDuration.WithLabelValues(Outcome(d)).Observe(took.Seconds())
+	m.decisions.WithLabelValues(string(code)).Inc()
+}
+
+// Shadow records the would-be decision of a shadow rule.
+func (m *Metrics) Shadow(rule string, code decision.Code) {
+	if m == nil {
+		return
+	}
+	m.shadow.WithLabelValues(rule, string(code)).Inc()
+}
+
+// Reload records a policy load and, on success, the revision now in force.
+func (m *Metrics) Reload(ok bool, revision string) {
+	if m == nil {
+		return
+	}
+	if !ok {
+		m.reloads.WithLabelValues("failure").Inc()
+		m.policyLoaded.Set(0)
+		return
+	}
+	m.reloads.WithLabelValues("success").Inc()
+	m.policyLoaded.Set(1)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.revision != "" && m.revision != revision {
+		m.policyInfo.DeleteLabelValues(m.revision)
+	}
+	m.revision = revision
+	m.policyInfo.WithLabelValues(revision).Set(1)
+}
+
+// SetPending records how many requests wait for approval.
+func (m *Metrics) SetPending(n int) {
+	if m == nil {
+		return
+	}
+	m.pending.Set(float64(n))
+}

@@ -1,0 +1,321 @@
+// Package server runs agentauthz's listeners: the gRPC listener (Envoy's ext_authz v3
+// Authorization service, gRPC health and server reflection) and the HTTP listener (health,
+// readiness). `agentauthz serve` and the end-to-end tests start the same Server.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/httpapi"
+	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+// Defaults for the listeners: loopback only.
+const (
+	DefaultGRPCAddr = "127.0.0.1:9001"
+	DefaultHTTPAddr = "127.0.0.1:9002"
+)
+
+// Config says where to listen and what to serve.
+type Config struct {
+	// GRPCAddr is host:port, or unix:/path for a unix socket.
+	GRPCAddr string
+	// HTTPAddr is host:port for health and readiness; empty disables the HTTP listener.
+	HTTPAddr string
+	// Insecure allows plaintext gRPC on a non-loopback address.
+	Insecure bool
+	// TLS, when set, serves gRPC over it (SPIFFE mTLS: only the configured clients may call).
+	TLS *tls.Config
+	// JWTBundles validate agents' JWT-SVIDs where the policy accepts them.
+	JWTBundles jwtbundle.Source
+	// Store holds the policy in force.
+	Store *policy.Store
+	Log   *slog.Logger
+	// DrainTimeout bounds how long Shutdown waits for in-flight checks.
+	DrainTimeout time.Duration
+	// Metrics are recorded for every check; Gatherer, when set, is served on /metrics.
+	Metrics  *metrics.Metrics
+	Gatherer prometheus.Gatherer
+	// Decisions records every decision; nil records none.
+	Decisions extauthz.DecisionLog
+	// RedactQuery names query parameters whose values the decision log never shows.
+	RedactQuery map[string]bool
+	// CheckTimeout bounds one Check (extauthz.DefaultTimeout when zero).
+	CheckTimeout time.Duration
+	// Approvals holds requests for approval; APIHandler, when set, serves the approval API and
+	// console on the HTTP listener.
+	Approvals  *approval.Gate
+	APIHandler func(mux *http.ServeMux)
+}
+
+// Server is a running agentauthz.
+type Server struct {
+	cfg      Config
+	grpc     *grpc.Server
+	health   *health.Server
+	http     *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	serveErr chan error
+	// draining is closed when Shutdown begins: it ends health Watch streams.
+	draining  chan struct{}
+	drainOnce sync.Once
+}
+
+// Start opens the listeners and starts serving. It returns once both listen.
+func Start(cfg Config) (*Server, error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = 15 * time.Second
+	}
+	network, addr, err := SplitAddr(cfg.GRPCAddr)
+	if err != nil {
+		return nil, err
+	}
+	if network == "tcp" && !isLoopback(addr) && cfg.TLS == nil {
+		if !cfg.Insecure {
+			return nil, fmt.Errorf("server: refusing plaintext gRPC on non-loopback address %s; use a loopback address or a unix socket, or pass --insecure", addr)
+		}
+		cfg.Log.Warn("serving plaintext gRPC on a non-loopback address: anyone who reaches it can ask for decisions", "addr", addr)
+	}
+	if network == "unix" {
+		if err := removeStaleSocket(addr); err != nil {
+			return nil, err
+		}
+	}
+	s := &Server{cfg: cfg, serveErr: make(chan error, 2)}
+	s.grpcLis, err = net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("server: gRPC listener: %w", err)
+	}
+	if cfg.HTTPAddr != "" {
+		s.httpLis, err = net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			s.grpcLis.Close()
+			return nil, fmt.Errorf("server: HTTP listener: %w", err)
+		}
+	}
+
+	// Checks run on a fixed set of worker goroutines instead of one new goroutine per stream:
+	// a Check's call depth grows a fresh goroutine's stack, and copying stacks cost about a
+	// sixth of the CPU under load; a worker's stack stays grown. A stream that finds every
+	// worker busy gets a goroutine of its own, so there are enough workers for the checks Envoy
+	// keeps in flight, not just one per CPU.
+	opts := []grpc.ServerOption{grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0))))}
+	if cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
+	}
+	s.grpc = grpc.NewServer(opts...)
+	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(extauthz.Config{
+		Store:       cfg.Store,
+		Log:         cfg.Log,
+		Metrics:     cfg.Metrics,
+		Decisions:   cfg.Decisions,
+		RedactQuery: cfg.RedactQuery,
+		Timeout:     cfg.CheckTimeout,
+		Approvals:   cfg.Approvals,
+		JWTBundles:  cfg.JWTBundles,
+	}))
+	s.health = health.NewServer()
+	s.draining = make(chan struct{})
+	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})
+	reflection.Register(s.grpc)
+	s.SetReady(cfg.Store.Load() != nil)
+	go func() { s.serveErr <- s.grpc.Serve(s.grpcLis) }()
+
+	if s.httpLis != nil {
+		mux := http.NewServeMux()
+		httpapi.Health{Store: cfg.Store, Draining: s.draining}.Register(mux)
+		if cfg.APIHandler != nil {
+			cfg.APIHandler(mux)
+		}
+		if cfg.Gatherer != nil {
+			mux.Handle("GET /metrics", metrics.Handler(cfg.Gatherer))
+		}
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+				s.serveErr <- err
+			}
+		}()
+	}
+	return s, nil
+}
+
+// SetReady reports the service as serving, or not, over gRPC health.
+func (s *Server) SetReady(ready bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if ready {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	s.health.SetServingStatus("", st)
+	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+}
+
+// GRPCAddr is the address the gRPC listener is bound to.
+func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
+
+// HTTPAddr is the address the HTTP listener is bound to, or nil.
+func (s *Server) HTTPAddr() net.Addr {
+	if s.httpLis == nil {
+		return nil
+	}
+	return s.httpLis.Addr()
+}
+
+// Err delivers the first error of a listener that stopped on its own.
+func (s *Server) Err() <-chan error { return s.serveErr }
+
+// Shutdown stops accepting checks, lets in-flight ones finish (up to DrainTimeout), then stops.
+func (s *Server) Shutdown() {
+	s.drainOnce.Do(func() { close(s.draining) })
+	s.SetReady(false)
+	done := make(chan struct{})
+	go func() {
+		s.grpc.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.DrainTimeout):
+		s.cfg.Log.Warn("drain timed out; stopping with checks in flight")
+		s.grpc.Stop()
+	}
+	if s.http != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.http.Shutdown(ctx) // best effort: health probes only
+	}
+}
+
+// SplitAddr reads "host:port" as TCP and "unix:/path" as a unix socket.
+func SplitAddr(a string) (network, addr string, err error) {
+	if p, ok := strings.CutPrefix(a, "unix:"); ok {
+		if p == "" {
+			return "", "", fmt.Errorf("server: %q: a unix socket needs a path, like unix:/run/agentauthz.sock", a)
+		}
+		return "unix", p, nil
+	}
+	if _, _, err := net.SplitHostPort(a); err != nil {
+		return "", "", fmt.Errorf("server: %q is not host:port or unix:/path", a)
+	}
+	return "tcp", a, nil
+}
+
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// removeStaleSocket removes a unix socket left by a previous run, but nothing else.
+func removeStaleSocket(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if st.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("server: %s exists and is not a socket", path)
+	}
+	return os.Remove(path)
+}
+
+// healthService is gRPC health, except that once the server drains, each Watch stream ends
+// (Unavailable) as soon as its watcher has been told the service is not serving. A Watch stream
+// never ends on its own, so an open one (gRPC client-side health checking keeps one) would
+// otherwise hold GracefulStop for the whole DrainTimeout.
+type healthService struct {
+	*health.Server
+	draining <-chan struct{}
+}
+
+func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
+	ctx, cancel := context.WithCancel(stream.Context())
+	defer cancel()
+	ws := &watchStream{Health_WatchServer: stream, ctx: ctx, sent: make(chan struct{}, 1)}
+	ws.last.Store(-1) // nothing sent yet
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-h.draining:
+		case <-done:
+			return
+		}
+		// Let the watcher hear NOT_SERVING (Shutdown sets it) before its stream ends.
+		for st := ws.last.Load(); st == -1 || st == int32(healthpb.HealthCheckResponse_SERVING); st = ws.last.Load() {
+			select {
+			case <-ws.sent:
+			case <-done:
+				return
+			}
+		}
+		cancel()
+	}()
+	err := h.Server.Watch(req, ws)
+	select {
+	case <-h.draining:
+		return status.Error(codes.Unavailable, "agentauthz is shutting down")
+	default:
+		return err
+	}
+}
+
+// watchStream is a health Watch stream with its own context, which notes the last status sent.
+type watchStream struct {
+	healthpb.Health_WatchServer
+	ctx  context.Context
+	last atomic.Int32
+	sent chan struct{}
+}
+
+func (w *watchStream) Context() context.Context { return w.ctx }
+
+func (w *watchStream) Send(r *healthpb.HealthCheckResponse) error {
+	if err := w.Health_WatchServer.Send(r); err != nil {
+		return err
+	}
+	w.last.Store(int32(r.GetStatus()))
+	select {
+	case w.sent <- struct{}{}:
+	default:
+	}
+	return nil
+}

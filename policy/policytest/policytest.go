@@ -1,0 +1,205 @@
+// Package policytest runs the test files that sit beside a policy: each case is a request as an
+// agent sends it through Envoy, and the outcome, status and reason code the policy must give.
+// Security teams run them with `agentauthz test DIR` before a policy ships.
+//
+// A test file is a YAML list of cases, named *_test.yaml, in the policy's directory:
+//
+//   - name: helpdesk lists open tickets
+//     principal: spiffe://acme.internal/agent/helpdesk
+//     method: GET                       # default GET
+//     host: helpdesk.acme.internal
+//     path: /v1/tickets?status=open
+//     headers: {content-type: application/json}
+//     body: '{"body": "..."}'
+//     want: allow                       # allow or deny
+//     status: 200                       # optional
+//     code: allowed                     # optional: the stable reason code
+//     rule: list-tickets                # optional: the route that decided
+//     violations: [query.limit]         # optional: fields the denial must name
+//     shadow_code: scope_missing        # optional: what a shadow rule would decide
+package policytest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/decision"
+)
+
+// Case is one test case.
+type Case struct {
+	Name      string            `yaml:"name"`
+	Principal string            `yaml:"principal"`
+	Method    string            `yaml:"method"`
+	Host      string            `yaml:"host"`
+	Path      string            `yaml:"path"`
+	Headers   map[string]string `yaml:"headers"`
+	Body      string            `yaml:"body"`
+
+	Want       string   `yaml:"want"`
+	Status     int      `yaml:"status"`
+	Code       string   `yaml:"code"`
+	Rule       string   `yaml:"rule"`
+	Violations []string `yaml:"violations"`
+	ShadowRule string   `yaml:"shadow_rule"`
+	ShadowCode string   `yaml:"shadow_code"`
+
+	file string
+	line int
+}
+
+// Result is the outcome of one case.
+type Result struct {
+	File, Name string
+	Line       int
+	// Problems is empty when the case passed.
+	Problems []string
+	Decision decision.Decision
+}
+
+// Passed reports whether the case passed.
+func (r Result) Passed() bool { return len(r.Problems) == 0 }
+
+// Files lists the test files of a policy directory (or of the directory of a policy file).
+func Files(policyPath string) ([]string, error) {
+	dir := policyPath
+	if st, err := os.Stat(policyPath); err != nil {
+		return nil, err
+	} else if !st.IsDir() {
+		dir = filepath.Dir(policyPath)
+	}
+	matches, err := filepath.Glob(filepath.Join(dir, "*_test.yaml"))
+	if err != nil {
+		return nil, err
+	}
+	more, _ := filepath.Glob(filepath.Join(dir, "*_test.yml"))
+	matches = append(matches, more...)
+	sort.Strings(matches)
+	return matches, nil
+}
+
+// ReadCases reads a test file strictly: an unknown key is an error naming the file and line.
+func ReadCases(path string) ([]Case, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(data, &doc); err != nil {
+		return nil, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+	}
+	if len(doc.Content) == 0 {
+		return nil, fmt.Errorf("%s: no test cases", path)
+	}
+	list := doc.Content[0]
+	if list.Kind != yaml.SequenceNode {
+		return nil, fmt.Errorf("%s:%d: a test file is a list of cases", path, list.Line)
+	}
+	var cases []Case
+	var problems []string
+	for _, n := range list.Content {
+		var c Case
+		dec := yaml.NewDecoder(bytes.NewReader(mustMarshal(n)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil {
+			problems = append(problems, fmt.Sprintf("%s:%d: %s", path, n.Line, strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", "; ")))
+			continue
+		}
+		c.file, c.line = path, n.Line
+		switch {
+		case c.Name == "":
+			problems = append(problems, fmt.Sprintf("%s:%d: a case needs a name", path, n.Line))
+		case c.Want != "allow" && c.Want != "deny":
+			problems = append(problems, fmt.Sprintf("%s:%d: %s: want must be allow or deny", path, n.Line, c.Name))
+		case c.Host == "" || c.Path == "":
+			problems = append(problems, fmt.Sprintf("%s:%d: %s: a case needs host and path", path, n.Line, c.Name))
+		default:
+			cases = append(cases, c)
+		}
+	}
+	if len(problems) > 0 {
+		return nil, fmt.Errorf("%s", strings.Join(problems, "\n"))
+	}
+	return cases, nil
+}
+
+func mustMarshal(n *yaml.Node) []byte {
+	b, err := yaml.Marshal(n)
+	if err != nil {
+		return nil // a node yaml.Unmarshal produced always marshals
+	}
+	return b
+}
+
+// Run decides every case with snap, through the same reading of Envoy's CheckRequest that the
+// server uses.
+func Run(snap *policy.Snapshot, cases []Case) []Result {
+	out := make([]Result, 0, len(cases))
+	for _, c := range cases {
+		req := extauthz.HTTPRequest{Principal: c.Principal, Method: c.Method, Host: c.Host, Path: c.Path, Headers: c.Headers, Body: c.Body}
+		r, deny := extauthz.ReadRequest(req.CheckRequest())
+		var d decision.Decision
+		if deny != nil {
+			d = *deny
+		} else {
+			d = snap.Decide(&r)
+		}
+		out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: c.judge(&d), Decision: d})
+	}
+	return out
+}
+
+func (c *Case) judge(d *decision.Decision) []string {
+	var why []string
+	got := fmt.Sprintf("%s %d %s", d.Outcome, d.Status(), d.Code)
+	if d.Rule != "" {
+		got += " (rule " + d.Rule + ")"
+	}
+	if (c.Want == "allow") != d.Allowed() {
+		why = append(why, "want "+c.Want+", got "+got)
+	}
+	if c.Status != 0 && c.Status != d.Status() {
+		why = append(why, fmt.Sprintf("want status %d, got %s", c.Status, got))
+	}
+	if c.Code != "" && c.Code != string(d.Code) {
+		why = append(why, fmt.Sprintf("want code %s, got %s", c.Code, got))
+	}
+	if c.Rule != "" && c.Rule != d.Rule {
+		why = append(why, fmt.Sprintf("want rule %s, got %s", c.Rule, got))
+	}
+	for _, f := range c.Violations {
+		found := false
+		for _, v := range d.Violations {
+			found = found || v.Field == f
+		}
+		if !found {
+			why = append(why, fmt.Sprintf("want a violation of %s, got %s", f, violationFields(d.Violations)))
+		}
+	}
+	if c.ShadowRule != "" && c.ShadowRule != d.ShadowRule {
+		why = append(why, fmt.Sprintf("want shadow rule %s, got %q", c.ShadowRule, d.ShadowRule))
+	}
+	if c.ShadowCode != "" && c.ShadowCode != string(d.ShadowCode) {
+		why = append(why, fmt.Sprintf("want shadow code %s, got %q", c.ShadowCode, d.ShadowCode))
+	}
+	return why
+}
+
+func violationFields(vs []decision.Violation) string {
+	if len(vs) == 0 {
+		return "none"
+	}
+	fields := make([]string, len(vs))
+	for i, v := range vs {
+		fields[i] = v.Field
+	}
+	return strings.Join(fields, ", ")
+}
