@@ -13,7 +13,7 @@ import (
 // the CheckResponse (gRPC transport excluded).
 func BenchmarkCheck(b *testing.B) {
 	store, _ := loadDemo(b)
-	srv := extauthz.New(store, nil)
+	srv := extauthz.NewForStore(store)
 	const helpdesk, bi = "spiffe://acme.internal/agent/helpdesk", "spiffe://acme.internal/agent/bi"
 	for _, bc := range []struct {
 		name  string

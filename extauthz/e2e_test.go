@@ -701,7 +701,7 @@ func TestRefusesPlaintextOnNonLoopback(t *testing.T) {
 // deadline_exceeded, which Envoy turns into the agent's answer.
 func TestCheckContext(t *testing.T) {
 	store, _ := loadDemo(t)
-	srv := extauthz.New(store, nil)
+	srv := extauthz.NewForStore(store)
 	req := extauthz.HTTPRequest{
 		Principal: "spiffe://acme.internal/agent/helpdesk", Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711",
 	}.CheckRequest()

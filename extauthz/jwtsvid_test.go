@@ -25,6 +25,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -96,11 +97,11 @@ func newJWTFixture(t *testing.T) *jwtFixture {
 	if err := outsider.AddJWTAuthority(jwtKeyID, f.trusted.Public()); err != nil {
 		t.Fatal(err)
 	}
-	f.srv = extauthz.NewServer(extauthz.Config{
+	f.srv = extauthz.New(engine.New(engine.Config{
 		Store:      jwtStore(t, jwtPolicy),
 		JWTBundles: jwtbundle.NewSet(acme, outsider),
 		Timeout:    5 * time.Second, // the race detector is slow; deadlines are not under test
-	})
+	}))
 	return f
 }
 
@@ -514,7 +515,7 @@ func TestJWTSVIDHostWithout(t *testing.T) {
 // Without JWT bundles, every token is refused.
 func TestJWTSVIDNoBundles(t *testing.T) {
 	f := newJWTFixture(t)
-	srv := extauthz.NewServer(extauthz.Config{Store: jwtStore(t, jwtPolicy), Timeout: 5 * time.Second})
+	srv := extauthz.New(engine.New(engine.Config{Store: jwtStore(t, jwtPolicy), Timeout: 5 * time.Second}))
 	tok := signES256(t, f.trusted, jwtKeyID, claims())
 	jwtCheck(t, srv, "", jwtAudience, jwtTicketsOK, bearer(tok)).wantDeny(t, 401, "jwt_svid_invalid")
 	jwtCheck(t, srv, jwtHelpdesk, jwtAudience, jwtTicketsOK, bearer(tok)).wantAllow(t, jwtHelpdesk)
@@ -531,7 +532,7 @@ func TestJWTSVIDDemoPolicy(t *testing.T) {
 	store := &policy.Store{}
 	store.Swap(snap)
 	f := newJWTFixture(t)
-	srv := extauthz.NewServer(extauthz.Config{Store: store, JWTBundles: nil, Timeout: 5 * time.Second})
+	srv := extauthz.New(engine.New(engine.Config{Store: store, JWTBundles: nil, Timeout: 5 * time.Second}))
 	tok := signES256(t, f.trusted, jwtKeyID, claims())
 
 	a := jwtCheck(t, srv, jwtHelpdesk, "helpdesk.acme.internal", "/v1/tickets?limit=5", bearer(tok))
@@ -548,7 +549,7 @@ func TestJWTSVIDDemoPolicy(t *testing.T) {
 // removed and injected is replaced").
 func TestJWTSVIDInjectedAuthorizationKept(t *testing.T) {
 	f := newJWTFixture(t)
-	srv := extauthz.NewServer(extauthz.Config{
+	srv := extauthz.New(engine.New(engine.Config{
 		Store: jwtStore(t, `
 trust_domains: [acme.internal]
 agents:
@@ -564,7 +565,7 @@ hosts:
 `),
 		JWTBundles: f.acmeBundle(t),
 		Timeout:    5 * time.Second,
-	})
+	}))
 	a := jwtCheck(t, srv, "", jwtAudience, jwtTicketsOK, bearer(signES256(t, f.trusted, jwtKeyID, claims())))
 	a.wantAllow(t, jwtHelpdesk)
 	if a.set["authorization"] != "Bearer "+jwtUpstream {

@@ -5,8 +5,8 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -62,30 +62,26 @@ func malformed(detail string) *decision.Decision {
 	return &d
 }
 
-// ReadRequest reads a CheckRequest as Envoy fills it. It returns a deny instead of a request
-// when identity or a required part is missing or contradicts itself.
-func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
+// ReadRequest reads a CheckRequest as Envoy fills it into the engine's facts. A request whose
+// parts are missing or contradict each other is returned with Unreadable set: Envoy could not
+// have sent it, and the engine refuses it.
+func ReadRequest(cr *authv3.CheckRequest) engine.Request {
 	attrs := cr.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
-	if httpReq == nil {
-		return policy.Request{}, malformed("The check carries no HTTP request attributes.")
-	}
-	var r policy.Request
 	// Identity comes from the peer certificate Envoy verified, never from request headers.
-	// Without a principal the Agent stays zero: a JWT-SVID may still identify the agent where
-	// the policy accepts one, and the policy refuses a request without identity.
-	if principal := attrs.GetSource().GetPrincipal(); principal != "" {
-		id, err := spiffeid.FromString(principal)
-		if err != nil {
-			d := decision.Denied(decision.CodeIdentityInvalid,
-				"Your certificate's identity is not a SPIFFE ID; use your SPIFFE certificate.")
-			return r, &d
-		}
-		r.Agent = id
+	r := engine.Request{Principal: attrs.GetSource().GetPrincipal(), RequestID: httpReq.GetId()}
+	if deny := read(httpReq, &r); deny != nil {
+		r.Unreadable = deny
 	}
+	return r
+}
 
+func read(httpReq *authv3.AttributeContext_HttpRequest, r *engine.Request) *decision.Decision {
+	if httpReq == nil {
+		return malformed("The check carries no HTTP request attributes.")
+	}
 	if len(httpReq.GetHeaders()) > 0 && httpReq.GetHeaderMap() != nil {
-		return r, malformed("The check carries both headers and header_map.")
+		return malformed("The check carries both headers and header_map.")
 	}
 	if hm := httpReq.GetHeaderMap(); hm != nil {
 		r.Headers = rawHeaders(hm.GetHeaders())
@@ -104,7 +100,7 @@ func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
 		v, n := r.Headers.Get(pair.header)
 		switch {
 		case n > 1:
-			return r, malformed("The request repeats " + pair.header + ".")
+			return malformed("The request repeats " + pair.header + ".")
 		case n == 1 && pair.field == "":
 			// Older Envoys leave some fields empty; the pseudo-header is then authoritative.
 			switch pair.header {
@@ -116,21 +112,21 @@ func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
 				r.Host = v
 			}
 		case n == 1 && v != pair.field:
-			return r, malformed("The request's " + pair.header + " header contradicts its attributes.")
+			return malformed("The request's " + pair.header + " header contradicts its attributes.")
 		}
 	}
 	if _, n := r.Headers.Get("host"); n > 0 {
 		if v, _ := r.Headers.Get("host"); n > 1 || !asciiEqualFold(v, r.Host) {
-			return r, malformed("The request's host header contradicts its :authority.")
+			return malformed("The request's host header contradicts its :authority.")
 		}
 	}
 	if r.Method == "" || r.Target == "" || r.Host == "" {
-		return r, malformed("The request lacks a method, path or host.")
+		return malformed("The request lacks a method, path or host.")
 	}
 
 	switch {
 	case httpReq.GetBody() != "" && len(httpReq.GetRawBody()) > 0:
-		return r, malformed("The check carries both body and raw_body.")
+		return malformed("The check carries both body and raw_body.")
 	case len(httpReq.GetRawBody()) > 0:
 		r.Body = httpReq.GetRawBody()
 	case httpReq.GetBody() != "":
@@ -140,12 +136,12 @@ func ReadRequest(cr *authv3.CheckRequest) (policy.Request, *decision.Decision) {
 	if v, n := r.Headers.Get(PartialBodyHeader); n > 0 {
 		switch {
 		case n > 1 || (v != "true" && v != "false"):
-			return r, malformed("The request carries a malformed " + PartialBodyHeader + " header.")
+			return malformed("The request carries a malformed " + PartialBodyHeader + " header.")
 		case v == "true":
 			r.BodyPartial = true
 		}
 	}
-	return r, nil
+	return nil
 }
 
 // asciiEqualFold compares host names ignoring ASCII case only: Unicode folding would let a

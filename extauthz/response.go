@@ -2,6 +2,7 @@ package extauthz
 
 import (
 	"sync"
+	"sync/atomic"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -12,6 +13,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
@@ -41,17 +43,34 @@ func overwrite(key, value string) *corev3.HeaderValueOption {
 
 // responder builds CheckResponses. It caches the parts that depend only on the policy (the
 // headers of a grant, metadata values of rules and agents), so that an answer costs a handful
-// of allocations.
+// of allocations. The caches belong to one policy revision: a decision from another revision
+// starts new ones, so a reload drops what the old policy put there.
 type responder struct {
-	grants  sync.Map // *decision.Grant → []*corev3.HeaderValueOption
-	entries sync.Map // [2]string{key, value} → wire form of a metadata entry
-	n       int64
-	mu      sync.Mutex
+	cache atomic.Pointer[partsCache]
 }
 
-// maxCached bounds the caches; past it, parts are built per answer. Keys come from the policy
-// (rules, grants) and from agents the policy knows, so the bound is only a safety net.
-const maxCached = 1 << 16
+// partsCache holds the Envoy form of one policy revision's parts.
+type partsCache struct {
+	revision string
+	grants   sync.Map // *decision.Grant → []*corev3.HeaderValueOption
+	entries  sync.Map // [2]string{key, value} → wire form of a metadata entry
+	mu       sync.Mutex
+	n        int
+}
+
+// maxCached bounds one revision's cache; past it, parts are built per answer. Keys come from the
+// policy (rules, grants) and from agents the policy knows, so the bound is only a safety net.
+const maxCached = 1 << 14
+
+// forRevision returns the cache of revision, replacing the cache of another one.
+func (rs *responder) forRevision(revision string) *partsCache {
+	if c := rs.cache.Load(); c != nil && c.revision == revision {
+		return c
+	}
+	c := &partsCache{revision: revision}
+	rs.cache.Store(c)
+	return c
+}
 
 // allowParts and denyParts are allocated in one piece per answer.
 type allowParts struct {
@@ -72,8 +91,10 @@ type denyParts struct {
 	meta    structpb.Struct
 }
 
-// respond turns a decision into Envoy's answer. agent is the caller's SPIFFE ID once known.
-func (rs *responder) respond(d *decision.Decision, id, agent string) *authv3.CheckResponse {
+// respond turns the engine's result into Envoy's answer.
+func (rs *responder) respond(res *engine.Result) *authv3.CheckResponse {
+	d, id, agent := &res.Decision, res.ID, res.Agent
+	pc := rs.forRevision(res.Revision)
 	if d.Allowed() {
 		p := &allowParts{}
 		p.resp.Status = statusOK
@@ -82,9 +103,9 @@ func (rs *responder) respond(d *decision.Decision, id, agent string) *authv3.Che
 		p.ok.QueryParametersToRemove = d.RemoveQuery
 		if g := d.Grant; g != nil {
 			p.ok.HeadersToRemove = g.Remove
-			p.ok.Headers = rs.grantHeaders(g)
+			p.ok.Headers = pc.grantHeaders(g)
 		}
-		rs.metadata(&p.meta, d, id, agent)
+		pc.metadata(&p.meta, d, id, agent)
 		p.resp.DynamicMetadata = &p.meta
 		return &p.resp
 	}
@@ -107,13 +128,13 @@ func (rs *responder) respond(d *decision.Decision, id, agent string) *authv3.Che
 	p.headers = [3]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
 	p.denied.Headers = p.headers[:]
 	p.denied.Body = d.Problem(id)
-	rs.metadata(&p.meta, d, id, agent)
+	pc.metadata(&p.meta, d, id, agent)
 	p.resp.DynamicMetadata = &p.meta
 	return &p.resp
 }
 
 // grantHeaders is the Envoy form of the headers a grant sets, built once per grant.
-func (rs *responder) grantHeaders(g *decision.Grant) []*corev3.HeaderValueOption {
+func (rs *partsCache) grantHeaders(g *decision.Grant) []*corev3.HeaderValueOption {
 	if len(g.Set) == 0 {
 		return nil
 	}
@@ -130,7 +151,7 @@ func (rs *responder) grantHeaders(g *decision.Grant) []*corev3.HeaderValueOption
 	return hs
 }
 
-func (rs *responder) reserve() bool {
+func (rs *partsCache) reserve() bool {
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	if rs.n >= maxCached {
@@ -149,7 +170,7 @@ func (rs *responder) reserve() bool {
 // small set) and the per-decision id are concatenated and carried as the message's unknown
 // fields, which marshalling copies as they are. Envoy, and anyone who decodes the answer, reads
 // an ordinary Struct.
-func (rs *responder) metadata(m *structpb.Struct, d *decision.Decision, id, agent string) {
+func (rs *partsCache) metadata(m *structpb.Struct, d *decision.Decision, id, agent string) {
 	code := d.Code
 	if code == "" {
 		code = decision.CodeInternal
@@ -177,7 +198,7 @@ func (rs *responder) metadata(m *structpb.Struct, d *decision.Decision, id, agen
 }
 
 // entry returns the cached wire form of a metadata entry whose value comes from the policy.
-func (rs *responder) entry(key, value string) []byte {
+func (rs *partsCache) entry(key, value string) []byte {
 	k := [2]string{key, value}
 	if v, ok := rs.entries.Load(k); ok {
 		return v.([]byte)

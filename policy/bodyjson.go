@@ -35,7 +35,7 @@ func (j *jsonSchemaBody) check(body []byte, _ *agent) decision.Decision {
 	}
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return decision.Denied(decision.CodeInternal, "The body could not be checked; retry later.")
+		return decision.Failed(decision.CodeInternal, "The body could not be checked; retry later.", err)
 	}
 	return decision.Denied(decision.CodeBodySchema,
 		"The body does not match this route's schema; fix the listed fields and retry.",

@@ -136,7 +136,7 @@ func validateMessage(v protovalidate.Validator, m proto.Message) decision.Decisi
 	}
 	var ve *protovalidate.ValidationError
 	if !errors.As(err, &ve) {
-		return decision.Denied(decision.CodeInternal, "The body could not be checked; retry later.")
+		return decision.Failed(decision.CodeInternal, "The body could not be checked; retry later.", err)
 	}
 	out := make([]decision.Violation, 0, len(ve.Violations))
 	for _, viol := range ve.Violations {

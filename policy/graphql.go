@@ -33,7 +33,9 @@ func fromGraphQL(res gqlcheck.Result) decision.Decision {
 	if res.OK() {
 		return allowed()
 	}
-	return decision.Denied(res.Code, res.Detail, res.Violations...)
+	d := decision.Denied(res.Code, res.Detail, res.Violations...)
+	d.Cause = res.Cause
+	return d
 }
 
 // checkGraphQLQuery reads a GET GraphQL request from the query string: query, operationName

@@ -138,6 +138,13 @@ type LoadFailure struct {
 	Problems []string
 }
 
+// NewStore returns a Store with snap in force.
+func NewStore(snap *Snapshot) *Store {
+	s := &Store{}
+	s.current.Store(snap)
+	return s
+}
+
 // Load returns the snapshot in force, or nil when none was ever loaded.
 func (s *Store) Load() *Snapshot { return s.current.Load() }
 

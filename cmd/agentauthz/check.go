@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,10 +10,13 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/engine"
+	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -44,6 +48,8 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs.Var(headers, "header", "request header \"name: value\" (repeatable)")
 	fs.StringVar(&r.Body, "body", "", "request body")
 	explain := fs.Bool("explain", false, "show which rules were considered and why each matched or not")
+	var bundles multiFlag
+	fs.Var(&bundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate a JWT-SVID the request carries (repeatable)")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -70,24 +76,24 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		printLoadError(stderr, "check", err)
 		return exitUsage
 	}
-	req, deny := extauthz.ReadRequest(r.CheckRequest())
-	var d decision.Decision
-	if deny != nil {
-		d = *deny
-	} else {
-		if *explain {
-			var steps []string
-			d, steps = snap.Explain(&req)
-			for _, s := range steps {
-				fmt.Fprintln(stdout, s)
-			}
-		} else {
-			d = snap.Decide(&req)
-		}
+	e, err := offlineEngine(snap, bundles)
+	if err != nil {
+		fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
+		return exitUsage
 	}
+	req := extauthz.ReadRequest(r.CheckRequest())
+	req.Explain = *explain
+	res := e.Decide(context.Background(), &req)
+	for _, s := range res.Explain {
+		fmt.Fprintln(stdout, s)
+	}
+	d := res.Decision
 	printDecision(stdout, &d)
 	if d.ShadowRule != "" {
 		fmt.Fprintf(stdout, "  shadow rule %s would decide %s %s (not enforced)\n", d.ShadowRule, d.ShadowOutcome, d.ShadowCode)
+	}
+	if d.Approval != nil {
+		fmt.Fprintln(stdout, "  (offline: the approval is held in memory only; a server holds it in its approval store)")
 	}
 	if d.Allowed() {
 		return exitOK
@@ -112,6 +118,20 @@ func readRequestFile(path string) (extauthz.HTTPRequest, error) {
 		return r, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
 	}
 	return r, nil
+}
+
+// offlineEngine is the engine check and test decide with: the server's pipeline, with JWT
+// bundles from files and approvals held in memory.
+func offlineEngine(snap *policy.Snapshot, bundleSpecs []string) (*engine.Engine, error) {
+	var bundles jwtbundle.Source
+	if len(bundleSpecs) > 0 {
+		set, err := loadJWTBundles(bundleSpecs)
+		if err != nil {
+			return nil, err
+		}
+		bundles = set
+	}
+	return policytest.Engine(snap, bundles), nil
 }
 
 // loadOffline loads a policy without reading its credentials.

@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/internal/reload"
 	"github.com/agentauthz/agentauthz/internal/server"
@@ -36,7 +36,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	decisionLog := fs.String("decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
 	redact := fs.String("redact-query", "", "comma-separated query parameters whose values the decision log never shows")
-	checkTimeout := fs.Duration("check-timeout", extauthz.DefaultTimeout, "deadline of one Check; a later decision is a deny")
+	checkTimeout := fs.Duration("check-timeout", engine.DefaultTimeout, "deadline of one Check; a later decision is a deny")
 	var sf spiffeFlags
 	fs.StringVar(&sf.socket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket (unix:///path): serve gRPC over mTLS with agentauthz's SVID")
 	fs.StringVar(&sf.allowedClients, "grpc-allowed-clients", "", "comma-separated SPIFFE IDs that may call Check over mTLS (Envoy's)")
@@ -106,7 +106,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentauthz serve: --decision-log: %v\n", err)
 		return exitUsage
 	}
-	var decisionSink extauthz.DecisionLog // stays a nil interface when the log is off
+	var decisionSink engine.DecisionLog // stays a nil interface when the log is off
 	var events approval.EventLog
 	if decisions != nil {
 		decisionSink, events = decisions, decisions

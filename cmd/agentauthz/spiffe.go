@@ -79,28 +79,35 @@ func openSPIFFE(ctx context.Context, f spiffeFlags) (*spiffe, error) {
 		}
 	}
 	if len(f.jwtBundles) > 0 {
-		set := jwtbundle.NewSet()
-		for _, spec := range f.jwtBundles {
-			tdName, path, ok := strings.Cut(spec, "=")
-			if !ok {
-				out.Close()
-				return nil, fmt.Errorf("--jwt-bundle %q: write TRUST_DOMAIN=FILE", spec)
-			}
-			td, err := spiffeid.TrustDomainFromString(tdName)
-			if err != nil {
-				out.Close()
-				return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
-			}
-			b, err := jwtbundle.Load(td, path)
-			if err != nil {
-				out.Close()
-				return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
-			}
-			set.Add(b)
+		set, err := loadJWTBundles(f.jwtBundles)
+		if err != nil {
+			out.Close()
+			return nil, err
 		}
 		out.bundles = set
 	}
 	return out, nil
+}
+
+// loadJWTBundles reads TRUST_DOMAIN=FILE specs (JWKS files) into a bundle set.
+func loadJWTBundles(specs []string) (*jwtbundle.Set, error) {
+	set := jwtbundle.NewSet()
+	for _, spec := range specs {
+		tdName, path, ok := strings.Cut(spec, "=")
+		if !ok {
+			return nil, fmt.Errorf("--jwt-bundle %q: write TRUST_DOMAIN=FILE", spec)
+		}
+		td, err := spiffeid.TrustDomainFromString(tdName)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
+		}
+		b, err := jwtbundle.Load(td, path)
+		if err != nil {
+			return nil, fmt.Errorf("--jwt-bundle %q: %v", spec, err)
+		}
+		set.Add(b)
+	}
+	return set, nil
 }
 
 func parseIDs(list string) ([]spiffeid.ID, error) {

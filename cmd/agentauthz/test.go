@@ -1,18 +1,21 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
 
+	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/policy"
-	"github.com/agentauthz/agentauthz/policy/policytest"
 )
 
 // runTest runs the test files beside each policy: agentauthz test DIR...
 func runTest(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	verbose := fs.Bool("v", false, "print passing cases too")
+	var bundles multiFlag
+	fs.Var(&bundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate JWT-SVIDs the cases carry (repeatable)")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -32,6 +35,11 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 			printLoadError(stderr, "test", err)
 			return exitUsage
 		}
+		e, err := offlineEngine(snap, bundles)
+		if err != nil {
+			fmt.Fprintf(stderr, "agentauthz test: %v\n", err)
+			return exitUsage
+		}
 		tests, err := policytest.Files(dir)
 		if err != nil {
 			fmt.Fprintf(stderr, "agentauthz test: %v\n", err)
@@ -47,7 +55,7 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "agentauthz test: %v\n", err)
 				return exitUsage
 			}
-			for _, r := range policytest.Run(snap, cases) {
+			for _, r := range policytest.Run(context.Background(), e, cases) {
 				if r.Passed() {
 					passed++
 					if *verbose {

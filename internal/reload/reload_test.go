@@ -524,7 +524,7 @@ func TestReloadUnderLoad(t *testing.T) {
 
 func decide(t *testing.T, store *policy.Store) (allowed, denied bool) {
 	t.Helper()
-	resp, err := extauthz.New(store, nil).Check(context.Background(), getTicket())
+	resp, err := extauthz.NewForStore(store).Check(context.Background(), getTicket())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,7 +30,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/agentauthz/agentauthz/extauthz"
-	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/httpapi"
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/policy"
@@ -63,14 +63,14 @@ type Config struct {
 	Metrics  *metrics.Metrics
 	Gatherer prometheus.Gatherer
 	// Decisions records every decision; nil records none.
-	Decisions extauthz.DecisionLog
+	Decisions engine.DecisionLog
 	// RedactQuery names query parameters whose values the decision log never shows.
 	RedactQuery map[string]bool
-	// CheckTimeout bounds one Check (extauthz.DefaultTimeout when zero).
+	// CheckTimeout bounds one Check (engine.DefaultTimeout when zero).
 	CheckTimeout time.Duration
 	// Approvals holds requests for approval; APIHandler, when set, serves the approval API and
 	// console on the HTTP listener.
-	Approvals  *approval.Gate
+	Approvals  engine.Approvals
 	APIHandler func(mux *http.ServeMux)
 }
 
@@ -134,7 +134,7 @@ func Start(cfg Config) (*Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(s.grpc, extauthz.NewServer(extauthz.Config{
+	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(engine.New(engine.Config{
 		Store:       cfg.Store,
 		Log:         cfg.Log,
 		Metrics:     cfg.Metrics,
@@ -143,7 +143,7 @@ func Start(cfg Config) (*Server, error) {
 		Timeout:     cfg.CheckTimeout,
 		Approvals:   cfg.Approvals,
 		JWTBundles:  cfg.JWTBundles,
-	}))
+	})))
 	s.health = health.NewServer()
 	s.draining = make(chan struct{})
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})

@@ -50,6 +50,10 @@ type Decision struct {
 	Hold *Hold
 	// Approval, on approval decisions, is the approval the agent is told about.
 	Approval *ApprovalRef
+
+	// Cause, on a failure to decide, is what went wrong inside agentauthz. It is logged with the
+	// decision id for operators and never shown to the agent.
+	Cause error
 }
 
 // Hold is a route's approval requirement, compiled once.
@@ -117,6 +121,12 @@ func (Secret) GoString() string { return "[redacted]" }
 
 // MarshalText keeps secrets out of JSON and text encodings.
 func (Secret) MarshalText() ([]byte, error) { return []byte("[redacted]"), nil }
+
+// Failed returns a deny for a failure to decide: code is a failure code (internal_error and
+// the like), detail what the agent is told, cause what the operators' log says.
+func Failed(code Code, detail string, cause error) Decision {
+	return Decision{Outcome: Deny, Code: code, Detail: detail, Cause: cause}
+}
 
 // Denied returns a deny decision with code, detail and violations.
 func Denied(code Code, detail string, violations ...Violation) Decision {

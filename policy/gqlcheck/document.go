@@ -2,6 +2,7 @@ package gqlcheck
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 
@@ -29,11 +30,14 @@ func (c *Checker) check(r *request, fields *FieldSet) (res Result) {
 		if p := recover(); p != nil { // a library bug must deny, not crash the server
 			res = deny(decision.CodeInternal, "The GraphQL request could not be checked; report this to the operators.",
 				decision.Violation{Field: "graphql", Rule: "internal", Message: "could not be checked"})
+			res.Cause = fmt.Errorf("graphql check panicked: %v", p)
 		}
 	}()
 	if fields != nil && fields.schema != c.schema {
-		return deny(decision.CodeInternal, "The field allowlist was compiled for another schema; report this to the operators.",
+		res = deny(decision.CodeInternal, "The field allowlist was compiled for another schema; report this to the operators.",
 			decision.Violation{Field: "graphql", Rule: "internal", Message: "field allowlist of another schema"})
+		res.Cause = errors.New("graphql field allowlist compiled for another schema")
+		return res
 	}
 	src := &ast.Source{Name: "query", Input: r.query}
 	if res := c.countTokens(src); !res.OK() {

@@ -106,6 +106,7 @@ type Result struct {
 	Code       decision.Code        // "" when allowed
 	Detail     string               // one sentence an LLM agent can act on
 	Violations []decision.Violation // Field like "graphql.Customer.email" or "graphql.query", Rule, short Message
+	Cause      error                // on internal_error, what went wrong, for the operators' log
 }
 
 // OK reports whether the request is allowed.

@@ -21,15 +21,20 @@ package policytest
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
+	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -139,20 +144,30 @@ func mustMarshal(n *yaml.Node) []byte {
 	return b
 }
 
-// Run decides every case with snap, through the same reading of Envoy's CheckRequest that the
-// server uses.
-func Run(snap *policy.Snapshot, cases []Case) []Result {
+// Engine returns the engine that `agentauthz test` and `agentauthz check` decide with: the
+// policy in snap, JWT-SVIDs validated against bundles (nil refuses every token), and approvals
+// held in memory, so that a held request is answered as the server answers it (428 with an
+// approval id) while nothing is stored.
+func Engine(snap *policy.Snapshot, bundles jwtbundle.Source) *engine.Engine {
+	return engine.New(engine.Config{
+		Store:      policy.NewStore(snap),
+		Approvals:  &approval.Gate{Store: approval.NewMemory()},
+		JWTBundles: bundles,
+		// Offline, nothing waits on a network: the deadline only guards against a policy that
+		// takes pathologically long, and must not turn a slow CI machine's answer into a deny.
+		Timeout: time.Minute,
+	})
+}
+
+// Run decides every case with the engine, through the same reading of Envoy's CheckRequest
+// that the server uses: a case gets the answer Envoy would get.
+func Run(ctx context.Context, e *engine.Engine, cases []Case) []Result {
 	out := make([]Result, 0, len(cases))
 	for _, c := range cases {
 		req := extauthz.HTTPRequest{Principal: c.Principal, Method: c.Method, Host: c.Host, Path: c.Path, Headers: c.Headers, Body: c.Body}
-		r, deny := extauthz.ReadRequest(req.CheckRequest())
-		var d decision.Decision
-		if deny != nil {
-			d = *deny
-		} else {
-			d = snap.Decide(&r)
-		}
-		out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: c.judge(&d), Decision: d})
+		r := extauthz.ReadRequest(req.CheckRequest())
+		res := e.Decide(ctx, &r)
+		out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: c.judge(&res.Decision), Decision: res.Decision})
 	}
 	return out
 }

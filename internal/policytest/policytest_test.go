@@ -1,17 +1,18 @@
 package policytest_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
-	"github.com/agentauthz/agentauthz/policy/policytest"
 )
 
-const demoDir = "../../internal/demo/policy"
+const demoDir = "../demo/policy"
 
 func loadDemo(t testing.TB) *policy.Snapshot {
 	t.Helper()
@@ -39,7 +40,7 @@ func TestDemoPolicyTests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range policytest.Run(snap, cases) {
+		for _, r := range policytest.Run(context.Background(), policytest.Engine(snap, nil), cases) {
 			if !r.Passed() {
 				t.Errorf("%s:%d %s: %s", r.File, r.Line, r.Name, strings.Join(r.Problems, "; "))
 			}
@@ -78,7 +79,7 @@ func TestFailureNamesTheCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := policytest.Run(snap, cases)
+	res := policytest.Run(context.Background(), policytest.Engine(snap, nil), cases)
 	if len(res) != 2 || res[0].Passed() || res[1].Passed() {
 		t.Fatalf("want both cases to fail, got %+v", res)
 	}

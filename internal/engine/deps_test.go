@@ -1,0 +1,40 @@
+package engine_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// The engine and the Envoy front door link no storage driver, notifier or sign-in library:
+// those sit behind the Approvals and DecisionLog interfaces, in packages only cmd wires in.
+func TestDependencyWalls(t *testing.T) {
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("the go command is not on PATH; the dependency walls are checked where it is")
+	}
+	forbidden := []string{
+		"github.com/jackc/pgx",
+		"go.etcd.io/bbolt",
+		"github.com/slack-go/slack",
+		"github.com/coreos/go-oidc",
+		"github.com/chromedp",
+	}
+	for _, pkg := range []string{"github.com/agentauthz/agentauthz/internal/engine", "github.com/agentauthz/agentauthz/extauthz"} {
+		out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)
+		}
+		deps := strings.Fields(string(out))
+		if len(deps) < 10 {
+			t.Fatalf("go list -deps %s listed only %d packages: %q", pkg, len(deps), deps)
+		}
+		for _, dep := range deps {
+			for _, f := range forbidden {
+				if dep == f || strings.HasPrefix(dep, f+"/") {
+					t.Errorf("%s depends on %s", pkg, dep)
+				}
+			}
+		}
+	}
+}

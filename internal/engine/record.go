@@ -1,0 +1,50 @@
+package engine
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"time"
+
+	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/policy/decision"
+)
+
+// record counts and logs an answered decision.
+func (e *Engine) record(r *Request, res *Result, start time.Time) {
+	d := &res.Decision
+	took := e.cfg.Clock().Sub(start)
+	e.cfg.Metrics.Check(d, took)
+	if d.ShadowRule != "" {
+		e.cfg.Metrics.Shadow(d.ShadowRule, d.ShadowCode)
+	}
+	if e.cfg.Decisions == nil {
+		return
+	}
+	rec := audit.Decision{
+		ID:             res.ID,
+		RequestID:      r.RequestID,
+		Agent:          res.Agent,
+		Host:           r.Host,
+		Method:         r.Method,
+		Path:           audit.RedactQuery(r.Target, e.cfg.RedactQuery),
+		Rule:           d.Rule,
+		Outcome:        d.Outcome.String(),
+		Code:           string(d.Code),
+		Status:         d.Status(),
+		Latency:        took,
+		PolicyRevision: res.Revision,
+	}
+	if rec.Code == "" {
+		rec.Code = string(decision.CodeInternal)
+	}
+	if len(r.Body) > 0 {
+		sum := sha256.Sum256(r.Body)
+		rec.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
+	}
+	if d.ShadowRule != "" {
+		rec.ShadowRule, rec.ShadowCode, rec.ShadowOutcome = d.ShadowRule, string(d.ShadowCode), d.ShadowOutcome.String()
+	}
+	if err := e.cfg.Decisions.Decision(rec); err != nil {
+		e.cfg.Log.Error("decision not recorded", "decision_id", res.ID, "error", err.Error())
+	}
+}
