@@ -310,8 +310,8 @@ func (a adminAddress) String() string {
 	return ""
 }
 
-// Stats returns Envoy's counters and gauges by name, from /stats?format=json (histograms are
-// left out).
+// Stats returns Envoy's counters and gauges by name, from /stats?format=json (histograms and
+// text readouts are left out).
 func (e *Envoy) Stats() map[string]uint64 {
 	e.t.Helper()
 	s, err := e.stats()
@@ -333,7 +333,7 @@ func (e *Envoy) stats() (map[string]uint64, error) {
 }
 
 // parseStats reads /stats?format=json: {"stats": [{"name": ..., "value": ...}, ...,
-// {"histograms": ...}]}.
+// {"histograms": ...}]}, where a text readout's value is a string.
 func parseStats(body []byte) (map[string]uint64, error) {
 	var doc struct {
 		Stats []struct {
@@ -348,6 +348,9 @@ func parseStats(body []byte) (map[string]uint64, error) {
 	for _, s := range doc.Stats {
 		if s.Name == nil || s.Value == nil {
 			continue // the histograms entry
+		}
+		if strings.HasPrefix(string(*s.Value), `"`) {
+			continue // a text readout, such as an SDS control plane's identifier
 		}
 		v, err := strconv.ParseUint(string(*s.Value), 10, 64)
 		if err != nil {

@@ -44,7 +44,7 @@ func TestRender(t *testing.T) {
 }
 
 func TestParseStats(t *testing.T) {
-	body := `{"stats":[{"name":"a.b","value":3},{"name":"g","value":0},
+	body := `{"stats":[{"name":"a.b","value":3},{"name":"g","value":0},{"name":"sds.x.control_plane.identifier","value":""},
 		{"histograms":{"supported_quantiles":[0,50],"computed_quantiles":[]}}]}`
 	s, err := parseStats([]byte(body))
 	if err != nil {
@@ -53,7 +53,7 @@ func TestParseStats(t *testing.T) {
 	if len(s) != 2 || s["a.b"] != 3 || s["g"] != 0 {
 		t.Errorf("got %v", s)
 	}
-	if _, err := parseStats([]byte(`{"stats":[{"name":"x","value":"text"}]}`)); err == nil {
+	if _, err := parseStats([]byte(`{"stats":[{"name":"x","value":1.5}]}`)); err == nil {
 		t.Error("a non-numeric value was accepted")
 	}
 }
