@@ -2,16 +2,10 @@ package extauthz_test
 
 import (
 	"context"
-	"crypto"
 	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/hmac"
 	"crypto/rand"
 	"crypto/rsa"
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/base64"
-	"encoding/json"
 	"encoding/pem"
 	"slices"
 	"strings"
@@ -26,6 +20,7 @@ import (
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/engine"
+	"github.com/agentauthz/agentauthz/internal/jwtsvidtest"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -33,43 +28,17 @@ import (
 // acme.internal (the policy's trust domain) and of outsider.example (a trust domain with a
 // bundle that the policy does not name); jwtStranger is in no bundle.
 const (
-	jwtHelpdesk  = "spiffe://acme.internal/agent/helpdesk"
-	jwtBI        = "spiffe://acme.internal/agent/bi"
-	jwtAudience  = "helpdesk.acme.internal"
-	jwtKeyID     = "acme-jwt-key-1"
+	jwtHelpdesk  = jwtsvidtest.Helpdesk
+	jwtBI        = jwtsvidtest.BI
+	jwtAudience  = jwtsvidtest.Audience
+	jwtKeyID     = jwtsvidtest.KeyID
 	jwtUpstream  = "SENTINEL-upstream-api-key"
 	jwtTicketsOK = "/v1/tickets"
 )
 
 // jwtPolicy enables JWT-SVIDs on two hosts (one in authorization, one in a custom header) and
 // leaves a third host to X.509 identities only.
-const jwtPolicy = `
-trust_domains: [acme.internal]
-agents:
-  - id: spiffe://acme.internal/agent/helpdesk
-    scopes: [tickets:read]
-  - id: spiffe://acme.internal/agent/bi
-    scopes: [reports:read]
-hosts:
-  - name: helpdesk.acme.internal
-    jwt_svid:
-      audiences: [helpdesk.acme.internal, tickets]
-    remove_headers: [cookie]
-    inject_headers:
-      - {name: x-api-key, env: JWT_TEST_UPSTREAM_KEY}
-    routes:
-      - {name: list-tickets, method: GET, path: /v1/tickets, scope: tickets:read}
-  - name: custom.acme.internal
-    jwt_svid:
-      audiences: [custom.acme.internal]
-      header: x-jwt-svid
-    routes:
-      - {name: custom-tickets, method: GET, path: /v1/tickets, scope: tickets:read}
-  - name: reports.acme.internal
-    remove_headers: [authorization]
-    routes:
-      - {name: revenue, method: GET, path: /v1/revenue, scope: reports:read}
-`
+const jwtPolicy = jwtsvidtest.Policy
 
 // jwtFixture is a Server deciding from jwtPolicy with a JWT bundle set of self-made keys.
 type jwtFixture struct {
@@ -81,7 +50,7 @@ type jwtFixture struct {
 
 func newJWTFixture(t *testing.T) *jwtFixture {
 	t.Helper()
-	f := &jwtFixture{trusted: newECKey(t), stranger: newECKey(t)}
+	f := &jwtFixture{trusted: jwtsvidtest.NewKey(t), stranger: jwtsvidtest.NewKey(t)}
 	var err error
 	if f.rsaKey, err = rsa.GenerateKey(rand.Reader, 2048); err != nil {
 		t.Fatal(err)
@@ -118,85 +87,8 @@ func jwtStore(t *testing.T, text string) *policy.Store {
 	return store
 }
 
-func newECKey(t *testing.T) *ecdsa.PrivateKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
-var b64 = base64.RawURLEncoding
-
 // claims returns the claims of a valid JWT-SVID for the helpdesk agent; tests change them.
-func claims() map[string]any {
-	now := time.Now()
-	return map[string]any{
-		"sub": jwtHelpdesk,
-		"aud": []string{jwtAudience},
-		"exp": now.Add(5 * time.Minute).Unix(),
-		"iat": now.Unix(),
-	}
-}
-
-func jwtHeader(alg, kid string) map[string]any {
-	h := map[string]any{"alg": alg, "typ": "JWT"}
-	if kid != "" {
-		h["kid"] = kid
-	}
-	return h
-}
-
-// signingInput is the first two parts of a compact JWS.
-func signingInput(t *testing.T, header, claims map[string]any) string {
-	t.Helper()
-	h, err := json.Marshal(header)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := json.Marshal(claims)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b64.EncodeToString(h) + "." + b64.EncodeToString(c)
-}
-
-// signES256 signs a token with key as a JWS ES256 signature (r || s, 32 bytes each).
-func signES256(t *testing.T, key *ecdsa.PrivateKey, kid string, c map[string]any) string {
-	t.Helper()
-	in := signingInput(t, jwtHeader("ES256", kid), c)
-	sum := sha256.Sum256([]byte(in))
-	r, s, err := ecdsa.Sign(rand.Reader, key, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	sig := make([]byte, 64)
-	r.FillBytes(sig[:32])
-	s.FillBytes(sig[32:])
-	return in + "." + b64.EncodeToString(sig)
-}
-
-func signRS256(t *testing.T, key *rsa.PrivateKey, kid string, c map[string]any) string {
-	t.Helper()
-	in := signingInput(t, jwtHeader("RS256", kid), c)
-	sum := sha256.Sum256([]byte(in))
-	sig, err := rsa.SignPKCS1v15(rand.Reader, key, crypto.SHA256, sum[:])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return in + "." + b64.EncodeToString(sig)
-}
-
-// signHS256 signs a token with an HMAC secret: with the bundle's public key as the secret, this
-// is the algorithm-confusion attack on verifiers that let the token choose the algorithm.
-func signHS256(t *testing.T, secret []byte, kid string, c map[string]any) string {
-	t.Helper()
-	in := signingInput(t, jwtHeader("HS256", kid), c)
-	mac := hmac.New(sha256.New, secret)
-	mac.Write([]byte(in))
-	return in + "." + b64.EncodeToString(mac.Sum(nil))
-}
+func claims() map[string]any { return jwtsvidtest.Claims(jwtHelpdesk, jwtAudience) }
 
 // jwtAnswer is what the tests read from a CheckResponse.
 type jwtAnswer struct {
@@ -275,7 +167,7 @@ func (a jwtAnswer) wantAllow(t *testing.T, agent string) {
 
 func TestJWTSVIDValid(t *testing.T) {
 	f := newJWTFixture(t)
-	tok := signES256(t, f.trusted, jwtKeyID, claims())
+	tok := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())
 
 	a := jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(tok))
 	a.wantAllow(t, jwtHelpdesk)
@@ -294,14 +186,14 @@ func TestJWTSVIDValid(t *testing.T) {
 		map[string]string{"authorization": "bearer " + tok}).wantAllow(t, jwtHelpdesk)
 	c := claims()
 	c["aud"] = []string{"somewhere-else", "tickets"}
-	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(signES256(t, f.trusted, jwtKeyID, c))).
+	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, c))).
 		wantAllow(t, jwtHelpdesk)
 	c = claims()
 	c["aud"] = jwtAudience // a single audience may be a string
-	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(signES256(t, f.trusted, jwtKeyID, c))).
+	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, c))).
 		wantAllow(t, jwtHelpdesk)
 	// An RSA key in the bundle works too.
-	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(signRS256(t, f.rsaKey, "acme-rsa-key", claims()))).
+	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(jwtsvidtest.SignRS256(t, f.rsaKey, "acme-rsa-key", claims()))).
 		wantAllow(t, jwtHelpdesk)
 	// The host is matched case-insensitively, as for X.509 agents.
 	jwtCheck(t, f.srv, "", "HELPDESK.acme.internal", jwtTicketsOK, bearer(tok)).wantAllow(t, jwtHelpdesk)
@@ -310,13 +202,13 @@ func TestJWTSVIDValid(t *testing.T) {
 	jwtCheck(t, f.srv, "", jwtAudience, "/v1/tickets/1", bearer(tok)).wantDeny(t, 403, "route_unknown")
 	c = claims()
 	c["sub"] = jwtBI
-	bi := jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(signES256(t, f.trusted, jwtKeyID, c)))
+	bi := jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, c)))
 	bi.wantDeny(t, 403, "scope_missing")
 	if bi.agent != jwtBI {
 		t.Errorf("agent = %q, want %s from the token", bi.agent, jwtBI)
 	}
 	c["sub"] = "spiffe://acme.internal/agent/unlisted"
-	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(signES256(t, f.trusted, jwtKeyID, c))).
+	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, c))).
 		wantDeny(t, 403, "agent_unknown")
 }
 
@@ -328,7 +220,7 @@ func TestJWTSVIDInvalid(t *testing.T) {
 		change(c)
 		return c
 	}
-	valid := signES256(t, f.trusted, jwtKeyID, claims())
+	valid := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())
 	parts := strings.Split(valid, ".")
 
 	der, err := x509.MarshalPKIXPublicKey(f.trusted.Public())
@@ -342,7 +234,7 @@ func TestJWTSVIDInvalid(t *testing.T) {
 	}
 
 	// Substitute another agent in the payload, keeping the helpdesk agent's signature.
-	forgedPayload := signingInput(t, jwtHeader("ES256", jwtKeyID), with(func(c map[string]any) { c["sub"] = jwtBI }))
+	forgedPayload := jwtsvidtest.SigningInput(t, jwtsvidtest.Header("ES256", jwtKeyID), with(func(c map[string]any) { c["sub"] = jwtBI }))
 	forgedPayload = parts[0] + "." + strings.Split(forgedPayload, ".")[1] + "." + parts[2]
 
 	// Flip one character in the middle of the signature (the last one may only carry padding bits).
@@ -359,39 +251,39 @@ func TestJWTSVIDInvalid(t *testing.T) {
 		name  string
 		token string
 	}{
-		{"expired", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
+		{"expired", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
 			c["exp"] = now.Add(-10 * time.Minute).Unix()
 			c["iat"] = now.Add(-20 * time.Minute).Unix()
 		}))},
-		{"not yet valid", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
+		{"not yet valid", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
 			c["nbf"] = now.Add(10 * time.Minute).Unix()
 		}))},
-		{"issued in the future", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
+		{"issued in the future", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
 			c["iat"] = now.Add(10 * time.Minute).Unix()
 			c["exp"] = now.Add(20 * time.Minute).Unix()
 		}))},
-		{"no exp", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) { delete(c, "exp") }))},
-		{"wrong audience", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
+		{"no exp", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) { delete(c, "exp") }))},
+		{"wrong audience", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
 			c["aud"] = []string{"bi.acme.internal"}
 		}))},
-		{"no audience", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) { delete(c, "aud") }))},
-		{"no subject", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) { delete(c, "sub") }))},
-		{"subject not a SPIFFE ID", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
+		{"no audience", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) { delete(c, "aud") }))},
+		{"no subject", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) { delete(c, "sub") }))},
+		{"subject not a SPIFFE ID", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
 			c["sub"] = "helpdesk"
 		}))},
-		{"unknown kid", signES256(t, f.trusted, "no-such-key", claims())},
-		{"no kid", signES256(t, f.trusted, "", claims())},
-		{"signed by a key the bundle does not hold, under its kid", signES256(t, f.stranger, jwtKeyID, claims())},
-		{"RSA kid with an EC signature", signES256(t, f.trusted, "acme-rsa-key", claims())},
-		{"alg none", signingInput(t, jwtHeader("none", jwtKeyID), claims()) + "."},
-		{"alg none, no kid", signingInput(t, map[string]any{"alg": "none"}, claims()) + "."},
-		{"HS256 keyed with the public key (DER)", signHS256(t, der, jwtKeyID, claims())},
-		{"HS256 keyed with the public key (PEM)", signHS256(t, pemKey, jwtKeyID, claims())},
-		{"HS256 keyed with the public key (point)", signHS256(t, point, jwtKeyID, claims())},
+		{"unknown kid", jwtsvidtest.SignES256(t, f.trusted, "no-such-key", claims())},
+		{"no kid", jwtsvidtest.SignES256(t, f.trusted, "", claims())},
+		{"signed by a key the bundle does not hold, under its kid", jwtsvidtest.SignES256(t, f.stranger, jwtKeyID, claims())},
+		{"RSA kid with an EC signature", jwtsvidtest.SignES256(t, f.trusted, "acme-rsa-key", claims())},
+		{"alg none", jwtsvidtest.SigningInput(t, jwtsvidtest.Header("none", jwtKeyID), claims()) + "."},
+		{"alg none, no kid", jwtsvidtest.SigningInput(t, map[string]any{"alg": "none"}, claims()) + "."},
+		{"HS256 keyed with the public key (DER)", jwtsvidtest.SignHS256(t, der, jwtKeyID, claims())},
+		{"HS256 keyed with the public key (PEM)", jwtsvidtest.SignHS256(t, pemKey, jwtKeyID, claims())},
+		{"HS256 keyed with the public key (point)", jwtsvidtest.SignHS256(t, point, jwtKeyID, claims())},
 		{"tampered payload", forgedPayload},
 		{"tampered signature", flippedSig},
 		{"no signature", parts[0] + "." + parts[1] + "."},
-		{"trust domain without a bundle", signES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
+		{"trust domain without a bundle", jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, with(func(c map[string]any) {
 			c["sub"] = "spiffe://evil.example/agent/helpdesk"
 		}))},
 		{"not a JWT", "not-a-jwt"},
@@ -413,13 +305,13 @@ func TestJWTSVIDTrustDomain(t *testing.T) {
 	c := claims()
 	c["sub"] = "spiffe://outsider.example/agent/helpdesk"
 	// The token validates against outsider.example's bundle, but the policy does not trust it.
-	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(signES256(t, f.trusted, jwtKeyID, c))).
+	jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, bearer(jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, c))).
 		wantDeny(t, 401, "trust_domain_unknown")
 }
 
 func TestJWTSVIDHeaderForm(t *testing.T) {
 	f := newJWTFixture(t)
-	tok := signES256(t, f.trusted, jwtKeyID, claims())
+	tok := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())
 	check := func(headers map[string]string) jwtAnswer {
 		return jwtCheck(t, f.srv, "", jwtAudience, jwtTicketsOK, headers)
 	}
@@ -462,7 +354,7 @@ func TestJWTSVIDHeaderForm(t *testing.T) {
 	t.Run("custom header", func(t *testing.T) {
 		c := claims()
 		c["aud"] = []string{"custom.acme.internal"}
-		custom := signES256(t, f.trusted, jwtKeyID, c)
+		custom := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, c)
 		a := jwtCheck(t, f.srv, "", "custom.acme.internal", jwtTicketsOK, map[string]string{"x-jwt-svid": custom})
 		a.wantAllow(t, jwtHelpdesk)
 		if !slices.Contains(a.removed, "x-jwt-svid") {
@@ -489,7 +381,7 @@ func TestJWTSVIDIgnoredWithPrincipal(t *testing.T) {
 		t.Errorf("headers_to_remove = %q: the agent's authorization header must not reach the upstream", a.removed)
 	}
 
-	tok := signES256(t, f.trusted, jwtKeyID, claims())
+	tok := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())
 	bi := jwtCheck(t, f.srv, jwtBI, jwtAudience, jwtTicketsOK, bearer(tok))
 	bi.wantDeny(t, 403, "scope_missing")
 	if bi.agent != jwtBI {
@@ -503,7 +395,7 @@ func TestJWTSVIDHostWithout(t *testing.T) {
 	c := claims()
 	c["sub"] = jwtBI
 	c["aud"] = []string{"reports.acme.internal"}
-	tok := signES256(t, f.trusted, jwtKeyID, c)
+	tok := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, c)
 	jwtCheck(t, f.srv, "", "reports.acme.internal", "/v1/revenue", bearer(tok)).wantDeny(t, 401, "identity_missing")
 	a := jwtCheck(t, f.srv, jwtBI, "reports.acme.internal", "/v1/revenue", bearer(tok))
 	a.wantAllow(t, jwtBI)
@@ -516,7 +408,7 @@ func TestJWTSVIDHostWithout(t *testing.T) {
 func TestJWTSVIDNoBundles(t *testing.T) {
 	f := newJWTFixture(t)
 	srv := extauthz.New(engine.New(engine.Config{Store: jwtStore(t, jwtPolicy), Timeout: 5 * time.Second}))
-	tok := signES256(t, f.trusted, jwtKeyID, claims())
+	tok := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())
 	jwtCheck(t, srv, "", jwtAudience, jwtTicketsOK, bearer(tok)).wantDeny(t, 401, "jwt_svid_invalid")
 	jwtCheck(t, srv, jwtHelpdesk, jwtAudience, jwtTicketsOK, bearer(tok)).wantAllow(t, jwtHelpdesk)
 }
@@ -533,7 +425,7 @@ func TestJWTSVIDDemoPolicy(t *testing.T) {
 	store.Swap(snap)
 	f := newJWTFixture(t)
 	srv := extauthz.New(engine.New(engine.Config{Store: store, JWTBundles: nil, Timeout: 5 * time.Second}))
-	tok := signES256(t, f.trusted, jwtKeyID, claims())
+	tok := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())
 
 	a := jwtCheck(t, srv, jwtHelpdesk, "helpdesk.acme.internal", "/v1/tickets?limit=5", bearer(tok))
 	a.wantAllow(t, jwtHelpdesk)
@@ -566,7 +458,7 @@ hosts:
 		JWTBundles: f.acmeBundle(t),
 		Timeout:    5 * time.Second,
 	}))
-	a := jwtCheck(t, srv, "", jwtAudience, jwtTicketsOK, bearer(signES256(t, f.trusted, jwtKeyID, claims())))
+	a := jwtCheck(t, srv, "", jwtAudience, jwtTicketsOK, bearer(jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())))
 	a.wantAllow(t, jwtHelpdesk)
 	if a.set["authorization"] != "Bearer "+jwtUpstream {
 		t.Errorf("authorization set to %q, want the upstream's credential", a.set["authorization"])

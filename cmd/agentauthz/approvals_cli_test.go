@@ -12,8 +12,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
@@ -84,12 +82,7 @@ func startCLIServer(t *testing.T) *cliServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(srv.Shutdown)
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	s.client = authv3.NewAuthorizationClient(conn)
+	s.client = authv3.NewAuthorizationClient(dialGRPC(t, srv.GRPCAddr().String()))
 	s.url = "http://" + srv.HTTPAddr().String()
 	return s
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"strings"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.yaml.in/yaml/v3"
 
@@ -39,6 +40,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	policyPath := fs.String("policy", "", "policy file or directory (default: the embedded demo policy)")
 	reqFile := fs.String("request", "", "YAML or JSON file describing the request (principal, method, host, path, headers, body)")
+	checkReqFile := fs.String("check-request", "", "protojson file holding the CheckRequest Envoy sends (as captured from Envoy or grpcurl); the whole request")
 	var r extauthz.HTTPRequest
 	headers := headerFlags{}
 	fs.StringVar(&r.Principal, "agent", "", "the agent's SPIFFE ID")
@@ -57,18 +59,32 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentauthz check: unexpected argument %q\n", fs.Arg(0))
 		return exitUsage
 	}
-	if *reqFile != "" {
+	var cr *authv3.CheckRequest
+	switch {
+	case *checkReqFile != "":
+		if given := requestFlags(fs); len(given) > 0 {
+			fmt.Fprintf(stderr, "agentauthz check: --check-request is the whole request; drop %s\n", strings.Join(given, ", "))
+			return exitUsage
+		}
+		var err error
+		if cr, err = policytest.ReadCheckRequest(*checkReqFile); err != nil {
+			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
+			return exitUsage
+		}
+	case *reqFile != "":
 		var err error
 		if r, err = readRequestFile(*reqFile); err != nil {
 			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
 			return exitUsage
 		}
-	} else {
+		cr = r.CheckRequest()
+	default:
 		r.Headers = headers
 		if r.Host == "" || r.Path == "" {
-			fmt.Fprintln(stderr, "agentauthz check: give --request FILE, or at least --host and --path")
+			fmt.Fprintln(stderr, "agentauthz check: give --request FILE, --check-request FILE, or at least --host and --path")
 			return exitUsage
 		}
+		cr = r.CheckRequest()
 	}
 
 	snap, err := loadOffline(*policyPath)
@@ -81,7 +97,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
 		return exitUsage
 	}
-	req := extauthz.ReadRequest(r.CheckRequest())
+	req := extauthz.ReadRequest(cr)
 	req.Explain = *explain
 	res := e.Decide(context.Background(), &req)
 	for _, s := range res.Explain {
@@ -99,6 +115,18 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	return exitDeny
+}
+
+// requestFlags lists the flags given that describe the request, which --check-request replaces.
+func requestFlags(fs *flag.FlagSet) []string {
+	var given []string
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "request", "agent", "method", "host", "path", "header", "body":
+			given = append(given, "--"+f.Name)
+		}
+	})
+	return given
 }
 
 func readRequestFile(path string) (extauthz.HTTPRequest, error) {

@@ -17,6 +17,14 @@
 //     rule: list-tickets                # optional: the route that decided
 //     violations: [query.limit]         # optional: fields the denial must name
 //     shadow_code: scope_missing        # optional: what a shadow rule would decide
+//
+// Instead of principal, method, host, path, headers and body, a case may name a CheckRequest as
+// Envoy sends it (protojson, as captured from Envoy or grpcurl), by a path relative to the test
+// file; a case gives one or the other, never both:
+//
+//   - name: helpdesk lists open tickets, as captured
+//     check_request: checks/list-tickets.json
+//     want: allow
 package policytest
 
 import (
@@ -29,8 +37,10 @@ import (
 	"strings"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.yaml.in/yaml/v3"
+	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
@@ -48,6 +58,9 @@ type Case struct {
 	Path      string            `yaml:"path"`
 	Headers   map[string]string `yaml:"headers"`
 	Body      string            `yaml:"body"`
+	// CheckRequest names a protojson CheckRequest file, relative to the test file, that is the
+	// whole request instead of the fields above. ReadCases reads it.
+	CheckRequest string `yaml:"check_request"`
 
 	Want       string   `yaml:"want"`
 	Status     int      `yaml:"status"`
@@ -59,6 +72,8 @@ type Case struct {
 
 	file string
 	line int
+	// req is the CheckRequest read from CheckRequest.
+	req *authv3.CheckRequest
 }
 
 // Result is the outcome of one case.
@@ -124,8 +139,24 @@ func ReadCases(path string) ([]Case, error) {
 			problems = append(problems, fmt.Sprintf("%s:%d: a case needs a name", path, n.Line))
 		case c.Want != "allow" && c.Want != "deny":
 			problems = append(problems, fmt.Sprintf("%s:%d: %s: want must be allow or deny", path, n.Line, c.Name))
+		case c.CheckRequest != "":
+			if given := c.requestFields(); len(given) > 0 {
+				problems = append(problems, fmt.Sprintf("%s:%d: %s: check_request is the whole request; drop %s", path, n.Line, c.Name, strings.Join(given, ", ")))
+				continue
+			}
+			file := c.CheckRequest
+			if !filepath.IsAbs(file) {
+				file = filepath.Join(filepath.Dir(path), file)
+			}
+			req, err := ReadCheckRequest(file)
+			if err != nil {
+				problems = append(problems, fmt.Sprintf("%s:%d: %s: check_request: %v", path, n.Line, c.Name, err))
+				continue
+			}
+			c.req = req
+			cases = append(cases, c)
 		case c.Host == "" || c.Path == "":
-			problems = append(problems, fmt.Sprintf("%s:%d: %s: a case needs host and path", path, n.Line, c.Name))
+			problems = append(problems, fmt.Sprintf("%s:%d: %s: a case needs host and path, or check_request", path, n.Line, c.Name))
 		default:
 			cases = append(cases, c)
 		}
@@ -134,6 +165,37 @@ func ReadCases(path string) ([]Case, error) {
 		return nil, fmt.Errorf("%s", strings.Join(problems, "\n"))
 	}
 	return cases, nil
+}
+
+// requestFields lists the request fields a case sets, by their keys.
+func (c *Case) requestFields() []string {
+	var given []string
+	for _, f := range []struct {
+		key string
+		set bool
+	}{
+		{"principal", c.Principal != ""}, {"method", c.Method != ""}, {"host", c.Host != ""},
+		{"path", c.Path != ""}, {"headers", c.Headers != nil}, {"body", c.Body != ""},
+	} {
+		if f.set {
+			given = append(given, f.key)
+		}
+	}
+	return given
+}
+
+// ReadCheckRequest reads a CheckRequest as Envoy sends it, in protojson (the form grpcurl and
+// Envoy's debug log show), strictly: an unknown field is an error.
+func ReadCheckRequest(path string) (*authv3.CheckRequest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	cr := &authv3.CheckRequest{}
+	if err := protojson.Unmarshal(data, cr); err != nil {
+		return nil, fmt.Errorf("%s: not a CheckRequest: %s", path, strings.ReplaceAll(err.Error(), "\n", " "))
+	}
+	return cr, nil
 }
 
 func mustMarshal(n *yaml.Node) []byte {
@@ -164,8 +226,11 @@ func Engine(snap *policy.Snapshot, bundles jwtbundle.Source) *engine.Engine {
 func Run(ctx context.Context, e *engine.Engine, cases []Case) []Result {
 	out := make([]Result, 0, len(cases))
 	for _, c := range cases {
-		req := extauthz.HTTPRequest{Principal: c.Principal, Method: c.Method, Host: c.Host, Path: c.Path, Headers: c.Headers, Body: c.Body}
-		r := extauthz.ReadRequest(req.CheckRequest())
+		cr := c.req
+		if cr == nil {
+			cr = extauthz.HTTPRequest{Principal: c.Principal, Method: c.Method, Host: c.Host, Path: c.Path, Headers: c.Headers, Body: c.Body}.CheckRequest()
+		}
+		r := extauthz.ReadRequest(cr)
 		res := e.Decide(ctx, &r)
 		out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: c.judge(&res.Decision), Decision: res.Decision})
 	}

@@ -7,6 +7,9 @@ import (
 	"strings"
 	"testing"
 
+	"google.golang.org/protobuf/encoding/protojson"
+
+	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
@@ -115,6 +118,94 @@ func TestReadCasesStrict(t *testing.T) {
 	for _, want := range []string{path + ":2:", "wnat", path + ":7:", "want must be allow or deny"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+// A case may be a CheckRequest file as Envoy sends it, named relative to the test file; it is
+// decided as the same request written out field by field.
+func TestCheckRequestCases(t *testing.T) {
+	snap := loadDemo(t)
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "checks"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, r := range map[string]extauthz.HTTPRequest{
+		"helpdesk-ticket": {Principal: "spiffe://acme.internal/agent/helpdesk", Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711"},
+		"bi-ticket":       {Principal: "spiffe://acme.internal/agent/bi", Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711"},
+	} {
+		data, err := protojson.Marshal(r.CheckRequest())
+		if err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "checks", name+".json"), string(data))
+	}
+	path := filepath.Join(dir, "x_test.yaml")
+	writeFile(t, path, `
+- name: helpdesk reads a ticket, as Envoy asks
+  check_request: checks/helpdesk-ticket.json
+  want: allow
+  rule: get-ticket
+- name: bi reads a ticket, as Envoy asks
+  check_request: checks/bi-ticket.json
+  want: deny
+  status: 403
+  code: scope_missing
+- name: bi reads a ticket, as Envoy asks, expecting the wrong answer
+  check_request: checks/bi-ticket.json
+  want: allow
+`)
+	cases, err := policytest.ReadCases(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := policytest.Run(context.Background(), policytest.Engine(snap, nil), cases)
+	if len(res) != 3 {
+		t.Fatalf("%d results, want 3", len(res))
+	}
+	for _, r := range res[:2] {
+		if !r.Passed() {
+			t.Errorf("%s:%d %s: %s", r.File, r.Line, r.Name, strings.Join(r.Problems, "; "))
+		}
+	}
+	if got := strings.Join(res[2].Problems, "; "); got != "want allow, got deny 403 scope_missing (rule get-ticket)" {
+		t.Errorf("problems of case 3 = %q", got)
+	}
+}
+
+// A case is either a CheckRequest file or the request's fields, never both; a file that is not a
+// CheckRequest is refused. Each problem names the test file and line.
+func TestCheckRequestCasesStrict(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "not-a-check.json"), `{"attributes": {"request": {"htp": {}}}}`)
+	path := filepath.Join(dir, "bad_test.yaml")
+	writeFile(t, path, `
+- name: both
+  check_request: checks/helpdesk-ticket.json
+  host: helpdesk.acme.internal
+  path: /v1/tickets/4711
+  want: allow
+- name: missing file
+  check_request: checks/missing.json
+  want: allow
+- name: not a CheckRequest
+  check_request: not-a-check.json
+  want: allow
+- name: neither
+  want: allow
+`)
+	_, err := policytest.ReadCases(path)
+	if err == nil {
+		t.Fatal("ReadCases accepted a case with both check_request and host, and unreadable files")
+	}
+	for _, want := range []string{
+		path + ":2: both: check_request is the whole request; drop host, path\n",
+		path + ":7: missing file: check_request: ",
+		path + ":10: not a CheckRequest: check_request: " + filepath.Join(dir, "not-a-check.json") + ": not a CheckRequest: ",
+		path + ":13: neither: a case needs host and path, or check_request",
+	} {
+		if !strings.Contains(err.Error()+"\n", want) {
+			t.Errorf("error lacks %q:\n%s", want, err)
 		}
 	}
 }
