@@ -11,9 +11,11 @@
 //   - TestGuideFiles compares the files the guide shows with testdata/;
 //   - TestGuideCommands builds agentauthz, runs every command the guide shows and compares what
 //     it prints;
-//   - TestGuideCodes checks the guide's table of reason codes against package decision.
+//   - TestGuideCodes and TestReadmeCodes compare the guide's table of reason codes and the
+//     README's table of statuses with the code table of package decision, and
+//     TestOperatingFailureCodes the failure codes operating.md tells operators to alert on.
 //
-// After changing the schema, rewrite the reference with
+// After changing the schema or the code table, rewrite the reference and the code tables with
 //
 //	go test ./docs -update
 package docs

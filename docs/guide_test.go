@@ -4,19 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"go/ast"
-	"go/parser"
-	"go/token"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/agentauthz/agentauthz/policy"
-	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 // guideFile is the policy-writing guide. Its examples are checked against the product:
@@ -29,7 +24,7 @@ import (
 //   - every "$ agentauthz ..." command in a ```console block must print what follows it, run
 //     in a directory holding policy/ (the whole policies named policy/*.yaml and the files in
 //     testdata/) and requests/ (testdata/requests/);
-//   - its table of reason codes must list every code of package decision with its status.
+//   - its table of reason codes is generated from package decision (codes_test.go).
 const guideFile = "writing-policy.md"
 
 // block is one fenced code block of a Markdown file.
@@ -342,72 +337,4 @@ func shellWords(s string) ([]string, error) {
 		words = append(words, cur.String())
 	}
 	return words, nil
-}
-
-// TestGuideCodes checks the guide's table of reason codes against package decision: every
-// code with its status, and no other.
-func TestGuideCodes(t *testing.T) {
-	codes := reasonCodes(t)
-	data, err := os.ReadFile(guideFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	row := regexp.MustCompile("^\\| `([a-z_]+)` \\| ([0-9]{3}) \\|")
-	listed := map[string]bool{}
-	for i, line := range strings.Split(string(data), "\n") {
-		m := row.FindStringSubmatch(line)
-		if m == nil {
-			continue
-		}
-		code, status := m[1], m[2]
-		listed[code] = true
-		if !codes[code] {
-			t.Errorf("%s:%d: %s is not a reason code", guideFile, i+1, code)
-			continue
-		}
-		if want := strconv.Itoa(decision.Code(code).Status()); status != want {
-			t.Errorf("%s:%d: %s has status %s, not %s", guideFile, i+1, code, want, status)
-		}
-	}
-	for code := range codes {
-		if code != string(decision.CodeAllowed) && !listed[code] {
-			t.Errorf("%s: the table of reason codes lacks %s (%d)", guideFile, code, decision.Code(code).Status())
-		}
-	}
-}
-
-// reasonCodes reads the Code constants declared in package decision.
-func reasonCodes(t *testing.T) map[string]bool {
-	t.Helper()
-	fset := token.NewFileSet()
-	f, err := parser.ParseFile(fset, filepath.Join("..", "policy", "decision", "code.go"), nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	codes := map[string]bool{}
-	for _, d := range f.Decls {
-		gd, ok := d.(*ast.GenDecl)
-		if !ok || gd.Tok != token.CONST {
-			continue
-		}
-		for _, spec := range gd.Specs {
-			vs := spec.(*ast.ValueSpec)
-			if id, ok := vs.Type.(*ast.Ident); !ok || id.Name != "Code" {
-				continue
-			}
-			for _, v := range vs.Values {
-				if lit, ok := v.(*ast.BasicLit); ok && lit.Kind == token.STRING {
-					s, err := strconv.Unquote(lit.Value)
-					if err != nil {
-						t.Fatal(err)
-					}
-					codes[s] = true
-				}
-			}
-		}
-	}
-	if len(codes) == 0 {
-		t.Fatal("found no reason codes in policy/decision/code.go")
-	}
-	return codes
 }

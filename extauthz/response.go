@@ -248,7 +248,7 @@ func knownAgent(c decision.Code) bool {
 	switch c {
 	case decision.CodeIdentityMissing, decision.CodeIdentityInvalid, decision.CodeTrustDomainUnknown,
 		decision.CodeAgentUnknown, decision.CodeRequestMalformed, decision.CodeInternal,
-		decision.CodeDeadlineExceeded, decision.CodePolicyNotLoaded, decision.CodeUnavailableShutdown:
+		decision.CodeDeadlineExceeded, decision.CodePolicyNotLoaded:
 		return false
 	}
 	return true

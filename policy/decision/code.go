@@ -4,161 +4,165 @@ package decision
 // is never renamed once released.
 type Code string
 
-// The reason codes. Each has one HTTP status (see Status).
+// The reason codes. Each has exactly one entry in the code table (see Codes): its HTTP status,
+// its problem title and what it means.
 const (
-	// CodeAllowed: the request matched a route the agent may call.
-	CodeAllowed Code = "allowed"
-
-	// 401: who is calling could not be established.
-	CodeIdentityMissing     Code = "identity_missing"      // no peer principal at all
-	CodeIdentityInvalid     Code = "identity_invalid"      // the principal is not a SPIFFE ID
-	CodeTrustDomainUnknown  Code = "trust_domain_unknown"  // a SPIFFE ID from a trust domain the policy does not name
-	CodeJWTSVIDInvalid      Code = "jwt_svid_invalid"      // a JWT-SVID that does not validate (expired, audience, key, algorithm, trust domain)
-	CodeAgentUnknown        Code = "agent_unknown"         // 403: a SPIFFE ID the policy has no agent for
-	CodeHostUnknown         Code = "host_unknown"          // 403: no such upstream host in the policy
-	CodeRouteUnknown        Code = "route_unknown"         // 403: no route for this method and path
-	CodeScopeMissing        Code = "scope_missing"         // 403: the route needs a scope the agent lacks
-	CodeRequestMalformed    Code = "request_malformed"     // 400: a request Envoy could not have sent, or missing parts
-	CodePathAmbiguous       Code = "path_ambiguous"        // 400: a path two parsers could read differently
-	CodeMethodOverride      Code = "method_override"       // 400: a header asking the upstream to use another method
-	CodePathParamInvalid    Code = "path_param_invalid"    // 400: a path parameter of the wrong type
-	CodeQueryInvalid        Code = "query_invalid"         // 400: a bad, unknown, missing or repeated query parameter
-	CodeBodyNotAllowed      Code = "body_not_allowed"      // 400: a body on a route that takes none
-	CodeBodyMissing         Code = "body_missing"          // 400: the route needs a body and there is none
-	CodeBodyTooLarge        Code = "body_too_large"        // 413: longer than the route's limit
-	CodeBodyTruncated       Code = "body_truncated"        // 413: Envoy cut the body short (x-envoy-auth-partial-body: true)
-	CodeBodyContentType     Code = "body_content_type"     // 415: a content type the route does not take
-	CodeBodyEncoding        Code = "body_encoding"         // 415: a content-encoding agentauthz cannot read (gzip, ...)
-	CodeBodyMalformed       Code = "body_malformed"        // 400: not strict JSON / not a well-formed gRPC frame
-	CodeBodySchema          Code = "body_schema"           // 400: well-formed, but breaks the route's schema
-	CodeBodyUnavailable     Code = "body_unavailable"      // 503: the route needs the body but Envoy did not forward it
-	CodeGraphQLInvalid      Code = "graphql_invalid"       // 400: does not parse or validate against the schema, or bad variables
-	CodeGraphQLLimit        Code = "graphql_limit"         // 400: too deep, too many aliases, root fields, tokens or batch entries
-	CodeGraphQLOperation    Code = "graphql_operation"     // 403: an operation type the route does not allow (mutation, subscription)
-	CodeGraphQLField        Code = "graphql_field"         // 403: a field (or introspection) the agent may not select
-	CodeGraphQLNotPersisted Code = "graphql_not_persisted" // 403: not one of the route's persisted operations
-	CodeApprovalRequired    Code = "approval_required"     // 428: held until an approver approves this exact request
-	CodeApprovalDenied      Code = "approval_denied"       // 403: an approver denied it
-	CodeApprovalUsed        Code = "approval_used"         // 403: the approval was already used
-	CodeApprovalExpired     Code = "approval_expired"      // 403: the approval lapsed
-	CodeApprovalMismatch    Code = "approval_mismatch"     // 403: the approval is for another agent or request
-	CodeApprovalUnknown     Code = "approval_unknown"      // 403: no such approval
-	CodeInternal            Code = "internal_error"        // 503: agentauthz could not decide
-	CodeDeadlineExceeded    Code = "deadline_exceeded"     // 503: no decision in time
-	CodePolicyNotLoaded     Code = "policy_not_loaded"     // 503: no policy loaded yet
-	CodeUnavailableShutdown Code = "shutting_down"         // 503: the server is draining
+	CodeAllowed             Code = "allowed"
+	CodeIdentityMissing     Code = "identity_missing"
+	CodeIdentityInvalid     Code = "identity_invalid"
+	CodeTrustDomainUnknown  Code = "trust_domain_unknown"
+	CodeJWTSVIDInvalid      Code = "jwt_svid_invalid"
+	CodeAgentUnknown        Code = "agent_unknown"
+	CodeHostUnknown         Code = "host_unknown"
+	CodeRouteUnknown        Code = "route_unknown"
+	CodeScopeMissing        Code = "scope_missing"
+	CodeRequestMalformed    Code = "request_malformed"
+	CodePathAmbiguous       Code = "path_ambiguous"
+	CodeMethodOverride      Code = "method_override"
+	CodePathParamInvalid    Code = "path_param_invalid"
+	CodeQueryInvalid        Code = "query_invalid"
+	CodeBodyNotAllowed      Code = "body_not_allowed"
+	CodeBodyMissing         Code = "body_missing"
+	CodeBodyTooLarge        Code = "body_too_large"
+	CodeBodyTruncated       Code = "body_truncated"
+	CodeBodyContentType     Code = "body_content_type"
+	CodeBodyEncoding        Code = "body_encoding"
+	CodeBodyMalformed       Code = "body_malformed"
+	CodeBodySchema          Code = "body_schema"
+	CodeBodyUnavailable     Code = "body_unavailable"
+	CodeGraphQLInvalid      Code = "graphql_invalid"
+	CodeGraphQLLimit        Code = "graphql_limit"
+	CodeGraphQLOperation    Code = "graphql_operation"
+	CodeGraphQLField        Code = "graphql_field"
+	CodeGraphQLNotPersisted Code = "graphql_not_persisted"
+	CodeApprovalRequired    Code = "approval_required"
+	CodeApprovalDenied      Code = "approval_denied"
+	CodeApprovalUsed        Code = "approval_used"
+	CodeApprovalExpired     Code = "approval_expired"
+	CodeApprovalMismatch    Code = "approval_mismatch"
+	CodeApprovalUnknown     Code = "approval_unknown"
+	CodeInternal            Code = "internal_error"
+	CodeDeadlineExceeded    Code = "deadline_exceeded"
+	CodePolicyNotLoaded     Code = "policy_not_loaded"
 )
 
-// Status is the HTTP status Envoy returns to the agent for a deny with this code. Unknown codes,
-// including the empty one, are failures to decide: 503.
-func (c Code) Status() int {
-	switch c {
-	case CodeAllowed:
-		return 200
-	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown, CodeJWTSVIDInvalid:
-		return 401
-	case CodeAgentUnknown, CodeHostUnknown, CodeRouteUnknown, CodeScopeMissing:
-		return 403
-	case CodeRequestMalformed, CodePathAmbiguous, CodeMethodOverride, CodePathParamInvalid,
-		CodeQueryInvalid, CodeBodyNotAllowed, CodeBodyMissing, CodeBodyMalformed, CodeBodySchema,
-		CodeGraphQLInvalid, CodeGraphQLLimit:
-		return 400
-	case CodeGraphQLOperation, CodeGraphQLField, CodeGraphQLNotPersisted, CodeApprovalDenied,
-		CodeApprovalUsed, CodeApprovalExpired, CodeApprovalMismatch, CodeApprovalUnknown:
-		return 403
-	case CodeApprovalRequired:
-		return 428
-	case CodeBodyTooLarge, CodeBodyTruncated:
-		return 413
-	case CodeBodyContentType, CodeBodyEncoding:
-		return 415
-	default:
-		return 503
-	}
+// CodeInfo is everything agentauthz says about one code.
+type CodeInfo struct {
+	Code Code
+	// Status is the HTTP status Envoy returns to the agent: 200 for allowed; 503 for a failure to
+	// decide; a 4xx for the policy's refusals.
+	Status int
+	// Title is the problem details' "title": short and fixed.
+	Title string
+	// Doc says what the code means, in one line of Markdown, for the documentation.
+	Doc string
+}
+
+// codes is the one table of reason codes. Everything else about codes is generated from it or
+// checked against it by a test: Status and Title (code_gen.go: go test ./policy/decision
+// -update), the README's table of statuses and the policy guide's list of codes (go test ./docs
+// -update), the failure codes operators alert on (docs/operating.md).
+var codes = [...]CodeInfo{
+	{CodeAllowed, 200, "Allowed",
+		"The request matched a route the agent may call and passed every check."},
+
+	// Who is calling.
+	{CodeIdentityMissing, 401, "No agent identity",
+		"The request carries no agent identity: the agent did not call through the mesh with its certificate."},
+	{CodeIdentityInvalid, 401, "Agent identity is not a SPIFFE ID",
+		"The peer's identity is not a SPIFFE ID."},
+	{CodeTrustDomainUnknown, 401, "Trust domain not accepted",
+		"The SPIFFE ID's trust domain is not in `trust_domains`."},
+	{CodeJWTSVIDInvalid, 401, "Invalid JWT-SVID",
+		"On a host with `jwt_svid`, a JWT-SVID that does not validate: expired, wrong audience, unknown key or trust domain, or a forbidden algorithm."},
+
+	// What it may call.
+	{CodeAgentUnknown, 403, "Unknown agent",
+		"The SPIFFE ID is not under `agents`."},
+	{CodeHostUnknown, 403, "Unknown host",
+		"No host of that name (note: no port, no trailing dot)."},
+	{CodeRouteUnknown, 403, "Route not allowed",
+		"No route on the host allows this method and path."},
+	{CodeScopeMissing, 403, "Scope missing",
+		"A route matched, but the agent does not hold its scope."},
+
+	// The request line.
+	{CodeRequestMalformed, 400, "Malformed request",
+		"A request Envoy could not have sent, or one lacking a method, host or path, or with a contradictory `content-length`."},
+	{CodePathAmbiguous, 400, "Ambiguous path",
+		"A path two parsers could read differently: dot segments, encoded slashes, `;` parameters, double encoding and the like."},
+	{CodeMethodOverride, 400, "Method override refused",
+		"A header or query parameter asking the upstream to use another method."},
+	{CodePathParamInvalid, 400, "Invalid path parameter",
+		"A path parameter breaks its type."},
+	{CodeQueryInvalid, 400, "Invalid query",
+		"A query parameter that is unknown, repeated, missing or of the wrong type, or a malformed query string."},
+
+	// The body.
+	{CodeBodyNotAllowed, 400, "Body not allowed",
+		"A body on a route that takes none."},
+	{CodeBodyMissing, 400, "Body missing",
+		"No body on a route that needs one."},
+	{CodeBodyTooLarge, 413, "Body too large",
+		"Longer than the route's `max_bytes`."},
+	{CodeBodyTruncated, 413, "Body truncated",
+		"Envoy cut the body short before the check."},
+	{CodeBodyContentType, 415, "Unsupported content type",
+		"A content type the route does not take."},
+	{CodeBodyEncoding, 415, "Unsupported content encoding",
+		"A `content-encoding` (gzip, ...) or a compressed gRPC message."},
+	{CodeBodyMalformed, 400, "Malformed body",
+		"Not strict JSON, or not one well-formed gRPC frame."},
+	{CodeBodySchema, 400, "Body breaks the schema",
+		"A well-formed body that breaks the route's JSON Schema, message or protovalidate rules."},
+	{CodeBodyUnavailable, 503, "Body not forwarded",
+		"The route needs the body and Envoy did not forward it: check Envoy's `with_request_body`."},
+
+	// GraphQL.
+	{CodeGraphQLInvalid, 400, "Invalid GraphQL",
+		"A GraphQL document that does not parse or validate against the schema, or bad variables."},
+	{CodeGraphQLLimit, 400, "GraphQL limit exceeded",
+		"Too deep, too many aliases, root fields, tokens or batch entries."},
+	{CodeGraphQLOperation, 403, "GraphQL operation not allowed",
+		"An operation type the API does not allow, such as a mutation."},
+	{CodeGraphQLField, 403, "GraphQL field not allowed",
+		"A field, or introspection, the agent may not select."},
+	{CodeGraphQLNotPersisted, 403, "GraphQL operation not persisted",
+		"Not one of the API's persisted operations."},
+
+	// Human approval.
+	{CodeApprovalRequired, 428, "Approval required",
+		"The route holds requests for human approval. The denial carries `approval_id`; once approved, the agent sends the identical request again with header `x-agentauthz-approval: <id>`."},
+	{CodeApprovalDenied, 403, "Approval denied",
+		"An approver denied the held request; the detail quotes their comment."},
+	{CodeApprovalUsed, 403, "Approval already used",
+		"The approval was already used: an approval lets one request through."},
+	{CodeApprovalExpired, 403, "Approval expired",
+		"The approval lapsed before it was approved or used."},
+	{CodeApprovalMismatch, 403, "Approval does not match",
+		"The approval is for another agent or another request (method, host, path, body)."},
+	{CodeApprovalUnknown, 403, "Unknown approval",
+		"No such approval."},
+
+	// Failures to decide.
+	{CodeInternal, 503, failedTitle,
+		"agentauthz could not decide."},
+	{CodeDeadlineExceeded, 503, "Authorization timed out",
+		"No decision in time."},
+	{CodePolicyNotLoaded, 503, "Authorization not ready",
+		"No policy loaded yet."},
+}
+
+// failedTitle is the title of internal_error, and of any code not in the table.
+const failedTitle = "Authorization failed"
+
+// Codes returns the table of reason codes, in the order the documentation lists them.
+func Codes() []CodeInfo {
+	out := make([]CodeInfo, len(codes))
+	copy(out, codes[:])
+	return out
 }
 
 // IsFailure reports whether the code means agentauthz could not decide, as opposed to a
 // policy deny. Operators alert on failures; agents may retry them.
 func (c Code) IsFailure() bool { return c.Status() == 503 }
-
-// Title is the short, fixed summary of the code used as the problem's "title".
-func (c Code) Title() string {
-	switch c {
-	case CodeIdentityMissing:
-		return "No agent identity"
-	case CodeIdentityInvalid:
-		return "Agent identity is not a SPIFFE ID"
-	case CodeTrustDomainUnknown:
-		return "Trust domain not accepted"
-	case CodeJWTSVIDInvalid:
-		return "Invalid JWT-SVID"
-	case CodeAgentUnknown:
-		return "Unknown agent"
-	case CodeHostUnknown:
-		return "Unknown host"
-	case CodeRouteUnknown:
-		return "Route not allowed"
-	case CodeScopeMissing:
-		return "Scope missing"
-	case CodeRequestMalformed:
-		return "Malformed request"
-	case CodePathAmbiguous:
-		return "Ambiguous path"
-	case CodeMethodOverride:
-		return "Method override refused"
-	case CodePathParamInvalid:
-		return "Invalid path parameter"
-	case CodeQueryInvalid:
-		return "Invalid query"
-	case CodeBodyNotAllowed:
-		return "Body not allowed"
-	case CodeBodyMissing:
-		return "Body missing"
-	case CodeBodyTooLarge:
-		return "Body too large"
-	case CodeBodyTruncated:
-		return "Body truncated"
-	case CodeBodyContentType:
-		return "Unsupported content type"
-	case CodeBodyEncoding:
-		return "Unsupported content encoding"
-	case CodeBodyMalformed:
-		return "Malformed body"
-	case CodeBodySchema:
-		return "Body breaks the schema"
-	case CodeBodyUnavailable:
-		return "Body not forwarded"
-	case CodeGraphQLInvalid:
-		return "Invalid GraphQL"
-	case CodeGraphQLLimit:
-		return "GraphQL limit exceeded"
-	case CodeGraphQLOperation:
-		return "GraphQL operation not allowed"
-	case CodeGraphQLField:
-		return "GraphQL field not allowed"
-	case CodeGraphQLNotPersisted:
-		return "GraphQL operation not persisted"
-	case CodeApprovalRequired:
-		return "Approval required"
-	case CodeApprovalDenied:
-		return "Approval denied"
-	case CodeApprovalUsed:
-		return "Approval already used"
-	case CodeApprovalExpired:
-		return "Approval expired"
-	case CodeApprovalMismatch:
-		return "Approval does not match"
-	case CodeApprovalUnknown:
-		return "Unknown approval"
-	case CodeDeadlineExceeded:
-		return "Authorization timed out"
-	case CodePolicyNotLoaded:
-		return "Authorization not ready"
-	case CodeUnavailableShutdown:
-		return "Authorization shutting down"
-	case CodeAllowed:
-		return "Allowed"
-	default:
-		return "Authorization failed"
-	}
-}
