@@ -254,15 +254,42 @@ func TestSetPending(t *testing.T) {
 	compare(t, reg, pendingHeader+"agentauthz_approvals_pending 0\n", "agentauthz_approvals_pending")
 }
 
-// TestNil: a nil *Metrics records nothing and does not panic.
+// TestNil: a nil *Metrics records nothing and does not panic: no method panics, the decision
+// is left as it was, and nothing lands on Prometheus's global registry in its place.
 func TestNil(t *testing.T) {
 	var m *metrics.Metrics
 	d := decision.Denied(decision.CodeRouteUnknown, "no")
-	m.Check(&d, time.Millisecond)
-	m.Shadow("r", decision.CodeAllowed)
-	m.Reload(true, "rev")
-	m.Reload(false, "")
-	m.SetPending(2)
+	for _, call := range []struct {
+		name string
+		fn   func()
+	}{
+		{"Check", func() { m.Check(&d, time.Millisecond) }},
+		{"Shadow", func() { m.Shadow("r", decision.CodeAllowed) }},
+		{"Reload(true)", func() { m.Reload(true, "rev") }},
+		{"Reload(false)", func() { m.Reload(false, "") }},
+		{"SetPending", func() { m.SetPending(2) }},
+	} {
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					t.Errorf("%s on a nil *Metrics panicked: %v", call.name, p)
+				}
+			}()
+			call.fn()
+		}()
+	}
+	if d.Outcome != decision.Deny || d.Code != decision.CodeRouteUnknown || d.Detail != "no" {
+		t.Errorf("Check on a nil *Metrics changed the decision: %+v", d)
+	}
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if strings.HasPrefix(mf.GetName(), "agentauthz_") {
+			t.Errorf("a nil *Metrics recorded %s on the global registry", mf.GetName())
+		}
+	}
 }
 
 // TestNewRegistersOnTheGivenRegistry: nothing is global, so two instances coexist, and

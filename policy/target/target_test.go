@@ -337,11 +337,39 @@ func TestUnescapePath(t *testing.T) {
 	}
 }
 
-// TestUnescapeMalformed only checks that the decoders do not panic on input Parse would refuse.
+// TestUnescapeMalformed: malformed percent-escapes never reach the decoders, because Parse
+// refuses them wherever they stand (path segment, query name, query value) as bad_escape; and
+// should one get through, the decoders neither panic nor read past the text (what they return
+// is no longer than what they were given).
 func TestUnescapeMalformed(t *testing.T) {
-	for _, s := range []string{"%", "%2", "%zz", "a%", "a%4", "%%", "%%%", "%+1", "+%"} {
-		_ = target.Unescape(s)
-		_ = target.UnescapePath(s)
+	for _, s := range []string{"%", "%2", "%zz", "a%", "a%4", "%%", "%%%", "%+1", "+%", "%4g", "%g4"} {
+		for _, tc := range []struct{ part, raw string }{
+			{"path", "/v1/" + s},
+			{"path", "/v1/" + s + "/tickets"},
+			{"query", "/v1?q=" + s},
+			{"query", "/v1?" + s + "=1"},
+			{"query", "/v1?a=1&q=" + s + "&b=2"},
+		} {
+			_, err := target.Parse(tc.raw)
+			var te *target.Error
+			if !errors.As(err, &te) || te.Part != tc.part || te.Rule != "bad_escape" {
+				t.Errorf("Parse(%q) = %v, want a %s bad_escape refusal", tc.raw, err, tc.part)
+			}
+		}
+		for name, unescape := range map[string]func(string) string{
+			"Unescape": target.Unescape, "UnescapePath": target.UnescapePath,
+		} {
+			func() {
+				defer func() {
+					if p := recover(); p != nil {
+						t.Errorf("%s(%q) panicked: %v", name, s, p)
+					}
+				}()
+				if got := unescape(s); len(got) > len(s) {
+					t.Errorf("%s(%q) = %q, longer than its input", name, s, got)
+				}
+			}()
+		}
 	}
 }
 
