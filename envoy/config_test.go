@@ -36,6 +36,7 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/envoyproc"
 
 	// Every type a typed_config in these files names must be in the global registry, or
 	// protojson cannot read the Any. The packages used by name above register themselves; these
@@ -90,6 +91,55 @@ func TestBroken(t *testing.T) {
 			}
 			if !strings.Contains(errs[0].Error(), want) {
 				t.Errorf("failed with\n\t%v\nwant it to contain %q", errs[0], want)
+			}
+		})
+	}
+}
+
+// TestEnvoyValidates loads every configuration here into Envoy itself (envoy --mode validate,
+// Envoy envoyproc.Version). Validate mode builds everything Envoy would start with, extensions,
+// clusters and listeners included, and opens the files a configuration names (certificate and
+// key files, file access logs), but binds no port, resolves no name and connects nowhere: SDS
+// secrets are not fetched and unix socket paths need not exist. These configurations take every
+// certificate over SDS and log to /dev/stdout, so they validate as shipped. Envoy must not warn
+// either (a deprecated field is a warning).
+func TestEnvoyValidates(t *testing.T) {
+	for _, f := range configFiles(t) {
+		t.Run(f, func(t *testing.T) {
+			out := envoyproc.Validate(t, f)
+			for _, line := range strings.Split(out, "\n") {
+				if strings.Contains(line, "][warning][") || strings.Contains(line, "][error][") || strings.Contains(line, "Deprecated") {
+					t.Errorf("Envoy warns: %s", line)
+				}
+			}
+		})
+	}
+}
+
+// TestEnvoyValidatesBroken runs Envoy's validation on the broken copies: Envoy refuses the ones
+// broken at the proto level, as check does, and accepts every one whose defect is a weakened
+// safety setting, which only check catches.
+func TestEnvoyValidatesBroken(t *testing.T) {
+	envoyRefuses := map[string]string{ // file → what Envoy's error says
+		"bad-enum.yaml":                "SANITISE",
+		"hcm-missing-stat-prefix.yaml": "StatPrefix",
+		"unknown-field.yaml":           "validate_mutation",
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "broken", "*.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			out, err := envoyproc.TryValidate(t, f)
+			want, refuse := envoyRefuses[filepath.Base(f)]
+			switch {
+			case refuse && err == nil:
+				t.Errorf("Envoy accepted it; want a refusal naming %q", want)
+			case refuse && !strings.Contains(out, want):
+				t.Errorf("Envoy refused it without naming %q:\n%s", want, out)
+			case !refuse && err != nil:
+				t.Errorf("Envoy refused a configuration broken only in a safety setting: %v\n%s", err, out)
 			}
 		})
 	}
@@ -461,6 +511,10 @@ func checkSafety(boot *bootstrapv3.Bootstrap, nodes []node, limits checkLimits) 
 		case *hcmv3.HttpConnectionManager:
 			nHCM++
 			checkHCM(n.path, m, fail)
+		case *tlsv3.UpstreamTlsContext:
+			checkTLSVersions(n.path, m.GetCommonTlsContext().GetTlsParams(), "upstream", tlsv3.TlsParameters_TLSv1_2, fail)
+		case *tlsv3.DownstreamTlsContext:
+			checkTLSVersions(n.path, m.GetCommonTlsContext().GetTlsParams(), "downstream", tlsv3.TlsParameters_TLSv1_3, fail)
 		case *corev3.GrpcService_EnvoyGrpc:
 			if clusters[m.GetClusterName()] == nil {
 				fail(n.path, "gRPC service cluster %q is not defined", m.GetClusterName())
@@ -652,6 +706,24 @@ func checkListener(p string, l *listenerv3.Listener, fail failFunc) {
 		if !hasURISANMatcher(dtc.GetCommonTlsContext(), false) {
 			fail(cp, "no match_typed_subject_alt_names URI matcher: any certificate of the trust domain would be accepted as an agent")
 		}
+	}
+}
+
+// checkTLSVersions checks that a TLS context can negotiate some version: Envoy's defaults are a
+// TLSv1_2 minimum, and a TLSv1_2 maximum for upstream (client) connections, TLSv1_3 for
+// downstream ones. A TLSv1_3 minimum without a TLSv1_3 maximum on an upstream connection
+// passes Envoy's own validation, but every handshake then fails (NO_SUPPORTED_VERSIONS_ENABLED),
+// as real Envoy shows (TestRealEnvoyCheckRequest).
+func checkTLSVersions(p string, tp *tlsv3.TlsParameters, side string, defaultMax tlsv3.TlsParameters_TlsProtocol, fail failFunc) {
+	lo, hi := tp.GetTlsMinimumProtocolVersion(), tp.GetTlsMaximumProtocolVersion()
+	if lo == tlsv3.TlsParameters_TLS_AUTO {
+		lo = tlsv3.TlsParameters_TLSv1_2
+	}
+	if hi == tlsv3.TlsParameters_TLS_AUTO {
+		hi = defaultMax
+	}
+	if lo > hi {
+		fail(p, "tls_minimum_protocol_version %v is above the maximum %v (Envoy's default for %s connections unless tls_maximum_protocol_version is set): every handshake would fail", lo, hi, side)
 	}
 }
 
