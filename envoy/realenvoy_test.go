@@ -231,6 +231,49 @@ func TestRealEnvoyCheckRequest(t *testing.T) {
 		}
 	})
 
+	t.Run("chunked and empty bodies", func(t *testing.T) {
+		// A chunked body: Envoy has consumed the chunking, so the check has neither
+		// transfer-encoding nor content-length, only the body and its size.
+		fp.authz.answer("chunked", allow)
+		rawHTTP1(t, fp.addr, fp.agentTLS, "POST /v1/x HTTP/1.1\r\nHost: helpdesk.acme.internal\r\nx-probe: chunked\r\n"+
+			"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+		cr := fp.authz.onlyCheck(t, "chunked")
+		h := cr.GetAttributes().GetRequest().GetHttp()
+		if string(h.GetRawBody()) != "hello world" || h.GetSize() != 11 || first(headerValues(cr, "x-envoy-auth-partial-body")) != "false" ||
+			len(headerValues(cr, "transfer-encoding")) != 0 || len(headerValues(cr, "content-length")) != 0 {
+			t.Errorf("chunked: raw_body %q size %d, headers %q", h.GetRawBody(), h.GetSize(), headerNames(cr))
+		}
+		// An empty body is no body: no raw_body, no partial-body marker.
+		fp.send(t, "empty", allow, "POST", "/v1/x", nil, "")
+		cr = fp.authz.onlyCheck(t, "empty")
+		h = cr.GetAttributes().GetRequest().GetHttp()
+		if len(h.GetRawBody()) != 0 || h.GetSize() != 0 || len(headerValues(cr, "x-envoy-auth-partial-body")) != 0 || first(headerValues(cr, "content-length")) != "0" {
+			t.Errorf("empty: raw_body %q size %d, headers %q", h.GetRawBody(), h.GetSize(), headerNames(cr))
+		}
+	})
+
+	t.Run("an agent's own x-envoy-auth-partial-body never reaches the check", func(t *testing.T) {
+		// Envoy leaves the agent's header out of the check and, with a body, adds its own; the
+		// agent's header is still forwarded to the API as sent.
+		for probe, body := range map[string]string{"forged-get": "", "forged-post": "hi"} {
+			method := "GET"
+			if body != "" {
+				method = "POST"
+			}
+			fp.send(t, probe, allow, method, "/v1/x", []string{"X-Envoy-Auth-Partial-Body: true"}, body)
+			want := []string(nil)
+			if body != "" {
+				want = []string{"false"}
+			}
+			if got := headerValues(fp.authz.onlyCheck(t, probe), "x-envoy-auth-partial-body"); !slices.Equal(got, want) {
+				t.Errorf("%s: the check's x-envoy-auth-partial-body = %q, want %q", probe, got, want)
+			}
+			if reqs := fp.helpdesk.requestsOf(probe); len(reqs) != 1 || reqs[0].header.Get("X-Envoy-Auth-Partial-Body") != "true" {
+				t.Errorf("%s: the API got %+v", probe, reqs)
+			}
+		}
+	})
+
 	t.Run("body at and over max_request_bytes", func(t *testing.T) {
 		const limit = 65536
 		resp, _ := fp.send(t, "limit", allow, "POST", "/v1/upload", nil, strings.Repeat("a", limit))
