@@ -21,6 +21,9 @@ import (
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
+	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/server"
 )
@@ -75,7 +78,7 @@ func startApprovals(t *testing.T) *approvalServer {
 		"  - name: bob\n    groups: [helpdesk-leads]\n    token_sha256: "+tokenHash(bobToken)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tokens, err := approval.ReadTokens(approvers)
+	tokens, err := signin.ReadTokens(approvers)
 	if err != nil {
 		t.Fatalf("ReadTokens: %v", err)
 	}
@@ -90,12 +93,12 @@ func startApprovals(t *testing.T) *approvalServer {
 			t.Error(err)
 		}
 	})
-	mem := approval.NewMemory()
-	api := &approval.API{Store: mem, Auth: approval.Chain{tokens}, Clock: s.clock.Now, Events: log}
+	mem := memstore.New()
+	approvals := &api.API{Store: mem, Auth: signin.Chain{tokens}, Clock: s.clock.Now, Events: log}
 	srv := startServer(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store, Decisions: log,
 		Approvals:  &approval.Gate{Store: mem, Clock: s.clock.Now, Events: log},
-		APIHandler: api.Register,
+		APIHandler: approvals.Register,
 	})
 	s.client = authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
 	s.base = "http://" + srv.HTTPAddr().String()
@@ -477,7 +480,7 @@ func TestApproverNotAWorkload(t *testing.T) {
 		tokenHash("x")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := approval.ReadTokens(p); err == nil || !strings.Contains(err.Error(), "workload identity") {
+	if _, err := signin.ReadTokens(p); err == nil || !strings.Contains(err.Error(), "workload identity") {
 		t.Errorf("ReadTokens of an approvers file naming the helpdesk agent: %v", err)
 	}
 }

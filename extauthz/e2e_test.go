@@ -33,6 +33,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/policy"
@@ -193,7 +194,7 @@ func TestChecks(t *testing.T) {
 	store, _ := loadDemo(t)
 	cases := loadCases(t)
 	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store,
-		Approvals: &approval.Gate{Store: approval.NewMemory()}})
+		Approvals: &approval.Gate{Store: memstore.New()}})
 	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
 	var ids sync.Map // decision id -> case name
 

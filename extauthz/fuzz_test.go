@@ -17,6 +17,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy/decision"
 	"github.com/agentauthz/agentauthz/policy/target"
@@ -121,7 +122,7 @@ func FuzzCheck(f *testing.F) {
 	// reports them.
 	var failures syncBuffer
 	srv := extauthz.New(engine.New(engine.Config{
-		Store: store, Approvals: &approval.Gate{Store: approval.NewMemory()},
+		Store: store, Approvals: &approval.Gate{Store: memstore.New()},
 		Log: slog.New(slog.NewTextHandler(&failures, nil)),
 	}))
 	fuzzSeeds(f)

@@ -14,6 +14,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/boltstore"
+	"github.com/agentauthz/agentauthz/internal/approval/console"
+	"github.com/agentauthz/agentauthz/internal/approval/notify"
+	"github.com/agentauthz/agentauthz/internal/approval/pgstore"
+	"github.com/agentauthz/agentauthz/internal/approval/signin"
+	"github.com/agentauthz/agentauthz/internal/approval/slack"
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/policy"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
@@ -34,12 +41,12 @@ type approvalFlags struct {
 type approvals struct {
 	store approval.Store
 	gate  *approval.Gate
-	api   *approval.API
+	api   *api.API
 	// notify delivers the policy's notifiers' announcements and decisions.
-	notify     *approval.Dispatcher
-	slackUsers approval.SlackUsers
+	notify     *notify.Dispatcher
+	slackUsers slack.Users
 	// slack takes Slack's button clicks; nil without a Slack notifier.
-	slack *approval.SlackInteractions
+	slack *slack.Interactions
 }
 
 // DemoApproverTokenEnv holds the demo approver's token; without it one is generated.
@@ -52,9 +59,9 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 	if err != nil {
 		return nil, err
 	}
-	var auth approval.Chain
+	var auth signin.Chain
 	if f.approvers != "" {
-		tokens, err := approval.ReadTokens(f.approvers)
+		tokens, err := signin.ReadTokens(f.approvers)
 		if err != nil {
 			store.Close()
 			return nil, err
@@ -70,7 +77,7 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 			log.Warn("demo approver alice (group it-admins) has a generated token; set "+DemoApproverTokenEnv+" to choose it",
 				"approver_token", token)
 		}
-		auth = append(auth, approval.NewTokens(map[string]approval.Approver{token: {Name: "alice", Groups: []string{"it-admins"}}}))
+		auth = append(auth, signin.NewTokens(map[string]approval.Approver{token: {Name: "alice", Groups: []string{"it-admins"}}}))
 	}
 	if f.oidcIssuer != "" || f.oidcClientID != "" {
 		if f.oidcIssuer == "" || f.oidcClientID == "" {
@@ -78,7 +85,7 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 			return nil, fmt.Errorf("--oidc-issuer and --oidc-client-id go together")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		o, err := approval.NewOIDC(ctx, approval.OIDCConfig{Issuer: f.oidcIssuer, ClientID: f.oidcClientID,
+		o, err := signin.NewOIDC(ctx, signin.OIDCConfig{Issuer: f.oidcIssuer, ClientID: f.oidcClientID,
 			NameClaim: f.oidcNameClaim, GroupsClaim: f.oidcGroupsClaim, Log: log})
 		cancel()
 		if err != nil {
@@ -87,9 +94,9 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 		}
 		auth = append(auth, o)
 	}
-	var slackUsers approval.SlackUsers
+	var slackUsers slack.Users
 	if f.slackUsers != "" {
-		if slackUsers, err = approval.ReadSlackUsers(f.slackUsers); err != nil {
+		if slackUsers, err = slack.ReadUsers(f.slackUsers); err != nil {
 			store.Close()
 			return nil, fmt.Errorf("--slack-users: %v", err)
 		}
@@ -99,7 +106,7 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 	}
 	a := &approvals{store: store, slackUsers: slackUsers}
 	a.gate = &approval.Gate{Store: store, Events: events, Log: log}
-	a.api = &approval.API{Store: store, Auth: auth, Events: events, Log: log}
+	a.api = &api.API{Store: store, Auth: auth, Events: events, Log: log}
 	return a, nil
 }
 
@@ -109,7 +116,7 @@ func openStore(f approvalFlags) (approval.Store, error) {
 	if f.storeDSN != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		st, err := approval.OpenPostgres(ctx, f.storeDSN)
+		st, err := pgstore.Open(ctx, f.storeDSN)
 		if err != nil {
 			return nil, fmt.Errorf("--approval-store: %v", err)
 		}
@@ -118,7 +125,7 @@ func openStore(f approvalFlags) (approval.Store, error) {
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--data-dir: %v", err)
 	}
-	st, err := approval.OpenBolt(filepath.Join(f.dataDir, "approvals.db"))
+	st, err := boltstore.Open(filepath.Join(f.dataDir, "approvals.db"))
 	if err != nil {
 		return nil, fmt.Errorf("--data-dir: %v", err)
 	}
@@ -128,7 +135,7 @@ func openStore(f approvalFlags) (approval.Store, error) {
 // register adds the approval API and the approvers' web console (/approvals/) to the HTTP listener.
 func (a *approvals) register(mux *http.ServeMux) {
 	a.api.Register(mux)
-	(&approval.Console{API: a.api}).Register(mux)
+	(&console.Console{API: a.api}).Register(mux)
 	if a.slack != nil {
 		a.slack.Register(mux)
 	}
@@ -143,15 +150,16 @@ func (a *approvals) startNotifiers(notifiers []*policyv1.Notifier, reg prometheu
 		Help: "Approval notifications by notifier, event and outcome (delivered, retry, failed, dropped).",
 	}, []string{"notifier", "event", "outcome"})
 	reg.MustRegister(counted)
-	a.notify = approval.NewDispatcher(approval.DispatcherConfig{Log: log,
+	a.notify = notify.NewDispatcher(notify.DispatcherConfig{Log: log, Slack: slack.Builder(""),
 		Observe: func(notifier, event, outcome string) { counted.WithLabelValues(notifier, event, outcome).Inc() }})
 	if err := a.notify.Load(notifiers); err != nil {
 		return fmt.Errorf("notifiers: %v", err)
 	}
 	a.gate.Announce, a.api.Decided = a.notify.Enqueue, a.notify.Decided
 	switch {
-	case a.notify.HasSlack():
-		a.slack = &approval.SlackInteractions{API: a.api, Users: a.slackUsers, Secrets: a.notify.SlackSigningSecrets, Log: log}
+	case slack.Any(a.notify.Notifiers()):
+		secrets := func() []string { return slack.SigningSecrets(a.notify.Notifiers()) }
+		a.slack = &slack.Interactions{API: a.api, Users: a.slackUsers, Secrets: secrets, Log: log}
 		if len(a.slackUsers) == 0 {
 			log.Warn("no Slack users (--slack-users FILE): Slack's Approve and Deny buttons are refused")
 		}

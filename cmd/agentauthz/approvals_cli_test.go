@@ -15,6 +15,9 @@ import (
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
+	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/policy"
@@ -61,22 +64,22 @@ func startCLIServer(t *testing.T) *cliServer {
 	}
 	pol := &policy.Store{}
 	pol.Swap(snap)
-	s := &cliServer{store: &failingStore{Store: approval.NewMemory()}}
+	s := &cliServer{store: &failingStore{Store: memstore.New()}}
 	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	s.now = func() time.Time {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		return start.Add(s.offset)
 	}
-	auth := approval.NewTokens(map[string]approval.Approver{
+	auth := signin.NewTokens(map[string]approval.Approver{
 		aliceCLIToken: {Name: "alice", Groups: []string{"it-admins"}},
 		bobCLIToken:   {Name: "bob", Groups: []string{"sales"}},
 	})
-	api := &approval.API{Store: s.store, Auth: auth, Clock: s.now}
+	approvals := &api.API{Store: s.store, Auth: auth, Clock: s.now}
 	srv, err := server.Start(server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: pol,
 		Approvals:  &approval.Gate{Store: s.store, Clock: s.now},
-		APIHandler: api.Register,
+		APIHandler: approvals.Register,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -11,6 +11,12 @@
 //
 // Stores keep approvals; consuming one is a single atomic step in the store, so that many
 // identical retries at the same instant, across replicas sharing a store, let one through.
+//
+// This package is the core that the decision engine links: approvals, the Store interface, the
+// Gate and the digest. It links no database, notifier or identity provider. Those live below
+// it, each in its own package, and cmd chooses and wires them: the stores (memstore, boltstore,
+// pgstore), notifications (notify, slack), approver sign-in (signin), the approvers' HTTP API
+// (api) and web console (console).
 package approval
 
 import (
@@ -158,9 +164,9 @@ func ValidID(s string) bool {
 	return true
 }
 
-// consumeCheck decides whether a stored approval may be consumed now. Stores share it so that
-// they agree on every case; the atomicity is theirs.
-func consumeCheck(a Approval, agent, digest string, now time.Time) error {
+// CheckConsume decides whether a, as stored, may be consumed now by agent for digest. Stores
+// share it so that they agree on every case; the atomicity is theirs.
+func (a Approval) CheckConsume(agent, digest string, now time.Time) error {
 	if a.Agent != agent || a.Digest != digest {
 		return ErrMismatch
 	}
@@ -178,8 +184,8 @@ func consumeCheck(a Approval, agent, digest string, now time.Time) error {
 	}
 }
 
-// decideCheck decides whether a stored approval may be decided now.
-func decideCheck(a Approval, now time.Time) error {
+// CheckDecide decides whether a, as stored, may be decided now.
+func (a Approval) CheckDecide(now time.Time) error {
 	switch a.Current(now) {
 	case Pending:
 		return nil
@@ -190,8 +196,8 @@ func decideCheck(a Approval, now time.Time) error {
 	}
 }
 
-// apply records a verdict on a pending approval.
-func apply(a Approval, v Verdict, now time.Time) Approval {
+// WithVerdict is a, pending, with v recorded at now: approved (usable for UseWithin) or denied.
+func (a Approval) WithVerdict(v Verdict, now time.Time) Approval {
 	a.DecidedAt, a.DecidedBy, a.Comment = now, v.By, v.Comment
 	if v.Approve {
 		a.State = Approved
@@ -200,4 +206,18 @@ func apply(a Approval, v Verdict, now time.Time) Approval {
 		a.State = Denied
 	}
 	return a
+}
+
+// EndedBefore reports whether a ended (was denied, used or expired) before cutoff: what a
+// store's Purge deletes.
+func (a Approval) EndedBefore(cutoff time.Time) bool {
+	switch a.Current(cutoff) {
+	case Denied:
+		return a.DecidedAt.Before(cutoff)
+	case Used:
+		return a.UsedAt.Before(cutoff)
+	case Expired:
+		return true
+	}
+	return false
 }

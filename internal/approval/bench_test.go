@@ -9,6 +9,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/boltstore"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -38,9 +40,9 @@ func BenchmarkGate(b *testing.B) {
 		name string
 		open func(b *testing.B) approval.Store
 	}{
-		{"memory", func(*testing.B) approval.Store { return approval.NewMemory() }},
+		{"memory", func(*testing.B) approval.Store { return memstore.New() }},
 		{"embedded", func(b *testing.B) approval.Store {
-			s, err := approval.OpenBolt(filepath.Join(b.TempDir(), "approvals.db"))
+			s, err := boltstore.Open(filepath.Join(b.TempDir(), "approvals.db"))
 			if err != nil {
 				b.Fatal(err)
 			}

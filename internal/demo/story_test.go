@@ -24,6 +24,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/console"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
+	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/demo/bi"
 	"github.com/agentauthz/agentauthz/internal/demo/demoagent"
@@ -107,10 +111,10 @@ func TestStory(t *testing.T) {
 	}
 	store := &policy.Store{}
 	store.Swap(snap)
-	approvals := approval.NewMemory()
-	api := &approval.API{
+	approvals := memstore.New()
+	approvers := &api.API{
 		Store: approvals,
-		Auth:  approval.NewTokens(map[string]approval.Approver{aliceToken: {Name: "alice", Groups: []string{"it-admins"}}}),
+		Auth:  signin.NewTokens(map[string]approval.Approver{aliceToken: {Name: "alice", Groups: []string{"it-admins"}}}),
 	}
 	authz, err := server.Start(server.Config{
 		GRPCAddr:  "127.0.0.1:0",
@@ -118,8 +122,8 @@ func TestStory(t *testing.T) {
 		Store:     store,
 		Approvals: &approval.Gate{Store: approvals},
 		APIHandler: func(mux *http.ServeMux) {
-			api.Register(mux)
-			(&approval.Console{API: api}).Register(mux)
+			approvers.Register(mux)
+			(&console.Console{API: approvers}).Register(mux)
 		},
 		// The race detector slows checks down; the default 200ms deadline is for production.
 		CheckTimeout: 5 * time.Second,

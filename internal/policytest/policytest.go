@@ -44,6 +44,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
@@ -213,7 +214,7 @@ func mustMarshal(n *yaml.Node) []byte {
 func Engine(snap *policy.Snapshot, bundles jwtbundle.Source) *engine.Engine {
 	return engine.New(engine.Config{
 		Store:      policy.NewStore(snap),
-		Approvals:  &approval.Gate{Store: approval.NewMemory()},
+		Approvals:  &approval.Gate{Store: memstore.New()},
 		JWTBundles: bundles,
 		// Offline, nothing waits on a network: the deadline only guards against a policy that
 		// takes pathologically long, and must not turn a slow CI machine's answer into a deny.

@@ -1,0 +1,253 @@
+// Package api is the approvers' JSON API on the HTTP listener, and the one path every way of
+// deciding a held request takes (the API, the web console, Slack's buttons).
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/agentauthz/agentauthz/internal/approval"
+)
+
+// ErrUnauthenticated means the request carries no credential an Authenticator accepts.
+var ErrUnauthenticated = errors.New("approval: not authenticated")
+
+// Authenticator establishes who calls the approval API and the console: signin.Tokens,
+// signin.OIDC, or a signin.Chain of them.
+type Authenticator interface {
+	Authenticate(r *http.Request) (approval.Approver, error)
+}
+
+// API is the approvers' JSON API on the HTTP listener:
+//
+//	GET  /v1/approvals?state=pending|approved|denied|expired|used
+//	GET  /v1/approvals/{id}
+//	POST /v1/approvals/{id}/approve   {"comment": "..."}
+//	POST /v1/approvals/{id}/deny      {"comment": "..."}
+//
+// Every call is authenticated. Only an approver the held route names may decide, and never the
+// agent whose request it is.
+type API struct {
+	Store approval.Store
+	Auth  Authenticator
+	// Clock is injected for tests; nil means time.Now.
+	Clock  func() time.Time
+	Events approval.EventLog
+	Log    *slog.Logger
+	// Decided is told about each decision (to update notifications); may be nil.
+	Decided func(approval.Approval)
+}
+
+// Register adds the API's routes to mux.
+func (api *API) Register(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/approvals", api.list)
+	mux.HandleFunc("GET /v1/approvals/{id}", api.get)
+	mux.HandleFunc("POST /v1/approvals/{id}/approve", func(w http.ResponseWriter, r *http.Request) { api.decide(w, r, true) })
+	mux.HandleFunc("POST /v1/approvals/{id}/deny", func(w http.ResponseWriter, r *http.Request) { api.decide(w, r, false) })
+}
+
+// Now is the API's time: its Clock, or time.Now.
+func (api *API) Now() time.Time {
+	if api.Clock != nil {
+		return api.Clock()
+	}
+	return time.Now()
+}
+
+// WriteProblem writes an RFC 9457 error.
+func WriteProblem(w http.ResponseWriter, status int, code, detail string) {
+	w.Header().Set("content-type", "application/problem+json")
+	w.Header().Set("cache-control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{ // the client went away; nothing to do
+		"type": "urn:agentauthz:problem:" + code, "title": http.StatusText(status), "status": status,
+		"code": code, "detail": detail,
+	})
+}
+
+// WriteJSON writes v as the JSON answer.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("content-type", "application/json")
+	w.Header().Set("cache-control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
+}
+
+// authenticate answers 401 itself and returns false when the caller is not an approver.
+func (api *API) authenticate(w http.ResponseWriter, r *http.Request) (approval.Approver, bool) {
+	p, err := api.Auth.Authenticate(r)
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		w.Header().Set("www-authenticate", `Bearer realm="agentauthz approvals"`)
+		WriteProblem(w, http.StatusUnauthorized, "unauthenticated", "Sign in as an approver: send Authorization: Bearer <token>.")
+		return approval.Approver{}, false
+	case err != nil:
+		WriteProblem(w, http.StatusServiceUnavailable, "internal_error", "Authentication is unavailable; retry later.")
+		return approval.Approver{}, false
+	case approval.IsWorkload(p.Name):
+		WriteProblem(w, http.StatusForbidden, "forbidden", "Workload identities cannot use the approval API.")
+		return approval.Approver{}, false
+	}
+	return p, true
+}
+
+func (api *API) list(w http.ResponseWriter, r *http.Request) {
+	if _, ok := api.authenticate(w, r); !ok {
+		return
+	}
+	state := approval.State(r.URL.Query().Get("state"))
+	if state != "" && !approval.ValidState(state) {
+		WriteProblem(w, http.StatusBadRequest, "bad_state", "state must be pending, approved, denied, expired or used.")
+		return
+	}
+	list, err := api.Store.List(r.Context(), state, api.Now())
+	if err != nil {
+		api.StoreFailed(w, err)
+		return
+	}
+	if list == nil {
+		list = []approval.Approval{}
+	}
+	WriteJSON(w, http.StatusOK, map[string]any{"approvals": list})
+}
+
+func (api *API) get(w http.ResponseWriter, r *http.Request) {
+	if _, ok := api.authenticate(w, r); !ok {
+		return
+	}
+	id := r.PathValue("id")
+	if !approval.ValidID(id) {
+		WriteProblem(w, http.StatusNotFound, "not_found", "No such approval.")
+		return
+	}
+	a, err := api.Store.Get(r.Context(), id, api.Now())
+	if errors.Is(err, approval.ErrNotFound) {
+		WriteProblem(w, http.StatusNotFound, "not_found", "No such approval.")
+		return
+	}
+	if err != nil {
+		api.StoreFailed(w, err)
+		return
+	}
+	WriteJSON(w, http.StatusOK, a)
+}
+
+// maxComment bounds an approver's comment.
+const maxComment = 2000
+
+func (api *API) decide(w http.ResponseWriter, r *http.Request, approve bool) {
+	p, ok := api.authenticate(w, r)
+	if !ok {
+		return
+	}
+	var body struct {
+		Comment string `json:"comment"`
+	}
+	data, err := io.ReadAll(io.LimitReader(r.Body, 16<<10))
+	if err == nil && len(strings.TrimSpace(string(data))) > 0 {
+		dec := json.NewDecoder(strings.NewReader(string(data)))
+		dec.DisallowUnknownFields()
+		if err = dec.Decode(&body); err == nil && dec.More() {
+			err = errors.New("data after the JSON object")
+		}
+	}
+	if err != nil || len(body.Comment) > maxComment {
+		WriteProblem(w, http.StatusBadRequest, "bad_request", `Send {"comment": "..."} (at most 2000 bytes), or no body.`)
+		return
+	}
+	a, refused := api.DecideAs(r.Context(), p, r.PathValue("id"), approve, body.Comment)
+	if refused != nil {
+		WriteProblem(w, refused.Status, refused.Code, refused.Detail)
+		return
+	}
+	WriteJSON(w, http.StatusOK, a)
+}
+
+// Refusal is a decision that was not made: the problem to answer.
+type Refusal struct {
+	Status       int
+	Code, Detail string
+}
+
+// MayDecide says why p may not decide a, or "" when p may: only a person among the approvers
+// the held route names, and never the agent whose request it is.
+func MayDecide(p approval.Approver, a approval.Approval) string {
+	switch {
+	case p.Name == "" || approval.IsWorkload(p.Name):
+		return "workload identities cannot decide"
+	case p.Name == a.Agent:
+		return "it is your own request"
+	case !p.May(a.Approvers):
+		return "you are not one of its approvers (" + strings.Join(a.Approvers, ", ") + ")"
+	}
+	return ""
+}
+
+// DecideAs records p's verdict on approval id: the one path every way of deciding takes (the
+// API, the console, Slack's buttons). It checks MayDecide, decides in the store, writes the
+// audit event (with attrs added, e.g. via=console) and tells the Decided hook.
+func (api *API) DecideAs(ctx context.Context, p approval.Approver, id string, approve bool, comment string, attrs ...slog.Attr) (approval.Approval, *Refusal) {
+	if !approval.ValidID(id) {
+		return approval.Approval{}, &Refusal{http.StatusNotFound, "not_found", "No such approval."}
+	}
+	if len(comment) > maxComment {
+		return approval.Approval{}, &Refusal{http.StatusBadRequest, "bad_request", "The comment is longer than 2000 bytes."}
+	}
+	now := api.Now()
+	a, err := api.Store.Get(ctx, id, now)
+	if errors.Is(err, approval.ErrNotFound) {
+		return approval.Approval{}, &Refusal{http.StatusNotFound, "not_found", "No such approval."}
+	}
+	if err != nil {
+		return approval.Approval{}, api.storeRefusal(err)
+	}
+	if MayDecide(p, a) != "" {
+		return approval.Approval{}, &Refusal{http.StatusForbidden, "forbidden", "You are not one of this request's approvers (" + strings.Join(a.Approvers, ", ") + ")."}
+	}
+	a, err = api.Store.Decide(ctx, id, approval.Verdict{Approve: approve, By: p.Name, Comment: comment}, now)
+	switch {
+	case errors.Is(err, approval.ErrExpired):
+		return approval.Approval{}, &Refusal{http.StatusGone, "expired", "This request expired before it was decided."}
+	case errors.Is(err, approval.ErrNotPending):
+		return approval.Approval{}, &Refusal{http.StatusConflict, "not_pending", "This request was already decided."}
+	case err != nil:
+		return approval.Approval{}, api.storeRefusal(err)
+	}
+	kind := "approval.denied"
+	if approve {
+		kind = "approval.approved"
+	}
+	if api.Events != nil {
+		base := []slog.Attr{slog.String("approval_id", a.ID), slog.String("agent", a.Agent),
+			slog.String("rule", a.Rule), slog.String("by", p.Name), slog.String("comment", a.Comment),
+			slog.String("digest", a.Digest)}
+		if err := api.Events.Write(kind, append(base, attrs...)...); err != nil && api.Log != nil {
+			api.Log.Error("approval event not recorded", "kind", kind, "approval_id", a.ID, "error", err.Error())
+		}
+	}
+	if api.Decided != nil {
+		api.Decided(a)
+	}
+	return a, nil
+}
+
+func (api *API) storeRefusal(err error) *Refusal {
+	if api.Log != nil {
+		api.Log.Error("approval store failed", "error", err.Error())
+	}
+	return &Refusal{http.StatusServiceUnavailable, "internal_error", "The approval store is unavailable; retry later."}
+}
+
+// StoreFailed logs a store's failure and answers 503.
+func (api *API) StoreFailed(w http.ResponseWriter, err error) {
+	if api.Log != nil {
+		api.Log.Error("approval store failed", "error", err.Error())
+	}
+	WriteProblem(w, http.StatusServiceUnavailable, "internal_error", "The approval store is unavailable; retry later.")
+}

@@ -1,0 +1,250 @@
+package browsertest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/console"
+	"github.com/agentauthz/agentauthz/internal/approval/memstore"
+	"github.com/agentauthz/agentauthz/internal/approval/signin"
+	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+const (
+	consoleAliceToken = "alice-console-token"
+	consoleBobToken   = "bob-console-token"
+	consoleAgent      = "spiffe://acme.internal/agent/helpdesk"
+	consoleResetPath  = "/v1/users/jdoe/password-reset"
+	// consoleHostile is a path an agent controls; the console must show it as text.
+	consoleHostile     = "/v1/<script>alert(1)</script>"
+	consoleHostileBody = "{\n  \"reason\": \"<img src=x onerror=alert(2)>\"\n}"
+)
+
+// consoleWiring registers the API and the console over store, as serve does.
+func consoleWiring(store approval.Store) func(*http.ServeMux) {
+	a := &api.API{Store: store, Auth: signin.NewTokens(map[string]approval.Approver{
+		consoleAliceToken: {Name: "alice", Groups: []string{"it-admins"}},
+		consoleBobToken:   {Name: "bob", Groups: []string{"finance"}},
+	})}
+	return func(mux *http.ServeMux) { a.Register(mux); (&console.Console{API: a}).Register(mux) }
+}
+
+// consoleHold stores a pending approval the way the gate does.
+func consoleHold(t *testing.T, store approval.Store, agent, path, body string, approvers ...string) approval.Approval {
+	t.Helper()
+	now := time.Now()
+	a, _, err := store.Hold(context.Background(), approval.Approval{ID: approval.NewID(), Agent: agent, Digest: approval.NewID(),
+		Rule: "reset-password", Method: "POST", Host: "helpdesk.acme.internal", Path: path, Body: body,
+		Approvers: approvers, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), UseWithin: 15 * time.Minute}, now)
+	if err != nil {
+		t.Fatalf("Hold: %v", err)
+	}
+	return a
+}
+
+// TestConsoleBrowser runs the whole flow in Debian's Chromium against the real server: the agent
+// is held, alice signs in, sees the request arrive, approves it, and the agent's retry passes.
+func TestConsoleBrowser(t *testing.T) {
+	bin, _ := exec.LookPath("chromium")
+	version, err := exec.Command(bin, "--version").Output()
+	if err != nil && os.Getenv("CI") != "" {
+		t.Fatalf("chromium not installed: %v (apt-get install -y chromium)", err)
+	} else if err != nil {
+		t.Skip("chromium not installed: apt-get install -y chromium")
+	}
+	t.Logf("browser: %s", bytes.TrimSpace(version))
+
+	t.Setenv("AGENTAUTHZ_HELPDESK_TOKEN", "console-test-helpdesk-token")
+	snap, err := demo.Load(slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	policies, store := &policy.Store{}, memstore.New()
+	policies.Swap(snap)
+	t.Cleanup(func() { store.Close() })
+	srv, err := server.Start(server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: policies,
+		Approvals: &approval.Gate{Store: store}, APIHandler: consoleWiring(store)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	check := func(approvalID string) *authv3.CheckResponse { // the agent's request, as Envoy asks about it
+		t.Helper()
+		h := map[string]string{":authority": "helpdesk.acme.internal", ":method": "POST", ":path": consoleResetPath,
+			":scheme": "https", "content-type": "application/json", "x-envoy-auth-partial-body": "false"}
+		if approvalID != "" {
+			h[approval.Header] = approvalID
+		}
+		resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
+			Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{Principal: consoleAgent},
+				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+					Method: "POST", Host: "helpdesk.acme.internal", Path: consoleResetPath, Scheme: "https",
+					Protocol: "HTTP/2", Headers: h, Body: `{"reason":"User locked out after travel"}`}}}})
+		if err != nil {
+			t.Fatalf("Check: %v", err)
+		}
+		return resp
+	}
+	// A request alice may not decide, with a hostile path and body, is already waiting.
+	other := consoleHold(t, store, consoleAgent, consoleHostile, consoleHostileBody, "group:db-admins")
+
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), chromedp.ExecPath(bin),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true), chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true), chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1280, 900))
+	t.Cleanup(cancel)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil { // start the browser before anything else uses ctx
+		t.Fatalf("starting chromium: %v", err)
+	}
+	var dialogs atomic.Int32 // alert() from hostile text would open one
+	opening := chromedp.Events(ctx, page.JavascriptDialogOpening)
+	go func() {
+		for _, err := range opening {
+			if err != nil {
+				return
+			}
+			dialogs.Add(1)
+			_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{})
+		}
+	}()
+	// Each step has its own deadline, so that a failed one leaves the page to look at.
+	step := func(d time.Duration) context.Context {
+		sctx, cancel := context.WithTimeout(ctx, d)
+		t.Cleanup(cancel)
+		return sctx
+	}
+	shows := func() string {
+		s, _ := chromedp.Run(step(5*time.Second), chromedp.Evaluate[string](`location.href + "\n" + document.body.innerText`))
+		return s
+	}
+	run := func(what string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(step(30*time.Second), actions...); err != nil {
+			t.Fatalf("%s: %v; the page shows:\n%s", what, err, shows())
+		}
+	}
+	js := func(expr string) string { // String(expr), evaluated in the page
+		t.Helper()
+		s, err := chromedp.Run(step(10*time.Second), chromedp.Evaluate[string]("String("+expr+")"))
+		if err != nil {
+			t.Fatalf("%s: %v", expr, err)
+		}
+		return s
+	}
+	text := func(sel string) string { return js("document.querySelector(" + strconv.Quote(sel) + ").textContent") }
+	showing := func(id string) chromedp.Action[chromedp.Void] {
+		return chromedp.Poll[chromedp.Void](`document.getElementById("d-id").textContent === "` + id + `"`)
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		png, err := chromedp.Run(step(20*time.Second), chromedp.FullScreenshot(100))
+		if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG\r\n\x1a\n")) {
+			t.Fatalf("screenshot %s: %v (%d bytes, not a PNG)", name, err, len(png))
+		}
+		dir := os.Getenv("AGENTAUTHZ_SCREENSHOT_DIR") // to keep them; by default they go with the test
+		if dir == "" {
+			dir = t.TempDir()
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("screenshot: %s", filepath.Join(dir, name))
+	}
+	row := func(id string) string { return `#pending tr[data-id="` + id + `"]` }
+
+	base := "http://" + srv.HTTPAddr().String() + "/approvals/"
+	run("sign in", chromedp.Navigate(base), chromedp.WaitVisible(chromedp.ID("token")),
+		chromedp.SendKeys(chromedp.ID("token"), consoleAliceToken), chromedp.Click(chromedp.ID("signin-button")),
+		chromedp.WaitVisible(chromedp.CSS(row(other.ID))))
+
+	// The agent asks; the held request appears in the open list without a reload.
+	held := check("")
+	var problem struct {
+		ApprovalID string `json:"approval_id"`
+	}
+	if code := held.GetDeniedResponse().GetStatus().GetCode(); code != 428 ||
+		json.Unmarshal([]byte(held.GetDeniedResponse().GetBody()), &problem) != nil || !approval.ValidID(problem.ApprovalID) {
+		t.Fatalf("first check: want 428 with approval_id, got %d %s", code, held.GetDeniedResponse().GetBody())
+	}
+	id := problem.ApprovalID
+	run("new request listed", chromedp.WaitVisible(chromedp.CSS(row(id))))
+	for _, want := range []string{consoleAgent, "POST", "helpdesk.acme.internal", consoleResetPath, "reset-password", "ago", "in 1"} {
+		if got := text(row(id)); !strings.Contains(got, want) {
+			t.Errorf("list row %q lacks %q", got, want)
+		}
+	}
+	if got := text(row(other.ID) + " a"); got != consoleHostile || js("document.scripts.length + document.images.length") != "1" || text("#who-name") != "alice" {
+		t.Errorf("hostile path shown as %q, or it became markup, or alice is not signed in", got)
+	}
+	screenshot("list.png")
+
+	// Open it, read it in full, approve it with a comment.
+	if resp, err := chromedp.RunResponse(step(30*time.Second), chromedp.Click(chromedp.CSS(row(id)+" a"))); err != nil || resp.Status != 200 {
+		t.Fatalf("open the request: %v; the page shows:\n%s", err, shows())
+	}
+	run("open", showing(id))
+	for sel, want := range map[string]string{"#d-agent": consoleAgent, "#d-method": "POST", "#d-host": "helpdesk.acme.internal",
+		"#d-path": consoleResetPath, "#d-rule": "reset-password", "#d-reason": "A password reset locks the user out of every session.",
+		"#d-body": `"reason": "User locked out after travel"`, "#d-approvers": "group:it-admins", "#d-state": "pending"} {
+		if got := text(sel); !strings.Contains(got, want) {
+			t.Errorf("%s: %q, want %q", sel, got, want)
+		}
+	}
+	run("approve", chromedp.SendKeys(chromedp.ID("comment"), "Verified with jdoe by phone"),
+		chromedp.Click(chromedp.ID("approve")), chromedp.WaitVisible(chromedp.ID("result")))
+	if got := text("#result"); !strings.Contains(got, "Approved by alice") || !strings.Contains(got, id) || text("#d-state") != "approved" {
+		t.Errorf("result: %q, state %q", got, text("#d-state"))
+	}
+	screenshot("approved.png")
+
+	// The request alice may not decide: buttons disabled, with why; hostile text stays text.
+	run("open other", chromedp.Navigate(base+"requests/"+other.ID), showing(other.ID))
+	if text("#d-path") != consoleHostile || text("#d-body") != consoleHostileBody || !strings.Contains(text("#why-not"), "not one of its approvers") ||
+		js(`document.getElementById("approve").disabled && document.getElementById("deny").disabled && !document.images.length`) != "true" {
+		t.Errorf("other request: path %q, why %q", text("#d-path"), text("#why-not"))
+	}
+	run("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("token")))
+	if n := dialogs.Load(); n != 0 {
+		t.Errorf("%d script dialogs opened: hostile text ran", n)
+	}
+
+	a, err := store.Get(context.Background(), id, time.Now())
+	if err != nil || a.State != approval.Approved || a.DecidedBy != "alice" || a.Comment != "Verified with jdoe by phone" {
+		t.Fatalf("stored approval: %+v %v", a, err)
+	}
+	if resp := check(id); resp.GetOkResponse() == nil || resp.GetStatus().GetCode() != 0 {
+		t.Fatalf("approved retry: want allow, got %v", resp)
+	}
+	if resp := check(id); resp.GetDeniedResponse() == nil {
+		t.Errorf("second retry: want deny (used), got %v", resp)
+	}
+}

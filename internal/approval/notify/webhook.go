@@ -1,0 +1,176 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/agentauthz/agentauthz/internal/approval"
+)
+
+// Webhook signature headers.
+const (
+	// WebhookSignatureHeader is "sha256=" and the hex HMAC-SHA256 of the body under the secret.
+	WebhookSignatureHeader = "X-Agentauthz-Signature"
+	// WebhookTimestampHeader is when the event was sent, in Unix seconds (also in the signed
+	// body as sent_at).
+	WebhookTimestampHeader = "X-Agentauthz-Timestamp"
+)
+
+// WebhookEvent is what the webhook notifier POSTs, as JSON.
+type WebhookEvent struct {
+	// ID identifies the event across retries (the approval id and the type), for receivers to
+	// deduplicate.
+	ID string `json:"id"`
+	// Type is approval.requested, approval.approved or approval.denied.
+	Type string `json:"type"`
+	// SentAt is when this attempt was sent; the signature covers it, so a receiver can refuse
+	// old events.
+	SentAt   time.Time         `json:"sent_at"`
+	Approval approval.Approval `json:"approval"`
+}
+
+// WebhookConfig configures a webhook notifier.
+type WebhookConfig struct {
+	Name string
+	// URL receives the events: https, or http to a loopback address.
+	URL string
+	// Secret keys the HMAC-SHA256 signature.
+	Secret     string
+	HTTPClient *http.Client
+	// Clock is injected for tests; nil means time.Now.
+	Clock func() time.Time
+}
+
+// Webhook POSTs each event as signed JSON. A 2xx response is delivery; 408, 429 and 5xx (and a
+// network failure) are retried; any other status is a permanent failure.
+type Webhook struct {
+	name   string
+	url    string
+	secret []byte
+	http   *http.Client
+	clock  func() time.Time
+}
+
+var _ Notifier = (*Webhook)(nil)
+
+// NewWebhook returns a webhook notifier.
+func NewWebhook(c WebhookConfig) (*Webhook, error) {
+	u, err := url.Parse(c.URL)
+	if err != nil || !AllowedURL(u) {
+		return nil, fmt.Errorf("webhook: url %q must be https (or http to a loopback address)", c.URL)
+	}
+	if c.Secret == "" {
+		return nil, errors.New("webhook: a secret is required")
+	}
+	hc := c.HTTPClient
+	if hc == nil {
+		hc = &http.Client{Timeout: 15 * time.Second}
+	}
+	// Never follow a redirect: a POST would become a GET elsewhere.
+	nc := *hc
+	nc.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	clock := c.Clock
+	if clock == nil {
+		clock = time.Now
+	}
+	return &Webhook{name: c.Name, url: c.URL, secret: []byte(c.Secret), http: &nc, clock: clock}, nil
+}
+
+// Name implements Notifier.
+func (w *Webhook) Name() string { return w.name }
+
+// Announce implements Notifier.
+func (w *Webhook) Announce(ctx context.Context, a approval.Approval) error {
+	return w.send(ctx, EventRequested, a)
+}
+
+// Decided implements Notifier.
+func (w *Webhook) Decided(ctx context.Context, a approval.Approval) error {
+	return w.send(ctx, eventOf(a), a)
+}
+
+// WebhookSignature is the X-Agentauthz-Signature of body under secret.
+func WebhookSignature(secret, body []byte) string {
+	m := hmac.New(sha256.New, secret)
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// VerifyWebhookSignature reports, in constant time, whether sig is body's signature under
+// secret: what a receiver does.
+func VerifyWebhookSignature(secret, body []byte, sig string) bool {
+	return hmac.Equal([]byte(sig), []byte(WebhookSignature(secret, body)))
+}
+
+func (w *Webhook) send(ctx context.Context, event string, a approval.Approval) error {
+	now := w.clock().UTC().Truncate(time.Second)
+	body, err := json.Marshal(WebhookEvent{ID: a.ID + ":" + event, Type: event, SentAt: now, Approval: a})
+	if err != nil {
+		return Permanent(err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
+	if err != nil {
+		return Permanent(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "agentauthz")
+	req.Header.Set(WebhookSignatureHeader, WebhookSignature(w.secret, body))
+	req.Header.Set(WebhookTimestampHeader, strconv.FormatInt(now.Unix(), 10))
+	resp, err := w.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("webhook: %w", err)
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10)) // so the connection is reused
+	if resp.StatusCode/100 == 2 {
+		return nil
+	}
+	err = fmt.Errorf("webhook: %s answered %s: %s", w.url, resp.Status, strings.TrimSpace(string(snippet)))
+	switch {
+	case resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable:
+		if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
+			return RetryAfter(err, time.Duration(s)*time.Second)
+		}
+		return err
+	case resp.StatusCode == http.StatusRequestTimeout || resp.StatusCode >= 500:
+		return err
+	default:
+		return Permanent(err)
+	}
+}
+
+// AllowedURL reports whether u may receive notifications: https, or http to a loopback address.
+func AllowedURL(u *url.URL) bool {
+	switch {
+	case u.Host == "":
+		return false
+	case u.Scheme == "https":
+		return true
+	case u.Scheme == "http":
+		return isLoopback(u.Hostname())
+	}
+	return false
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,360 @@
+// Package pgstore is an approval.Store in PostgreSQL, which several agentauthz replicas can
+// share.
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/agentauthz/agentauthz/internal/approval"
+)
+
+// Store keeps approvals in a PostgreSQL database, which several agentauthz replicas can share.
+//
+// Each step that must happen once is settled by the database, not by the replica:
+//
+//   - Consume is one UPDATE that matches only an approved, unlapsed row of the given agent and
+//     digest and marks it used. Row locking makes concurrent UPDATEs of the row wait for each
+//     other and re-check the condition, so of any number of identical retries on any number
+//     of replicas, exactly one gets the row back.
+//   - Hold relies on a partial unique index on (agent, digest) over pending and approved rows:
+//     at most one live approval per request, whatever the replicas race. In one transaction it
+//     marks a lapsed live row expired, then INSERT ... ON CONFLICT DO NOTHING, then, if another
+//     replica's row won, reads that one.
+//   - Decide locks the row (SELECT ... FOR UPDATE) before checking and writing it.
+//
+// Time is the caller's: every comparison uses the now passed in, never the database's clock.
+// Times are stored as timestamptz, to the microsecond. Text may not contain NUL bytes.
+type Store struct {
+	pool *pgxpool.Pool
+}
+
+var _ approval.Store = (*Store)(nil)
+
+// pgMigrations are the schema's versions, in order: migration i brings the schema to version
+// i+1. Append, never edit: a database remembers which it has (agentauthz_approval_schema).
+var pgMigrations = [][]string{
+	{ // 1
+		`CREATE TABLE IF NOT EXISTS agentauthz_approvals (
+			id            text PRIMARY KEY,
+			state         text NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used')),
+			agent         text NOT NULL,
+			digest        text NOT NULL,
+			rule          text NOT NULL,
+			reason        text NOT NULL,
+			method        text NOT NULL,
+			host          text NOT NULL,
+			path          text NOT NULL,
+			body          text NOT NULL,
+			content_type  text NOT NULL,
+			approvers     text[] NOT NULL,
+			notify        text[] NOT NULL,
+			created_at    timestamptz NOT NULL,
+			expires_at    timestamptz NOT NULL,
+			use_within_ns bigint NOT NULL,
+			decided_at    timestamptz,
+			decided_by    text NOT NULL,
+			comment       text NOT NULL,
+			use_by        timestamptz,
+			used_at       timestamptz
+		)`,
+		// At most one live approval per request: what makes Hold safe across replicas.
+		`CREATE UNIQUE INDEX IF NOT EXISTS agentauthz_approvals_live
+			ON agentauthz_approvals (agent, digest) WHERE state IN ('pending', 'approved')`,
+		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_created ON agentauthz_approvals (created_at DESC, id)`,
+	},
+}
+
+// pgMigrateLock is the advisory lock key that serialises replicas migrating at the same time.
+const pgMigrateLock int64 = 0x6167656e7461757a // "agentauz"
+
+// pgCols are the columns, in the order pgScan reads and pgInsert writes them.
+const pgCols = `id, state, agent, digest, rule, reason, method, host, path, body, content_type,
+	approvers, notify, created_at, expires_at, use_within_ns, decided_at, decided_by, comment,
+	use_by, used_at`
+
+// pgLapsed is the condition of a row that is live by its state column but has lapsed at @now.
+const pgLapsed = `((state = 'pending' AND expires_at <= @now) OR (state = 'approved' AND use_by <= @now))`
+
+// Open connects to the database dsn names (a URL or keyword/value string, as pgx reads
+// it, including pool_max_conns and the like) and creates or upgrades the approval tables.
+// Replicas may open it at the same time. Close the store to close its connections.
+func Open(ctx context.Context, dsn string) (*Store, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	p := &Store{pool: pool}
+	if err := p.migrate(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	return p, nil
+}
+
+// migrate brings the schema to the latest version, once, whoever else tries at the same time.
+func (p *Store) migrate(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgMigrateLock); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS agentauthz_approval_schema (
+			version    integer PRIMARY KEY,
+			applied_at timestamptz NOT NULL DEFAULT now()
+		)`); err != nil {
+			return err
+		}
+		var have int
+		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM agentauthz_approval_schema`).Scan(&have); err != nil {
+			return err
+		}
+		if have > len(pgMigrations) {
+			return fmt.Errorf("the approval schema is at version %d, newer than this build's %d", have, len(pgMigrations))
+		}
+		for v := have + 1; v <= len(pgMigrations); v++ {
+			for _, stmt := range pgMigrations[v-1] {
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("migration %d: %w", v, err)
+				}
+			}
+			if _, err := tx.Exec(ctx, `INSERT INTO agentauthz_approval_schema (version) VALUES ($1)`, v); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// Hold implements approval.Store.
+func (p *Store) Hold(ctx context.Context, a approval.Approval, now time.Time) (got approval.Approval, created bool, err error) {
+	a.State = approval.Pending
+	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		// Each round settles unless another replica ends or inserts the live row between two
+		// statements; a few rounds are plenty.
+		for range 5 {
+			// A live row lapsed by now no longer counts: mark it expired, so that it leaves
+			// the unique index and the new one can take its place.
+			if _, err := tx.Exec(ctx, `UPDATE agentauthz_approvals SET state = 'expired'
+				WHERE agent = @agent AND digest = @digest AND `+pgLapsed,
+				pgx.NamedArgs{"agent": a.Agent, "digest": a.Digest, "now": now}); err != nil {
+				return err
+			}
+			x, err := pgScan(tx.QueryRow(ctx, `INSERT INTO agentauthz_approvals (`+pgCols+`)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+				ON CONFLICT (agent, digest) WHERE state IN ('pending', 'approved') DO NOTHING
+				RETURNING `+pgCols, pgArgs(a)...))
+			if err == nil {
+				got, created = x, true
+				return nil
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			// Another live row is in the way: in READ COMMITTED this statement sees it, once
+			// its transaction has committed (the INSERT waited for that).
+			x, err = pgScan(tx.QueryRow(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals
+				WHERE agent = $1 AND digest = $2 AND state IN ('pending', 'approved')`, a.Agent, a.Digest))
+			if err == nil {
+				if st := x.Current(now); st == approval.Pending || st == approval.Approved {
+					got = x.At(now)
+					return nil
+				}
+				continue // inserted lapsed (another replica's clock): expire it and retry
+			}
+			if !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			// It ended in between: retry.
+		}
+		return errors.New("the live approval kept changing")
+	})
+	if err != nil {
+		return approval.Approval{}, false, fmt.Errorf("pgstore: hold: %w", err)
+	}
+	return got, created, nil
+}
+
+// Get implements approval.Store.
+func (p *Store) Get(ctx context.Context, id string, now time.Time) (approval.Approval, error) {
+	a, err := p.get(ctx, id)
+	if err != nil {
+		return approval.Approval{}, err
+	}
+	return a.At(now), nil
+}
+
+func (p *Store) get(ctx context.Context, id string) (approval.Approval, error) {
+	a, err := pgScan(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return approval.Approval{}, approval.ErrNotFound
+	}
+	if err != nil {
+		return approval.Approval{}, fmt.Errorf("pgstore: %w", err)
+	}
+	return a, nil
+}
+
+// List implements approval.Store.
+func (p *Store) List(ctx context.Context, state approval.State, now time.Time) ([]approval.Approval, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals
+		WHERE @state = '' OR @state = CASE WHEN `+pgLapsed+` THEN 'expired' ELSE state END
+		ORDER BY created_at DESC, id`,
+		pgx.NamedArgs{"state": string(state), "now": now})
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	defer rows.Close()
+	var out []approval.Approval
+	for rows.Next() {
+		a, err := pgScan(rows)
+		if err != nil {
+			return nil, fmt.Errorf("pgstore: %w", err)
+		}
+		out = append(out, a.At(now))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("pgstore: %w", err)
+	}
+	return out, nil
+}
+
+// Decide implements approval.Store.
+func (p *Store) Decide(ctx context.Context, id string, v approval.Verdict, now time.Time) (approval.Approval, error) {
+	var got approval.Approval
+	var verdictErr error // a refusal: the transaction ends without a change
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		a, err := pgScan(tx.QueryRow(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals WHERE id = $1 FOR UPDATE`, id))
+		if errors.Is(err, pgx.ErrNoRows) {
+			verdictErr = approval.ErrNotFound
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := a.CheckDecide(now); err != nil {
+			got, verdictErr = a.At(now), err
+			return nil
+		}
+		a = a.WithVerdict(v, now)
+		got, err = pgScan(tx.QueryRow(ctx, `UPDATE agentauthz_approvals
+			SET state = $2, decided_at = $3, decided_by = $4, comment = $5, use_by = $6
+			WHERE id = $1 RETURNING `+pgCols,
+			a.ID, string(a.State), pgTime(a.DecidedAt), a.DecidedBy, a.Comment, pgTime(a.UseBy)))
+		return err
+	})
+	if err != nil {
+		return approval.Approval{}, fmt.Errorf("pgstore: decide: %w", err)
+	}
+	return got, verdictErr
+}
+
+// Consume implements approval.Store.
+func (p *Store) Consume(ctx context.Context, id, agent, digest string, now time.Time) (approval.Approval, error) {
+	for range 3 {
+		a, err := pgScan(p.pool.QueryRow(ctx, `UPDATE agentauthz_approvals SET state = 'used', used_at = $4
+			WHERE id = $1 AND agent = $2 AND digest = $3 AND state = 'approved' AND use_by > $4
+			RETURNING `+pgCols, id, agent, digest, now))
+		if err == nil {
+			return a, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return approval.Approval{}, fmt.Errorf("pgstore: consume: %w", err)
+		}
+		// Nothing changed: say why.
+		a, err = p.get(ctx, id)
+		if err != nil {
+			return approval.Approval{}, err
+		}
+		switch err := a.CheckConsume(agent, digest, now); err {
+		case nil:
+			// Approved between the two statements: try again.
+		case approval.ErrMismatch:
+			return approval.Approval{}, err // reveal nothing of another agent's approval
+		default:
+			return a.At(now), err
+		}
+	}
+	return approval.Approval{}, errors.New("pgstore: consume: the approval kept changing")
+}
+
+// Purge implements approval.Store: the same approvals as Approval.EndedBefore(cutoff) picks
+// out, including rows that Hold marked expired, which ended when they lapsed.
+func (p *Store) Purge(ctx context.Context, cutoff time.Time) (int, error) {
+	tag, err := p.pool.Exec(ctx, `DELETE FROM agentauthz_approvals WHERE
+		   (state = 'denied' AND decided_at < $1)
+		OR (state = 'used' AND used_at < $1)
+		OR (state = 'pending' AND expires_at <= $1)
+		OR (state = 'approved' AND use_by <= $1)
+		OR (state = 'expired' AND coalesce(use_by, expires_at) <= $1)`, cutoff)
+	if err != nil {
+		return 0, fmt.Errorf("pgstore: purge: %w", err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// Close implements approval.Store: it closes the connections.
+func (p *Store) Close() error {
+	p.pool.Close()
+	return nil
+}
+
+// pgArgs are a's columns in pgCols order.
+func pgArgs(a approval.Approval) []any {
+	return []any{
+		a.ID, string(a.State), a.Agent, a.Digest, a.Rule, a.Reason, a.Method, a.Host, a.Path,
+		a.Body, a.ContentType, pgList(a.Approvers), pgList(a.Notify), a.CreatedAt, a.ExpiresAt,
+		int64(a.UseWithin), pgTime(a.DecidedAt), a.DecidedBy, a.Comment, pgTime(a.UseBy),
+		pgTime(a.UsedAt),
+	}
+}
+
+// pgScan reads a row of pgCols.
+func pgScan(row pgx.Row) (approval.Approval, error) {
+	var (
+		a                        approval.Approval
+		state                    string
+		useWithin                int64
+		decidedAt, useBy, usedAt *time.Time
+	)
+	err := row.Scan(&a.ID, &state, &a.Agent, &a.Digest, &a.Rule, &a.Reason, &a.Method, &a.Host,
+		&a.Path, &a.Body, &a.ContentType, &a.Approvers, &a.Notify, &a.CreatedAt, &a.ExpiresAt,
+		&useWithin, &decidedAt, &a.DecidedBy, &a.Comment, &useBy, &usedAt)
+	if err != nil {
+		return approval.Approval{}, err
+	}
+	a.State, a.UseWithin = approval.State(state), time.Duration(useWithin)
+	for _, t := range []struct {
+		dst *time.Time
+		src *time.Time
+	}{{&a.DecidedAt, decidedAt}, {&a.UseBy, useBy}, {&a.UsedAt, usedAt}} {
+		if t.src != nil {
+			*t.dst = *t.src
+		}
+	}
+	return a, nil
+}
+
+// pgTime stores the zero time as NULL.
+func pgTime(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t
+}
+
+// pgList stores a missing list as an empty array.
+func pgList(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
