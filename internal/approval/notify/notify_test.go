@@ -67,21 +67,30 @@ func (r *notifyRecorder) observe(notifier, event, outcome string) {
 // waitOutcome waits for an outcome containing want.
 func (r *notifyRecorder) waitOutcome(t *testing.T, want string) {
 	t.Helper()
+	r.waitOutcomes(t, want, 1)
+}
+
+// waitOutcomes waits for n outcomes containing want.
+func (r *notifyRecorder) waitOutcomes(t *testing.T, want string, n int) {
+	t.Helper()
 	deadline := time.After(10 * time.Second)
 	for {
 		r.mu.Lock()
+		found := 0
 		for _, o := range r.outcomes {
 			if strings.Contains(o, want) {
-				r.mu.Unlock()
-				return
+				found++
 			}
 		}
 		got := append([]string(nil), r.outcomes...)
 		r.mu.Unlock()
+		if found >= n {
+			return
+		}
 		select {
 		case <-r.changed:
 		case <-deadline:
-			t.Fatalf("no outcome %q; got %q", want, got)
+			t.Fatalf("%d outcomes %q, want %d; got %q", found, want, n, got)
 		}
 	}
 }

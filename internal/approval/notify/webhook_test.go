@@ -162,17 +162,34 @@ func TestWebhookPermanentFailureGivesUp(t *testing.T) {
 		t.Errorf("giving up is logged loudly; log:\n%s", out)
 	}
 
-	// A 404 is not retried.
+	// A 404 is not retried: the dispatcher gives up after the first attempt, and says why. Its
+	// outcome is the second failure (the first is the 500s'); the log line comes before it.
 	gone := newWebhookReceiver(t, "s3cret", 404)
 	d.Set(newTestWebhook(t, gone.URL, "s3cret"))
-	d.Enqueue(notifyApproval("siem"))
-	rec.waitOutcome(t, "failed")
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), "404 Not Found") && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	b := notifyApproval("siem")
+	d.Enqueue(b)
+	rec.waitOutcomes(t, "siem approval.requested failed", 2)
 	if _, attempts, _ := gone.got(); attempts != 1 {
-		t.Errorf("a 404 was tried %d times", attempts)
+		t.Errorf("a 404 was tried %d times, want once", attempts)
+	}
+	var gaveUp bool
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if !strings.Contains(line, b.ID) {
+			continue
+		}
+		if strings.Contains(line, "retrying") {
+			t.Errorf("a 404 is retried: %s", line)
+		}
+		if strings.Contains(line, "NOTIFICATION NOT DELIVERED") {
+			gaveUp = true
+			if !strings.Contains(line, "level=ERROR") || !strings.Contains(line, "the failure is permanent") ||
+				!strings.Contains(line, "404 Not Found") || !strings.Contains(line, "attempts=1") {
+				t.Errorf("giving up on a 404 does not say it is permanent, with the status, after one attempt: %s", line)
+			}
+		}
+	}
+	if !gaveUp {
+		t.Errorf("giving up on %s after a 404 is not logged; log:\n%s", b.ID, logs.String())
 	}
 }
 
