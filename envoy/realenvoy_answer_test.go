@@ -89,7 +89,9 @@ func TestRealEnvoyAnswers(t *testing.T) {
 			{&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-tag", Value: "two"}, AppendAction: corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD}, []string{"two"}, nil},
 			{&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-tag", Value: "two"}, AppendAction: corev3.HeaderValueOption_ADD_IF_ABSENT}, []string{"two"}, nil},
 			{&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-none", Value: "two"}, AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS}, []string{"one"}, []string{"two"}},
+			//lint:ignore SA1019 what Envoy does with the deprecated append flag is under test
 			{&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-tag", Value: "two"}, Append: wrapperspb.Bool(false)}, []string{"two"}, nil},
+			//lint:ignore SA1019 what Envoy does with the deprecated append flag is under test
 			{&corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-tag", Value: "two"}, Append: wrapperspb.Bool(true)}, []string{"one,two"}, nil},
 		} {
 			probe := "append" + strconv.Itoa(i)

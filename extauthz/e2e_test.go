@@ -331,6 +331,7 @@ func readOK(tb testing.TB, req *authv3.CheckRequest, ok *authv3.OkHttpResponse, 
 
 	up := requestHeaders(tb, req)
 	for _, h := range ok.GetHeaders() {
+		//lint:ignore SA1019 the deprecated append flag must stay unset: Envoy would read it instead
 		if h.GetAppend() != nil || h.GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
 			tb.Errorf("header %s: the grant must replace what the agent sent (OVERWRITE_IF_EXISTS_OR_ADD), got %v", h.GetHeader().GetKey(), h)
 		}

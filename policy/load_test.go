@@ -567,7 +567,7 @@ func assertNoSecret(t *testing.T, secret string, d decision.Decision) {
 	for _, s := range []string{
 		fmt.Sprint(d), fmt.Sprintf("%v", d), fmt.Sprintf("%+v", d), fmt.Sprintf("%#v", d),
 		fmt.Sprint(*d.Grant), fmt.Sprintf("%+v", *d.Grant), fmt.Sprintf("%#v", *d.Grant),
-		fmt.Sprint(d.Grant.Set), fmt.Sprintf("%s", d.Grant.Set[0].Value), string(js),
+		fmt.Sprint(d.Grant.Set), fmt.Sprintf("%s %q", d.Grant.Set[0].Value, d.Grant.Set[0].Value), string(js),
 		string(d.Problem("id")),
 	} {
 		if strings.Contains(s, secret) {

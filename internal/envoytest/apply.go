@@ -36,8 +36,9 @@ func outcome(resp *authv3.CheckResponse) checkOutcome {
 // action is a HeaderValueOption's append action; deprecated says it came from the deprecated
 // append flag, whose "append" joins values into one entry instead of adding one.
 func action(o *corev3.HeaderValueOption) (a corev3.HeaderValueOption_HeaderAppendAction, deprecated bool) {
-	if o.GetAppend() != nil {
-		if o.GetAppend().GetValue() {
+	//lint:ignore SA1019 Envoy still honours the deprecated append flag, so the stand-in must too
+	if flag := o.GetAppend(); flag != nil {
+		if flag.GetValue() {
 			return corev3.HeaderValueOption_APPEND_IF_EXISTS_OR_ADD, true
 		}
 		return corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD, true

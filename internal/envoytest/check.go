@@ -27,15 +27,6 @@ type request struct {
 	headers                 []header
 }
 
-func (q *request) get(key string) string {
-	for _, h := range q.headers {
-		if h.key == key {
-			return h.value
-		}
-	}
-	return ""
-}
-
 func (q *request) has(key string) bool {
 	for _, h := range q.headers {
 		if h.key == key {

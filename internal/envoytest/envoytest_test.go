@@ -315,6 +315,7 @@ func hvo(key, value string, a corev3.HeaderValueOption_HeaderAppendAction) *core
 }
 
 func TestOKResponseMutations(t *testing.T) {
+	//lint:ignore SA1019 the stand-in must apply the deprecated append flag as Envoy does
 	deprecatedAppend := &corev3.HeaderValueOption{Header: &corev3.HeaderValue{Key: "x-d", Value: "2"}, Append: wrapperspb.Bool(true)}
 	_, client := startAuthz(t, func(*authv3.CheckRequest) (*authv3.CheckResponse, error) {
 		return &authv3.CheckResponse{

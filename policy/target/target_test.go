@@ -306,7 +306,7 @@ func TestUnescape(t *testing.T) {
 		if got := target.Unescape(tc.in); got != tc.want {
 			t.Errorf("Unescape(%q) = %q, want %q", tc.in, got, tc.want)
 		}
-		if strings.IndexAny(tc.in, "%+") < 0 {
+		if !strings.ContainsAny(tc.in, "%+") {
 			if n := testing.AllocsPerRun(10, func() { _ = target.Unescape(tc.in) }); n != 0 {
 				t.Errorf("Unescape(%q) allocates %v times with nothing to decode", tc.in, n)
 			}

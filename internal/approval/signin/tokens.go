@@ -58,7 +58,7 @@ func ReadTokens(path string) (*Tokens, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f); errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: the file is empty; list the approvers under approvers:", path)
+		return nil, fmt.Errorf("%s: the file is empty; list the approvers under the approvers key", path)
 	} else if err != nil {
 		return nil, fmt.Errorf("%s: %s", path, strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", "; "))
 	}
