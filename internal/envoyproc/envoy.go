@@ -75,10 +75,10 @@ type Envoy struct {
 // workers have started with every listener bound. Envoy runs with its own admin port, hot
 // restart disabled (no shared memory or hot-restart socket that a second Envoy, such as a test
 // in another package running at the same time, could collide with or a killed one leave
-// behind), Options.Concurrency workers, and its log and standard output in files of a temporary
-// directory (Logs, Stdout). When the
-// test ends it gets SIGTERM and, after 10 seconds, SIGKILL; on Linux it is also killed if the
-// test binary dies first. If the test failed, the end of Envoy's log is written to the test log.
+// behind), Options.Concurrency workers, and its log and standard output in files of a
+// temporary directory (Logs, Stdout). When the test ends it gets SIGTERM and, after 10 seconds,
+// SIGKILL; on Linux it is also killed if the test binary dies first. If the test failed, the end
+// of Envoy's log is written to the test log.
 func Start(t testing.TB, opts Options) *Envoy {
 	t.Helper()
 	bin := Binary(t)
@@ -146,8 +146,8 @@ func Start(t testing.TB, opts Options) *Envoy {
 func (e *Envoy) path(name string) string { return filepath.Join(e.dir, name) }
 
 func (e *Envoy) create(name string) *os.File {
-	// O_APPEND: the shipped configurations log to /dev/stdout, which Envoy opens anew; without
-	// it, that second open file would write over the first from offset 0.
+	// Appending: the shipped configurations' access log is /dev/stdout, which Envoy opens anew
+	// by path, so this file has two writers.
 	f, err := os.OpenFile(e.path(name), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		e.t.Fatalf("envoyproc: %v", err)
