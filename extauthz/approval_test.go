@@ -22,10 +22,12 @@ import (
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/approvaltest"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
 // The demo's approvers in these tests: alice of it-admins, who may approve password resets,
@@ -34,24 +36,6 @@ const (
 	aliceToken = "SENTINEL-alice-approver-token"
 	bobToken   = "SENTINEL-bob-approver-token"
 )
-
-// testClock is the injected time of the gate and the approval API.
-type testClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 func tokenHash(token string) string {
 	sum := sha256.Sum256([]byte(token))
@@ -64,13 +48,13 @@ type approvalServer struct {
 	t       *testing.T
 	client  authv3.AuthorizationClient
 	base    string
-	clock   *testClock
+	clock   *approvaltest.Clock
 	logPath string
 }
 
 func startApprovals(t *testing.T) *approvalServer {
 	t.Helper()
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, helpdeskToken)
 	dir := t.TempDir()
 	approvers := filepath.Join(dir, "approvers.yaml")
 	if err := os.WriteFile(approvers, []byte("approvers:\n"+
@@ -82,7 +66,7 @@ func startApprovals(t *testing.T) *approvalServer {
 	if err != nil {
 		t.Fatalf("ReadTokens: %v", err)
 	}
-	s := &approvalServer{t: t, clock: &testClock{now: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
+	s := &approvalServer{t: t, clock: approvaltest.NewClock(),
 		logPath: filepath.Join(dir, "decisions.log")}
 	log, err := audit.Open(s.logPath, audit.Options{SyncEvery: -1})
 	if err != nil {
@@ -95,12 +79,12 @@ func startApprovals(t *testing.T) *approvalServer {
 	})
 	mem := memstore.New()
 	approvals := &api.API{Store: mem, Auth: signin.Chain{tokens}, Clock: s.clock.Now, Events: log}
-	srv := startServer(t, server.Config{
+	srv := servertest.Start(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store, Decisions: log,
 		Approvals:  &approval.Gate{Store: mem, Clock: s.clock.Now, Events: log},
 		APIHandler: approvals.Register,
 	})
-	s.client = authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
+	s.client = servertest.Client(t, srv)
 	s.base = "http://" + srv.HTTPAddr().String()
 	return s
 }
@@ -488,9 +472,9 @@ func TestApproverNotAWorkload(t *testing.T) {
 // TestNoApprovalStore: a policy that holds requests, served without a gate, refuses them as
 // a failure to decide, never allows them.
 func TestNoApprovalStore(t *testing.T) {
-	store, _ := loadDemo(t)
-	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", Store: store})
-	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
+	store, _ := servertest.DemoStore(t, helpdeskToken)
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", Store: store})
+	client := servertest.Client(t, srv)
 	req := resetRequest("spiffe://acme.internal/agent/helpdesk", "jdoe", resetBody)
 	resp, err := client.Check(ctxFor(t), req)
 	if err != nil {

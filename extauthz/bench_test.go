@@ -7,12 +7,13 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
 // BenchmarkCheck measures one in-process Check: reading the CheckRequest, deciding and building
 // the CheckResponse (gRPC transport excluded).
 func BenchmarkCheck(b *testing.B) {
-	store, _ := loadDemo(b)
+	store, _ := servertest.DemoStore(b, helpdeskToken)
 	srv := extauthz.NewForStore(store)
 	const helpdesk, bi = "spiffe://acme.internal/agent/helpdesk", "spiffe://acme.internal/agent/bi"
 	for _, bc := range []struct {

@@ -22,9 +22,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 	rpccode "google.golang.org/genproto/googleapis/rpc/code"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/protobuf/encoding/protojson"
@@ -34,58 +32,21 @@ import (
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
-	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
 var update = flag.Bool("update", false, "rewrite testdata/checks/*.want.json from the server's answers (review the diff before committing)")
 
-// helpdeskToken is the helpdesk API credential the demo policy injects, set in the environment
-// before the policy is loaded.
+// helpdeskToken is the helpdesk API credential the demo policy injects.
 const helpdeskToken = "e2e-helpdesk-api-token"
 
 const checksDir = "testdata/checks"
 
 // demoAgents are the agents of the demo policy.
 var demoAgents = []string{"spiffe://acme.internal/agent/helpdesk", "spiffe://acme.internal/agent/bi"}
-
-// loadDemo compiles the demo policy with helpdeskToken as the helpdesk API credential and puts
-// it in force in a new Store. It sets the environment, so tb must not be parallel.
-func loadDemo(tb testing.TB) (*policy.Store, *policy.Snapshot) {
-	tb.Helper()
-	tb.Setenv("AGENTAUTHZ_HELPDESK_TOKEN", helpdeskToken)
-	snap, err := demo.Load(nil)
-	if err != nil {
-		tb.Fatalf("demo.Load: %v", err)
-	}
-	store := &policy.Store{}
-	store.Swap(snap)
-	return store, snap
-}
-
-// startServer starts the real server and stops it when the test ends.
-func startServer(tb testing.TB, cfg server.Config) *server.Server {
-	tb.Helper()
-	srv, err := server.Start(cfg)
-	if err != nil {
-		tb.Fatalf("server.Start: %v", err)
-	}
-	tb.Cleanup(srv.Shutdown)
-	return srv
-}
-
-// dial connects to target without TLS and closes the connection when the test ends.
-func dial(tb testing.TB, target string) *grpc.ClientConn {
-	tb.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		tb.Fatalf("grpc.NewClient(%q): %v", target, err)
-	}
-	tb.Cleanup(func() { conn.Close() })
-	return conn
-}
 
 func ctxFor(tb testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -191,11 +152,11 @@ func loadCases(tb testing.TB) []checkCase {
 // compares the answer with NAME.want.json. The demo holds password resets for approval: each
 // case is a fresh request, so those are 428 approval_required, pending.
 func TestChecks(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, helpdeskToken)
 	cases := loadCases(t)
-	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store,
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store,
 		Approvals: &approval.Gate{Store: memstore.New()}})
-	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
+	client := servertest.Client(t, srv)
 	var ids sync.Map // decision id -> case name
 
 	for _, c := range cases {
@@ -494,12 +455,12 @@ func mustJSON(tb testing.TB, m proto.Message) string {
 
 // TestGRPCServices checks what else the gRPC listener serves: health and reflection.
 func TestGRPCServices(t *testing.T) {
-	store, _ := loadDemo(t)
-	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", Store: store})
+	store, _ := servertest.DemoStore(t, helpdeskToken)
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", Store: store})
 	if srv.HTTPAddr() != nil {
 		t.Errorf("HTTPAddr() = %v with no HTTP listener configured", srv.HTTPAddr())
 	}
-	conn := dial(t, srv.GRPCAddr().String())
+	conn := servertest.Dial(t, srv.GRPCAddr().String())
 
 	health := healthpb.NewHealthClient(conn)
 	for _, svc := range []string{"", authv3.Authorization_ServiceDesc.ServiceName} {
@@ -569,8 +530,8 @@ func httpGet(tb testing.TB, url string) (int, map[string]any) {
 
 // TestHTTPHealth checks /healthz and /readyz with the demo policy loaded.
 func TestHTTPHealth(t *testing.T) {
-	store, snap := loadDemo(t)
-	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store})
+	store, snap := servertest.DemoStore(t, helpdeskToken)
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store})
 	base := "http://" + srv.HTTPAddr().String()
 
 	status, body := httpGet(t, base+"/healthz")
@@ -594,7 +555,7 @@ func TestHTTPHealth(t *testing.T) {
 // is denied with policy_not_loaded.
 func TestNotReady(t *testing.T) {
 	store := &policy.Store{}
-	srv := startServer(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store})
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store})
 
 	status, body := httpGet(t, "http://"+srv.HTTPAddr().String()+"/readyz")
 	if status != http.StatusServiceUnavailable || body["status"] != "not ready" {
@@ -605,7 +566,7 @@ func TestNotReady(t *testing.T) {
 		t.Errorf("/healthz = %d, want 200: the process is up", status)
 	}
 
-	conn := dial(t, srv.GRPCAddr().String())
+	conn := servertest.Dial(t, srv.GRPCAddr().String())
 	hr, err := healthpb.NewHealthClient(conn).Check(ctxFor(t), &healthpb.HealthCheckRequest{Service: authv3.Authorization_ServiceDesc.ServiceName})
 	if err != nil {
 		t.Fatal(err)
@@ -628,7 +589,7 @@ func TestNotReady(t *testing.T) {
 	}
 
 	// Loading a policy makes the same server decide.
-	_, snap := loadDemo(t)
+	_, snap := servertest.DemoStore(t, helpdeskToken)
 	store.Swap(snap)
 	resp, err = authv3.NewAuthorizationClient(conn).Check(ctxFor(t), req)
 	if err != nil {
@@ -644,9 +605,9 @@ func TestNotReady(t *testing.T) {
 
 // TestUnixSocket serves on a unix socket, as Envoy's sidecar deployments do.
 func TestUnixSocket(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, helpdeskToken)
 	sock := filepath.Join(t.TempDir(), "authz.sock")
-	srv := startServer(t, server.Config{GRPCAddr: "unix:" + sock, Store: store})
+	srv := servertest.Start(t, server.Config{GRPCAddr: "unix:" + sock, Store: store})
 	if got := srv.GRPCAddr().Network(); got != "unix" {
 		t.Errorf("GRPCAddr().Network() = %q, want unix", got)
 	}
@@ -656,7 +617,7 @@ func TestUnixSocket(t *testing.T) {
 	req := extauthz.HTTPRequest{
 		Principal: "spiffe://acme.internal/agent/helpdesk", Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711",
 	}.CheckRequest()
-	resp, err := authv3.NewAuthorizationClient(dial(t, "unix:"+sock)).Check(ctxFor(t), req)
+	resp, err := authv3.NewAuthorizationClient(servertest.Dial(t, "unix:"+sock)).Check(ctxFor(t), req)
 	if err != nil {
 		t.Fatalf("Check over %s: %v", sock, err)
 	}
@@ -668,7 +629,7 @@ func TestUnixSocket(t *testing.T) {
 // TestRefusesPlaintextOnNonLoopback: plaintext gRPC is only for loopback and unix sockets,
 // unless the operator says Insecure.
 func TestRefusesPlaintextOnNonLoopback(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, helpdeskToken)
 	for _, addr := range []string{"0.0.0.0:0", "[::]:0", ":0"} {
 		if srv, err := server.Start(server.Config{GRPCAddr: addr, Store: store}); err == nil {
 			srv.Shutdown()
@@ -683,7 +644,7 @@ func TestRefusesPlaintextOnNonLoopback(t *testing.T) {
 			t.Errorf("server.Start(%q) accepted a malformed address", addr)
 		}
 	}
-	srv := startServer(t, server.Config{GRPCAddr: "0.0.0.0:0", Insecure: true, Store: store})
+	srv := servertest.Start(t, server.Config{GRPCAddr: "0.0.0.0:0", Insecure: true, Store: store})
 	if srv.GRPCAddr() == nil {
 		t.Fatal("no gRPC address")
 	}
@@ -702,7 +663,7 @@ func TestRefusesPlaintextOnNonLoopback(t *testing.T) {
 // TestCheckContext: a check whose deadline passed is answered, not failed: 503
 // deadline_exceeded, which Envoy turns into the agent's answer.
 func TestCheckContext(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, helpdeskToken)
 	srv := extauthz.NewForStore(store)
 	req := extauthz.HTTPRequest{
 		Principal: "spiffe://acme.internal/agent/helpdesk", Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711",

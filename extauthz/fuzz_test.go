@@ -19,6 +19,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/engine"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy/decision"
 	"github.com/agentauthz/agentauthz/policy/target"
 )
@@ -117,7 +118,7 @@ func fuzzSeeds(f *testing.F) {
 // problem otherwise. Requests the demo holds for approval are never allowed (nobody approves
 // here): they are answered 428, and only for what the policy would otherwise allow.
 func FuzzCheck(f *testing.F) {
-	store, _ := loadDemo(f)
+	store, _ := servertest.DemoStore(f, helpdeskToken)
 	// Internal failures are logged with their cause (a panic's stack included): the fuzzer
 	// reports them.
 	var failures syncBuffer

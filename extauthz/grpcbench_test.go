@@ -5,29 +5,16 @@ import (
 	"strings"
 	"testing"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
 // BenchmarkCheckGRPC is one Check over gRPC on loopback, server and callers in one process:
 // what Envoy pays per request, transport included.
 func BenchmarkCheckGRPC(b *testing.B) {
-	store, _ := loadDemo(b)
-	srv, err := server.Start(server.Config{GRPCAddr: "127.0.0.1:0", Store: store})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer srv.Shutdown()
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	client := authv3.NewAuthorizationClient(conn)
+	store, _ := servertest.DemoStore(b, helpdeskToken)
+	client := servertest.Client(b, servertest.Start(b, server.Config{Store: store}))
 	const helpdesk = "spiffe://acme.internal/agent/helpdesk"
 	hdr := map[string]string{"authorization": "Bearer agent-own-token", "x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35",
 		"user-agent": "agent-runtime/1.0", "content-type": "application/json"}

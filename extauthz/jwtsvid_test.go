@@ -18,9 +18,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauthz/agentauthz/extauthz"
-	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/jwtsvidtest"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -416,13 +416,7 @@ func TestJWTSVIDNoBundles(t *testing.T) {
 // The demo policy accepts no JWT-SVIDs: an X.509 agent's bearer token is replaced by the
 // upstream's credential, and a bearer token alone identifies nobody.
 func TestJWTSVIDDemoPolicy(t *testing.T) {
-	t.Setenv("AGENTAUTHZ_HELPDESK_TOKEN", "SENTINEL-demo-helpdesk-token")
-	snap, err := demo.Load(nil)
-	if err != nil {
-		t.Fatalf("demo.Load: %v", err)
-	}
-	store := &policy.Store{}
-	store.Swap(snap)
+	store, _ := servertest.DemoStore(t, "SENTINEL-demo-helpdesk-token")
 	f := newJWTFixture(t)
 	srv := extauthz.New(engine.New(engine.Config{Store: store, JWTBundles: nil, Timeout: 5 * time.Second}))
 	tok := jwtsvidtest.SignES256(t, f.trusted, jwtKeyID, claims())

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net"
 	"regexp"
@@ -16,11 +15,11 @@ import (
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/approvaltest"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
-	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/server"
-	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
 const (
@@ -32,9 +31,7 @@ const (
 type cliServer struct {
 	url    string
 	client authv3.AuthorizationClient
-	now    func() time.Time
-	mu     sync.Mutex
-	offset time.Duration
+	clock  *approvaltest.Clock
 	store  *failingStore
 }
 
@@ -57,43 +54,22 @@ func (s *failingStore) List(ctx context.Context, st approval.State, now time.Tim
 
 func startCLIServer(t *testing.T) *cliServer {
 	t.Helper()
-	setCredential(t)
-	snap, err := demo.Load(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol := &policy.Store{}
-	pol.Swap(snap)
-	s := &cliServer{store: &failingStore{Store: memstore.New()}}
-	start := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
-	s.now = func() time.Time {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return start.Add(s.offset)
-	}
+	setCredential(t) // for the commands the test runs
+	pol, _ := servertest.DemoStore(t, credential)
+	s := &cliServer{store: &failingStore{Store: memstore.New()}, clock: approvaltest.NewClock()}
 	auth := signin.NewTokens(map[string]approval.Approver{
 		aliceCLIToken: {Name: "alice", Groups: []string{"it-admins"}},
 		bobCLIToken:   {Name: "bob", Groups: []string{"sales"}},
 	})
-	approvals := &api.API{Store: s.store, Auth: auth, Clock: s.now}
-	srv, err := server.Start(server.Config{
+	approvals := &api.API{Store: s.store, Auth: auth, Clock: s.clock.Now}
+	srv := servertest.Start(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: pol,
-		Approvals:  &approval.Gate{Store: s.store, Clock: s.now},
+		Approvals:  &approval.Gate{Store: s.store, Clock: s.clock.Now},
 		APIHandler: approvals.Register,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	s.client = authv3.NewAuthorizationClient(dialGRPC(t, srv.GRPCAddr().String()))
+	s.client = servertest.Client(t, srv)
 	s.url = "http://" + srv.HTTPAddr().String()
 	return s
-}
-
-func (s *cliServer) advance(d time.Duration) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.offset += d
 }
 
 // hold sends the helpdesk agent's password reset of user and returns the approval id, or the
@@ -107,24 +83,11 @@ func (s *cliServer) check(t *testing.T, user, id string) (code, approvalID, deta
 	req := extauthz.HTTPRequest{Principal: helpdesk, Method: "POST", Host: "helpdesk.acme.internal",
 		Path: "/v1/users/" + user + "/password-reset", Headers: h,
 		Body: `{"reason":"User locked out after travel","notify_user":true}`}.CheckRequest()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	resp, err := s.client.Check(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.GetOkResponse() != nil {
+	a := servertest.Check(t, s.client, req)
+	if a.Allow {
 		return "allowed", "", ""
 	}
-	var p struct {
-		Code   string `json:"code"`
-		ID     string `json:"approval_id"`
-		Detail string `json:"detail"`
-	}
-	if err := json.Unmarshal([]byte(resp.GetDeniedResponse().GetBody()), &p); err != nil {
-		t.Fatal(err)
-	}
-	return p.Code, p.ID, p.Detail
+	return a.ProblemString("code"), a.ProblemString("approval_id"), a.ProblemString("detail")
 }
 
 func (s *cliServer) hold(t *testing.T, user string) string {
@@ -152,7 +115,7 @@ func TestApprovalsCLI(t *testing.T) {
 		t.Errorf("list with none: %q %q", r.stdout, r.stderr)
 	}
 	jdoe := s.hold(t, "jdoe")
-	s.advance(time.Minute)
+	s.clock.Advance(time.Minute)
 	asmith := s.hold(t, "asmith")
 
 	r = s.approvals(t, "list")
@@ -251,7 +214,7 @@ func TestApprovalsCLI(t *testing.T) {
 
 	// Expired before anyone decided.
 	late := s.hold(t, "cdoe")
-	s.advance(16 * time.Minute)
+	s.clock.Advance(16 * time.Minute)
 	r = s.approvals(t, "approve", late)
 	r.want(t, exitDeny)
 	oneLine(t, "stderr", r.stderr)

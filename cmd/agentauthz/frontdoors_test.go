@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -10,14 +9,12 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.yaml.in/yaml/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/jwtsvidtest"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -74,22 +71,9 @@ func checkAnswer(t *testing.T, r result) answer {
 	return a
 }
 
-// grpcAnswer reads the server's answer as Envoy does: the HTTP status it enforces, and the
-// decision's code and rule from the dynamic metadata.
-func grpcAnswer(t *testing.T, resp *authv3.CheckResponse) answer {
-	t.Helper()
-	meta := resp.GetDynamicMetadata().GetFields()
-	a := answer{code: meta["code"].GetStringValue(), rule: meta["rule"].GetStringValue()}
-	switch {
-	case resp.GetOkResponse() != nil:
-		a.allow, a.status = true, 200
-	case resp.GetDeniedResponse() != nil:
-		a.status = int(resp.GetDeniedResponse().GetStatus().GetCode())
-	default:
-		t.Fatalf("CheckResponse without http_response: %v", resp)
-	}
-	return a
-}
+// grpcAnswer is the server's answer as Envoy enforces it: the HTTP status, and the decision's
+// code and rule from the dynamic metadata.
+func grpcAnswer(a servertest.Answer) answer { return answer{a.Allow, a.Status, a.Code, a.Rule} }
 
 // serverCheck is one CheckRequest of checksDir and the answer the server gives it.
 type serverCheck struct {
@@ -301,13 +285,9 @@ func TestJWTSVIDCheckAsServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := server.Start(server.Config{GRPCAddr: "127.0.0.1:0", Store: policy.NewStore(snap), JWTBundles: bundles,
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", Store: policy.NewStore(snap), JWTBundles: bundles,
 		CheckTimeout: 5 * time.Second}) // the race detector is slow; deadlines are not under test
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	client := authv3.NewAuthorizationClient(dialGRPC(t, srv.GRPCAddr().String()))
+	client := servertest.Client(t, srv)
 
 	sign := func(c map[string]any) string { return jwtsvidtest.SignES256(t, key, jwtsvidtest.KeyID, c) }
 	for _, tc := range []struct {
@@ -329,11 +309,7 @@ func TestJWTSVIDCheckAsServer(t *testing.T) {
 				req.Headers = map[string]string{"authorization": "Bearer " + tc.token}
 				args = append(args, "--header", "authorization: Bearer "+tc.token)
 			}
-			resp, err := client.Check(ctxFor(t), req.CheckRequest())
-			if err != nil {
-				t.Fatalf("Check: %v", err)
-			}
-			fromServer := grpcAnswer(t, resp)
+			fromServer := grpcAnswer(servertest.Check(t, client, req.CheckRequest()))
 			fromCheck := checkAnswer(t, cli(t, args...))
 			if fromServer != tc.want || fromCheck != tc.want {
 				t.Errorf("server %v, check %v; want %v from both", fromServer, fromCheck, tc.want)
@@ -349,12 +325,8 @@ func TestApprovalCheckAsServer(t *testing.T) {
 	req := extauthz.HTTPRequest{Principal: helpdesk, Method: "POST", Host: "helpdesk.acme.internal",
 		Path: "/v1/users/jdoe/password-reset", Headers: map[string]string{"content-type": "application/json"},
 		Body: `{"reason":"User locked out after travel"}`}
-	resp, err := s.client.Check(ctxFor(t), req.CheckRequest())
-	if err != nil {
-		t.Fatalf("Check: %v", err)
-	}
 	want := answer{false, 428, "approval_required", "reset-password"}
-	if got := grpcAnswer(t, resp); got != want {
+	if got := grpcAnswer(servertest.Check(t, s.client, req.CheckRequest())); got != want {
 		t.Errorf("server: %v, want %v", got, want)
 	}
 
@@ -366,20 +338,4 @@ func TestApprovalCheckAsServer(t *testing.T) {
 	if note := "  (offline: the approval is held in memory only; a server holds it in its approval store)\n"; !strings.Contains(r.stdout, note) {
 		t.Errorf("check does not say where the approval is held:\n%s", r.stdout)
 	}
-}
-
-func dialGRPC(t *testing.T, target string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
-func ctxFor(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	t.Cleanup(cancel)
-	return ctx
 }

@@ -23,17 +23,15 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/audit"
-	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -46,80 +44,14 @@ const (
 	agentToken    = "SENTINEL-agent-token-c81d07"
 )
 
-// loadDemo puts the demo policy, injecting upstreamToken, in force in a new Store. It sets the
-// environment, so the test must not be parallel.
-func loadDemo(t *testing.T) (*policy.Store, *policy.Snapshot) {
-	t.Helper()
-	t.Setenv("AGENTAUTHZ_HELPDESK_TOKEN", upstreamToken)
-	snap, err := demo.Load(nil)
-	if err != nil {
-		t.Fatalf("demo.Load: %v", err)
-	}
-	store := &policy.Store{}
-	store.Swap(snap)
-	return store, snap
-}
-
-func start(t *testing.T, cfg server.Config) *server.Server {
-	t.Helper()
-	srv, err := server.Start(cfg)
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	return srv
-}
-
-func dial(t *testing.T, target string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatalf("grpc.NewClient(%q): %v", target, err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
 func ctxFor(t *testing.T, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// answer is what a CheckResponse says, from its dynamic metadata and status.
-type answer struct {
-	allow          bool
-	status         int
-	code, rule, id string
-}
-
-func read(resp *authv3.CheckResponse) answer {
-	meta := resp.GetDynamicMetadata().GetFields()
-	a := answer{
-		allow: resp.GetOkResponse() != nil && resp.GetStatus().GetCode() == int32(codes.OK),
-		code:  meta["code"].GetStringValue(),
-		rule:  meta["rule"].GetStringValue(),
-		id:    meta["decision_id"].GetStringValue(),
-	}
-	if a.allow {
-		a.status = 200
-	} else {
-		a.status = int(resp.GetDeniedResponse().GetStatus().GetCode())
-	}
-	return a
-}
-
 func getTicket(principal string) *authv3.CheckRequest {
 	return extauthz.HTTPRequest{Principal: principal, Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711"}.CheckRequest()
-}
-
-func check(t *testing.T, client authv3.AuthorizationClient, req *authv3.CheckRequest) answer {
-	t.Helper()
-	resp, err := client.Check(ctxFor(t, 10*time.Second), req)
-	if err != nil {
-		t.Fatalf("Check: %v", err)
-	}
-	return read(resp)
 }
 
 // blockingLog is a DecisionLog that holds the Check of one path in flight until released: the
@@ -181,20 +113,17 @@ func pollRefused(t *testing.T, network, addr string) {
 // TestShutdownDrains: Shutdown turns gRPC health NOT_SERVING, stops taking connections, lets the
 // check in flight finish and answer, and returns. Checks completed before it all had answers.
 func TestShutdownDrains(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, upstreamToken)
 	const slowPath = "/v1/tickets/999"
 	dlog := newBlockingLog(slowPath)
 	defer dlog.Release() // never leave the handler blocked, whatever fails
-	srv, err := server.Start(server.Config{
+	srv := servertest.Start(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store, Decisions: dlog,
 		// Far beyond the test's deadlines: Shutdown must return because the drain ended.
 		DrainTimeout: 10 * time.Minute,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	grpcAddr, httpAddr := srv.GRPCAddr().String(), srv.HTTPAddr().String()
-	conn := dial(t, grpcAddr)
+	conn := servertest.Dial(t, grpcAddr)
 	client := authv3.NewAuthorizationClient(conn)
 
 	// A health watcher, as gRPC client-side health checking keeps one.
@@ -225,8 +154,13 @@ func TestShutdownDrains(t *testing.T) {
 				errs <- err
 				return
 			}
-			if a := read(resp); (i%2 == 0) != a.allow || a.code == "" {
-				errs <- errors.New("unexpected answer " + a.code)
+			a, err := servertest.Read(resp)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if (i%2 == 0) != a.Allow || a.Code == "" {
+				errs <- errors.New("unexpected answer " + a.Code)
 			}
 		}()
 	}
@@ -284,13 +218,13 @@ func TestShutdownDrains(t *testing.T) {
 	if r.err != nil {
 		t.Fatalf("the check in flight during the drain failed: %v", r.err)
 	}
-	if a := read(r.resp); !a.allow || a.rule != "get-ticket" {
-		t.Errorf("the check in flight during the drain = %+v, want allow by get-ticket", a)
+	if a, err := servertest.Read(r.resp); err != nil || !a.Allow || a.Rule != "get-ticket" {
+		t.Errorf("the check in flight during the drain = %+v, %v; want allow by get-ticket", a, err)
 	}
 	waitFor(t, "Shutdown after the drain", shutdownDone, 30*time.Second)
 
 	// Stopped: new clients get no answer, and the HTTP listener is closed.
-	fresh := authv3.NewAuthorizationClient(dial(t, grpcAddr))
+	fresh := authv3.NewAuthorizationClient(servertest.Dial(t, grpcAddr))
 	if _, err := fresh.Check(ctxFor(t, 5*time.Second), getTicket(helpdesk)); status.Code(err) != codes.Unavailable {
 		t.Errorf("Check after Shutdown: %v, want Unavailable", err)
 	}
@@ -306,15 +240,12 @@ func TestShutdownDrains(t *testing.T) {
 // TestShutdownDrainTimeout: a check that never finishes does not hold Shutdown past
 // DrainTimeout; its caller gets an error, not a hang.
 func TestShutdownDrainTimeout(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, upstreamToken)
 	const slowPath = "/v1/tickets/999"
 	dlog := newBlockingLog(slowPath)
 	t.Cleanup(dlog.Release) // after Shutdown: lets the handler goroutine end
-	srv, err := server.Start(server.Config{GRPCAddr: "127.0.0.1:0", Store: store, Decisions: dlog, DrainTimeout: 300 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", Store: store, Decisions: dlog, DrainTimeout: 300 * time.Millisecond})
+	client := servertest.Client(t, srv)
 	errc := make(chan error, 1)
 	go func() {
 		req := extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: slowPath}.CheckRequest()
@@ -340,23 +271,20 @@ func TestShutdownDrainTimeout(t *testing.T) {
 }
 
 func TestUnixSocket(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, upstreamToken)
 	sock := filepath.Join(t.TempDir(), "authz.sock")
-	srv, err := server.Start(server.Config{GRPCAddr: "unix:" + sock, Store: store})
-	if err != nil {
-		t.Fatal(err)
-	}
+	srv := servertest.Start(t, server.Config{GRPCAddr: "unix:" + sock, Store: store})
 	if got := srv.GRPCAddr().Network(); got != "unix" {
 		t.Errorf("GRPCAddr().Network() = %q, want unix", got)
 	}
 	if st, err := os.Lstat(sock); err != nil || st.Mode()&os.ModeSocket == 0 {
 		t.Fatalf("%s is not a socket: %v", sock, err)
 	}
-	client := authv3.NewAuthorizationClient(dial(t, "unix:"+sock))
-	if a := check(t, client, getTicket(helpdesk)); !a.allow || a.rule != "get-ticket" {
+	client := authv3.NewAuthorizationClient(servertest.Dial(t, "unix:"+sock))
+	if a := servertest.Check(t, client, getTicket(helpdesk)); !a.Allow || a.Rule != "get-ticket" {
 		t.Errorf("Check over the socket = %+v, want allow by get-ticket", a)
 	}
-	if a := check(t, client, getTicket(bi)); a.allow || a.code != "scope_missing" {
+	if a := servertest.Check(t, client, getTicket(bi)); a.Allow || a.Code != "scope_missing" {
 		t.Errorf("Check over the socket = %+v, want scope_missing", a)
 	}
 	srv.Shutdown()
@@ -367,7 +295,7 @@ func TestUnixSocket(t *testing.T) {
 
 // TestUnixSocketStale: a socket left by a previous run is replaced.
 func TestUnixSocketStale(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, upstreamToken)
 	sock := filepath.Join(t.TempDir(), "authz.sock")
 	l, err := net.Listen("unix", sock)
 	if err != nil {
@@ -383,9 +311,9 @@ func TestUnixSocketStale(t *testing.T) {
 		c.Close()
 		t.Fatal("the stale socket accepts connections")
 	}
-	srv := start(t, server.Config{GRPCAddr: "unix:" + sock, Store: store})
-	client := authv3.NewAuthorizationClient(dial(t, "unix:"+srv.GRPCAddr().String()))
-	if a := check(t, client, getTicket(helpdesk)); !a.allow {
+	srv := servertest.Start(t, server.Config{GRPCAddr: "unix:" + sock, Store: store})
+	client := authv3.NewAuthorizationClient(servertest.Dial(t, "unix:"+srv.GRPCAddr().String()))
+	if a := servertest.Check(t, client, getTicket(helpdesk)); !a.Allow {
 		t.Errorf("Check over the replaced socket = %+v, want allow", a)
 	}
 }
@@ -393,7 +321,7 @@ func TestUnixSocketStale(t *testing.T) {
 // TestUnixSocketRefusesOtherFiles: whatever is at the socket path and is not a socket is an
 // operator's mistake: refused, and left as it is.
 func TestUnixSocketRefusesOtherFiles(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, upstreamToken)
 	dir := t.TempDir()
 	regular := filepath.Join(dir, "authz.sock")
 	if err := os.WriteFile(regular, []byte("precious"), 0o600); err != nil {
@@ -431,7 +359,7 @@ func TestUnixSocketRefusesOtherFiles(t *testing.T) {
 
 // TestPlaintextOnlyOnLoopback: plaintext gRPC on a non-loopback address needs Insecure.
 func TestPlaintextOnlyOnLoopback(t *testing.T) {
-	store, _ := loadDemo(t)
+	store, _ := servertest.DemoStore(t, upstreamToken)
 	for _, addr := range []string{"0.0.0.0:0", "[::]:0", ":0", "agentauthz.example:9001", "10.1.2.3:9001"} {
 		srv, err := server.Start(server.Config{GRPCAddr: addr, Store: store})
 		if err == nil {
@@ -451,10 +379,10 @@ func TestPlaintextOnlyOnLoopback(t *testing.T) {
 		}
 		srv.Shutdown()
 	}
-	srv := start(t, server.Config{GRPCAddr: "0.0.0.0:0", Insecure: true, Store: store})
+	srv := servertest.Start(t, server.Config{GRPCAddr: "0.0.0.0:0", Insecure: true, Store: store})
 	_, port, _ := net.SplitHostPort(srv.GRPCAddr().String())
-	client := authv3.NewAuthorizationClient(dial(t, net.JoinHostPort("127.0.0.1", port)))
-	if a := check(t, client, getTicket(helpdesk)); !a.allow {
+	client := authv3.NewAuthorizationClient(servertest.Dial(t, net.JoinHostPort("127.0.0.1", port)))
+	if a := servertest.Check(t, client, getTicket(helpdesk)); !a.Allow {
 		t.Errorf("Check on the insecure listener = %+v, want allow", a)
 	}
 }
@@ -503,9 +431,9 @@ func label(m *dto.Metric, name string) string {
 // TestMetricsEndpoint: /metrics is served only with a Gatherer, and counts each check in the
 // latency histogram by outcome and in the decisions counter by reason.
 func TestMetricsEndpoint(t *testing.T) {
-	store, snap := loadDemo(t)
+	store, snap := servertest.DemoStore(t, upstreamToken)
 
-	plain := start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store, Metrics: metrics.New(prometheus.NewRegistry())})
+	plain := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store, Metrics: metrics.New(prometheus.NewRegistry())})
 	if code, _ := httpGet(t, "http://"+plain.HTTPAddr().String()+"/metrics"); code != http.StatusNotFound {
 		t.Errorf("/metrics without a Gatherer = %d, want 404", code)
 	}
@@ -513,22 +441,22 @@ func TestMetricsEndpoint(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	empty := &policy.Store{}
-	srv := start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: empty, Metrics: m, Gatherer: reg})
-	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: empty, Metrics: m, Gatherer: reg})
+	client := servertest.Client(t, srv)
 
 	// No policy yet: an error.
-	if a := check(t, client, getTicket(helpdesk)); a.code != "policy_not_loaded" {
+	if a := servertest.Check(t, client, getTicket(helpdesk)); a.Code != "policy_not_loaded" {
 		t.Fatalf("check without a policy = %+v", a)
 	}
 	empty.Swap(snap)
 	want := map[string]int{"allowed": 3, "scope_missing": 2, "route_unknown": 1, "identity_missing": 1, "policy_not_loaded": 1}
 	for range 3 {
-		check(t, client, getTicket(helpdesk))
+		servertest.Check(t, client, getTicket(helpdesk))
 	}
-	check(t, client, getTicket(bi))
-	check(t, client, getTicket(bi))
-	check(t, client, extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/admin"}.CheckRequest())
-	check(t, client, getTicket(""))
+	servertest.Check(t, client, getTicket(bi))
+	servertest.Check(t, client, getTicket(bi))
+	servertest.Check(t, client, extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/admin"}.CheckRequest())
+	servertest.Check(t, client, getTicket(""))
 
 	mfs := scrape(t, "http://"+srv.HTTPAddr().String()+"/metrics")
 	hist := mfs["agentauthz_check_duration_seconds"]
@@ -586,7 +514,7 @@ type logRecord struct {
 // with the decision, the agent and the body's digest, and never the body, a credential or a
 // redacted query value. The file verifies once the queue is closed.
 func TestDecisionLog(t *testing.T) {
-	store, snap := loadDemo(t)
+	store, snap := servertest.DemoStore(t, upstreamToken)
 	path := filepath.Join(t.TempDir(), "decisions.log")
 	l, err := audit.Open(path, audit.Options{})
 	if err != nil {
@@ -599,11 +527,11 @@ func TestDecisionLog(t *testing.T) {
 			q.Close()
 		}
 	}()
-	srv := start(t, server.Config{
+	srv := servertest.Start(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", Store: store, Decisions: q,
 		RedactQuery: map[string]bool{"limit": true, "token": true},
 	})
-	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
+	client := servertest.Client(t, srv)
 
 	const (
 		bodySentinel  = "SENTINEL-body-text-5e0a41"
@@ -644,14 +572,17 @@ func TestDecisionLog(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Check %s: %v", c.req.Path, err)
 		}
-		a := read(resp)
-		if a.code != c.code || a.status != c.status {
+		a, err := servertest.Read(resp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a.Code != c.code || a.Status != c.status {
 			t.Fatalf("Check %s %s = %+v, want %s %d", c.req.Principal, c.req.Path, a, c.code, c.status)
 		}
 		for _, h := range resp.GetOkResponse().GetHeaders() {
 			sawUpstreamToken = sawUpstreamToken || strings.Contains(h.GetHeader().GetValue(), upstreamToken)
 		}
-		byID[a.id] = c
+		byID[a.DecisionID] = c
 	}
 	if !sawUpstreamToken {
 		t.Fatal("no allow injected the upstream credential: the test would not notice it leaking")
