@@ -11,6 +11,8 @@
 //   - TestGuideFiles compares the files the guide shows with testdata/;
 //   - TestGuideCommands builds agentauthz, runs every command the guide shows and compares what
 //     it prints;
+//   - TestArchitectureNames finds every Go name ARCHITECTURE.md mentions in the package it
+//     names;
 //   - TestGuideCodes and TestReadmeCodes compare the guide's table of reason codes and the
 //     README's table of statuses with the code table of package decision, and
 //     TestOperatingFailureCodes the failure codes operating.md tells operators to alert on.
