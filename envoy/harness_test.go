@@ -3,31 +3,18 @@ package envoy_test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	secretv3 "github.com/envoyproxy/go-control-plane/envoy/service/secret/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -37,263 +24,19 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/agentauthz/agentauthz/internal/stack"
 )
 
-// The SPIFFE IDs of the shipped configurations.
+// The SPIFFE IDs of the shipped configurations. The test trust domain (certificates, the SDS
+// stand-in) is internal/stack's.
 const (
-	trustDomainID = "spiffe://acme.internal"
-	envoyID       = "spiffe://acme.internal/envoy"
-	agentauthzID  = "spiffe://acme.internal/agentauthz"
-	helpdeskAgent = "spiffe://acme.internal/agent/helpdesk"
-	helpdeskAPIID = "spiffe://acme.internal/api/helpdesk"
-	biAPIID       = "spiffe://acme.internal/api/bi"
+	envoyID       = stack.EnvoyID
+	agentauthzID  = stack.AgentauthzID
+	helpdeskAgent = stack.HelpdeskAgent
+	helpdeskAPIID = stack.HelpdeskAPIID
+	biAPIID       = stack.BIAPIID
 )
-
-// pki is a test trust domain: one CA, and X.509-SVIDs (a URI SAN, no DNS name) issued by it.
-type pki struct {
-	ca    *x509.Certificate
-	key   *ecdsa.PrivateKey
-	caPEM []byte
-	pool  *x509.CertPool
-}
-
-func newPKI(t testing.TB) *pki {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{Organization: []string{"acme.internal test CA"}},
-		URIs:                  []*url.URL{mustURL(trustDomainID)},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pki{ca: ca, key: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pool: x509.NewCertPool()}
-	p.pool.AddCert(ca)
-	return p
-}
-
-// svid is an issued certificate, as Go and as PEM for Envoy.
-type svid struct {
-	cert            tls.Certificate
-	certPEM, keyPEM []byte
-}
-
-func (p *pki) issue(t testing.TB, id string) svid {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial,
-		URIs:         []*url.URL{mustURL(id)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pk, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := svid{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}),
-	}
-	if s.cert, err = tls.X509KeyPair(s.certPEM, s.keyPEM); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// serverTLS is a TLS 1.3 server config presenting s and requiring a client certificate of the
-// trust domain.
-func (p *pki) serverTLS(s svid) *tls.Config {
-	return &tls.Config{
-		Certificates: []tls.Certificate{s.cert},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    p.pool,
-		MinVersion:   tls.VersionTLS13,
-	}
-}
-
-// backendTLS is serverTLS for a backend API: TLS 1.2 or 1.3, since the shipped backend clusters
-// leave Envoy's client at its default, which offers at most TLS 1.2.
-func (p *pki) backendTLS(s svid) *tls.Config {
-	c := p.serverTLS(s)
-	c.MinVersion = tls.VersionTLS12
-	return c
-}
-
-// clientTLS is an agent's TLS config: it presents s and accepts only a server certificate of the
-// trust domain whose SPIFFE ID is serverID (SVIDs have no DNS name to check).
-func (p *pki) clientTLS(s *svid, serverID string, alpn ...string) *tls.Config {
-	c := &tls.Config{
-		MinVersion:         tls.VersionTLS13,
-		NextProtos:         alpn,
-		InsecureSkipVerify: true, // replaced by VerifyConnection: the SPIFFE ID, not a host name
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("no server certificate")
-			}
-			inter := x509.NewCertPool()
-			for _, c := range cs.PeerCertificates[1:] {
-				inter.AddCert(c)
-			}
-			if _, err := cs.PeerCertificates[0].Verify(x509.VerifyOptions{Roots: p.pool, Intermediates: inter}); err != nil {
-				return err
-			}
-			if got := uriSAN(cs.PeerCertificates); got != serverID {
-				return fmt.Errorf("server is %q, want %s", got, serverID)
-			}
-			return nil
-		},
-	}
-	if s != nil {
-		c.Certificates = []tls.Certificate{s.cert}
-	}
-	return c
-}
-
-func uriSAN(certs []*x509.Certificate) string {
-	if len(certs) == 0 || len(certs[0].URIs) == 0 {
-		return ""
-	}
-	return certs[0].URIs[0].String()
-}
-
-func mustURL(s string) *url.URL {
-	u, err := url.Parse(s)
-	if err != nil {
-		panic(err)
-	}
-	return u
-}
-
-// shortTempDir is a temporary directory with a short path, for unix sockets (at most 108 bytes).
-func shortTempDir(t testing.TB) string {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "envoy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
-// serveGRPC serves s on l until the test ends.
-func serveGRPC(t testing.TB, s *grpc.Server, l net.Listener) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.Serve(l)
-	}()
-	t.Cleanup(func() {
-		s.Stop()
-		<-done
-	})
-}
-
-// sdsServer stands in for the SPIRE agent's SDS: it serves Envoy's certificates and the trust
-// bundle, by secret name, on a unix socket, as the shipped configurations ask for them.
-type sdsServer struct {
-	secretv3.UnimplementedSecretDiscoveryServiceServer
-	secrets map[string]*tlsv3.Secret
-
-	mu       sync.Mutex
-	unknown  []string // names Envoy asked for and nobody serves
-	rejected []string // NACKs: Envoy refused a secret
-}
-
-func startSDS(t testing.TB, socket string, p *pki, certs map[string]svid) *sdsServer {
-	t.Helper()
-	s := &sdsServer{secrets: map[string]*tlsv3.Secret{
-		trustDomainID: {Name: trustDomainID, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
-			TrustedCa: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: p.caPEM}},
-		}}},
-	}}
-	for id, c := range certs {
-		s.secrets[id] = &tlsv3.Secret{Name: id, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
-			CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.certPEM}},
-			PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_InlineBytes{InlineBytes: c.keyPEM}},
-		}}}
-	}
-	l, err := net.Listen("unix", socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := grpc.NewServer()
-	secretv3.RegisterSecretDiscoveryServiceServer(g, s)
-	serveGRPC(t, g, l)
-	t.Cleanup(func() {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if len(s.unknown) > 0 || len(s.rejected) > 0 {
-			t.Errorf("SDS: Envoy asked for unknown secrets %q, refused %q", s.unknown, s.rejected)
-		}
-	})
-	return s
-}
-
-// StreamSecrets answers each subscription once; ACKs need no answer.
-func (s *sdsServer) StreamSecrets(stream grpc.BidiStreamingServer[discoveryv3.DiscoveryRequest, discoveryv3.DiscoveryResponse]) error {
-	for n := 1; ; n++ {
-		req, err := stream.Recv()
-		if err != nil {
-			return nil
-		}
-		if d := req.GetErrorDetail(); d != nil {
-			s.mu.Lock()
-			s.rejected = append(s.rejected, fmt.Sprintf("%v: %s", req.GetResourceNames(), d.GetMessage()))
-			s.mu.Unlock()
-			continue
-		}
-		if req.GetResponseNonce() != "" {
-			continue
-		}
-		resp := &discoveryv3.DiscoveryResponse{VersionInfo: "1", TypeUrl: req.GetTypeUrl(), Nonce: fmt.Sprint(n)}
-		for _, name := range req.GetResourceNames() {
-			sec, ok := s.secrets[name]
-			if !ok {
-				s.mu.Lock()
-				s.unknown = append(s.unknown, name)
-				s.mu.Unlock()
-				continue
-			}
-			a, err := anypb.New(sec)
-			if err != nil {
-				return err
-			}
-			resp.Resources = append(resp.Resources, a)
-		}
-		if err := stream.Send(resp); err != nil {
-			return nil
-		}
-	}
-}
 
 // answerFunc answers one check. A nil response with a nil error never answers (the check
 // times out).
@@ -328,7 +71,7 @@ func startAuthz(t testing.TB, network, address string, tlsConf *tls.Config) *aut
 	hs := health.NewServer()
 	hs.SetServingStatus("envoy.service.auth.v3.Authorization", healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(a.g, hs)
-	serveGRPC(t, a.g, l)
+	stack.ServeGRPC(t, a.g, l)
 	return a
 }
 
@@ -336,7 +79,7 @@ func (a *authzServer) Check(ctx context.Context, cr *authv3.CheckRequest) (*auth
 	id := ""
 	if p, ok := peer.FromContext(ctx); ok {
 		if ti, ok := p.AuthInfo.(credentials.TLSInfo); ok {
-			id = uriSAN(ti.State.PeerCertificates)
+			id = stack.URISAN(ti.State.PeerCertificates)
 		}
 	}
 	probe := first(headerValues(cr, "x-probe"))
@@ -464,7 +207,7 @@ func startBackend(t testing.TB, tlsConf *tls.Config) *backend {
 		body, _ := io.ReadAll(r.Body)
 		br := backendRequest{method: r.Method, uri: r.RequestURI, host: r.Host, header: r.Header.Clone(), body: body}
 		if r.TLS != nil {
-			br.peer = uriSAN(r.TLS.PeerCertificates)
+			br.peer = stack.URISAN(r.TLS.PeerCertificates)
 		}
 		b.mu.Lock()
 		b.reqs[r.Header.Get("x-probe")] = append(b.reqs[r.Header.Get("x-probe")], br)

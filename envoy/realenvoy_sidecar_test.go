@@ -10,16 +10,17 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/agentauthz/agentauthz/internal/envoyproc"
+	"github.com/agentauthz/agentauthz/internal/stack"
 )
 
 // TestRealEnvoySidecar runs sidecar.yaml in real Envoy: agentauthz on a unix socket without
 // TLS, the app in plain HTTP on loopback, Envoy presenting the API's own SVID to agents.
 func TestRealEnvoySidecar(t *testing.T) {
 	envoyproc.Binary(t)
-	p := newPKI(t)
-	dir := shortTempDir(t)
+	p := stack.NewPKI(t)
+	dir := stack.ShortTempDir(t)
 	sds, authzSock := filepath.Join(dir, "sds.sock"), filepath.Join(dir, "authz.sock")
-	startSDS(t, sds, p, map[string]svid{helpdeskAPIID: p.issue(t, helpdeskAPIID)})
+	stack.StartSDS(t, sds, p, p.Issue(t, helpdeskAPIID))
 	authz := startAuthz(t, "unix", authzSock, nil)
 	app := startBackend(t, nil)
 	cfg := envoyproc.RenderFile(t, "sidecar.yaml", map[string]string{
@@ -30,9 +31,9 @@ func TestRealEnvoySidecar(t *testing.T) {
 	})
 	e := envoyproc.Start(t, envoyproc.Options{Config: cfg})
 	addr := e.ListenerAddr("inbound")
-	agent := p.issue(t, helpdeskAgent)
+	agent := p.Issue(t, helpdeskAgent)
 	// To agents, the sidecar is the API: it presents the API's SPIFFE ID.
-	agentTLS := p.clientTLS(&agent, helpdeskAPIID, "http/1.1")
+	agentTLS := p.ClientTLS(&agent, helpdeskAPIID, "http/1.1")
 	send := func(probe string, answer answerFunc, target string, headers ...string) (int, string) {
 		authz.answer(probe, answer)
 		resp, body := rawHTTP1(t, addr, agentTLS, httpRequest("GET", target, "helpdesk.acme.internal",

@@ -14,7 +14,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -25,41 +24,36 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/agentauthz/agentauthz/internal/envoyproc"
+	"github.com/agentauthz/agentauthz/internal/stack"
 )
 
 // frontProxy is front-proxy.yaml running in real Envoy.
 type frontProxy struct {
 	envoy    *envoyproc.Envoy
-	pki      *pki
+	pki      *stack.PKI
 	authz    *authzServer
 	helpdesk *backend
 	bi       *backend
 	addr     string      // the agents' listener
-	agent    svid        // the helpdesk agent's certificate
+	agent    stack.SVID  // the helpdesk agent's certificate
 	agentTLS *tls.Config // its HTTP/1.1 client configuration
 }
 
 func startFrontProxy(t *testing.T) *frontProxy {
 	t.Helper()
 	envoyproc.Binary(t) // skip, or fail under CI, before building anything
-	p := newPKI(t)
-	sock := filepath.Join(shortTempDir(t), "sds.sock")
-	startSDS(t, sock, p, map[string]svid{envoyID: p.issue(t, envoyID)})
-	fp := &frontProxy{pki: p, agent: p.issue(t, helpdeskAgent)}
-	fp.authz = startAuthz(t, "tcp", "127.0.0.1:0", p.serverTLS(p.issue(t, agentauthzID)))
-	fp.helpdesk = startBackend(t, p.backendTLS(p.issue(t, helpdeskAPIID)))
-	fp.bi = startBackend(t, p.backendTLS(p.issue(t, biAPIID)))
-	_, authzPort, _ := net.SplitHostPort(fp.authz.addr)
-	cfg := envoyproc.RenderFile(t, "front-proxy.yaml", map[string]string{
-		endpointAddr(10, "0.0.0.0", "8443"):                        endpointAddr(10, "127.0.0.1", "0"),
-		endpointAddr(22, "agentauthz.acme.internal", "9001"):       endpointAddr(22, "127.0.0.1", authzPort),
-		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"): endpointAddr(22, "127.0.0.1", fp.helpdesk.port()),
-		endpointAddr(22, "bi-backend.acme.internal", "8443"):       endpointAddr(22, "127.0.0.1", fp.bi.port()),
-		"path: /run/spire/agent/public/api.sock":                   "path: " + sock,
-	})
+	p := stack.NewPKI(t)
+	sock := filepath.Join(stack.ShortTempDir(t), "sds.sock")
+	stack.StartSDS(t, sock, p, p.Issue(t, envoyID))
+	fp := &frontProxy{pki: p, agent: p.Issue(t, helpdeskAgent)}
+	fp.authz = startAuthz(t, "tcp", "127.0.0.1:0", p.ServerTLS(p.Issue(t, agentauthzID)))
+	fp.helpdesk = startBackend(t, p.BackendTLS(p.Issue(t, helpdeskAPIID)))
+	fp.bi = startBackend(t, p.BackendTLS(p.Issue(t, biAPIID)))
+	cfg := stack.RenderFrontProxy(t, stack.Addrs{Agents: "127.0.0.1:0", Authz: fp.authz.addr,
+		Helpdesk: fp.helpdesk.url, BI: fp.bi.url, SDSSocket: sock})
 	fp.envoy = envoyproc.Start(t, envoyproc.Options{Config: cfg})
 	fp.addr = fp.envoy.ListenerAddr("agents_ingress")
-	fp.agentTLS = p.clientTLS(&fp.agent, envoyID, "http/1.1")
+	fp.agentTLS = p.ClientTLS(&fp.agent, envoyID, "http/1.1")
 	return fp
 }
 
@@ -344,7 +338,7 @@ func TestRealEnvoyCheckRequest(t *testing.T) {
 
 	t.Run("HTTP/2", func(t *testing.T) {
 		fp.authz.answer("h2", allow)
-		tr := &http.Transport{TLSClientConfig: fp.pki.clientTLS(&fp.agent, envoyID, "h2"), ForceAttemptHTTP2: true}
+		tr := &http.Transport{TLSClientConfig: fp.pki.ClientTLS(&fp.agent, envoyID, "h2"), ForceAttemptHTTP2: true}
 		defer tr.CloseIdleConnections()
 		req, err := http.NewRequest("POST", "https://"+fp.addr+"/v1/tickets?x=1", strings.NewReader(`{"a":1}`))
 		if err != nil {
@@ -388,8 +382,8 @@ func TestRealEnvoyCheckRequest(t *testing.T) {
 		}
 		// No client certificate, or one that is not an agent's: no TLS session, no check.
 		before := fp.envoy.Stats()["http.agents_ingress.ext_authz.ok"]
-		for name, cert := range map[string]*svid{"none": nil, "not an agent": ptr(fp.pki.issue(t, biAPIID))} {
-			conn, err := tls.Dial("tcp", fp.addr, fp.pki.clientTLS(cert, envoyID, "http/1.1"))
+		for name, cert := range map[string]*stack.SVID{"none": nil, "not an agent": ptr(fp.pki.Issue(t, biAPIID))} {
+			conn, err := tls.Dial("tcp", fp.addr, fp.pki.ClientTLS(cert, envoyID, "http/1.1"))
 			if err == nil {
 				// TLS 1.3: the server's refusal of the client certificate arrives with the
 				// first read.
