@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -19,22 +18,17 @@ import (
 	"testing"
 	"time"
 
-	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
 	"github.com/agentauthz/agentauthz/internal/approval/console"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
-	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/demo/bi"
 	"github.com/agentauthz/agentauthz/internal/demo/demoagent"
 	"github.com/agentauthz/agentauthz/internal/demo/helpdesk"
 	"github.com/agentauthz/agentauthz/internal/envoytest"
 	"github.com/agentauthz/agentauthz/internal/server"
-	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
 const (
@@ -104,19 +98,13 @@ func (s *syncBuffer) String() string {
 func TestStory(t *testing.T) {
 	// agentauthz, wired as serve wires it with the demo policy: the approval gate and the
 	// approver API share a store; alice of it-admins is the demo approver.
-	t.Setenv(helpdesk.TokenEnv, helpdeskToken)
-	snap, err := demo.Load(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatalf("demo.Load: %v", err)
-	}
-	store := &policy.Store{}
-	store.Swap(snap)
+	store, _ := servertest.DemoStore(t, helpdeskToken)
 	approvals := memstore.New()
 	approvers := &api.API{
 		Store: approvals,
 		Auth:  signin.NewTokens(map[string]approval.Approver{aliceToken: {Name: "alice", Groups: []string{"it-admins"}}}),
 	}
-	authz, err := server.Start(server.Config{
+	authz := servertest.Start(t, server.Config{
 		GRPCAddr:  "127.0.0.1:0",
 		HTTPAddr:  "127.0.0.1:0",
 		Store:     store,
@@ -128,10 +116,6 @@ func TestStory(t *testing.T) {
 		// The race detector slows checks down; the default 200ms deadline is for production.
 		CheckTimeout: 5 * time.Second,
 	})
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(authz.Shutdown)
 	approvalsURL := "http://" + authz.HTTPAddr().String()
 
 	// The backends, each behind a recorder of what reached it.
@@ -160,14 +144,10 @@ func TestStory(t *testing.T) {
 	// The Envoy stand-ins: one per agent identity, with compose/envoy.yaml's ext_authz settings
 	// (header_map, body as bytes up to 64 KiB and never partial, port stripped, underscores
 	// refused).
-	conn, err := grpc.NewClient(authz.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	client := servertest.Client(t, authz)
 	front := func(principal string) string {
 		return serve(t, envoytest.MustNew(envoytest.Config{
-			Client:                       authv3.NewAuthorizationClient(conn),
+			Client:                       client,
 			Principal:                    principal,
 			LocalPrincipal:               "spiffe://acme.internal/envoy",
 			Upstreams:                    upstreams,

@@ -23,9 +23,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/agentauthz/agentauthz/extauthz"
@@ -33,6 +31,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/internal/reload"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -190,16 +189,6 @@ func waitWatching(t *testing.T, dir string, loads *atomic.Int64) {
 	}
 }
 
-func dial(t *testing.T, target string) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
-}
-
 func getTicket() *authv3.CheckRequest {
 	return extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711"}.CheckRequest()
 }
@@ -207,17 +196,16 @@ func getTicket() *authv3.CheckRequest {
 // verdict classifies an answer to getTicket: the old policy allows it, the new one denies it
 // with scope_missing. Anything else is a failure, described.
 func verdict(resp *authv3.CheckResponse) (allowed, denied bool, failure string) {
-	meta := resp.GetDynamicMetadata().GetFields()
-	code, rule := meta["code"].GetStringValue(), meta["rule"].GetStringValue()
+	a, err := servertest.Read(resp)
 	switch {
-	case resp.GetOkResponse() != nil && resp.GetStatus().GetCode() == int32(codes.OK) && code == "allowed" && rule == "get-ticket":
+	case err != nil:
+		return false, false, err.Error()
+	case a.Allow && a.Code == "allowed" && a.Rule == "get-ticket":
 		return true, false, ""
-	case resp.GetDeniedResponse().GetStatus().GetCode() == 403 && resp.GetStatus().GetCode() == int32(codes.PermissionDenied) &&
-		code == "scope_missing" && rule == "get-ticket":
+	case a.Status == 403 && a.GRPCCode == codes.PermissionDenied && a.Code == "scope_missing" && a.Rule == "get-ticket":
 		return false, true, ""
 	}
-	return false, false, fmt.Sprintf("unexpected answer: grpc status %d, http %d, code %q, rule %q",
-		resp.GetStatus().GetCode(), resp.GetDeniedResponse().GetStatus().GetCode(), code, rule)
+	return false, false, fmt.Sprintf("unexpected answer: grpc status %s, http %d, code %q, rule %q", a.GRPCCode, a.Status, a.Code, a.Rule)
 }
 
 // load is callers checking getTicket in a loop, counting answers and failures.
@@ -373,16 +361,12 @@ func TestReloadUnderLoad(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := metrics.New(reg)
 	m.Reload(true, oldRev)
-	srv, err := server.Start(server.Config{
+	srv := servertest.Start(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store, Metrics: m, Gatherer: reg,
 		// The race detector on a small machine compiling policies beside eight callers: a
 		// deadline_exceeded here would be CPU starvation, not what this test is about.
 		CheckTimeout: 10 * time.Second,
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
 	base := "http://" + srv.HTTPAddr().String()
 
 	var loads atomic.Int64
@@ -394,7 +378,7 @@ func TestReloadUnderLoad(t *testing.T) {
 	watch(t, r, nil)
 	waitWatching(t, dir, &loads)
 
-	client := authv3.NewAuthorizationClient(dial(t, srv.GRPCAddr().String()))
+	client := servertest.Client(t, srv)
 	l := startLoad(client, 8)
 	stopped := false
 	stopLoad := func() {

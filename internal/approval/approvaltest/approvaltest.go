@@ -1,8 +1,8 @@
-// Package approvaltest runs a real agentauthz server (gRPC and HTTP on loopback) with an
-// approval gate and the approval API, over the approval tests' policy (testdata/policy), for
-// the tests of the gate, the API and the stores: an agent's requests go in as Envoy sends them,
-// approvers call the API, and every decision and approval event is written to a hash-chained
-// decision log that is verified when the test ends.
+// Package approvaltest runs a real agentauthz server (gRPC and HTTP on loopback, started by
+// servertest) with an approval gate and the approval API, over the approval tests' policy
+// (testdata/policy), for the tests of the gate, the API and the stores: an agent's requests go
+// in as Envoy sends them, approvers call the API, and every decision and approval event is
+// written to a hash-chained decision log that is verified when the test ends.
 package approvaltest
 
 import (
@@ -24,8 +24,6 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
@@ -34,6 +32,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -167,20 +166,11 @@ func Start(t *testing.T, o Options) *Harness {
 		defer h.mu.Unlock()
 		h.decided = append(h.decided, a)
 	}}
-	srv, err := server.Start(server.Config{
+	srv := servertest.Start(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: pol, Decisions: log,
 		Approvals: h.Gate, APIHandler: a.Register, CheckTimeout: o.Timeout,
 	})
-	if err != nil {
-		t.Fatalf("server.Start: %v", err)
-	}
-	t.Cleanup(srv.Shutdown)
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	h.Client = authv3.NewAuthorizationClient(conn)
+	h.Client = servertest.Client(t, srv)
 	h.Base = "http://" + srv.HTTPAddr().String()
 	return h
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,17 +17,14 @@ import (
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
 	"github.com/agentauthz/agentauthz/internal/approval/console"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
-	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/server"
-	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
 const (
@@ -75,25 +71,12 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	t.Logf("browser: %s", bytes.TrimSpace(version))
 
-	t.Setenv("AGENTAUTHZ_HELPDESK_TOKEN", "console-test-helpdesk-token")
-	snap, err := demo.Load(slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	policies, store := &policy.Store{}, memstore.New()
-	policies.Swap(snap)
+	policies, _ := servertest.DemoStore(t, "console-test-helpdesk-token")
+	store := memstore.New()
 	t.Cleanup(func() { store.Close() })
-	srv, err := server.Start(server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: policies,
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: policies,
 		Approvals: &approval.Gate{Store: store}, APIHandler: consoleWiring(store)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	conn, err := grpc.NewClient(srv.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	client := servertest.Client(t, srv)
 	check := func(approvalID string) *authv3.CheckResponse { // the agent's request, as Envoy asks about it
 		t.Helper()
 		h := map[string]string{":authority": "helpdesk.acme.internal", ":method": "POST", ":path": consoleResetPath,
@@ -101,7 +84,7 @@ func TestConsoleBrowser(t *testing.T) {
 		if approvalID != "" {
 			h[approval.Header] = approvalID
 		}
-		resp, err := authv3.NewAuthorizationClient(conn).Check(context.Background(), &authv3.CheckRequest{
+		resp, err := client.Check(context.Background(), &authv3.CheckRequest{
 			Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{Principal: consoleAgent},
 				Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
 					Method: "POST", Host: "helpdesk.acme.internal", Path: consoleResetPath, Scheme: "https",
