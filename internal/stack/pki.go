@@ -78,13 +78,25 @@ type SVID struct {
 // Issue issues an X.509-SVID for the SPIFFE ID id, for client and server use.
 func (p *PKI) Issue(t testing.TB, id string) SVID {
 	t.Helper()
+	return p.IssueURIs(t, id)
+}
+
+// IssueURIs issues a certificate of the trust domain's CA with the URI SANs given, in order: with
+// more than one, not an X.509-SVID (SPIRE never issues one), for tests of what Envoy and
+// agentauthz make of it. SVID.ID is the first.
+func (p *PKI) IssueURIs(t testing.TB, uris ...string) SVID {
+	t.Helper()
+	var sans []*url.URL
+	for _, u := range uris {
+		sans = append(sans, mustURL(u))
+	}
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: randomSerial(t),
-		URIs:         []*url.URL{mustURL(id)},
+		URIs:         sans,
 		NotBefore:    time.Now().Add(-time.Hour),
 		NotAfter:     time.Now().Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -99,7 +111,7 @@ func (p *PKI) Issue(t testing.TB, id string) SVID {
 		t.Fatal(err)
 	}
 	s := SVID{
-		ID:      id,
+		ID:      uris[0],
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: pk}),
 	}

@@ -19,6 +19,7 @@ package stack
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -55,6 +56,8 @@ type Stack struct {
 	Helpdesk, BI *Upstream
 	HelpdeskAPI  *helpdesk.API
 	BIAPI        *bi.API
+	// HelpdeskGRPC records what reached the helpdesk API's gRPC service (HelpdeskAPI's too).
+	HelpdeskGRPC *GRPCUpstream
 
 	svids map[string]SVID // the agents'
 }
@@ -80,10 +83,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	}
 	s.Helpdesk = startUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.BI = startUpstream(t, s.BIAPI, p.BackendTLS(p.Issue(t, BIAPIID)))
+	s.HelpdeskGRPC = StartGRPCUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.Authz = startAuthz(t, p, HelpdeskToken, opts.CheckTimeout)
 
 	cfg := RenderFrontProxy(t, Addrs{Agents: "127.0.0.1:0", Authz: s.Authz.GRPCAddr(),
-		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), SDSSocket: sock})
+		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), HelpdeskGRPC: s.HelpdeskGRPC.Addr(), SDSSocket: sock})
 	s.Envoy = envoyproc.Start(t, envoyproc.Options{Config: cfg, LogLevel: opts.EnvoyLogLevel})
 	s.Addr = s.Envoy.ListenerAddr("agents_ingress")
 	return s
@@ -98,8 +102,8 @@ func FrontProxyConfig() string {
 // Addrs are where the front proxy listens for agents and finds its neighbours, each host:port
 // but the SPIRE agent's (SDS) unix socket path.
 type Addrs struct {
-	Agents, Authz, Helpdesk, BI string
-	SDSSocket                   string
+	Agents, Authz, Helpdesk, BI, HelpdeskGRPC string
+	SDSSocket                                 string
 }
 
 // RenderFrontProxy writes envoy/front-proxy.yaml with only its addresses, ports and socket path
@@ -107,11 +111,12 @@ type Addrs struct {
 func RenderFrontProxy(t testing.TB, a Addrs) string {
 	t.Helper()
 	return envoyproc.RenderFile(t, FrontProxyConfig(), map[string]string{
-		endpointAddr(10, "0.0.0.0", "8443"):                        endpointAddr(10, host(a.Agents), port(a.Agents)),
-		endpointAddr(22, "agentauthz.acme.internal", "9001"):       endpointAddr(22, host(a.Authz), port(a.Authz)),
-		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"): endpointAddr(22, host(a.Helpdesk), port(a.Helpdesk)),
-		endpointAddr(22, "bi-backend.acme.internal", "8443"):       endpointAddr(22, host(a.BI), port(a.BI)),
-		"path: /run/spire/agent/public/api.sock":                   "path: " + a.SDSSocket,
+		endpointAddr(10, "0.0.0.0", "8443"):                             endpointAddr(10, host(a.Agents), port(a.Agents)),
+		endpointAddr(22, "agentauthz.acme.internal", "9001"):            endpointAddr(22, host(a.Authz), port(a.Authz)),
+		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"):      endpointAddr(22, host(a.Helpdesk), port(a.Helpdesk)),
+		endpointAddr(22, "bi-backend.acme.internal", "8443"):            endpointAddr(22, host(a.BI), port(a.BI)),
+		endpointAddr(22, "helpdesk-grpc-backend.acme.internal", "8443"): endpointAddr(22, host(a.HelpdeskGRPC), port(a.HelpdeskGRPC)),
+		"path: /run/spire/agent/public/api.sock":                        "path: " + a.SDSSocket,
 	})
 }
 
@@ -130,16 +135,11 @@ func (s *Stack) Client(agent string) *http.Client {
 	if !ok {
 		panic("stack: no SVID for " + agent)
 	}
-	return s.client(&svid, "http/1.1")
+	return s.ClientWith(&svid, "http/1.1")
 }
 
-// ClientH2 is Client speaking HTTP/2.
-func (s *Stack) ClientH2(agent string) *http.Client {
-	svid := s.svids[agent]
-	return s.client(&svid, "h2")
-}
-
-func (s *Stack) client(svid *SVID, alpn string) *http.Client {
+// ClientWith is Client presenting svid (none when nil), speaking alpn: "http/1.1" or "h2".
+func (s *Stack) ClientWith(svid *SVID, alpn string) *http.Client {
 	d := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
 		Proxy:               nil,
@@ -155,7 +155,8 @@ func (s *Stack) client(svid *SVID, alpn string) *http.Client {
 	}
 }
 
-// AccessLog returns Envoy's access log lines so far (front-proxy.yaml's JSON format). Envoy
+// AccessLog returns Envoy's access log lines so far (front-proxy.yaml's JSON format), each value
+// as text. Envoy
 // flushes it every 50ms; WaitAccessLog waits for a line.
 func (s *Stack) AccessLog(t testing.TB) []map[string]string {
 	t.Helper()
@@ -164,9 +165,15 @@ func (s *Stack) AccessLog(t testing.TB) []map[string]string {
 		if !strings.HasPrefix(line, "{") {
 			continue
 		}
-		var m map[string]string
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
+		var fields map[string]any
+		if err := json.Unmarshal([]byte(line), &fields); err != nil {
 			t.Fatalf("stack: access log line %q: %v", line, err)
+		}
+		m := make(map[string]string, len(fields))
+		for k, v := range fields {
+			if v != nil { // null: a field with no value, such as decision_id when nothing was checked
+				m[k] = fmt.Sprint(v) // numbers (response_code, bytes, duration) as their text
+			}
 		}
 		out = append(out, m)
 	}

@@ -34,6 +34,14 @@ type Upstream struct {
 	reqs []Received
 }
 
+// StartUpstream serves h over TLS with tlsConf on a loopback port, recording every request,
+// until the test ends: an upstream whose certificate comes from elsewhere than the stack's PKI
+// (a real SPIRE agent's Workload API, for one).
+func StartUpstream(t testing.TB, h http.Handler, tlsConf *tls.Config) *Upstream {
+	t.Helper()
+	return startUpstream(t, h, tlsConf)
+}
+
 func startUpstream(t testing.TB, h http.Handler, tlsConf *tls.Config) *Upstream {
 	t.Helper()
 	u := &Upstream{}
