@@ -5,8 +5,8 @@ package envoy_test
 // for the SPIRE agent's SDS, a tiny ext_authz server in agentauthz's place, and the APIs. These
 // tests are the oracle for what Envoy does: what it puts in a CheckRequest (this file), how it
 // applies an answer, and how it fails closed (realenvoy_answer_test.go). They assert behaviour;
-// agentauthz's reading of CheckRequests (extauthz) and the test stand-in (internal/envoytest)
-// are written to match.
+// agentauthz's reading of CheckRequests (extauthz) is written to match. internal/e2e runs real
+// agentauthz behind the same file (internal/stack).
 
 import (
 	"bytes"

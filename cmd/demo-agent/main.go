@@ -7,9 +7,9 @@
 //
 //	demo-agent -envoy https://envoy:8443 -spiffe-socket unix:///run/spire/agent/public/api.sock -story bi
 //
-// Against a plaintext front door that vouches for the agent's identity itself, such as the
-// test-only Envoy stand-in the story test runs (demo/story_test.go drives the same stories in
-// process with internal/demoagent):
+// Against a plaintext front door that vouches for the agent's identity itself (http://), it
+// sends plain HTTP; the end-to-end tests (internal/e2e) drive the same stories in process with
+// internal/demo/demoagent, through real Envoy:
 //
 //	demo-agent -envoy http://127.0.0.1:8443 -story helpdesk
 //
@@ -42,7 +42,7 @@ func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
 	fs := flag.NewFlagSet("demo-agent", flag.ContinueOnError)
-	envoy := fs.String("envoy", "http://127.0.0.1:8443", "Envoy's front door (or the test stand-in)")
+	envoy := fs.String("envoy", "http://127.0.0.1:8443", "Envoy's front door")
 	biEnvoy := fs.String("bi-envoy", "", "the BI agent's front door, when it is another one (default -envoy)")
 	story := fs.String("story", "helpdesk,bi", "stories to play: helpdesk, bi, or both, comma-separated")
 	socket := fs.String("spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket: call Envoy over mTLS with this workload's X.509-SVID")

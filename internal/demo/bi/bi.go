@@ -7,7 +7,7 @@
 //	POST /graphql   {"query": "...", "operationName": "...", "variables": {...}}
 //	GET  /graphql?query=...&operationName=...&variables=...   (queries only)
 //
-// cmd/bi-api serves it; the end-to-end story test (demo/story_test.go) runs it in process.
+// cmd/bi-api serves it; the end-to-end tests (internal/e2e) run it in process behind real Envoy.
 package bi
 
 import (

@@ -12,8 +12,8 @@
 // The agent also sends its own credential (Authorization: Bearer AgentToken) on every request, as
 // an agent framework might: agentauthz must strip it, and the backends must never see it.
 //
-// cmd/demo-agent runs it against the real Envoy (compose/) or the test stand-in; the end-to-end
-// story test (demo/story_test.go) runs it in process with Run.
+// cmd/demo-agent runs it against Envoy (compose/); the end-to-end tests (internal/e2e) run it in
+// process with Run, through real Envoy.
 package demoagent
 
 import (
@@ -40,8 +40,9 @@ var Stories = []string{"helpdesk", "bi"}
 
 // Config configures Run. Envoy is required.
 type Config struct {
-	// Envoy is the front door's base URL, e.g. http://127.0.0.1:8443 (the stand-in) or
-	// https://envoy:8443 (compose). The agent's identity is that of its connection to it.
+	// Envoy is the front door's base URL, e.g. https://envoy:8443 (compose) or
+	// https://127.0.0.1:port (internal/stack). The agent's identity is that of its connection
+	// to it.
 	Envoy string
 	// BIEnvoy is the front door of the BI story when the BI agent calls through another one;
 	// "" means Envoy.

@@ -1,7 +1,7 @@
 package demoagent_test
 
 // The stories against a scripted front door, for the agent's own logic: what it sends, how it
-// waits for an approval, and how it fails. demo/story_test.go plays them against the real thing.
+// waits for an approval, and how it fails. internal/e2e plays them through real Envoy.
 
 import (
 	"bytes"

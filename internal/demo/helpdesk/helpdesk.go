@@ -8,7 +8,7 @@
 //	POST   /v1/users/{username}/password-reset   {"reason": "...", "notify_user": true}
 //	DELETE /v1/tickets/{id}
 //
-// cmd/helpdesk-api serves it; the end-to-end story test (demo/story_test.go) runs it in process.
+// cmd/helpdesk-api serves it; the end-to-end tests (internal/e2e) run it in process behind real Envoy.
 package helpdesk
 
 import (
