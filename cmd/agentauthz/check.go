@@ -18,6 +18,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/policytest"
+	"github.com/agentauthz/agentauthz/internal/service"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -153,7 +154,7 @@ func readRequestFile(path string) (extauthz.HTTPRequest, error) {
 func offlineEngine(snap *policy.Snapshot, bundleSpecs []string) (*engine.Engine, error) {
 	var bundles jwtbundle.Source
 	if len(bundleSpecs) > 0 {
-		set, err := loadJWTBundles(bundleSpecs)
+		set, err := service.LoadJWTBundles(bundleSpecs)
 		if err != nil {
 			return nil, err
 		}

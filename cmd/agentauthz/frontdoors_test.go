@@ -15,6 +15,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/jwtsvidtest"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/internal/servertest"
+	"github.com/agentauthz/agentauthz/internal/service"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -281,7 +282,7 @@ func TestJWTSVIDCheckAsServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bundles, err := loadJWTBundles([]string{bundleFlag})
+	bundles, err := service.LoadJWTBundles([]string{bundleFlag})
 	if err != nil {
 		t.Fatal(err)
 	}

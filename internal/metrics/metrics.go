@@ -22,6 +22,7 @@ type Metrics struct {
 	policyInfo    *prometheus.GaugeVec
 	policyLoaded  prometheus.Gauge
 	pending       prometheus.Gauge
+	notifications *prometheus.CounterVec
 
 	mu       sync.Mutex
 	revision string
@@ -60,8 +61,12 @@ func New(reg prometheus.Registerer) *Metrics {
 			Name: "agentauthz_approvals_pending",
 			Help: "Requests held for human approval.",
 		}),
+		notifications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "agentauthz_notifications_total",
+			Help: "Approval notifications by notifier, event and outcome (delivered, retry, failed, dropped).",
+		}, []string{"notifier", "event", "outcome"}),
 	}
-	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending)
+	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications)
 	return m
 }
 
@@ -122,6 +127,14 @@ func (m *Metrics) Reload(ok bool, revision string) {
 	}
 	m.revision = revision
 	m.policyInfo.WithLabelValues(revision).Set(1)
+}
+
+// Notification records what became of one approval notification.
+func (m *Metrics) Notification(notifier, event, outcome string) {
+	if m == nil {
+		return
+	}
+	m.notifications.WithLabelValues(notifier, event, outcome).Inc()
 }
 
 // SetPending records how many requests wait for approval.

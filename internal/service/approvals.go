@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -10,8 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
@@ -26,15 +24,17 @@ import (
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
 
-// approvalFlags configure the approval store and approvers.
-type approvalFlags struct {
-	dataDir   string
-	storeDSN  string
-	approvers string
+// ApprovalConfig configures the approval store and approvers.
+type ApprovalConfig struct {
+	// DataDir holds the embedded store, unless StoreDSN names a PostgreSQL database.
+	DataDir  string
+	StoreDSN string
+	// Approvers is an approvers file: name, groups and token_sha256 of each approver.
+	Approvers string
 	// OIDC approvers: ID tokens of the issuer with the client id as audience.
-	oidcIssuer, oidcClientID, oidcNameClaim, oidcGroupsClaim string
-	// slackUsers maps Slack member IDs to approvers, for Slack's buttons.
-	slackUsers string
+	OIDCIssuer, OIDCClientID, OIDCNameClaim, OIDCGroupsClaim string
+	// SlackUsers maps Slack member IDs to approvers, for Slack's buttons.
+	SlackUsers string
 }
 
 // approvals is the running approval machinery of serve.
@@ -54,21 +54,21 @@ const DemoApproverTokenEnv = "AGENTAUTHZ_DEMO_APPROVER_TOKEN"
 
 // openApprovals opens the store and the approvers. demo adds the demo approver, alice of
 // it-admins.
-func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *slog.Logger) (*approvals, error) {
+func openApprovals(f ApprovalConfig, demo bool, events approval.EventLog, log *slog.Logger) (*approvals, error) {
 	store, err := openStore(f)
 	if err != nil {
 		return nil, err
 	}
 	var auth signin.Chain
-	if f.approvers != "" {
-		tokens, err := signin.ReadTokens(f.approvers)
+	if f.Approvers != "" {
+		tokens, err := signin.ReadTokens(f.Approvers)
 		if err != nil {
 			store.Close()
 			return nil, err
 		}
 		auth = append(auth, tokens)
 	}
-	if demo && f.approvers == "" {
+	if demo && f.Approvers == "" {
 		token := os.Getenv(DemoApproverTokenEnv)
 		if token == "" {
 			var b [24]byte
@@ -79,14 +79,14 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 		}
 		auth = append(auth, signin.NewTokens(map[string]approval.Approver{token: {Name: "alice", Groups: []string{"it-admins"}}}))
 	}
-	if f.oidcIssuer != "" || f.oidcClientID != "" {
-		if f.oidcIssuer == "" || f.oidcClientID == "" {
+	if f.OIDCIssuer != "" || f.OIDCClientID != "" {
+		if f.OIDCIssuer == "" || f.OIDCClientID == "" {
 			store.Close()
 			return nil, fmt.Errorf("--oidc-issuer and --oidc-client-id go together")
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-		o, err := signin.NewOIDC(ctx, signin.OIDCConfig{Issuer: f.oidcIssuer, ClientID: f.oidcClientID,
-			NameClaim: f.oidcNameClaim, GroupsClaim: f.oidcGroupsClaim, Log: log})
+		o, err := signin.NewOIDC(ctx, signin.OIDCConfig{Issuer: f.OIDCIssuer, ClientID: f.OIDCClientID,
+			NameClaim: f.OIDCNameClaim, GroupsClaim: f.OIDCGroupsClaim, Log: log})
 		cancel()
 		if err != nil {
 			store.Close()
@@ -95,8 +95,8 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 		auth = append(auth, o)
 	}
 	var slackUsers slack.Users
-	if f.slackUsers != "" {
-		if slackUsers, err = slack.ReadUsers(f.slackUsers); err != nil {
+	if f.SlackUsers != "" {
+		if slackUsers, err = slack.ReadUsers(f.SlackUsers); err != nil {
 			store.Close()
 			return nil, fmt.Errorf("--slack-users: %v", err)
 		}
@@ -112,20 +112,20 @@ func openApprovals(f approvalFlags, demo bool, events approval.EventLog, log *sl
 
 // openStore opens PostgreSQL when a DSN is given (several replicas share it), or the embedded
 // store under the data directory (one replica; approvals survive restarts).
-func openStore(f approvalFlags) (approval.Store, error) {
-	if f.storeDSN != "" {
+func openStore(f ApprovalConfig) (approval.Store, error) {
+	if f.StoreDSN != "" {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		st, err := pgstore.Open(ctx, f.storeDSN)
+		st, err := pgstore.Open(ctx, f.StoreDSN)
 		if err != nil {
 			return nil, fmt.Errorf("--approval-store: %v", err)
 		}
 		return st, nil
 	}
-	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
+	if err := os.MkdirAll(f.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("--data-dir: %v", err)
 	}
-	st, err := boltstore.Open(filepath.Join(f.dataDir, "approvals.db"))
+	st, err := boltstore.Open(filepath.Join(f.DataDir, "approvals.db"))
 	if err != nil {
 		return nil, fmt.Errorf("--data-dir: %v", err)
 	}
@@ -144,14 +144,9 @@ func (a *approvals) register(mux *http.ServeMux) {
 // startNotifiers builds the policy's notifiers (reading their secrets from the environment)
 // and connects them: each newly held request is announced, each decision reported. With a Slack
 // notifier, Slack's button clicks are taken at /v1/slack/interactions.
-func (a *approvals) startNotifiers(notifiers []*policyv1.Notifier, reg prometheus.Registerer, log *slog.Logger) error {
-	counted := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "agentauthz_notifications_total",
-		Help: "Approval notifications by notifier, event and outcome (delivered, retry, failed, dropped).",
-	}, []string{"notifier", "event", "outcome"})
-	reg.MustRegister(counted)
+func (a *approvals) startNotifiers(notifiers []*policyv1.Notifier, m *metrics.Metrics, log *slog.Logger) error {
 	a.notify = notify.NewDispatcher(notify.DispatcherConfig{Log: log, Slack: slack.Builder(""),
-		Observe: func(notifier, event, outcome string) { counted.WithLabelValues(notifier, event, outcome).Inc() }})
+		Observe: m.Notification})
 	if err := a.notify.Load(notifiers); err != nil {
 		return fmt.Errorf("notifiers: %v", err)
 	}
@@ -194,20 +189,6 @@ func (a *approvals) stopNotifiers() {
 
 // maintain purges long-ended approvals and reports how many are pending, until ctx ends.
 func (a *approvals) maintain(ctx context.Context, m *metrics.Metrics, log *slog.Logger) {
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		now := time.Now()
-		if _, err := a.store.Purge(ctx, now.Add(-7*24*time.Hour)); err != nil && ctx.Err() == nil {
-			log.Warn("purging old approvals failed", "error", err.Error())
-		}
-		if list, err := a.store.List(ctx, approval.Pending, now); err == nil {
-			m.SetPending(len(list))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	approval.Maintain(ctx, a.store, approval.Retention{Keep: 7 * 24 * time.Hour, Every: 30 * time.Second},
+		m.SetPending, log)
 }

@@ -1,4 +1,4 @@
-package main
+package service
 
 import (
 	"context"
@@ -14,19 +14,17 @@ import (
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 )
 
-// spiffeFlags configure agentauthz's own SPIFFE identity and the JWT bundles it validates
+// SPIFFEConfig configures agentauthz's own SPIFFE identity and the JWT bundles it validates
 // agents' JWT-SVIDs with.
-type spiffeFlags struct {
-	socket         string
-	allowedClients string
-	jwtBundles     multiFlag
+type SPIFFEConfig struct {
+	// Socket is the Workload API socket (unix:///path): gRPC is then served over mTLS with
+	// agentauthz's X.509-SVID.
+	Socket string
+	// AllowedClients is the comma-separated SPIFFE IDs (Envoy's) that may call Check over mTLS.
+	AllowedClients string
+	// JWTBundles are TRUST_DOMAIN=FILE specs of JWT bundles (JWKS) for agents' JWT-SVIDs.
+	JWTBundles []string
 }
-
-// multiFlag collects a repeatable flag.
-type multiFlag []string
-
-func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
-func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
 
 // spiffe is what serve gets from the Workload API or bundle files.
 type spiffe struct {
@@ -44,31 +42,31 @@ func (s *spiffe) Close() {
 // openSPIFFE connects to the Workload API when a socket is given: the gRPC listener then serves
 // mTLS with agentauthz's X.509-SVID (rotated without restart), accepting only the allowed
 // clients, and the JWT bundles come from it too. Bundle files add JWT bundles without it.
-func openSPIFFE(ctx context.Context, f spiffeFlags) (*spiffe, error) {
+func openSPIFFE(ctx context.Context, f SPIFFEConfig) (*spiffe, error) {
 	out := &spiffe{}
-	ids, err := parseIDs(f.allowedClients)
+	ids, err := parseIDs(f.AllowedClients)
 	if err != nil {
 		return nil, err
 	}
-	if len(ids) > 0 && f.socket == "" {
+	if len(ids) > 0 && f.Socket == "" {
 		// Without the Workload API there is no mTLS: serving plaintext to every caller while the
 		// operator believes only these clients may call would fail open.
 		return nil, fmt.Errorf("--grpc-allowed-clients needs --spiffe-socket: mTLS is served with the SVID from the Workload API")
 	}
-	if f.socket != "" {
+	if f.Socket != "" {
 		if len(ids) == 0 {
 			return nil, fmt.Errorf("--spiffe-socket needs --grpc-allowed-clients: the SPIFFE IDs (Envoy's) that may call Check")
 		}
 		wait, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		opts := workloadapi.WithClientOptions(workloadapi.WithAddr(f.socket))
+		opts := workloadapi.WithClientOptions(workloadapi.WithAddr(f.Socket))
 		x509, err := workloadapi.NewX509Source(wait, opts)
 		if err != nil {
-			return nil, fmt.Errorf("--spiffe-socket: no X.509-SVID from the Workload API at %s: %v", f.socket, err)
+			return nil, fmt.Errorf("--spiffe-socket: no X.509-SVID from the Workload API at %s: %v", f.Socket, err)
 		}
 		out.closers = append(out.closers, x509)
 		out.tls = tlsconfig.MTLSServerConfig(x509, x509, tlsconfig.AuthorizeOneOf(ids...))
-		if len(f.jwtBundles) == 0 {
+		if len(f.JWTBundles) == 0 {
 			jwt, err := workloadapi.NewJWTSource(wait, opts)
 			if err != nil {
 				out.Close()
@@ -78,8 +76,8 @@ func openSPIFFE(ctx context.Context, f spiffeFlags) (*spiffe, error) {
 			out.bundles = jwt
 		}
 	}
-	if len(f.jwtBundles) > 0 {
-		set, err := loadJWTBundles(f.jwtBundles)
+	if len(f.JWTBundles) > 0 {
+		set, err := LoadJWTBundles(f.JWTBundles)
 		if err != nil {
 			out.Close()
 			return nil, err
@@ -89,8 +87,8 @@ func openSPIFFE(ctx context.Context, f spiffeFlags) (*spiffe, error) {
 	return out, nil
 }
 
-// loadJWTBundles reads TRUST_DOMAIN=FILE specs (JWKS files) into a bundle set.
-func loadJWTBundles(specs []string) (*jwtbundle.Set, error) {
+// LoadJWTBundles reads TRUST_DOMAIN=FILE specs (JWKS files) into a bundle set.
+func LoadJWTBundles(specs []string) (*jwtbundle.Set, error) {
 	set := jwtbundle.NewSet()
 	for _, spec := range specs {
 		tdName, path, ok := strings.Cut(spec, "=")

@@ -1,0 +1,262 @@
+// Package service runs agentauthz as `agentauthz serve` does: it loads the policy, opens the
+// decision log, the approval store, approvers and notifiers and agentauthz's SPIFFE sources,
+// builds the decision engine over them, serves it on the gRPC and HTTP listeners, reloads the
+// policy on change, and drains on shutdown. cmd/agentauthz only turns flags into a Config.
+package service
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/engine"
+	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/internal/reload"
+	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/policy"
+)
+
+// Config is what `agentauthz serve` is told.
+type Config struct {
+	// PolicyPath is the policy file or directory; empty serves the embedded demo policy (which
+	// also adds the demo approver).
+	PolicyPath string
+	// GRPCAddr and HTTPAddr are the listeners (see server.Config); Insecure allows plaintext
+	// gRPC on a non-loopback address.
+	GRPCAddr, HTTPAddr string
+	Insecure           bool
+	// DecisionLog is where the decision log goes: a file, "-" for Stdout, or "off".
+	DecisionLog string
+	// Stdout receives the decision log for "-"; nil means os.Stdout.
+	Stdout io.Writer
+	// RedactQuery names query parameters whose values the decision log never shows.
+	RedactQuery []string
+	// CheckTimeout bounds one Check; zero means engine.DefaultTimeout.
+	CheckTimeout time.Duration
+	SPIFFE       SPIFFEConfig
+	Approvals    ApprovalConfig
+	// Log receives the server log; nil discards it.
+	Log *slog.Logger
+}
+
+// Service is a running agentauthz.
+type Service struct {
+	cfg       Config
+	log       *slog.Logger
+	store     *policy.Store
+	metrics   *metrics.Metrics
+	decisions *audit.Queue
+	spiffe    *spiffe
+	appr      *approvals
+	srv       *server.Server
+	reloader  *reload.Reloader
+}
+
+// Start loads the policy and starts serving. A policy that does not load is returned as
+// policy.Problems; nothing is left open on error.
+func Start(cfg Config) (_ *Service, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	s := &Service{cfg: cfg, log: cfg.Log}
+	defer func() {
+		if err != nil {
+			s.close()
+		}
+	}()
+	snap, err := loadPolicy(cfg.PolicyPath, cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	s.store = policy.NewStore(snap)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics = metrics.New(reg)
+	s.metrics.Reload(true, snap.Revision())
+
+	if s.decisions, err = openDecisionLog(cfg.DecisionLog, cfg.Stdout, cfg.Log); err != nil {
+		return nil, fmt.Errorf("--decision-log: %v", err)
+	}
+	var decisionSink engine.DecisionLog // stays a nil interface when the log is off
+	var events approval.EventLog
+	if s.decisions != nil {
+		decisionSink, events = s.decisions, s.decisions
+	}
+	if s.spiffe, err = openSPIFFE(context.Background(), cfg.SPIFFE); err != nil {
+		return nil, err
+	}
+	if s.appr, err = openApprovals(cfg.Approvals, cfg.PolicyPath == "", events, cfg.Log); err != nil {
+		return nil, err
+	}
+	if err := s.appr.startNotifiers(snap.Notifiers(), s.metrics, cfg.Log); err != nil {
+		return nil, err
+	}
+	redact := map[string]bool{}
+	for _, name := range cfg.RedactQuery {
+		if name = strings.TrimSpace(name); name != "" {
+			redact[name] = true
+		}
+	}
+	s.srv, err = server.Start(server.Config{
+		GRPCAddr:     cfg.GRPCAddr,
+		HTTPAddr:     cfg.HTTPAddr,
+		Insecure:     cfg.Insecure,
+		Store:        s.store,
+		Log:          cfg.Log,
+		Metrics:      s.metrics,
+		Gatherer:     reg,
+		Decisions:    decisionSink,
+		RedactQuery:  redact,
+		CheckTimeout: cfg.CheckTimeout,
+		Approvals:    s.appr.gate,
+		TLS:          s.spiffe.tls,
+		JWTBundles:   s.spiffe.bundles,
+		APIHandler:   s.appr.register,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if cfg.PolicyPath != "" {
+		s.reloader = &reload.Reloader{
+			Path:    cfg.PolicyPath,
+			Load:    s.appr.withNotifiers(loadFiles),
+			Store:   s.store,
+			Log:     cfg.Log,
+			Metrics: s.metrics,
+		}
+	}
+	st := snap.Stats()
+	source := cfg.PolicyPath
+	if source == "" {
+		source = "embedded demo policy"
+	}
+	cfg.Log.Info("agentauthz serving",
+		"grpc_addr", s.srv.GRPCAddr().String(), "http_addr", fmt.Sprint(s.srv.HTTPAddr()),
+		"policy", source, "policy_revision", snap.Revision(),
+		"agents", st.Agents, "hosts", st.Hosts, "routes", st.Routes)
+	return s, nil
+}
+
+// Server is the running listeners.
+func (s *Service) Server() *server.Server { return s.srv }
+
+// Run serves until ctx ends or a listener fails, reloading the policy when its files change and
+// at each value from reloads (SIGHUP), then drains in-flight checks and closes everything.
+func (s *Service) Run(ctx context.Context, reloads <-chan os.Signal) error {
+	watchCtx, stopWatching := context.WithCancel(context.Background())
+	defer stopWatching()
+	go s.appr.maintain(watchCtx, s.metrics, s.log)
+	if s.reloader != nil {
+		go func() {
+			if err := s.reloader.Watch(watchCtx, reloads); err != nil {
+				s.log.Error("cannot watch the policy; reload with SIGHUP only", "error", err.Error())
+				for {
+					select {
+					case <-watchCtx.Done():
+						return
+					case <-reloads:
+						_ = s.reloader.Reload("signal") // recorded and logged by Reload
+					}
+				}
+			}
+		}()
+	} else {
+		go func() {
+			for {
+				select {
+				case <-watchCtx.Done():
+					return
+				case <-reloads:
+					s.log.Info("the embedded demo policy does not reload; serve --policy DIR to edit policy live")
+				}
+			}
+		}()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+		s.log.Info("draining in-flight checks before exit")
+	case err = <-s.srv.Err():
+		s.log.Error("listener failed", "error", err.Error())
+	}
+	s.close()
+	return err
+}
+
+// close drains the server and closes what Start opened, in reverse order.
+func (s *Service) close() {
+	if s.srv != nil {
+		s.srv.Shutdown()
+	}
+	if s.appr != nil {
+		if s.appr.notify != nil {
+			s.appr.stopNotifiers()
+		}
+		if err := s.appr.store.Close(); err != nil {
+			s.log.Error("closing the approval store", "error", err.Error())
+		}
+	}
+	if s.spiffe != nil {
+		s.spiffe.Close()
+	}
+	if s.decisions != nil {
+		if err := s.decisions.Close(); err != nil {
+			s.log.Error("closing the decision log", "error", err.Error())
+		}
+	}
+}
+
+// openDecisionLog opens the decision log behind a queue, or returns nil for "off".
+func openDecisionLog(where string, stdout io.Writer, log *slog.Logger) (*audit.Queue, error) {
+	var l *audit.Log
+	switch where {
+	case "off", "":
+		return nil, nil
+	case "-":
+		l = audit.New(stdout, audit.Options{})
+	default:
+		var err error
+		if l, err = audit.Open(where, audit.Options{}); err != nil {
+			return nil, err
+		}
+	}
+	return audit.NewQueue(l, 4096, log), nil
+}
+
+// loadPolicy loads the policy at path, or the embedded demo policy when path is empty.
+func loadPolicy(path string, log *slog.Logger) (*policy.Snapshot, error) {
+	if path == "" {
+		return demo.Load(log)
+	}
+	return loadFiles(path)
+}
+
+// loadFiles reads and compiles the policy at path, reading its credentials.
+func loadFiles(path string) (*policy.Snapshot, error) {
+	files, err := policy.ReadPath(path)
+	if err != nil {
+		return nil, err
+	}
+	return policy.Load(files, policy.Options{})
+}
+
+// IsPolicyProblem reports whether err is a policy that did not load, and its problems.
+func IsPolicyProblem(err error) (policy.Problems, bool) {
+	var problems policy.Problems
+	ok := errors.As(err, &problems)
+	return problems, ok
+}
