@@ -172,7 +172,11 @@ func TestReloadAndRestartUnderLoad(t *testing.T) {
 		errs     = map[string]int{}
 		sent     int
 	)
-	probes := append(append([]probe(nil), allowedProbes...), deniedProbes...)
+	// One request the reloads decide both ways: the demo policy refuses its undeclared
+	// parameter (400), the other allows it and strips the parameter (200).
+	flip := probe{stack.HelpdeskAgent, "GET", helpdesk + "/v1/tickets?status=open&utm_source=agent", ""}
+	flipped := map[int]int{}
+	probes := append(append([]probe{flip}, allowedProbes...), deniedProbes...)
 	var wg sync.WaitGroup
 	for w := range workers {
 		agent := stack.HelpdeskAgent
@@ -200,6 +204,9 @@ func TestReloadAndRestartUnderLoad(t *testing.T) {
 					errs[err.Error()]++
 				} else {
 					statuses[resp.StatusCode]++
+					if p == flip {
+						flipped[resp.StatusCode]++
+					}
 				}
 				mu.Unlock()
 				if err == nil {
@@ -268,6 +275,7 @@ func TestReloadAndRestartUnderLoad(t *testing.T) {
 	}
 	sort.Strings(codes)
 	t.Logf("%d agents for %v; %s", workers, duration, strings.Join(events, ", "))
+	t.Logf("the request the reloads decide both ways: answers %v", flipped)
 	t.Logf("%d requests sent: answers %s, transport errors %v; %d decisions, %d allows; %d reached an API, %d of them without an allow; %d access log lines",
 		sent, strings.Join(codes, " "), errs, len(decisions), allows, len(received), withoutAllow, len(lines))
 	if ok != len(received) {
@@ -278,6 +286,14 @@ func TestReloadAndRestartUnderLoad(t *testing.T) {
 	}
 	if len(received) == 0 || statuses[400]+statuses[403] == 0 {
 		t.Errorf("the load was not served: answers %v", statuses)
+	}
+	if flipped[200] == 0 || flipped[400] == 0 {
+		t.Errorf("the reloads did not take effect: %v", flipped)
+	}
+	for _, r := range received {
+		if strings.Contains(r.URI, "utm_source") {
+			t.Errorf("%s reached the API with the parameter a policy strips", r.URI)
+		}
 	}
 	if len(errs) > 0 {
 		t.Errorf("transport errors: %v", errs)
