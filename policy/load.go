@@ -223,18 +223,35 @@ func problemLine(file, msg string) string {
 	return msg
 }
 
-// revision is a short digest of every file's name and content, in name order: the policy files
-// and every file they refer to.
+// revision is a short digest of every file's name and content: the policy files and every file
+// they refer to. It depends on the content alone, not on how the policy was reached: a policy
+// file counts by its base name (policy files sit directly in one directory), a file it refers to
+// by its name relative to the policy's directory, so the same files read through a relative or
+// an absolute path, another working directory or a symbolic link have the same revision.
 func revision(files []File, refs map[string][]byte) string {
-	sorted := append([]File(nil), files...)
-	for name, data := range refs {
-		sorted = append(sorted, File{Name: "ref:" + name, Data: data})
+	type entry struct {
+		name string
+		data []byte
 	}
-	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+	sorted := make([]entry, 0, len(files)+len(refs))
+	for _, f := range files {
+		sorted = append(sorted, entry{"policy:" + filepath.ToSlash(filepath.Base(f.Name)), f.Data})
+	}
+	for name, data := range refs {
+		sorted = append(sorted, entry{"ref:" + name, data})
+	}
+	// By name, then by content: two files of one base name (given by hand from two directories)
+	// still hash in one order.
+	sort.Slice(sorted, func(i, j int) bool {
+		if sorted[i].name != sorted[j].name {
+			return sorted[i].name < sorted[j].name
+		}
+		return string(sorted[i].data) < string(sorted[j].data)
+	})
 	h := sha256.New()
-	for _, f := range sorted {
-		fmt.Fprintf(h, "%d:%s\n%d:", len(f.Name), f.Name, len(f.Data))
-		h.Write(f.Data)
+	for _, e := range sorted {
+		fmt.Fprintf(h, "%d:%s\n%d:", len(e.name), e.name, len(e.data))
+		h.Write(e.data)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]
 }

@@ -113,9 +113,10 @@ func (c *compiler) readRef(src *source, ref string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot read %s: %v", ref, unwrapPathError(err))
 	}
-	// protocompile reads imports from several goroutines.
+	// protocompile reads imports from several goroutines. The revision counts the file by its
+	// name relative to the policy's directory, however that directory was reached.
 	c.refsMu.Lock()
-	c.refs[full] = data
+	c.refs[clean] = data
 	c.refsMu.Unlock()
 	return data, nil
 }
