@@ -80,13 +80,17 @@ func SPIREServer(p spire.ServerParams) ([]byte, error) {
 }
 
 // dockerAttestor is spire/agent.conf's workload attestor, which needs containers.
-const dockerAttestor = `    WorkloadAttestor "docker" {
+const dockerAttestor = `    # Workloads are told apart by their container's labels (org.acme.workload=...), read from
+    # the Docker API: the agent mounts /var/run/docker.sock and shares the host's PID and cgroup
+    # namespaces to map a caller's PID to its container.
+    WorkloadAttestor "docker" {
         plugin_data {}
     }`
 
-// unixAttestor replaces it outside Docker: workloads are told apart by their program's path
-// (every process of the local stack runs as the same user), without hashing the programs.
-const unixAttestor = `    WorkloadAttestor "unix" {
+// unixAttestor replaces it outside Docker.
+const unixAttestor = `    # Workloads are told apart by their program's path (unix:path:...): every process of the
+    # local stack runs as the same user. The programs are not hashed: the path is the selector.
+    WorkloadAttestor "unix" {
         plugin_data {
             discover_workload_path = true
             workload_size_limit = -1
