@@ -123,6 +123,15 @@ func (a *authzServer) onlyCheck(t testing.TB, probe string) *authv3.CheckRequest
 	return cs[0]
 }
 
+// takeChecks returns the CheckRequests of the case probe so far and forgets them.
+func (a *authzServer) takeChecks(probe string) []*authv3.CheckRequest {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	cs := a.checks[probe]
+	delete(a.checks, probe)
+	return cs
+}
+
 func (a *authzServer) calledBy(id string) bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()

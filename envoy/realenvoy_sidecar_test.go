@@ -1,6 +1,7 @@
 package envoy_test
 
 import (
+	"crypto/tls"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -13,27 +14,46 @@ import (
 	"github.com/agentauthz/agentauthz/internal/stack"
 )
 
-// TestRealEnvoySidecar runs sidecar.yaml in real Envoy: agentauthz on a unix socket without
-// TLS, the app in plain HTTP on loopback, Envoy presenting the API's own SVID to agents.
-func TestRealEnvoySidecar(t *testing.T) {
+// sidecar is sidecar.yaml running in real Envoy: agentauthz (the stand-in) on a unix socket
+// without TLS, the app in plain HTTP on loopback, Envoy presenting the API's own SVID to agents.
+type sidecar struct {
+	envoy    *envoyproc.Envoy
+	authz    *authzServer
+	app      *backend
+	addr     string      // the agents' listener
+	agentTLS *tls.Config // the helpdesk agent's HTTP/1.1 client configuration
+}
+
+func startSidecar(t *testing.T) *sidecar { return startSidecarOn(t, "127.0.0.1") }
+
+// startSidecarOn is startSidecar with the agents' listener on the address listen (port chosen
+// by Envoy).
+func startSidecarOn(t *testing.T, listen string) *sidecar {
+	t.Helper()
 	envoyproc.Binary(t)
 	p := stack.NewPKI(t)
 	dir := stack.ShortTempDir(t)
 	sds, authzSock := filepath.Join(dir, "sds.sock"), filepath.Join(dir, "authz.sock")
 	stack.StartSDS(t, sds, p, p.Issue(t, helpdeskAPIID))
-	authz := startAuthz(t, "unix", authzSock, nil)
-	app := startBackend(t, nil)
+	sc := &sidecar{authz: startAuthz(t, "unix", authzSock, nil), app: startBackend(t, nil)}
 	cfg := envoyproc.RenderFile(t, "sidecar.yaml", map[string]string{
-		endpointAddr(10, "0.0.0.0", "8443"):      endpointAddr(10, "127.0.0.1", "0"),
-		endpointAddr(22, "127.0.0.1", "8080"):    endpointAddr(22, "127.0.0.1", app.port()),
+		endpointAddr(10, "0.0.0.0", "8443"):      endpointAddr(10, listen, "0"),
+		endpointAddr(22, "127.0.0.1", "8080"):    endpointAddr(22, "127.0.0.1", sc.app.port()),
 		"path: /run/agentauthz/agentauthz.sock":  "path: " + authzSock,
 		"path: /run/spire/agent/public/api.sock": "path: " + sds,
 	})
-	e := envoyproc.Start(t, envoyproc.Options{Config: cfg})
-	addr := e.ListenerAddr("inbound")
+	sc.envoy = envoyproc.Start(t, envoyproc.Options{Config: cfg})
+	sc.addr = sc.envoy.ListenerAddr("inbound")
 	agent := p.Issue(t, helpdeskAgent)
 	// To agents, the sidecar is the API: it presents the API's SPIFFE ID.
-	agentTLS := p.ClientTLS(&agent, helpdeskAPIID, "http/1.1")
+	sc.agentTLS = p.ClientTLS(&agent, helpdeskAPIID, "http/1.1")
+	return sc
+}
+
+// TestRealEnvoySidecar runs sidecar.yaml in real Envoy.
+func TestRealEnvoySidecar(t *testing.T) {
+	sc := startSidecar(t)
+	authz, app, e, addr, agentTLS := sc.authz, sc.app, sc.envoy, sc.addr, sc.agentTLS
 	send := func(probe string, answer answerFunc, target string, headers ...string) (int, string) {
 		authz.answer(probe, answer)
 		resp, body := rawHTTP1(t, addr, agentTLS, httpRequest("GET", target, "helpdesk.acme.internal",

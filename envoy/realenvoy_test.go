@@ -10,6 +10,7 @@ package envoy_test
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
+	"github.com/agentauthz/agentauthz/internal/demo/helpdesk"
 	"github.com/agentauthz/agentauthz/internal/envoyproc"
 	"github.com/agentauthz/agentauthz/internal/stack"
 )
@@ -34,12 +36,25 @@ type frontProxy struct {
 	authz    *authzServer
 	helpdesk *backend
 	bi       *backend
-	addr     string      // the agents' listener
-	agent    stack.SVID  // the helpdesk agent's certificate
-	agentTLS *tls.Config // its HTTP/1.1 client configuration
+	rpc      *stack.GRPCUpstream // the demo helpdesk API's gRPC service (helpdesk_grpc_api)
+	addr     string              // the agents' listener
+	agent    stack.SVID          // the helpdesk agent's certificate
+	agentTLS *tls.Config         // its HTTP/1.1 client configuration
 }
 
-func startFrontProxy(t *testing.T) *frontProxy {
+func startFrontProxy(t *testing.T) *frontProxy { return startFrontProxyWith(t, proxyOptions{}) }
+
+// proxyOptions vary how startFrontProxyWith runs front-proxy.yaml.
+type proxyOptions struct {
+	// settings rewrites settings (exact text → replacement, as envoyproc.Render) beyond the
+	// addresses: the variants whose CheckRequests the golden capture records. Nil runs the file
+	// as shipped.
+	settings map[string]string
+	// agents is the agents' listener address; 127.0.0.1:0 when empty.
+	agents string
+}
+
+func startFrontProxyWith(t *testing.T, opts proxyOptions) *frontProxy {
 	t.Helper()
 	envoyproc.Binary(t) // skip, or fail under CI, before building anything
 	p := stack.NewPKI(t)
@@ -49,8 +64,17 @@ func startFrontProxy(t *testing.T) *frontProxy {
 	fp.authz = startAuthz(t, "tcp", "127.0.0.1:0", p.ServerTLS(p.Issue(t, agentauthzID)))
 	fp.helpdesk = startBackend(t, p.BackendTLS(p.Issue(t, helpdeskAPIID)))
 	fp.bi = startBackend(t, p.BackendTLS(p.Issue(t, biAPIID)))
-	cfg := stack.RenderFrontProxy(t, stack.Addrs{Agents: "127.0.0.1:0", Authz: fp.authz.addr,
-		Helpdesk: fp.helpdesk.url, BI: fp.bi.url, SDSSocket: sock})
+	api, err := helpdesk.New(helpdesk.Config{Token: stack.HelpdeskToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fp.rpc = stack.StartGRPCUpstream(t, api, p.BackendTLS(p.Issue(t, helpdeskAPIID)))
+	agents := cmp.Or(opts.agents, "127.0.0.1:0")
+	cfg := stack.RenderFrontProxy(t, stack.Addrs{Agents: agents, Authz: fp.authz.addr,
+		Helpdesk: fp.helpdesk.url, BI: fp.bi.url, HelpdeskGRPC: fp.rpc.Addr(), SDSSocket: sock})
+	if opts.settings != nil {
+		cfg = envoyproc.RenderFile(t, cfg, opts.settings)
+	}
 	fp.envoy = envoyproc.Start(t, envoyproc.Options{Config: cfg})
 	fp.addr = fp.envoy.ListenerAddr("agents_ingress")
 	fp.agentTLS = p.ClientTLS(&fp.agent, envoyID, "http/1.1")
@@ -288,6 +312,33 @@ func TestRealEnvoyCheckRequest(t *testing.T) {
 		}
 		if n := len(fp.helpdesk.requestsOf("over")); n != 0 {
 			t.Errorf("a body over the limit reached the API")
+		}
+
+		// Over HTTP/2, allow_partial_message: false does not hold: Envoy checks the first
+		// max_request_bytes marked partial and, on allow, forwards the whole body, the unchecked
+		// tail included. agentauthz refuses every partial body (body_truncated); that refusal,
+		// not Envoy's setting, is what keeps the tail from the API.
+		fp.authz.answer("over-h2", allow)
+		tr := &http.Transport{TLSClientConfig: fp.pki.ClientTLS(&fp.agent, envoyID, "h2"), ForceAttemptHTTP2: true}
+		defer tr.CloseIdleConnections()
+		req, err := http.NewRequest("POST", "https://"+fp.addr+"/v1/upload", strings.NewReader(strings.Repeat("a", limit+1)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = "helpdesk.acme.internal"
+		req.Header.Set("x-probe", "over-h2")
+		resp, err = tr.RoundTrip(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		cr = fp.authz.onlyCheck(t, "over-h2")
+		if got := cr.GetAttributes().GetRequest().GetHttp().GetRawBody(); resp.StatusCode != 200 || len(got) != limit || first(headerValues(cr, "x-envoy-auth-partial-body")) != "true" {
+			t.Errorf("HTTP/2: %d, check carried %d bytes marked partial=%q; want 200 (allowed), %d bytes, true", resp.StatusCode, len(got), headerValues(cr, "x-envoy-auth-partial-body"), limit)
+		}
+		if reqs := fp.helpdesk.requestsOf("over-h2"); len(reqs) != 1 || len(reqs[0].body) != limit+1 {
+			t.Errorf("HTTP/2: the API got %d requests, want 1 with all %d bytes", len(reqs), limit+1)
 		}
 	})
 

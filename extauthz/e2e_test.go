@@ -544,7 +544,7 @@ func TestHTTPHealth(t *testing.T) {
 	}
 	wantReady := map[string]any{
 		"status": "ready", "policy_revision": snap.Revision(),
-		"agents": 2.0, "hosts": 2.0, "routes": 7.0,
+		"agents": 2.0, "hosts": 3.0, "routes": 8.0,
 	}
 	if diff := cmp.Diff(wantReady, body); status != 200 || diff != "" {
 		t.Errorf("/readyz = %d, body (-want +got):\n%s", status, diff)

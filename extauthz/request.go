@@ -69,11 +69,28 @@ func ReadRequest(cr *authv3.CheckRequest) engine.Request {
 	attrs := cr.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
 	// Identity comes from the peer certificate Envoy verified, never from request headers.
-	r := engine.Request{Principal: attrs.GetSource().GetPrincipal(), RequestID: httpReq.GetId()}
+	r := engine.Request{Principal: attrs.GetSource().GetPrincipal()}
 	if deny := read(httpReq, &r); deny != nil {
 		r.Unreadable = deny
 	}
+	r.RequestID = requestID(httpReq, r.Headers)
 	return r
+}
+
+// maxRequestIDLen bounds the x-request-id agentauthz records; Envoy's are 36-byte UUIDs.
+const maxRequestIDLen = 128
+
+// requestID is the request's x-request-id, which Envoy generates for every request (the shipped
+// configurations: generate_request_id, preserve_external_request_id off) and writes in its
+// access log as request_id, so that the two logs join on it. Without one usable x-request-id it
+// is Envoy's stream id (http.id), which appears nowhere else.
+func requestID(httpReq *authv3.AttributeContext_HttpRequest, h policy.Headers) string {
+	if h != nil {
+		if v, n := h.Get("x-request-id"); n == 1 && v != "" && len(v) <= maxRequestIDLen {
+			return v
+		}
+	}
+	return httpReq.GetId()
 }
 
 func read(httpReq *authv3.AttributeContext_HttpRequest, r *engine.Request) *decision.Decision {

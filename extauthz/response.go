@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"strconv"
 	"sync"
 	"sync/atomic"
 
@@ -32,7 +33,38 @@ var (
 	statusUnavailable      = &rpcstatus.Status{Code: int32(codes.Unavailable)}
 	problemContentType     = overwrite("content-type", decision.ProblemContentType)
 	noStore                = overwrite("cache-control", "no-store")
+	grpcStatuses           = map[int]*corev3.HeaderValueOption{
+		400: grpcStatusHeader(codes.InvalidArgument),
+		401: grpcStatusHeader(codes.Unauthenticated),
+		403: grpcStatusHeader(codes.PermissionDenied),
+		413: grpcStatusHeader(codes.ResourceExhausted),
+		415: grpcStatusHeader(codes.InvalidArgument),
+		428: grpcStatusHeader(codes.FailedPrecondition),
+		503: grpcStatusHeader(codes.Unavailable),
+	}
 )
+
+// GRPCStatusHeader is set on the denial of a gRPC request: the status a gRPC client reports.
+// Envoy answers a gRPC request's denial as a gRPC error (HTTP 200, grpc-status, and grpc-message
+// holding agentauthz's problem details, in trailers), deriving grpc-status from the HTTP status
+// unless the denial sets it. Envoy's derivation reads 400 as INTERNAL and 413 and 428 as
+// UNKNOWN, which gRPC clients take for a server fault; this one says what the agent did.
+const GRPCStatusHeader = "grpc-status"
+
+func grpcStatusHeader(c codes.Code) *corev3.HeaderValueOption {
+	return overwrite(GRPCStatusHeader, strconv.Itoa(int(c)))
+}
+
+// GRPCStatus is the gRPC status code a gRPC client gets for a denial with the HTTP status; ok
+// is false where agentauthz leaves it to Envoy (no status agentauthz answers with).
+func GRPCStatus(httpStatus int) (c codes.Code, ok bool) {
+	h, ok := grpcStatuses[httpStatus]
+	if !ok {
+		return codes.Unknown, false
+	}
+	n, _ := strconv.Atoi(h.GetHeader().GetValue())
+	return codes.Code(n), true
+}
 
 func overwrite(key, value string) *corev3.HeaderValueOption {
 	return &corev3.HeaderValueOption{
@@ -87,12 +119,13 @@ type denyParts struct {
 	status  typev3.HttpStatus
 	idOpt   corev3.HeaderValueOption
 	idHdr   corev3.HeaderValue
-	headers [3]*corev3.HeaderValueOption
+	headers [4]*corev3.HeaderValueOption
 	meta    structpb.Struct
 }
 
-// respond turns the engine's result into Envoy's answer.
-func (rs *responder) respond(res *engine.Result) *authv3.CheckResponse {
+// respond turns the engine's result into Envoy's answer; grpc says the request is a gRPC call,
+// whose denial also sets grpc-status.
+func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckResponse {
 	d, id, agent := &res.Decision, res.ID, res.Agent
 	pc := rs.forRevision(res.Revision)
 	if d.Allowed() {
@@ -125,8 +158,12 @@ func (rs *responder) respond(res *engine.Result) *authv3.CheckResponse {
 	p.idHdr = corev3.HeaderValue{Key: DecisionIDHeader, Value: id}
 	p.idOpt.Header = &p.idHdr
 	p.idOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-	p.headers = [3]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
-	p.denied.Headers = p.headers[:]
+	p.headers = [4]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
+	p.denied.Headers = p.headers[:3]
+	if gs, ok := grpcStatuses[httpStatus]; grpc && ok {
+		p.headers[3] = gs
+		p.denied.Headers = p.headers[:]
+	}
 	p.denied.Body = d.Problem(id)
 	pc.metadata(&p.meta, d, id, agent)
 	p.resp.DynamicMetadata = &p.meta

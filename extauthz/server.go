@@ -5,6 +5,7 @@ package extauthz
 
 import (
 	"context"
+	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -43,5 +44,17 @@ func NewForStore(store *policy.Store) *Server {
 func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	req := ReadRequest(cr)
 	res := s.engine.Decide(ctx, &req)
-	return s.resp.respond(&res), nil
+	return s.resp.respond(&res, isGRPC(req.Headers)), nil
+}
+
+// isGRPC reports whether the request is a gRPC call as Envoy tells one (a content-type of
+// exactly application/grpc, or application/grpc+<codec>; not gRPC-Web), whose local replies,
+// agentauthz's denials among them, Envoy sends as gRPC errors.
+func isGRPC(h policy.Headers) bool {
+	if h == nil {
+		return false
+	}
+	ct, n := h.Get("content-type")
+	rest, ok := strings.CutPrefix(ct, "application/grpc")
+	return n == 1 && ok && (rest == "" || rest[0] == '+')
 }

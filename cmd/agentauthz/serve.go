@@ -27,7 +27,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC on a non-loopback address")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
-	redact := fs.String("redact-query", "", "comma-separated query parameters whose values the decision log never shows")
+	redact := fs.String("redact-query", "", "comma-separated query parameters whose values are never shown (decision log, approvals, notifications): names match case-insensitively, however encoded, after & or ;")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", engine.DefaultTimeout, "deadline of one Check; a later decision is a deny")
 	fs.StringVar(&cfg.SPIFFE.Socket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket (unix:///path): serve gRPC over mTLS with agentauthz's SVID")
 	fs.StringVar(&cfg.SPIFFE.AllowedClients, "grpc-allowed-clients", "", "comma-separated SPIFFE IDs that may call Check over mTLS (Envoy's)")

@@ -26,6 +26,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -56,8 +57,9 @@ type Config struct {
 	Metrics *metrics.Metrics
 	// Decisions records every decision; nil records none.
 	Decisions DecisionLog
-	// RedactQuery names query parameters whose values the decision log never shows.
-	RedactQuery map[string]bool
+	// RedactQuery names query parameters whose values the decision log never shows; nil shows
+	// every value.
+	RedactQuery *redact.Query
 	// Approvals holds requests the policy requires approval for; nil refuses them.
 	Approvals Approvals
 	// JWTBundles validate JWT-SVIDs on hosts whose policy accepts them; nil refuses every token.

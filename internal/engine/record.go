@@ -26,7 +26,7 @@ func (e *Engine) record(r *Request, res *Result, start time.Time) {
 		Agent:          res.Agent,
 		Host:           r.Host,
 		Method:         r.Method,
-		Path:           audit.RedactQuery(r.Target, e.cfg.RedactQuery),
+		Path:           e.cfg.RedactQuery.Target(r.Target),
 		Rule:           d.Rule,
 		Outcome:        d.Outcome.String(),
 		Code:           string(d.Code),

@@ -33,6 +33,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/httpapi"
 	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -65,7 +66,7 @@ type Config struct {
 	// Decisions records every decision; nil records none.
 	Decisions engine.DecisionLog
 	// RedactQuery names query parameters whose values the decision log never shows.
-	RedactQuery map[string]bool
+	RedactQuery *redact.Query
 	// CheckTimeout bounds one Check (engine.DefaultTimeout when zero).
 	CheckTimeout time.Duration
 	// Approvals holds requests for approval; APIHandler, when set, serves the approval API and

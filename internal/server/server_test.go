@@ -30,6 +30,7 @@ import (
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
@@ -529,7 +530,7 @@ func TestDecisionLog(t *testing.T) {
 	}()
 	srv := servertest.Start(t, server.Config{
 		GRPCAddr: "127.0.0.1:0", Store: store, Decisions: q,
-		RedactQuery: map[string]bool{"limit": true, "token": true},
+		RedactQuery: redact.NewQuery("limit", "token"),
 	})
 	client := servertest.Client(t, srv)
 
@@ -555,9 +556,16 @@ func TestDecisionLog(t *testing.T) {
 			outcome: "allow", code: "allowed", rule: "comment-ticket", agent: helpdesk, path: "/v1/tickets/4711/comments", status: 200,
 			digest: "sha256:" + hex.EncodeToString(sum[:])},
 		{req: extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets?status=open&limit=" + limitValue, Headers: agentAuth},
-			outcome: "allow", code: "allowed", rule: "list-tickets", agent: helpdesk, path: "/v1/tickets?status=open&limit=" + audit.Redacted, status: 200},
+			outcome: "allow", code: "allowed", rule: "list-tickets", agent: helpdesk, path: "/v1/tickets?status=open&limit=" + redact.Marker, status: 200},
 		{req: extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets?token=" + querySentinel + "&status=open"},
-			outcome: "deny", code: "query_invalid", rule: "list-tickets", agent: helpdesk, path: "/v1/tickets?token=" + audit.Redacted + "&status=open", status: 400},
+			outcome: "deny", code: "query_invalid", rule: "list-tickets", agent: helpdesk, path: "/v1/tickets?token=" + redact.Marker + "&status=open", status: 400},
+		// Spellings a reader may take for the same name: case, ";" and percent-encoding.
+		{req: extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets?Token=" + querySentinel + "&status=open"},
+			outcome: "deny", code: "query_invalid", rule: "list-tickets", agent: helpdesk, path: "/v1/tickets?Token=" + redact.Marker + "&status=open", status: 400},
+		{req: extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets?status=open;token=" + querySentinel},
+			outcome: "deny", code: "query_invalid", agent: helpdesk, path: "/v1/tickets?status=open;token=" + redact.Marker, status: 400},
+		{req: extauthz.HTTPRequest{Principal: helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets?%54oken=" + querySentinel},
+			outcome: "deny", code: "query_invalid", rule: "list-tickets", agent: helpdesk, path: "/v1/tickets?%54oken=" + redact.Marker, status: 400},
 		{req: extauthz.HTTPRequest{Principal: bi, Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711", Headers: agentAuth},
 			outcome: "deny", code: "scope_missing", rule: "get-ticket", agent: bi, path: "/v1/tickets/4711", status: 403},
 		{req: extauthz.HTTPRequest{Principal: "spiffe://acme.internal/agent/stranger", Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711"},
@@ -578,6 +586,11 @@ func TestDecisionLog(t *testing.T) {
 		}
 		if a.Code != c.code || a.Status != c.status {
 			t.Fatalf("Check %s %s = %+v, want %s %d", c.req.Principal, c.req.Path, a, c.code, c.status)
+		}
+		// The answer (problem details, headers, metadata) names an offending parameter, never
+		// its value.
+		if strings.Contains(resp.String(), querySentinel) {
+			t.Errorf("the answer to %s echoes the query value: %v", c.req.Path, resp)
 		}
 		for _, h := range resp.GetOkResponse().GetHeaders() {
 			sawUpstreamToken = sawUpstreamToken || strings.Contains(h.GetHeader().GetValue(), upstreamToken)

@@ -11,7 +11,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,6 +21,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/internal/reload"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/policy"
@@ -105,12 +105,7 @@ func Start(cfg Config) (_ *Service, err error) {
 	if err := s.appr.startNotifiers(snap.Notifiers(), s.metrics, cfg.Log); err != nil {
 		return nil, err
 	}
-	redact := map[string]bool{}
-	for _, name := range cfg.RedactQuery {
-		if name = strings.TrimSpace(name); name != "" {
-			redact[name] = true
-		}
-	}
+	redactQuery := redact.NewQuery(cfg.RedactQuery...)
 	s.srv, err = server.Start(server.Config{
 		GRPCAddr:     cfg.GRPCAddr,
 		HTTPAddr:     cfg.HTTPAddr,
@@ -120,7 +115,7 @@ func Start(cfg Config) (_ *Service, err error) {
 		Metrics:      s.metrics,
 		Gatherer:     reg,
 		Decisions:    decisionSink,
-		RedactQuery:  redact,
+		RedactQuery:  redactQuery,
 		CheckTimeout: cfg.CheckTimeout,
 		Approvals:    s.appr.gate,
 		TLS:          s.spiffe.tls,

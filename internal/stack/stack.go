@@ -56,6 +56,8 @@ type Stack struct {
 	Helpdesk, BI *Upstream
 	HelpdeskAPI  *helpdesk.API
 	BIAPI        *bi.API
+	// HelpdeskGRPC records what reached the helpdesk API's gRPC service (HelpdeskAPI's too).
+	HelpdeskGRPC *GRPCUpstream
 
 	svids map[string]SVID // the agents'
 }
@@ -81,10 +83,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	}
 	s.Helpdesk = startUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.BI = startUpstream(t, s.BIAPI, p.BackendTLS(p.Issue(t, BIAPIID)))
+	s.HelpdeskGRPC = StartGRPCUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.Authz = startAuthz(t, p, HelpdeskToken, opts.CheckTimeout)
 
 	cfg := RenderFrontProxy(t, Addrs{Agents: "127.0.0.1:0", Authz: s.Authz.GRPCAddr(),
-		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), SDSSocket: sock})
+		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), HelpdeskGRPC: s.HelpdeskGRPC.Addr(), SDSSocket: sock})
 	s.Envoy = envoyproc.Start(t, envoyproc.Options{Config: cfg, LogLevel: opts.EnvoyLogLevel})
 	s.Addr = s.Envoy.ListenerAddr("agents_ingress")
 	return s
@@ -99,8 +102,8 @@ func FrontProxyConfig() string {
 // Addrs are where the front proxy listens for agents and finds its neighbours, each host:port
 // but the SPIRE agent's (SDS) unix socket path.
 type Addrs struct {
-	Agents, Authz, Helpdesk, BI string
-	SDSSocket                   string
+	Agents, Authz, Helpdesk, BI, HelpdeskGRPC string
+	SDSSocket                                 string
 }
 
 // RenderFrontProxy writes envoy/front-proxy.yaml with only its addresses, ports and socket path
@@ -108,11 +111,12 @@ type Addrs struct {
 func RenderFrontProxy(t testing.TB, a Addrs) string {
 	t.Helper()
 	return envoyproc.RenderFile(t, FrontProxyConfig(), map[string]string{
-		endpointAddr(10, "0.0.0.0", "8443"):                        endpointAddr(10, host(a.Agents), port(a.Agents)),
-		endpointAddr(22, "agentauthz.acme.internal", "9001"):       endpointAddr(22, host(a.Authz), port(a.Authz)),
-		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"): endpointAddr(22, host(a.Helpdesk), port(a.Helpdesk)),
-		endpointAddr(22, "bi-backend.acme.internal", "8443"):       endpointAddr(22, host(a.BI), port(a.BI)),
-		"path: /run/spire/agent/public/api.sock":                   "path: " + a.SDSSocket,
+		endpointAddr(10, "0.0.0.0", "8443"):                             endpointAddr(10, host(a.Agents), port(a.Agents)),
+		endpointAddr(22, "agentauthz.acme.internal", "9001"):            endpointAddr(22, host(a.Authz), port(a.Authz)),
+		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"):      endpointAddr(22, host(a.Helpdesk), port(a.Helpdesk)),
+		endpointAddr(22, "bi-backend.acme.internal", "8443"):            endpointAddr(22, host(a.BI), port(a.BI)),
+		endpointAddr(22, "helpdesk-grpc-backend.acme.internal", "8443"): endpointAddr(22, host(a.HelpdeskGRPC), port(a.HelpdeskGRPC)),
+		"path: /run/spire/agent/public/api.sock":                        "path: " + a.SDSSocket,
 	})
 }
 

@@ -8,6 +8,9 @@
 //	POST   /v1/users/{username}/password-reset   {"reason": "...", "notify_user": true}
 //	DELETE /v1/tickets/{id}
 //
+// and, over gRPC (RegisterGRPC), acme.helpdesk.v1.Helpdesk/ResetPassword, the password reset
+// again, its messages from the demo policy's helpdesk.proto.
+//
 // cmd/helpdesk-api serves it; the end-to-end tests (internal/e2e) run it in process behind real Envoy.
 package helpdesk
 
@@ -152,7 +155,11 @@ func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // credential says what the request carried: "injected" (the configured token), "missing" or
 // "wrong". The value itself is never logged.
 func (a *API) credential(r *http.Request) string {
-	vs := r.Header.Values("Authorization")
+	return a.checkCredential(r.Header.Values("Authorization"))
+}
+
+// checkCredential reads the values of the authorization header (gRPC metadata alike).
+func (a *API) checkCredential(vs []string) string {
 	switch {
 	case len(vs) == 0:
 		return "missing"
@@ -259,24 +266,31 @@ func (a *API) reset(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "body_invalid", `Send {"reason": "...", "notify_user": true|false}.`)
 		return
 	}
-	user := r.PathValue("username")
-	a.mu.Lock()
-	known := a.users[user]
-	var pr PasswordReset
-	if known {
-		pr = PasswordReset{Username: user, Reason: body.Reason, NotifyUser: body.NotifyUser != nil && *body.NotifyUser, At: a.clock().UTC()}
-		a.resets = append(a.resets, pr)
-	}
-	a.mu.Unlock()
-	if !known {
+	pr, ok := a.resetPassword(r.PathValue("username"), body.Reason, body.NotifyUser != nil && *body.NotifyUser)
+	if !ok {
 		problem(w, http.StatusNotFound, "not_found", "No such user.")
 		return
 	}
-	a.log.Warn("password reset performed", "username", user, "notify_user", pr.NotifyUser)
 	reply(w, http.StatusOK, map[string]any{
-		"username": user, "status": "reset", "sessions_revoked": true,
+		"username": pr.Username, "status": "reset", "sessions_revoked": true,
 		"notified": pr.NotifyUser, "reset_at": pr.At,
 	})
+}
+
+// resetPassword resets a known user's password, for the REST route and the gRPC method alike;
+// ok is false for an unknown user.
+func (a *API) resetPassword(user, reason string, notify bool) (pr PasswordReset, ok bool) {
+	a.mu.Lock()
+	if a.users[user] {
+		pr = PasswordReset{Username: user, Reason: reason, NotifyUser: notify, At: a.clock().UTC()}
+		a.resets = append(a.resets, pr)
+		ok = true
+	}
+	a.mu.Unlock()
+	if ok {
+		a.log.Warn("password reset performed", "username", user, "notify_user", notify)
+	}
+	return pr, ok
 }
 
 // Resets returns the password resets performed so far.
