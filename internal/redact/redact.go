@@ -75,7 +75,7 @@ func (q *Query) Empty() bool { return q == nil || len(q.names) == 0 }
 // Target returns a request target (a raw path with its query, as sent) with the values of the
 // redacted parameters replaced by Marker; everything else is kept as sent.
 func (q *Query) Target(target string) string {
-	if q.Empty() || strings.IndexAny(target, "?;#") < 0 {
+	if q.Empty() || !strings.ContainsAny(target, "?;#") {
 		return target
 	}
 	out, _ := q.redact(target, false, 0)
