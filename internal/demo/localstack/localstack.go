@@ -291,7 +291,7 @@ func (s *stack) startEnvoy(ctx context.Context) error {
 	}
 	err = s.waitFor(ctx, "Envoy to serve with its SVID", func() error {
 		if done, _ := envoy.Exited(); done {
-			return errStop{fmt.Errorf("Envoy exited:\n%s", envoy.Tail(20))}
+			return errStop{fmt.Errorf("envoy exited:\n%s", envoy.Tail(20))}
 		}
 		return envoyReady(s.envoyAdmin)
 	})
