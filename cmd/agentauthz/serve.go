@@ -23,7 +23,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	var cfg service.Config
 	fs.StringVar(&cfg.PolicyPath, "policy", "", "policy file or directory (default: the embedded demo policy)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", server.DefaultGRPCAddr, "gRPC listen address, host:port or unix:/path")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address for /healthz and /readyz; empty disables it")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address for health, metrics, the approval API and console, and the AuthZEN API; empty disables it")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC on a non-loopback address")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
@@ -33,6 +33,11 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&cfg.SPIFFE.AllowedClients, "grpc-allowed-clients", "", "comma-separated SPIFFE IDs that may call Check over mTLS (Envoy's)")
 	var jwtBundles multiFlag
 	fs.Var(&jwtBundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate agents' JWT-SVIDs (repeatable)")
+	zf := &cfg.AuthZEN
+	fs.StringVar(&zf.Addr, "authzen-addr", "", "host:port of a listener for the AuthZEN API alone (SPIFFE mTLS with --spiffe-socket); the API is always on --http-addr too")
+	fs.StringVar(&zf.PEPTokens, "authzen-peps", "", "AuthZEN PEP tokens file: name and token_sha256 of each PEP that may ask about any agent")
+	fs.StringVar(&zf.AllowedPEPs, "authzen-allowed-peps", "", "comma-separated SPIFFE IDs that are AuthZEN PEPs when they present their SVID on --authzen-addr")
+	fs.StringVar(&zf.PDP, "authzen-pdp-url", "", "the PDP identifier in the AuthZEN metadata document, https://HOST[:PORT] (default: from each request)")
 	af := &cfg.Approvals
 	fs.StringVar(&af.DataDir, "data-dir", "agentauthz-data", "directory for the embedded approval store")
 	fs.StringVar(&af.StoreDSN, "approval-store", "", "PostgreSQL DSN shared by replicas (default: the embedded store in --data-dir)")
@@ -64,6 +69,12 @@ func runServe(args []string, _, stderr io.Writer) int {
 	if cfg.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 			fmt.Fprintf(stderr, "agentauthz serve: --http-addr: %q is not host:port\n", cfg.HTTPAddr)
+			return exitUsage
+		}
+	}
+	if cfg.AuthZEN.Addr != "" {
+		if _, _, err := net.SplitHostPort(cfg.AuthZEN.Addr); err != nil {
+			fmt.Fprintf(stderr, "agentauthz serve: --authzen-addr: %q is not host:port\n", cfg.AuthZEN.Addr)
 			return exitUsage
 		}
 	}

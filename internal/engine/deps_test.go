@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// The engine and the Envoy front door link no storage driver, notifier or sign-in library:
-// those sit behind the Approvals and DecisionLog interfaces, in packages only cmd wires in.
+// The engine and the front doors (Envoy's, AuthZEN's) link no storage driver, notifier or
+// sign-in library: those sit behind the Approvals and DecisionLog interfaces, in packages only
+// cmd wires in.
 func TestDependencyWalls(t *testing.T) {
 	goTool, err := exec.LookPath("go")
 	if err != nil {
@@ -20,7 +21,8 @@ func TestDependencyWalls(t *testing.T) {
 		"github.com/coreos/go-oidc",
 		"github.com/chromedp",
 	}
-	for _, pkg := range []string{"github.com/agentauthz/agentauthz/internal/engine", "github.com/agentauthz/agentauthz/extauthz"} {
+	for _, pkg := range []string{"github.com/agentauthz/agentauthz/internal/engine", "github.com/agentauthz/agentauthz/extauthz",
+		"github.com/agentauthz/agentauthz/authzen"} {
 		out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)

@@ -1,6 +1,8 @@
 // Package server runs agentauthz's listeners: the gRPC listener (Envoy's ext_authz v3
-// Authorization service, gRPC health and server reflection) and the HTTP listener (health,
-// readiness). `agentauthz serve` and the end-to-end tests start the same Server.
+// Authorization service, gRPC health and server reflection), the HTTP listener (health,
+// readiness, the approval API, and the AuthZEN API when configured) and, when configured, a
+// listener of the AuthZEN API's own. Both front doors answer with one engine. `agentauthz serve`
+// and the end-to-end tests start the same Server.
 package server
 
 import (
@@ -29,6 +31,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
+	"github.com/agentauthz/agentauthz/authzen"
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/httpapi"
@@ -73,6 +76,16 @@ type Config struct {
 	// console on the HTTP listener.
 	Approvals  engine.Approvals
 	APIHandler func(mux *http.ServeMux)
+	// AuthZEN, when set, serves the AuthZEN Authorization API (package authzen) over the same
+	// engine as Check: on the HTTP listener (bearer tokens only: it has no TLS), and on
+	// AuthZENAddr when that is set.
+	AuthZEN *authzen.Config
+	// AuthZENAddr is host:port for a listener serving the AuthZEN API alone. Plaintext on a
+	// non-loopback address needs Insecure.
+	AuthZENAddr string
+	// AuthZENTLS, when set, serves AuthZENAddr over TLS (authzen.TLSConfig): callers may then
+	// authenticate with a SPIFFE client certificate as well as a token.
+	AuthZENTLS *tls.Config
 }
 
 // Server is a running agentauthz.
@@ -83,6 +96,8 @@ type Server struct {
 	http     *http.Server
 	grpcLis  net.Listener
 	httpLis  net.Listener
+	authzen  *http.Server
+	azLis    net.Listener
 	serveErr chan error
 	// draining is closed when Shutdown begins: it ends health Watch streams.
 	draining  chan struct{}
@@ -112,7 +127,10 @@ func Start(cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	s := &Server{cfg: cfg, serveErr: make(chan error, 2)}
+	if err := checkAuthZEN(&cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, serveErr: make(chan error, 3)}
 	s.grpcLis, err = net.Listen(network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("server: gRPC listener: %w", err)
@@ -122,6 +140,16 @@ func Start(cfg Config) (*Server, error) {
 		if err != nil {
 			s.grpcLis.Close()
 			return nil, fmt.Errorf("server: HTTP listener: %w", err)
+		}
+	}
+	if cfg.AuthZENAddr != "" {
+		s.azLis, err = net.Listen("tcp", cfg.AuthZENAddr)
+		if err != nil {
+			s.grpcLis.Close()
+			if s.httpLis != nil {
+				s.httpLis.Close()
+			}
+			return nil, fmt.Errorf("server: AuthZEN listener: %w", err)
 		}
 	}
 
@@ -135,7 +163,9 @@ func Start(cfg Config) (*Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
 	s.grpc = grpc.NewServer(opts...)
-	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(engine.New(engine.Config{
+	// One engine behind every front door: the same decisions, approvals, shadow rules, metrics
+	// and decision log whether Envoy or an AuthZEN PEP asks.
+	eng := engine.New(engine.Config{
 		Store:       cfg.Store,
 		Log:         cfg.Log,
 		Metrics:     cfg.Metrics,
@@ -144,7 +174,8 @@ func Start(cfg Config) (*Server, error) {
 		Timeout:     cfg.CheckTimeout,
 		Approvals:   cfg.Approvals,
 		JWTBundles:  cfg.JWTBundles,
-	})))
+	})
+	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(eng))
 	s.health = health.NewServer()
 	s.draining = make(chan struct{})
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})
@@ -158,6 +189,11 @@ func Start(cfg Config) (*Server, error) {
 		if cfg.APIHandler != nil {
 			cfg.APIHandler(mux)
 		}
+		if cfg.AuthZEN != nil {
+			az := *cfg.AuthZEN
+			az.VerifiedClientCerts = false // plaintext: no client certificates
+			authzen.New(eng, az).Register(mux)
+		}
 		if cfg.Gatherer != nil {
 			mux.Handle("GET /metrics", metrics.Handler(cfg.Gatherer))
 		}
@@ -168,7 +204,48 @@ func Start(cfg Config) (*Server, error) {
 			}
 		}()
 	}
+	if s.azLis != nil {
+		mux := http.NewServeMux()
+		az := *cfg.AuthZEN
+		az.VerifiedClientCerts = cfg.AuthZENTLS != nil
+		authzen.New(eng, az).Register(mux)
+		s.authzen = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
+			ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)} // TLS handshakes refused
+		lis := s.azLis
+		if cfg.AuthZENTLS != nil {
+			lis = tls.NewListener(lis, cfg.AuthZENTLS)
+		}
+		go func() {
+			if err := s.authzen.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				s.serveErr <- err
+			}
+		}()
+	}
 	return s, nil
+}
+
+// checkAuthZEN refuses an AuthZEN listener without the API, TLS without the listener, and
+// plaintext on a non-loopback address without Insecure: bearer tokens would cross the network
+// in the clear.
+func checkAuthZEN(cfg *Config) error {
+	switch {
+	case cfg.AuthZENAddr == "" && cfg.AuthZENTLS != nil:
+		return errors.New("server: AuthZEN TLS needs an AuthZEN listener address")
+	case cfg.AuthZENAddr == "":
+		return nil
+	case cfg.AuthZEN == nil:
+		return errors.New("server: an AuthZEN listener needs the AuthZEN configuration")
+	}
+	if _, _, err := net.SplitHostPort(cfg.AuthZENAddr); err != nil {
+		return fmt.Errorf("server: AuthZEN listener %q is not host:port", cfg.AuthZENAddr)
+	}
+	if cfg.AuthZENTLS == nil && !isLoopback(cfg.AuthZENAddr) {
+		if !cfg.Insecure {
+			return fmt.Errorf("server: refusing plaintext AuthZEN on non-loopback address %s; serve it with SPIFFE TLS (--spiffe-socket) or on loopback, or pass --insecure", cfg.AuthZENAddr)
+		}
+		cfg.Log.Warn("serving plaintext AuthZEN on a non-loopback address: PEP tokens cross the network in the clear", "addr", cfg.AuthZENAddr)
+	}
+	return nil
 }
 
 // SetReady reports the service as serving, or not, over gRPC health.
@@ -192,6 +269,14 @@ func (s *Server) HTTPAddr() net.Addr {
 	return s.httpLis.Addr()
 }
 
+// AuthZENAddr is the address the AuthZEN listener of its own is bound to, or nil.
+func (s *Server) AuthZENAddr() net.Addr {
+	if s.azLis == nil {
+		return nil
+	}
+	return s.azLis.Addr()
+}
+
 // Err delivers the first error of a listener that stopped on its own.
 func (s *Server) Err() <-chan error { return s.serveErr }
 
@@ -210,10 +295,13 @@ func (s *Server) Shutdown() {
 		s.cfg.Log.Warn("drain timed out; stopping with checks in flight")
 		s.grpc.Stop()
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if s.authzen != nil {
+		_ = s.authzen.Shutdown(ctx) // best effort: lets evaluations in flight finish
+	}
 	if s.http != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = s.http.Shutdown(ctx) // best effort: health probes only
+		_ = s.http.Shutdown(ctx) // best effort: health probes, approvals, evaluations in flight
 	}
 }
 

@@ -1,11 +1,13 @@
 // Package service runs agentauthz as `agentauthz serve` does: it loads the policy, opens the
 // decision log, the approval store, approvers and notifiers and agentauthz's SPIFFE sources,
-// builds the decision engine over them, serves it on the gRPC and HTTP listeners, reloads the
-// policy on change, and drains on shutdown. cmd/agentauthz only turns flags into a Config.
+// builds the decision engine over them, serves it on the gRPC and HTTP listeners (Envoy's
+// ext_authz and the AuthZEN API, over the same engine), reloads the policy on change, and drains
+// on shutdown. cmd/agentauthz only turns flags into a Config.
 package service
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -46,6 +48,7 @@ type Config struct {
 	CheckTimeout time.Duration
 	SPIFFE       SPIFFEConfig
 	Approvals    ApprovalConfig
+	AuthZEN      AuthZENConfig
 	// Log receives the server log; nil discards it.
 	Log *slog.Logger
 }
@@ -105,6 +108,14 @@ func Start(cfg Config) (_ *Service, err error) {
 	if err := s.appr.startNotifiers(snap.Notifiers(), s.metrics, cfg.Log); err != nil {
 		return nil, err
 	}
+	az, err := openAuthZEN(cfg.AuthZEN, s.spiffe, cfg.PolicyPath == "", cfg.Log)
+	if err != nil {
+		return nil, err
+	}
+	var azTLS *tls.Config
+	if cfg.AuthZEN.Addr != "" {
+		azTLS = s.spiffe.authzenTLS
+	}
 	redactQuery := redact.NewQuery(cfg.RedactQuery...)
 	s.srv, err = server.Start(server.Config{
 		GRPCAddr:     cfg.GRPCAddr,
@@ -121,6 +132,9 @@ func Start(cfg Config) (_ *Service, err error) {
 		TLS:          s.spiffe.tls,
 		JWTBundles:   s.spiffe.bundles,
 		APIHandler:   s.appr.register,
+		AuthZEN:      az,
+		AuthZENAddr:  cfg.AuthZEN.Addr,
+		AuthZENTLS:   azTLS,
 	})
 	if err != nil {
 		return nil, err
@@ -141,6 +155,7 @@ func Start(cfg Config) (_ *Service, err error) {
 	}
 	cfg.Log.Info("agentauthz serving",
 		"grpc_addr", s.srv.GRPCAddr().String(), "http_addr", fmt.Sprint(s.srv.HTTPAddr()),
+		"authzen_addr", fmt.Sprint(s.srv.AuthZENAddr()),
 		"policy", source, "policy_revision", snap.Revision(),
 		"agents", st.Agents, "hosts", st.Hosts, "routes", st.Routes)
 	return s, nil

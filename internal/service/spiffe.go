@@ -12,6 +12,8 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
+
+	"github.com/agentauthz/agentauthz/authzen"
 )
 
 // SPIFFEConfig configures agentauthz's own SPIFFE identity and the JWT bundles it validates
@@ -28,9 +30,12 @@ type SPIFFEConfig struct {
 
 // spiffe is what serve gets from the Workload API or bundle files.
 type spiffe struct {
-	tls     *tls.Config
-	bundles jwtbundle.Source
-	closers []io.Closer
+	tls *tls.Config
+	// authzenTLS serves the AuthZEN listener: the same SVID, client certificates verified when
+	// sent but not required.
+	authzenTLS *tls.Config
+	bundles    jwtbundle.Source
+	closers    []io.Closer
 }
 
 func (s *spiffe) Close() {
@@ -44,7 +49,7 @@ func (s *spiffe) Close() {
 // clients, and the JWT bundles come from it too. Bundle files add JWT bundles without it.
 func openSPIFFE(ctx context.Context, f SPIFFEConfig) (*spiffe, error) {
 	out := &spiffe{}
-	ids, err := parseIDs(f.AllowedClients)
+	ids, err := parseIDs("--grpc-allowed-clients", f.AllowedClients)
 	if err != nil {
 		return nil, err
 	}
@@ -66,6 +71,7 @@ func openSPIFFE(ctx context.Context, f SPIFFEConfig) (*spiffe, error) {
 		}
 		out.closers = append(out.closers, x509)
 		out.tls = tlsconfig.MTLSServerConfig(x509, x509, tlsconfig.AuthorizeOneOf(ids...))
+		out.authzenTLS = authzen.TLSConfig(x509, x509)
 		if len(f.JWTBundles) == 0 {
 			jwt, err := workloadapi.NewJWTSource(wait, opts)
 			if err != nil {
@@ -108,7 +114,7 @@ func LoadJWTBundles(specs []string) (*jwtbundle.Set, error) {
 	return set, nil
 }
 
-func parseIDs(list string) ([]spiffeid.ID, error) {
+func parseIDs(flag, list string) ([]spiffeid.ID, error) {
 	var ids []spiffeid.ID
 	for _, s := range strings.Split(list, ",") {
 		if s = strings.TrimSpace(s); s == "" {
@@ -116,7 +122,7 @@ func parseIDs(list string) ([]spiffeid.ID, error) {
 		}
 		id, err := spiffeid.FromString(s)
 		if err != nil {
-			return nil, fmt.Errorf("--grpc-allowed-clients: %q is not a SPIFFE ID: %v", s, err)
+			return nil, fmt.Errorf("%s: %q is not a SPIFFE ID: %v", flag, s, err)
 		}
 		ids = append(ids, id)
 	}
