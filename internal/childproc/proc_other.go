@@ -3,8 +3,8 @@
 package childproc
 
 import (
-	"errors"
 	"os/exec"
+	"path/filepath"
 	"syscall"
 )
 
@@ -16,6 +16,10 @@ func sysProcAttr() *syscall.SysProcAttr {
 
 func startLocked(cmd *exec.Cmd) error { return cmd.Start() }
 
-func executableOf(int) (string, error) {
-	return "", errors.New("finding a process's executable needs Linux's /proc")
+// ProgramBehind is launcher itself here: seeing what a script execs needs Linux's /proc.
+func ProgramBehind(launcher string, _ ...string) (string, error) {
+	if _, err := interpretersOf(launcher); err != nil {
+		return "", err
+	}
+	return filepath.EvalSymlinks(launcher)
 }

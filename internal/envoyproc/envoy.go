@@ -58,10 +58,6 @@ type Options struct {
 	Args []string
 	// ReadyTimeout bounds the wait for Envoy to serve; 60s when zero.
 	ReadyTimeout time.Duration
-	// Started, when set, is called with Envoy's process id once the process has started,
-	// before Start waits for it to serve: a test whose Envoy waits for its certificates from a
-	// real SPIRE agent registers Envoy's process there. It must not block.
-	Started func(pid int)
 }
 
 // Envoy is a running Envoy process, stopped when its test ends.
@@ -140,9 +136,6 @@ func Start(t testing.TB, opts Options) *Envoy {
 		close(e.done)
 	}()
 	t.Cleanup(e.stop)
-	if opts.Started != nil {
-		opts.Started(e.cmd.Process.Pid)
-	}
 
 	if err := e.waitReady(opts.ReadyTimeout); err != nil {
 		t.Fatalf("envoyproc: Envoy did not become ready: %v\n%s", err, e.tail(60))

