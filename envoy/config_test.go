@@ -49,6 +49,23 @@ import (
 // Body.max_bytes in proto/agentauthz/policy/v1/policy.proto).
 const policyDefaultMaxBytes = 65536
 
+// Header and check size limits.
+const (
+	// envoyDefaultMaxRequestHeadersKB and envoyDefaultMaxHeadersCount are Envoy's defaults for
+	// max_request_headers_kb and max_headers_count; a request over either gets 431 before any
+	// check.
+	envoyDefaultMaxRequestHeadersKB = 60
+	envoyDefaultMaxHeadersCount     = 100
+	// maxRequestHeadersKB bounds max_request_headers_kb: agents send a few headers, and each
+	// check carries them all.
+	maxRequestHeadersKB = 96
+	// agentauthzMaxCheckBytes is the largest CheckRequest agentauthz receives: grpc-go's default
+	// receive limit, which internal/server keeps. checkOverhead is the rest of a check besides
+	// headers and body (attributes, framing), generously.
+	agentauthzMaxCheckBytes = 4 << 20
+	checkOverhead           = 64 << 10
+)
+
 // TestConfigs checks every Envoy configuration in this directory.
 func TestConfigs(t *testing.T) {
 	files := configFiles(t)
@@ -643,6 +660,38 @@ func checkHCM(p string, m *hcmv3.HttpConnectionManager, fail failFunc) {
 	}
 	if a := m.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_REJECT_REQUEST {
 		fail(p, "common_http_protocol_options.headers_with_underscores_action is %v, want REJECT_REQUEST", a)
+	}
+	if !m.GetStripAnyHostPort() {
+		fail(p, "strip_any_host_port is not true: agentauthz matches host names without a port, and would refuse every agent that sends one")
+	}
+	// HTTP/1.1 framing that two parsers could read differently is refused by Envoy (400, 426),
+	// as envoy/DIFFERENTIAL.md shows; these options would let it through.
+	if h1 := m.GetHttpProtocolOptions(); h1.GetAllowChunkedLength() {
+		fail(p, "http_protocol_options.allow_chunked_length is true: a request with both content-length and transfer-encoding: chunked would be forwarded")
+	} else if h1.GetAcceptHttp_10() {
+		fail(p, "http_protocol_options.accept_http_10 is true: HTTP/1.0 requests, with their own reading of Host and bodies, would be accepted")
+	}
+	if m.GetHttp2ProtocolOptions().GetAllowConnect() {
+		fail(p, "http2_protocol_options.allow_connect is true: CONNECT tunnels carry bytes no check reads")
+	}
+	// Header limits. Every header travels in every check; the check, headers and buffered body
+	// together, must fit the gRPC message agentauthz receives.
+	headersKB := uint32(envoyDefaultMaxRequestHeadersKB)
+	if v := m.GetMaxRequestHeadersKb(); v != nil {
+		headersKB = v.GetValue()
+	}
+	if headersKB > maxRequestHeadersKB {
+		fail(p, "max_request_headers_kb %d is above %d: every header travels in every check", headersKB, maxRequestHeadersKB)
+	}
+	if n := m.GetCommonHttpProtocolOptions().GetMaxHeadersCount(); n != nil && n.GetValue() > envoyDefaultMaxHeadersCount {
+		fail(p, "common_http_protocol_options.max_headers_count %d is above Envoy's default %d: every header travels in every check", n.GetValue(), envoyDefaultMaxHeadersCount)
+	}
+	for _, f := range m.GetHttpFilters() {
+		if az := (&extauthzv3.ExtAuthz{}); f.GetTypedConfig().UnmarshalTo(az) == nil {
+			if total := uint64(headersKB)*1024 + uint64(az.GetWithRequestBody().GetMaxRequestBytes()); total+checkOverhead > agentauthzMaxCheckBytes {
+				fail(p, "max_request_headers_kb and with_request_body.max_request_bytes allow a check of %d bytes, over the %d agentauthz receives", total+checkOverhead, agentauthzMaxCheckBytes)
+			}
+		}
 	}
 	// ext_authz must run, and before the router; the router must be last.
 	authz, router := -1, -1

@@ -37,6 +37,12 @@ type Request struct {
 // methodOverrideHeaders ask an upstream framework to treat the request as another method.
 var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override", "x-original-method"}
 
+// pathOverrideHeaders ask an upstream framework to route the request by another path than the
+// request line's: IIS URL Rewrite and Symfony read X-Original-URL and X-Rewrite-URL; proxies pass
+// the original path on in the others. agentauthz would check one path and the upstream route
+// another (envoy/DIFFERENTIAL.md).
+var pathOverrideHeaders = [...]string{"x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri", "x-forwarded-path", "x-envoy-original-path"}
+
 func isMethodOverrideParam(name string) bool {
 	switch strings.ToLower(name) {
 	case "_method", "x-http-method-override", "x-http-method", "x-method-override":
@@ -81,6 +87,13 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 			return decision.Denied(decision.CodeMethodOverride,
 				"Method override headers are refused; send the request with the method you mean.",
 				decision.Violation{Field: "header." + h, Rule: "forbidden", Message: "must not be sent"})
+		}
+	}
+	for _, h := range pathOverrideHeaders {
+		if _, n := r.Headers.Get(h); n > 0 {
+			return decision.Denied(decision.CodePathAmbiguous,
+				"Path override headers are refused; send the request to the path you mean.",
+				decision.Violation{Field: "header." + h, Rule: "path_override", Message: "must not be sent"})
 		}
 	}
 	t, err := target.Parse(r.Target)
