@@ -4,9 +4,12 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"testing"
 
 	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/engine"
+	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
 // BenchmarkEvaluationLoopback: one Access Evaluation over loopback HTTP/1.1 (a kept-alive
@@ -45,3 +48,36 @@ func BenchmarkEvaluationLoopback(b *testing.B) {
 		ask()
 	}
 }
+
+// BenchmarkServeEvaluation: the same evaluation through the handler in process, without the
+// network or the client: the server's own cost (reading the request, deciding, answering).
+func BenchmarkServeEvaluation(b *testing.B) {
+	store, _ := servertest.DemoStore(b, credential)
+	mux := http.NewServeMux()
+	authzen.New(engine.New(engine.Config{Store: store}), authzen.Config{Tokens: authzen.NewTokens(map[string]string{pepToken: "bench"})}).Register(mux)
+	body := []byte(jsonText(b, httpEval(helpdesk, "POST", helpdeskAt+"/v1/tickets/4711/comments",
+		bodyCtx(comment, "content-type", jsonType, "authorization", "Bearer agent-own-token"))))
+	header := http.Header{"Content-Type": {"application/json"}, "Authorization": {"Bearer " + pepToken}}
+	w := &discard{h: http.Header{}}
+	b.ReportAllocs()
+	for range b.N {
+		req := httptest.NewRequest(http.MethodPost, authzen.EvaluationPath, bytes.NewReader(body))
+		req.Header = header
+		clear(w.h)
+		w.status = 0
+		mux.ServeHTTP(w, req)
+		if w.status != 200 {
+			b.Fatalf("status %d", w.status)
+		}
+	}
+}
+
+// discard is a ResponseWriter that keeps only the status.
+type discard struct {
+	h      http.Header
+	status int
+}
+
+func (d *discard) Header() http.Header         { return d.h }
+func (d *discard) Write(p []byte) (int, error) { return len(p), nil }
+func (d *discard) WriteHeader(status int)      { d.status = status }
