@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -12,7 +13,7 @@ import (
 
 // auditLog writes n decisions to a new log file chained from from ("" for genesis) and returns
 // its path and head.
-func auditLog(t *testing.T, name string, n int, from string) (string, string) {
+func auditLog(t *testing.T, name string, n int, from audit.Head) (string, audit.Head) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), name)
 	l, err := audit.Open(path, audit.Options{From: from})
@@ -32,16 +33,16 @@ func auditLog(t *testing.T, name string, n int, from string) (string, string) {
 }
 
 func TestAuditVerifyOK(t *testing.T) {
-	path, head := auditLog(t, "audit.log", 3, "")
-	r := cli(t, "audit", "verify", "--head", strings.ToUpper(head), path)
+	path, head := auditLog(t, "audit.log", 3, audit.Head{})
+	r := cli(t, "audit", "verify", "--head", strings.ToUpper(head.String()), path)
 	r.want(t, exitOK)
-	if want := fmt.Sprintf("%s: ok, 3 records, head %s\n", path, head); r.stdout != want || r.stderr != "" {
+	if want := fmt.Sprintf("%s: ok, 3 records, head %s\nhead %s: held, %s line 3\n", path, head, head, path); r.stdout != want || r.stderr != "" {
 		t.Errorf("stdout %q, stderr %q; want %q", r.stdout, r.stderr, want)
 	}
 }
 
 func TestAuditVerifyTampered(t *testing.T) {
-	path, head := auditLog(t, "audit.log", 4, "")
+	path, head := auditLog(t, "audit.log", 4, audit.Head{})
 	b, _ := os.ReadFile(path)
 	lines := strings.SplitAfter(string(b), "\n")
 	os.WriteFile(path, []byte(lines[0]+lines[2]+lines[3]), 0o600) // line 2 removed
@@ -62,7 +63,7 @@ func TestAuditVerifyTampered(t *testing.T) {
 	// The last line removed: only --head reveals it.
 	os.WriteFile(path, []byte(lines[0]+lines[1]+lines[2]), 0o600)
 	cli(t, "audit", "verify", path).want(t, exitOK)
-	r = cli(t, "audit", "verify", "--head", head, path)
+	r = cli(t, "audit", "verify", "--head", head.String(), path)
 	r.want(t, exitDeny)
 	if want := path + ": line 4: head mismatch: the log ends before the expected head"; !strings.HasPrefix(r.stdout, want) {
 		t.Errorf("stdout %q, want %q...", r.stdout, want)
@@ -71,14 +72,16 @@ func TestAuditVerifyTampered(t *testing.T) {
 
 // Rotated files are one chain: each starts where the previous one ends.
 func TestAuditVerifyRotated(t *testing.T) {
-	first, h1 := auditLog(t, "1.log", 2, "")
+	first, h1 := auditLog(t, "1.log", 2, audit.Head{})
 	second, h2 := auditLog(t, "2.log", 3, h1)
-	r := cli(t, "audit", "verify", "--head", h2, first, second)
+	r := cli(t, "audit", "verify", "--head", h2.String(), "--head", h1.Hash, first, second)
 	r.want(t, exitOK)
-	if want := fmt.Sprintf("%s: ok, 2 records, head %s\n%s: ok, 3 records, head %s\n", first, h1, second, h2); r.stdout != want {
+	if want := fmt.Sprintf("%s: ok, 2 records, head %s\n%s: ok, 3 records, head %s\nhead %s: held, %s line 3\nhead %s: held, %s line 2\n",
+		first, h1, second, h2, h2, second, audit.Head{Hash: h1.Hash}, first); r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
-	cli(t, "audit", "verify", "--from", h1, second).want(t, exitOK)
+	cli(t, "audit", "verify", "--from", h1.String(), second).want(t, exitOK)
+	cli(t, "audit", "verify", "--from", h1.Hash, second).want(t, exitOK)
 
 	r = cli(t, "audit", "verify", second) // its start is not genesis
 	r.want(t, exitDeny)
@@ -94,7 +97,7 @@ func TestAuditVerifyRotated(t *testing.T) {
 }
 
 func TestAuditVerifyUsage(t *testing.T) {
-	path, _ := auditLog(t, "audit.log", 1, "")
+	path, _ := auditLog(t, "audit.log", 1, audit.Head{})
 	missing := filepath.Join(t.TempDir(), "missing.log")
 	for _, tc := range []struct {
 		args []string
@@ -104,7 +107,7 @@ func TestAuditVerifyUsage(t *testing.T) {
 		{[]string{"audit", "prove"}, `agentauthz audit: unknown subcommand "prove"`},
 		{[]string{"audit", "verify"}, "agentauthz audit verify: name at least one audit log file"},
 		{[]string{"audit", "verify", "--tail", path}, "agentauthz audit verify: flag provided but not defined: -tail"},
-		{[]string{"audit", "verify", "--head", "abc", path}, `agentauthz audit verify: invalid value "abc" for flag -head: want a SHA-256 hash, 64 hex digits`},
+		{[]string{"audit", "verify", "--head", "abc", path}, `agentauthz audit verify: invalid value "abc" for flag -head: want SEQ:HASH, a SHA-256 hash (64 hex digits) or a sequence number`},
 		{[]string{"audit", "verify", "--from", strings.Repeat("g", 64), path}, "agentauthz audit verify: invalid value"},
 		{[]string{"audit", "verify", missing}, "agentauthz audit verify: open " + missing + ": no such file or directory"},
 		{[]string{"audit", "verify", t.TempDir()}, "agentauthz audit verify: read "},
@@ -125,12 +128,84 @@ func TestAuditVerifyUsage(t *testing.T) {
 
 	r = cli(t, "audit", "--help")
 	r.want(t, exitOK)
-	if !strings.Contains(r.stdout, "agentauthz audit verify [--from HASH] [--head HASH] FILE...") {
+	if !strings.Contains(r.stdout, "agentauthz audit verify [--key FILE] [--from HEAD] [--head HEAD]... FILE...") {
 		t.Errorf("help: %q", r.stdout)
 	}
 	r = cli(t, "audit", "verify", "-h")
 	r.want(t, exitOK)
-	if !strings.Contains(r.stderr, "-head HASH") {
+	if !strings.Contains(r.stderr, "-head HEAD") {
 		t.Errorf("verify -h: %q", r.stderr)
+	}
+}
+
+// A keyed log rotated across files verifies as one chain with its key and against heads exported
+// while it was written; records cut from its end, a file left out, or a missing key are caught.
+func TestAuditVerifyKeyedRotated(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	if err := os.WriteFile(keyFile, []byte("verify-test-key-0123456789abcdef0123\n"), 0o400); err != nil {
+		t.Fatal(err)
+	}
+	key, err := audit.ReadKey(keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "decisions.log")
+	l, err := audit.Open(path, audit.Options{Key: key, Rotate: audit.Rotation{Size: 1500}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heads []string
+	for i := range 30 {
+		if err := l.Decision(audit.Decision{ID: fmt.Sprint("d", i), Outcome: "allow", Code: "allowed", Status: 200}); err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 9 {
+			heads = append(heads, l.Head().String())
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(path + ".*") // name order is chain order
+	files = append(files, path)
+	if len(files) < 3 {
+		t.Fatalf("%d files: no rotation", len(files))
+	}
+	args := func(extra ...string) []string {
+		a := []string{"audit", "verify", "--key", keyFile}
+		for _, h := range heads {
+			a = append(a, "--head", h)
+		}
+		return append(append(a, extra...), files...)
+	}
+	r := cli(t, args()...)
+	r.want(t, exitOK)
+	for _, h := range heads {
+		if !strings.Contains(r.stdout, "head "+h+": held, ") {
+			t.Errorf("stdout does not place head %s:\n%s", h, r.stdout)
+		}
+	}
+	r = cli(t, append([]string{"audit", "verify"}, files...)...)
+	r.want(t, exitUsage)
+	if !strings.Contains(r.stderr, "the log is keyed (hmac): give its key with --key FILE") {
+		t.Errorf("without --key: stderr %q", r.stderr)
+	}
+	// The last record cut: the chain is valid, but the last exported head is gone.
+	b, _ := os.ReadFile(path)
+	lines := strings.SplitAfter(string(b), "\n")
+	os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-2], "")), 0o600)
+	cli(t, append([]string{"audit", "verify", "--key", keyFile}, files...)...).want(t, exitOK)
+	r = cli(t, args()...)
+	r.want(t, exitDeny)
+	if !strings.Contains(r.stdout, path+": line ") || !strings.Contains(r.stdout, "head mismatch: the log ends before the expected head at seq 30") {
+		t.Errorf("cut log: stdout %q", r.stdout)
+	}
+	os.WriteFile(path, b, 0o600)
+	// A rotated file left out.
+	r = cli(t, append([]string{"audit", "verify", "--key", keyFile}, slices.Delete(slices.Clone(files), 1, 2)...)...)
+	r.want(t, exitDeny)
+	if !strings.Contains(r.stdout, files[2]+": line 1: out of chain") {
+		t.Errorf("a file left out: stdout %q", r.stdout)
 	}
 }

@@ -27,6 +27,11 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC on a non-loopback address")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
+	dl := &cfg.DecisionLogChain
+	fs.StringVar(&dl.KeyFile, "decision-log-key", "", "key FILE (32+ bytes) of a keyed decision log: records carry an HMAC only its holders can make; keep it where the log's writers cannot read it")
+	fs.Var((*sizeFlag)(&dl.Rotate.Size), "decision-log-rotate-size", "start a new decision log file, chained to the last, before it grows past SIZE (e.g. 100MiB; 0 never)")
+	fs.DurationVar(&dl.Rotate.Every, "decision-log-rotate-every", 0, "start a new decision log file, chained to the last, at the first record this long after the file was started (0 never)")
+	fs.DurationVar(&dl.HeadEvery, "decision-log-head-every", service.DefaultHeadEvery, "how often the decision log's head goes to the server log when it moved (negative: at rotation and exit only)")
 	redact := fs.String("redact-query", "", "comma-separated query parameters whose values are never shown (decision log, approvals, notifications): names match case-insensitively, however encoded, after & or ;")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", engine.DefaultTimeout, "deadline of one Check; a later decision is a deny")
 	fs.StringVar(&cfg.SPIFFE.Socket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket (unix:///path): serve gRPC over mTLS with agentauthz's SVID")

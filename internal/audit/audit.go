@@ -1,13 +1,13 @@
 // Package audit is agentauthz's tamper-evident decision log: one JSON object per line, each
-// carrying the hash of the line before it, so that a record removed, moved, inserted or altered
-// breaks the chain at a line Verify names.
+// carrying its sequence number and the hash of the line before it, so that a record removed,
+// moved, inserted or altered breaks the chain at a line Verify names.
 //
 // # Line format
 //
 // A record is one line written by log/slog's JSON handler (fields in a fixed order, every key
 // and string value JSON-escaped), followed by the chain fields:
 //
-//	{"time":"2026-09-01T12:00:00.123456789Z","kind":"decision",<fields>,"prev":"<64 hex>","hash":"<64 hex>"}\n
+//	{"time":"2026-09-01T12:00:00.123456789Z","kind":"decision",<fields>,"seq":42,"prev":"<64 hex>","hash":"<64 hex>"}\n
 //
 // where
 //
@@ -15,21 +15,27 @@
 //     ordered by the chain, not by time: times follow the clock, which may step back.
 //   - kind is what happened: "decision", "approval.requested", "approval.approved", ...
 //   - the fields are the event's, in the order given; top-level keys are unique, and time,
-//     level, msg, kind, prev and hash are reserved.
+//     level, msg, kind, seq, prev, hash, hmac and oversize are reserved. A string field longer
+//     than MaxField is cut, and ends with a marker giving its length and the SHA-256 of the
+//     whole; a record that would still be longer than MaxRecord keeps its short fields and an
+//     "oversize" group with its length and SHA-256. No record is dropped for its size.
+//   - seq is the record's sequence number in the chain: 1 for the first record of a chain, one
+//     more for each record after, across rotated files.
 //   - prev is the hash of the previous record. The first record of a chain has Genesis (64
-//     zeros), or, in a file that continues a rotated one, the last hash of that file
-//     (Options.From, VerifyOptions.From).
+//     zeros), or, in a file that continues a rotated one, the last hash of that file.
 //   - hash is the lowercase hex SHA-256 of the line's bytes from the opening brace up to and
-//     including the closing quote of prev: everything before `,"hash":"`.
+//     including the closing quote of prev: everything before `,"hash":"`. In a keyed chain
+//     (Options.Key) the member is "hmac" instead, the HMAC-SHA256 of the same bytes under the
+//     key. A chain is keyed or not from its first record to its last.
 //
-// A reader finds prev and hash by position, in the fixed-length end of the line, never by
-// searching for a key:
+// A reader finds seq, prev and hash by position, in the end of the line, never by searching for
+// a key:
 //
-//	,"prev":"<64 hex>","hash":"<64 hex>"}
+//	,"seq":<digits>,"prev":"<64 hex>","hash":"<64 hex>"}
 //
-// In valid JSON those bytes can only be the object's last two members (a quote inside a string
-// is escaped, so none of them can be inside one), and slog escapes every quote and newline in
-// keys and values, so no field value can forge a prev or a hash, or start a new line. A line is
+// In valid JSON those bytes can only be the object's last three members (a quote inside a
+// string is escaped, so none of them can be inside one), and slog escapes every quote and
+// newline in keys and values, so no field value can forge them, or start a new line. A line is
 // at most MaxRecord bytes.
 //
 // # What the chain proves
@@ -39,35 +45,49 @@
 // or altered, except at the end. Two things it cannot see on its own:
 //
 //   - records removed from the end leave a valid, shorter chain;
-//   - the hash has no key: whoever can rewrite the file can rewrite the whole chain.
+//   - an unkeyed hash has no secret: whoever can rewrite the file can rewrite the whole chain.
 //
-// Both are caught only against a head recorded out of the writer's reach (VerifyOptions.Head,
-// agentauthz audit verify --head): export Log.Head at rotation and periodically, e.g. to
-// metrics or another system's log. Verify then proves the file up to that head.
+// The first is caught against heads exported out of the writer's reach (Log.Head: agentauthz
+// logs it, counts it in a metric and serves it to approvers; VerifyOptions.Heads, agentauthz
+// audit verify --head): every record up to an exported head must still be there, unchanged.
+// The second is caught by a keyed chain (Options.Key, VerifyOptions.Key): without the key, no
+// one can write a record that verifies, so a forged or rewritten chain fails at its first
+// forged line.
+//
+// # Rotation
+//
+// A Log made by Open with Options.Rotate renames its file when it grows past a size or an age,
+// to FILE.<seq of its last record, 16 digits>, and goes on in a new FILE whose first record
+// chains from the last one of the renamed file. The rotated files, in name order, followed by
+// FILE, are one chain: verify them together.
 //
 // # Durability
 //
 // A Log made by Open writes every record to its file, with one write(2), before Write returns:
 // a crash of the process loses nothing Write accepted. It fsyncs the file every SyncEvery
-// (default one second) if something was written, and on Close: a crash of the machine loses at
-// most the records of the last SyncEvery. A negative SyncEvery fsyncs after every record, before
-// Write returns. A Log made by New hands each record to its writer in one Write call and never
-// syncs it. After a failed write or fsync the log refuses further records: the file may end in
-// a partial line, and Open will refuse it until someone looks.
+// (default one second) if something was written, and on Close and rotation: a crash of the
+// machine loses at most the records of the last SyncEvery. A negative SyncEvery fsyncs after
+// every record, before Write returns. A Log made by New hands each record to its writer in one
+// Write call and never syncs it. After a failed write or fsync the log refuses further records
+// (ReasonStopped): the file may end in a partial line, and Open will refuse it until someone
+// looks.
 package audit
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -78,6 +98,11 @@ const Genesis = "000000000000000000000000000000000000000000000000000000000000000
 
 // MaxRecord is the longest line a log holds, newline included.
 const MaxRecord = 1 << 20
+
+// MaxField is the longest string field a record holds, in bytes: a longer one is cut to this
+// length, ending with a marker that gives its length and the SHA-256 of the whole value. A
+// decision's fields, each at most MaxField, always fit in MaxRecord.
+const MaxField = 8 << 10
 
 // DefaultSyncEvery is how often a Log opened with Open fsyncs by default.
 const DefaultSyncEvery = time.Second
@@ -92,22 +117,63 @@ type Options struct {
 	// SyncEvery is how often a Log made by Open fsyncs its file when something was written:
 	// 0 means DefaultSyncEvery, a negative value after every record (see the package doc).
 	SyncEvery time.Duration
-	// From is the hash the first record chains from: the head of the file this one continues
-	// after a rotation. Empty means Genesis. Open ignores it when the file already has records:
-	// the chain then continues from the file's last record.
-	From string
+	// From is where the chain starts: the head of the file this one continues. The zero value
+	// starts a new chain (Genesis, sequence 0). Open ignores it when the file already has
+	// records, and when the file is empty but rotated files of it exist: the chain then
+	// continues from the file's last record, or the last rotated file's.
+	From Head
+	// Key, when set, makes the chain keyed: each record carries the HMAC-SHA256 of its content
+	// under Key ("hmac") instead of its SHA-256 ("hash"). Keep the key where whoever can write
+	// the log cannot read it (see ReadKey).
+	Key []byte
+	// Rotate, for a Log made by Open, says when to start a new file. The zero value never does.
+	Rotate Rotation
+	// Observer, when set, is told of every record written, cut, or not written, and of every
+	// rotation: metrics and the server log.
+	Observer Observer
+}
+
+// Rotation says when a Log starts a new file: before a record that would take the file past
+// Size bytes, or the first record once the file was opened Every ago. Zero fields never rotate.
+type Rotation struct {
+	Size  int64
+	Every time.Duration
+}
+
+// Observer is told what happens to a Log's records. Its methods are called with the Log's lock
+// held, from any goroutine: they must be quick, safe for concurrent use, and must not call the
+// Log.
+type Observer interface {
+	// Written is told the chain's new head after each record.
+	Written(head Head)
+	// Failed is told of each record not written, and of each failed rotation.
+	Failed(err *WriteError)
+	// Truncated is told of each field cut to MaxField (field is its key), and of each record
+	// shortened to fit MaxRecord (field is "").
+	Truncated(kind, field string)
+	// Rotated is told of each rotation: the name the file was renamed to, and its last record.
+	Rotated(file string, last Head)
 }
 
 // Log appends events to a writer, chaining each to the previous one. Safe for concurrent use.
 type Log struct {
 	mu       sync.Mutex
 	w        io.Writer
-	f        *os.File // set by Open: synced and closed by the Log
+	f        *os.File                // set by Open: synced, rotated and closed by the Log
+	file     atomic.Pointer[os.File] // f, for the sync loop
+	path     string
 	h        slog.Handler
 	line     lineBuf // what h writes, then the chain fields
 	head     [64]byte
+	seq      uint64
+	sum      hash.Hash // SHA-256, or HMAC-SHA256 under the key
+	keyed    bool
 	clock    func() time.Time
 	syncEach bool
+	rotate   Rotation
+	size     int64     // of the file
+	opened   time.Time // when the file was first written to after Open, or started
+	obs      Observer
 	err      error // sticky: set by a failed write or sync
 	closed   bool
 
@@ -125,10 +191,12 @@ func (lb *lineBuf) Write(p []byte) (int, error) {
 }
 
 // Open opens (or creates, mode 0600) a log file for appending. If the file already has records,
-// the chain continues from its last line, which must be a complete, self-consistent record:
-// Open refuses to append to a file whose last line is truncated or corrupt. It checks only that
-// line; Verify checks the rest. The file is locked against a second Log, in this process or
-// another, where the system has flock.
+// the chain continues from its last line, which must be a complete, self-consistent record,
+// keyed with opts.Key if the chain is keyed, and not keyed if opts.Key is empty: Open refuses to
+// append to a file whose last line is truncated or corrupt, or to mix keyed and unkeyed records.
+// It checks only that line; Verify checks the rest. An empty file continues the chain of its
+// newest rotated file (FILE.<16 digits>), if there is one. The file is locked against a second
+// Log, in this process or another, where the system has flock.
 func Open(path string, opts Options) (*Log, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_APPEND|os.O_CREATE|os.O_EXCL, 0o600)
 	if err == nil {
@@ -146,18 +214,37 @@ func Open(path string, opts Options) (*Log, error) {
 	if err := lockFile(f); err != nil {
 		return fail(fmt.Errorf("audit: %s is in use by another audit log (%v)", path, err))
 	}
-	tail, err := tailHash(f)
+	tail, size, err := tailOf(f, opts.Key)
 	if err != nil {
 		return fail(fmt.Errorf("audit: %s: %v", path, err))
 	}
-	if tail != "" {
+	switch {
+	case size > 0:
 		opts.From = tail
+	default:
+		prev, err := lastRotated(path)
+		if err != nil {
+			return fail(fmt.Errorf("audit: %s: %v", path, err))
+		}
+		if prev != "" {
+			pf, err := os.Open(prev)
+			if err != nil {
+				return fail(fmt.Errorf("audit: %w", err))
+			}
+			tail, _, err = tailOf(pf, opts.Key)
+			pf.Close()
+			if err != nil {
+				return fail(fmt.Errorf("audit: %s, the file %s continues: %v", prev, path, err))
+			}
+			opts.From = tail
+		}
 	}
 	l := newLog(f, opts)
 	if l.err != nil {
 		return fail(l.err)
 	}
-	l.f = f
+	l.f, l.path, l.size, l.rotate = f, path, size, opts.Rotate
+	l.file.Store(f)
 	if every := opts.SyncEvery; every < 0 {
 		l.syncEach = true
 	} else {
@@ -178,28 +265,38 @@ func syncDir(dir string) {
 	}
 }
 
-// New writes to w (e.g. os.Stdout), starting a new chain from opts.From (Genesis by default).
-// Each record reaches w in one Write call; w is not synced, nor closed by Close. An invalid
-// opts.From makes every Write fail.
+// New writes to w (e.g. os.Stdout), starting a chain from opts.From (a new chain by default).
+// Each record reaches w in one Write call; w is not synced, nor closed by Close, nor rotated.
+// An invalid opts.From makes every Write fail.
 func New(w io.Writer, opts Options) *Log {
 	return newLog(w, opts)
 }
 
 func newLog(w io.Writer, opts Options) *Log {
-	l := &Log{w: w, clock: opts.Clock}
+	l := &Log{w: w, clock: opts.Clock, obs: opts.Observer}
 	if l.clock == nil {
 		l.clock = time.Now
 	}
 	l.h = slog.NewJSONHandler(&l.line, &slog.HandlerOptions{ReplaceAttr: replaceBuiltins})
-	from := opts.From
-	if from == "" {
-		from = Genesis
-	}
-	if !IsHash(from) {
+	l.sum, l.keyed = newSum(opts.Key)
+	from := opts.From.hashOrGenesis()
+	switch {
+	case !IsHash(from):
 		l.err = fmt.Errorf("audit: Options.From %q is not a SHA-256 hash (64 lowercase hex digits)", from)
+	case from == Genesis && opts.From.Seq != 0:
+		l.err = fmt.Errorf("audit: Options.From: the genesis hash has sequence number 0, not %d", opts.From.Seq)
 	}
 	copy(l.head[:], from)
+	l.seq = opts.From.Seq
 	return l
+}
+
+// newSum is the hash of a chain: HMAC-SHA256 under key, or SHA-256 without one.
+func newSum(key []byte) (hash.Hash, bool) {
+	if len(key) > 0 {
+		return hmac.New(sha256.New, key), true
+	}
+	return sha256.New(), false
 }
 
 // replaceBuiltins drops slog's level and renames its message to kind.
@@ -216,20 +313,30 @@ func replaceBuiltins(groups []string, a slog.Attr) slog.Attr {
 }
 
 // reserved are the keys a Log writes itself, or that slog's handler treats as its own.
-var reserved = []string{slog.TimeKey, slog.LevelKey, slog.MessageKey, "kind", "prev", "hash"}
+var reserved = []string{slog.TimeKey, slog.LevelKey, slog.MessageKey, "kind", "seq", "prev", "hash", "hmac", oversizeKey}
 
 // Write appends one event. kind is "decision", "approval.requested", "approval.approved", ...;
-// attrs are the event's fields. A reserved or repeated top-level key is an error, as is a
-// record longer than MaxRecord; neither is written.
+// attrs are the event's fields. A reserved or repeated top-level key is an error and is not
+// written; a long string is cut to MaxField, and a record still too long is shortened (see the
+// package doc). An error is a *WriteError.
 func (l *Log) Write(kind string, attrs ...slog.Attr) error {
 	if kind == "" {
-		return errors.New("audit: event kind is empty")
+		return l.refuse(kind, ReasonInvalid, errors.New("audit: event kind is empty"))
 	}
 	var buf [16]string
 	if _, err := checkKeys(attrs, buf[:0]); err != nil {
-		return err
+		return l.refuse(kind, ReasonInvalid, err)
 	}
-	return l.write(kind, attrs)
+	return l.write(kind, l.boundAttrs(kind, attrs))
+}
+
+// refuse reports a record not written for a reason of its own, without touching the log.
+func (l *Log) refuse(kind, reason string, err error) error {
+	we := &WriteError{Reason: reason, Kind: kind, Err: err}
+	if l.obs != nil {
+		l.obs.Failed(we)
+	}
+	return we
 }
 
 // checkKeys checks the top-level keys attrs will be written with, seen holding those before.
@@ -256,20 +363,65 @@ func checkKeys(attrs []slog.Attr, seen []string) ([]string, error) {
 	return seen, nil
 }
 
-// write renders, chains and writes one record; attrs' keys are checked.
+// write renders, chains and writes one record; attrs' keys are checked and their strings bound.
 func (l *Log) write(kind string, attrs []slog.Attr) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.err != nil {
-		return l.err
+	fail := func(reason string, err error) error {
+		we := &WriteError{Reason: reason, Kind: kind, Err: err}
+		if l.obs != nil {
+			l.obs.Failed(we)
+		}
+		return we
 	}
 	if l.closed {
-		return ErrClosed
+		return fail(ReasonClosed, ErrClosed)
+	}
+	if l.err != nil {
+		return fail(ReasonStopped, l.err)
 	}
 	t := l.clock().UTC()
 	if y := t.Year(); t.IsZero() || y < 0 || y > 9999 {
-		return fmt.Errorf("audit: the clock says %v; records need a time in years 0001-9999", t)
+		return fail(ReasonClock, fmt.Errorf("audit: the clock says %v; records need a time in years 0001-9999", t))
 	}
+	h, err := l.render(kind, t, attrs)
+	if err != nil {
+		return fail(ReasonInvalid, err)
+	}
+	if len(l.line.b) > MaxRecord {
+		full := sha256.Sum256(l.line.b)
+		if h, err = l.render(kind, t, oversize(attrs, len(l.line.b), full)); err != nil || len(l.line.b) > MaxRecord {
+			return fail(ReasonInvalid, fmt.Errorf("audit: a %q record cannot be shortened to %d bytes", kind, MaxRecord))
+		}
+		if l.obs != nil {
+			l.obs.Truncated(kind, "")
+		}
+	}
+	b := l.line.b
+	l.rotateIfDue(kind, t, len(b))
+	if _, err := l.w.Write(b); err != nil {
+		l.err = fmt.Errorf("audit: write failed, no further records accepted: %w", err)
+		return fail(ReasonWrite, l.err)
+	}
+	l.head = h
+	l.seq++
+	l.size += int64(len(b))
+	if l.syncEach {
+		if err := l.f.Sync(); err != nil {
+			l.err = fmt.Errorf("audit: fsync failed, no further records accepted: %w", err)
+			return fail(ReasonSync, l.err)
+		}
+	} else if l.f != nil {
+		l.dirty.Store(true)
+	}
+	if l.obs != nil {
+		l.obs.Written(Head{Seq: l.seq, Hash: string(l.head[:])})
+	}
+	return nil
+}
+
+// render writes the record into l.line.b with its chain fields and returns its hash.
+func (l *Log) render(kind string, t time.Time, attrs []slog.Attr) (h [64]byte, err error) {
 	r := slog.NewRecord(t, slog.LevelInfo, kind, 0)
 	r.AddAttrs(attrs...)
 	if cap(l.line.b) > 64<<10 {
@@ -277,48 +429,45 @@ func (l *Log) write(kind string, attrs []slog.Attr) error {
 	}
 	l.line.b = l.line.b[:0]
 	if err := l.h.Handle(context.Background(), r); err != nil {
-		return fmt.Errorf("audit: %w", err)
+		return h, fmt.Errorf("audit: %w", err)
 	}
 	b := l.line.b
 	if len(b) < 2 || b[len(b)-2] != '}' || b[len(b)-1] != '\n' {
-		return errors.New("audit: slog wrote an unexpected line")
+		return h, errors.New("audit: slog wrote an unexpected line")
 	}
-	b = append(b[:len(b)-2], `,"prev":"`...)
+	b = append(b[:len(b)-2], seqField...)
+	b = strconv.AppendUint(b, l.seq+1, 10)
+	b = append(b, prevField...)
 	b = append(b, l.head[:]...)
 	b = append(b, '"')
-	sum := sha256.Sum256(b)
-	var h [64]byte
-	hex.Encode(h[:], sum[:])
-	b = append(b, `,"hash":"`...)
+	l.sum.Reset()
+	l.sum.Write(b)
+	var sum [sha256.Size]byte
+	hex.Encode(h[:], l.sum.Sum(sum[:0]))
+	if l.keyed {
+		b = append(b, hmacField...)
+	} else {
+		b = append(b, hashField...)
+	}
 	b = append(b, h[:]...)
 	b = append(b, "\"}\n"...)
 	l.line.b = b
-	if len(b) > MaxRecord {
-		return fmt.Errorf("audit: a %q record of %d bytes is longer than the limit, %d", kind, len(b), MaxRecord)
-	}
-	if _, err := l.w.Write(b); err != nil {
-		l.err = fmt.Errorf("audit: write failed, no further records accepted: %w", err)
-		return l.err
-	}
-	l.head = h
-	if l.syncEach {
-		if err := l.f.Sync(); err != nil {
-			l.err = fmt.Errorf("audit: fsync failed, no further records accepted: %w", err)
-			return l.err
-		}
-	} else if l.f != nil {
-		l.dirty.Store(true)
-	}
-	return nil
+	return h, nil
 }
 
-// Head returns the hash of the last record written (or the chain's start if none was): what
-// Verify must find at the end of the log. Export it somewhere the log's writer cannot rewrite.
-func (l *Log) Head() string {
+// Head returns the chain's head: the sequence number and hash of the last record written (or
+// where the chain starts, if none was). Export it somewhere the log's writer cannot rewrite.
+func (l *Log) Head() Head {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return string(l.head[:])
+	return Head{Seq: l.seq, Hash: string(l.head[:])}
 }
+
+// Keyed reports whether the chain is keyed (Options.Key).
+func (l *Log) Keyed() bool { return l.keyed }
+
+// Path is the file a Log made by Open writes to; "" for one made by New.
+func (l *Log) Path() string { return l.path }
 
 func (l *Log) syncLoop(every time.Duration) {
 	defer close(l.done)
@@ -332,7 +481,11 @@ func (l *Log) syncLoop(every time.Duration) {
 			if !l.dirty.Swap(false) {
 				continue
 			}
-			if err := l.f.Sync(); err != nil {
+			f := l.file.Load()
+			if err := f.Sync(); err != nil {
+				if l.file.Load() != f {
+					continue // rotated meanwhile: the rotation synced and closed it
+				}
 				l.mu.Lock()
 				if l.err == nil {
 					l.err = fmt.Errorf("audit: fsync failed, no further records accepted: %w", err)

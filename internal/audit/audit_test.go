@@ -81,14 +81,14 @@ func TestLineFormat(t *testing.T) {
 		t.Fatal(err)
 	}
 	line := strings.TrimSuffix(buf.String(), "\n")
-	body := `{"time":"2026-09-01T12:00:00.001Z","kind":"decision","id":"d1","agent":"spiffe://acme.internal/agent/bi","outcome":"deny","code":"route_unknown","status":403,"latency_us":1,"prev":"` + Genesis + `"`
+	body := `{"time":"2026-09-01T12:00:00.001Z","kind":"decision","id":"d1","agent":"spiffe://acme.internal/agent/bi","outcome":"deny","code":"route_unknown","status":403,"latency_us":1,"seq":1,"prev":"` + Genesis + `"`
 	sum := sha256.Sum256([]byte(body))
 	want := body + `,"hash":"` + hex.EncodeToString(sum[:]) + `"}`
 	if line != want {
 		t.Errorf("line:\n%s\nwant:\n%s", line, want)
 	}
-	if l.Head() != hex.EncodeToString(sum[:]) {
-		t.Errorf("Head() = %s", l.Head())
+	if h := l.Head(); h != (Head{Seq: 1, Hash: hex.EncodeToString(sum[:])}) {
+		t.Errorf("Head() = %s", h)
 	}
 }
 
@@ -117,8 +117,8 @@ func TestConcurrentWrites(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	n, gotHead := verifyFile(t, path, VerifyOptions{Head: head})
-	if n != goroutines*each || gotHead != head {
+	n, gotHead := verifyFile(t, path, VerifyOptions{Heads: []Head{head}})
+	if n != goroutines*each || gotHead != head.Hash || head.Seq != goroutines*each {
 		t.Errorf("Verify: %d records, head %s; want %d, %s", n, gotHead, goroutines*each, head)
 	}
 	seen := map[string]bool{}
@@ -152,7 +152,7 @@ func TestReopenContinues(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	l = open(t, path, Options{From: strings.Repeat("f", 64)}) // From is ignored: the file has records
+	l = open(t, path, Options{From: Head{Seq: 9, Hash: strings.Repeat("f", 64)}}) // From is ignored: the file has records
 	if l.Head() != head {
 		t.Errorf("reopened Head() = %s, want %s", l.Head(), head)
 	}
@@ -165,7 +165,7 @@ func TestReopenContinues(t *testing.T) {
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if n, h := verifyFile(t, path, VerifyOptions{Head: head}); n != 5 || h != head {
+	if n, h := verifyFile(t, path, VerifyOptions{Heads: []Head{head}}); n != 5 || h != head.Hash || head.Seq != 5 {
 		t.Errorf("Verify: %d records, head %s", n, h)
 	}
 	lines := readLines(t, path)
@@ -191,7 +191,7 @@ func TestRotation(t *testing.T) {
 	if ve := (*VerifyError)(nil); !errors.As(err, &ve) || ve.Line != 1 || ve.Problem != OutOfChain {
 		t.Errorf("Verify without From: %v, want line 1 out of chain", err)
 	}
-	if _, err := Open(filepath.Join(dir, "3.log"), Options{From: "abc"}); err == nil {
+	if _, err := Open(filepath.Join(dir, "3.log"), Options{From: Head{Hash: "abc"}}); err == nil {
 		t.Error("Open with a bad From succeeded")
 	}
 }
@@ -207,7 +207,7 @@ func TestOpenCreatesPrivateFile(t *testing.T) {
 	if st.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", st.Mode().Perm())
 	}
-	if l.Head() != Genesis {
+	if l.Head() != (Head{Hash: Genesis}) {
 		t.Errorf("new log's Head() = %s", l.Head())
 	}
 	if _, err := Open(path, Options{}); err == nil || !strings.Contains(err.Error(), "in use") {
@@ -286,13 +286,13 @@ func TestWriteErrorIsSticky(t *testing.T) {
 	if err := l.Decision(Decision{ID: "2"}); err == nil || w.calls != 1 {
 		t.Errorf("second Write: %v after %d writes", err, w.calls)
 	}
-	if l.Head() != Genesis {
+	if l.Head() != (Head{Hash: Genesis}) {
 		t.Error("a failed write moved the head")
 	}
 	if err := l.Close(); err == nil {
 		t.Error("Close did not report the failure")
 	}
-	if err := New(w, Options{From: "zz"}).Decision(Decision{}); err == nil {
+	if err := New(w, Options{From: Head{Hash: "zz"}}).Decision(Decision{}); err == nil {
 		t.Error("New with a bad From wrote")
 	}
 	if err := New(&bytes.Buffer{}, Options{Clock: func() time.Time { return time.Time{} }}).Decision(Decision{}); err == nil {

@@ -21,34 +21,43 @@ type Decision struct {
 // Decision writes d as a record of kind "decision". Its fields, in this order, each omitted
 // when empty (or, for status, zero): id, request_id, agent, host, method, path, outcome, code,
 // status, rule, policy_revision, latency_us (always written: whole microseconds), body_digest,
-// shadow_rule, shadow_code, shadow_outcome.
+// shadow_rule, shadow_code, shadow_outcome. A field longer than MaxField (a huge request id or
+// path from a direct gRPC caller) is cut, ending with its length and SHA-256: the decision is
+// recorded whatever its size. An error is a *WriteError.
 func (l *Log) Decision(d Decision) error {
 	var buf [16]slog.Attr
 	a := buf[:0]
-	a = appendString(a, "id", d.ID)
-	a = appendString(a, "request_id", d.RequestID)
-	a = appendString(a, "agent", d.Agent)
-	a = appendString(a, "host", d.Host)
-	a = appendString(a, "method", d.Method)
-	a = appendString(a, "path", d.Path)
-	a = appendString(a, "outcome", d.Outcome)
-	a = appendString(a, "code", d.Code)
+	a = l.appendString(a, "id", d.ID)
+	a = l.appendString(a, "request_id", d.RequestID)
+	a = l.appendString(a, "agent", d.Agent)
+	a = l.appendString(a, "host", d.Host)
+	a = l.appendString(a, "method", d.Method)
+	a = l.appendString(a, "path", d.Path)
+	a = l.appendString(a, "outcome", d.Outcome)
+	a = l.appendString(a, "code", d.Code)
 	if d.Status != 0 {
 		a = append(a, slog.Int("status", d.Status))
 	}
-	a = appendString(a, "rule", d.Rule)
-	a = appendString(a, "policy_revision", d.PolicyRevision)
+	a = l.appendString(a, "rule", d.Rule)
+	a = l.appendString(a, "policy_revision", d.PolicyRevision)
 	a = append(a, slog.Int64("latency_us", d.Latency.Microseconds()))
-	a = appendString(a, "body_digest", d.BodyDigest)
-	a = appendString(a, "shadow_rule", d.ShadowRule)
-	a = appendString(a, "shadow_code", d.ShadowCode)
-	a = appendString(a, "shadow_outcome", d.ShadowOutcome)
+	a = l.appendString(a, "body_digest", d.BodyDigest)
+	a = l.appendString(a, "shadow_rule", d.ShadowRule)
+	a = l.appendString(a, "shadow_code", d.ShadowCode)
+	a = l.appendString(a, "shadow_outcome", d.ShadowOutcome)
 	return l.write("decision", a)
 }
 
-func appendString(a []slog.Attr, key, value string) []slog.Attr {
+// appendString appends a non-empty string field, bound to MaxField.
+func (l *Log) appendString(a []slog.Attr, key, value string) []slog.Attr {
 	if value == "" {
 		return a
+	}
+	if v, cut := bound(value, MaxField); cut {
+		value = v
+		if l.obs != nil {
+			l.obs.Truncated("decision", key)
+		}
 	}
 	return append(a, slog.String(key, value))
 }

@@ -38,7 +38,7 @@ func TestDecisionFields(t *testing.T) {
 	}
 	lines := strings.SplitAfter(buf.String(), "\n")
 	want := []string{"time", "kind", "id", "request_id", "agent", "host", "method", "path", "outcome", "code", "status", "rule",
-		"policy_revision", "latency_us", "body_digest", "shadow_rule", "shadow_code", "shadow_outcome", "prev", "hash"}
+		"policy_revision", "latency_us", "body_digest", "shadow_rule", "shadow_code", "shadow_outcome", "seq", "prev", "hash"}
 	if got := keys(t, lines[0]); !slices.Equal(got, want) {
 		t.Errorf("keys %v\nwant %v", got, want)
 	}
@@ -52,7 +52,7 @@ func TestDecisionFields(t *testing.T) {
 	if rec.Kind != "decision" || rec.Status != 200 || rec.LatencyUS != 2345 || rec.Shadow != "deny" {
 		t.Errorf("record %+v", rec)
 	}
-	if got, want := keys(t, lines[1]), []string{"time", "kind", "outcome", "code", "latency_us", "prev", "hash"}; !slices.Equal(got, want) {
+	if got, want := keys(t, lines[1]), []string{"time", "kind", "outcome", "code", "latency_us", "seq", "prev", "hash"}; !slices.Equal(got, want) {
 		t.Errorf("sparse decision keys %v, want %v", got, want)
 	}
 }

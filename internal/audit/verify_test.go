@@ -14,7 +14,7 @@ import (
 
 // sixRecords writes a log of six records to a real file and returns its lines (each with its
 // newline) and head.
-func sixRecords(t *testing.T) ([]string, string) {
+func sixRecords(t *testing.T) ([]string, Head) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "audit.log")
 	l := open(t, path, Options{})
@@ -77,7 +77,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 		{"line cut short mid-file", edit(2, func(s string) string { return s[:len(s)/2] + "\n" }), 3, NotJSON, ""},
 		{"non-JSON line", slices.Insert(slices.Clone(lines), 2, "rm -rf /\n"), 3, NotJSON, ""},
 		{"empty line", slices.Insert(slices.Clone(lines), 2, "\n"), 3, NotJSON, "an empty line"},
-		{"CRLF line end", edit(1, func(s string) string { return strings.TrimSuffix(s, "\n") + "\r\n" }), 2, Malformed, `does not end with "prev" and "hash"`},
+		{"CRLF line end", edit(1, func(s string) string { return strings.TrimSuffix(s, "\n") + "\r\n" }), 2, Malformed, `does not end with "seq", "prev" and "hash"`},
 		{"JSON that is not a record", slices.Insert(slices.Clone(lines), 2, `{"kind":"decision","outcome":"allow"}`+"\n"), 3, Malformed, ""},
 		{"hash in upper case", edit(1, func(s string) string { return strings.Replace(s, hashOf(s), strings.ToUpper(hashOf(s)), 1) }), 2, Malformed, "not 64 lowercase hex"},
 		{"forged line, self-consistent, not chained", slices.Insert(slices.Clone(lines), 2, rehash(strings.Replace(lines[2], "deny", "allow", 1), strings.Repeat("ab", 32))), 3, OutOfChain, "its prev is not the hash of line 2"},
@@ -108,7 +108,7 @@ func TestVerifyDetectsTampering(t *testing.T) {
 			}
 		})
 	}
-	if n, h, err := Verify(strings.NewReader(strings.Join(lines, "")), VerifyOptions{Head: head}); err != nil || n != 6 || h != head {
+	if n, h, err := Verify(strings.NewReader(strings.Join(lines, "")), VerifyOptions{Heads: []Head{head}}); err != nil || n != 6 || h != head.Hash {
 		t.Errorf("untouched log: %d records, head %s, %v", n, h, err)
 	}
 }
@@ -122,17 +122,22 @@ func TestVerifyLastLineRemovedNeedsHead(t *testing.T) {
 	if err != nil || n != 5 || h != hashOf(lines[4]) {
 		t.Fatalf("without Head: %d records, %v; want 5 and no error (undetectable)", n, err)
 	}
-	_, _, err = Verify(strings.NewReader(short), VerifyOptions{Head: head})
 	var ve *VerifyError
-	if !errors.As(err, &ve) || ve.Line != 6 || ve.Problem != HeadMismatch || !strings.Contains(ve.Detail, "removed from the end") {
-		t.Errorf("with Head: %v; want line 6: head mismatch, records removed", err)
+	for _, known := range []Head{head, {Hash: head.Hash}, {Seq: head.Seq}} {
+		_, _, err = Verify(strings.NewReader(short), VerifyOptions{Heads: []Head{known}})
+		if !errors.As(err, &ve) || ve.Line != 6 || ve.Problem != HeadMismatch || !strings.Contains(ve.Detail, "removed from the end") {
+			t.Errorf("with head %s: %v; want line 6: head mismatch, records removed", known, err)
+		}
 	}
-	// The known head is older than the log: records were appended after it.
-	_, _, err = Verify(strings.NewReader(strings.Join(lines, "")), VerifyOptions{Head: hashOf(lines[3])})
-	if !errors.As(err, &ve) || ve.Line != 5 || ve.Problem != HeadMismatch || !strings.Contains(ve.Detail, "is line 4, but 2 record(s) follow it") {
-		t.Errorf("older head: %v", err)
+	// The known head is older than the log: records were appended after it, as they are after
+	// every head exported while the log is written.
+	older := Head{Seq: 4, Hash: hashOf(lines[3])}
+	for _, known := range []Head{older, {Hash: older.Hash}, {Seq: 4}} {
+		if _, _, err = Verify(strings.NewReader(strings.Join(lines, "")), VerifyOptions{Heads: []Head{known, head}}); err != nil {
+			t.Errorf("older head %s: %v", known, err)
+		}
 	}
-	// A whole chain rewritten from the first line on is consistent: only the head tells.
+	// A whole chain rewritten from the first line on is consistent: only a head tells.
 	forged := make([]string, 6)
 	prev := Genesis
 	for i, l := range lines {
@@ -142,8 +147,14 @@ func TestVerifyLastLineRemovedNeedsHead(t *testing.T) {
 	if _, _, err := Verify(strings.NewReader(strings.Join(forged, "")), VerifyOptions{}); err != nil {
 		t.Errorf("rewritten chain without Head: %v", err)
 	}
-	if _, _, err := Verify(strings.NewReader(strings.Join(forged, "")), VerifyOptions{Head: head}); !errors.As(err, &ve) || ve.Problem != HeadMismatch {
-		t.Errorf("rewritten chain with Head: %v", err)
+	for _, known := range []Head{head, older, {Hash: head.Hash}} {
+		if _, _, err := Verify(strings.NewReader(strings.Join(forged, "")), VerifyOptions{Heads: []Head{known}}); !errors.As(err, &ve) || ve.Problem != HeadMismatch {
+			t.Errorf("rewritten chain with head %s: %v", known, err)
+		}
+	}
+	_, _, err = Verify(strings.NewReader(strings.Join(forged, "")), VerifyOptions{Heads: []Head{older}})
+	if !errors.As(err, &ve) || ve.Line != 4 || !strings.Contains(ve.Detail, "the record at seq 4 is not the exported head") {
+		t.Errorf("rewritten chain with a head at seq 4: %v; want line 4", err)
 	}
 }
 
@@ -153,24 +164,37 @@ func TestVerifyOptions(t *testing.T) {
 		t.Errorf("empty log: %d, %s, %v", n, h, err)
 	}
 	from := strings.Repeat("12", 32)
-	if _, h, err := Verify(strings.NewReader(""), VerifyOptions{From: from, Head: from}); h != from || err != nil {
+	if _, h, err := Verify(strings.NewReader(""), VerifyOptions{From: Head{Hash: from}, Heads: []Head{{Hash: from}}}); h != from || err != nil {
 		t.Errorf("empty log from %s: %s, %v", from, h, err)
 	}
-	for _, o := range []VerifyOptions{{From: "x"}, {Head: strings.Repeat("AB", 32)}, {From: from + "0"}} {
+	for _, o := range []VerifyOptions{
+		{From: Head{Hash: "x"}}, {Heads: []Head{{Hash: strings.Repeat("AB", 32)}}}, {From: Head{Hash: from + "0"}},
+		{From: Head{Seq: 3}}, {Heads: []Head{{}}},
+	} {
 		_, _, err := Verify(strings.NewReader(""), o)
 		if ve := (*VerifyError)(nil); err == nil || errors.As(err, &ve) {
 			t.Errorf("Verify(%+v): %v, want an option error", o, err)
 		}
 	}
 	var buf bytes.Buffer
-	l := New(&buf, Options{From: from, Clock: clock()})
+	l := New(&buf, Options{From: Head{Seq: 7, Hash: from}, Clock: clock()})
 	l.Decision(Decision{ID: "1"})
-	if n, _, err := Verify(bytes.NewReader(buf.Bytes()), VerifyOptions{From: from}); n != 1 || err != nil {
-		t.Errorf("continued log: %d, %v", n, err)
+	for _, start := range []Head{{Hash: from}, {Seq: 7, Hash: from}} {
+		if n, _, err := Verify(bytes.NewReader(buf.Bytes()), VerifyOptions{From: start}); n != 1 || err != nil {
+			t.Errorf("continued log from %s: %d, %v", start, n, err)
+		}
 	}
-	_, _, err = Verify(bytes.NewReader(buf.Bytes()), VerifyOptions{From: strings.Repeat("34", 32)})
+	_, _, err = Verify(bytes.NewReader(buf.Bytes()), VerifyOptions{From: Head{Seq: 6, Hash: from}})
+	if err == nil || !strings.Contains(err.Error(), "line 1: out of chain: its seq is 8, not 7") {
+		t.Errorf("wrong start seq: %v", err)
+	}
+	_, _, err = Verify(bytes.NewReader(buf.Bytes()), VerifyOptions{From: Head{Hash: strings.Repeat("34", 32)}})
 	if err == nil || !strings.Contains(err.Error(), "line 1: out of chain: its prev is not the start hash 343434343434…") {
 		t.Errorf("wrong start: %v", err)
+	}
+	_, _, err = Verify(bytes.NewReader(buf.Bytes()), VerifyOptions{From: Head{Hash: from}, Heads: []Head{{Seq: 3}}})
+	if err == nil || !strings.Contains(err.Error(), "is before the first record checked") {
+		t.Errorf("a head before the log: %v", err)
 	}
 	_, _, err = Verify(iotestErr{}, VerifyOptions{})
 	if err == nil || err.Error() != "boom" {

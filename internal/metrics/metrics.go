@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
@@ -23,6 +24,9 @@ type Metrics struct {
 	policyLoaded  prometheus.Gauge
 	pending       prometheus.Gauge
 	notifications *prometheus.CounterVec
+	logFailures   *prometheus.CounterVec
+	logTruncated  prometheus.Counter
+	logHead       prometheus.Gauge
 
 	mu       sync.Mutex
 	revision string
@@ -66,7 +70,23 @@ func New(reg prometheus.Registerer) *Metrics {
 			Help: "Approval notifications by notifier, event and outcome (delivered, retry, failed, dropped).",
 		}, []string{"notifier", "event", "outcome"}),
 	}
-	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications)
+	m.logFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_decision_log_failures_total",
+		Help: "Decision log records not written, by reason (write, sync: the log stopped; stopped: lost after that; closed; invalid; clock), and failed rotations (rotate: nothing lost).",
+	}, []string{"reason"})
+	for _, r := range audit.Reasons {
+		m.logFailures.WithLabelValues(r) // every reason from 0, for alerts
+	}
+	m.logTruncated = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "agentauthz_decision_log_truncated_total",
+		Help: "Decision log fields cut to the field limit (a huge request id or path), and records shortened to the record limit; each still recorded.",
+	})
+	m.logHead = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "agentauthz_decision_log_head_sequence",
+		Help: "The sequence number of the decision log's last record: a record at or below it missing from the log means records were removed.",
+	})
+	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications,
+		m.logFailures, m.logTruncated, m.logHead)
 	return m
 }
 
@@ -143,4 +163,47 @@ func (m *Metrics) SetPending(n int) {
 		return
 	}
 	m.pending.Set(float64(n))
+}
+
+// DecisionLog returns the decision log's Observer: it counts records not written, by reason,
+// and fields cut, and sets the head's sequence number. For the server log, rotated (if not nil)
+// is told of each rotation, and failed (if not nil) of each record not written and each failed
+// rotation.
+func (m *Metrics) DecisionLog(rotated func(file string, last audit.Head), failed func(*audit.WriteError)) audit.Observer {
+	return logObserver{m: m, rotated: rotated, failed: failed}
+}
+
+type logObserver struct {
+	m       *Metrics
+	rotated func(string, audit.Head)
+	failed  func(*audit.WriteError)
+}
+
+var _ audit.Observer = logObserver{}
+
+func (o logObserver) Written(h audit.Head) {
+	if o.m != nil {
+		o.m.logHead.Set(float64(h.Seq))
+	}
+}
+
+func (o logObserver) Failed(err *audit.WriteError) {
+	if o.m != nil {
+		o.m.logFailures.WithLabelValues(err.Reason).Inc()
+	}
+	if o.failed != nil {
+		o.failed(err)
+	}
+}
+
+func (o logObserver) Truncated(string, string) {
+	if o.m != nil {
+		o.m.logTruncated.Inc()
+	}
+}
+
+func (o logObserver) Rotated(file string, last audit.Head) {
+	if o.rotated != nil {
+		o.rotated(file, last)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"time"
 
@@ -19,7 +20,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
-	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/metrics"
@@ -40,6 +40,8 @@ type Config struct {
 	Insecure           bool
 	// DecisionLog is where the decision log goes: a file, "-" for Stdout, or "off".
 	DecisionLog string
+	// DecisionLogChain keys, rotates and exports the decision log's chain.
+	DecisionLogChain DecisionLogConfig
 	// Stdout receives the decision log for "-"; nil means os.Stdout.
 	Stdout io.Writer
 	// RedactQuery names query parameters whose values the decision log never shows.
@@ -59,7 +61,7 @@ type Service struct {
 	log       *slog.Logger
 	store     *policy.Store
 	metrics   *metrics.Metrics
-	decisions *audit.Queue
+	decisions *decisionLog
 	spiffe    *spiffe
 	appr      *approvals
 	srv       *server.Server
@@ -91,13 +93,13 @@ func Start(cfg Config) (_ *Service, err error) {
 	s.metrics = metrics.New(reg)
 	s.metrics.Reload(true, snap.Revision())
 
-	if s.decisions, err = openDecisionLog(cfg.DecisionLog, cfg.Stdout, cfg.Log); err != nil {
+	if s.decisions, err = openDecisionLog(cfg, s.metrics); err != nil {
 		return nil, fmt.Errorf("--decision-log: %v", err)
 	}
 	var decisionSink engine.DecisionLog // stays a nil interface when the log is off
 	var events approval.EventLog
 	if s.decisions != nil {
-		decisionSink, events = s.decisions, s.decisions
+		decisionSink, events = s.decisions.queue, s.decisions.queue
 	}
 	if s.spiffe, err = openSPIFFE(context.Background(), cfg.SPIFFE); err != nil {
 		return nil, err
@@ -131,7 +133,7 @@ func Start(cfg Config) (_ *Service, err error) {
 		Approvals:    s.appr.gate,
 		TLS:          s.spiffe.tls,
 		JWTBundles:   s.spiffe.bundles,
-		APIHandler:   s.appr.register,
+		APIHandler:   s.register,
 		AuthZEN:      az,
 		AuthZENAddr:  cfg.AuthZEN.Addr,
 		AuthZENTLS:   azTLS,
@@ -170,6 +172,9 @@ func (s *Service) Run(ctx context.Context, reloads <-chan os.Signal) error {
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
 	go s.appr.maintain(watchCtx, s.metrics, s.log)
+	if s.decisions != nil {
+		go s.decisions.logHeads(watchCtx, s.cfg.DecisionLogChain.HeadEvery, s.log)
+	}
 	if s.reloader != nil {
 		go func() {
 			if err := s.reloader.Watch(watchCtx, reloads); err != nil {
@@ -224,27 +229,16 @@ func (s *Service) close() {
 		s.spiffe.Close()
 	}
 	if s.decisions != nil {
-		if err := s.decisions.Close(); err != nil {
-			s.log.Error("closing the decision log", "error", err.Error())
-		}
+		s.decisions.close(s.log)
 	}
 }
 
-// openDecisionLog opens the decision log behind a queue, or returns nil for "off".
-func openDecisionLog(where string, stdout io.Writer, log *slog.Logger) (*audit.Queue, error) {
-	var l *audit.Log
-	switch where {
-	case "off", "":
-		return nil, nil
-	case "-":
-		l = audit.New(stdout, audit.Options{})
-	default:
-		var err error
-		if l, err = audit.Open(where, audit.Options{}); err != nil {
-			return nil, err
-		}
+// register adds the approval API and console, and the decision log's head, to the HTTP listener.
+func (s *Service) register(mux *http.ServeMux) {
+	s.appr.register(mux)
+	if s.decisions != nil {
+		s.decisions.register(mux, s.appr.api.Authenticate)
 	}
-	return audit.NewQueue(l, 4096, log), nil
 }
 
 // loadPolicy loads the policy at path, or the embedded demo policy when path is empty.

@@ -79,6 +79,14 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
 }
 
+// Authenticate answers 401 (403 for a workload, 503 if sign-in fails) itself and returns false
+// unless the caller is a signed-in approver: the sign-in of every route of the API, for routes
+// beside it (the decision log's head).
+func (api *API) Authenticate(w http.ResponseWriter, r *http.Request) bool {
+	_, ok := api.authenticate(w, r)
+	return ok
+}
+
 // authenticate answers 401 itself and returns false when the caller is not an approver.
 func (api *API) authenticate(w http.ResponseWriter, r *http.Request) (approval.Approver, bool) {
 	p, err := api.Auth.Authenticate(r)
