@@ -11,6 +11,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/servertest"
+	"github.com/agentauthz/agentauthz/policy"
 )
 
 const (
@@ -231,5 +232,36 @@ func TestSameRecord(t *testing.T) {
 	}
 	if recs[2].RequestID != "pep-42" {
 		t.Errorf("request id %q, want the AuthZEN request's", recs[2].RequestID)
+	}
+}
+
+// TestShadowSame: shadow routes are evaluated and recorded the same whichever door asks: a
+// request the live route allows and a stricter shadow route would refuse is allowed through
+// both, and both records name the shadow rule and what it would have decided.
+func TestShadowSame(t *testing.T) {
+	files, err := policy.ReadPath("../policy/testdata/shadow/routes.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := policy.Load(files, policy.Options{Secrets: func(policy.SecretRef) (string, error) { return "shadow-token", nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startPDP(t, func(cfg *serverConfig, _ *pdp) { cfg.Store = policy.NewStore(snap) })
+	const reader = "spiffe://example.org/agent/reader"
+	a := servertest.Check(t, servertest.Client(t, p.srv), extauthz.HTTPRequest{Principal: reader, Host: "api.example.org",
+		Path: "/v1/tickets?limit=50", Headers: map[string]string{"x-request-id": "shadow-1"}}.CheckRequest())
+	v := p.evaluation(t, httpEval(reader, "GET", "https://api.example.org/v1/tickets?limit=50", headersCtx("x-request-id", "shadow-1")))
+	if !a.Allow || !v.Decision || v.Rule != "list-tickets" {
+		t.Fatalf("Envoy's door %+v, AuthZEN %+v: want both allowed by list-tickets", a, v)
+	}
+	recs := p.decisions.records()
+	if len(recs) != 2 {
+		t.Fatalf("%d records", len(recs))
+	}
+	for _, r := range recs {
+		if r.ShadowRule != "list-tickets-v2" || r.ShadowCode != "query_invalid" || r.ShadowOutcome != "deny" {
+			t.Errorf("record without the shadow rule's verdict: %+v", r)
+		}
 	}
 }
