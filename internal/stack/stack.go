@@ -161,7 +161,10 @@ func (s *Stack) ClientWith(svid *SVID, alpn string) *http.Client {
 func (s *Stack) AccessLog(t testing.TB) []map[string]string {
 	t.Helper()
 	var out []map[string]string
-	for _, line := range strings.Split(s.Envoy.Stdout(), "\n") {
+	lines := strings.Split(s.Envoy.Stdout(), "\n")
+	// The last element is what follows the last newline: empty, or a line Envoy is still
+	// writing, read half-way.
+	for _, line := range lines[:len(lines)-1] {
 		if !strings.HasPrefix(line, "{") {
 			continue
 		}
