@@ -93,7 +93,7 @@ func wantDenial(t testing.TB, s *stack.Stack, a answer, status int, code string)
 // allowedID is the decision id of an allowed request, from Envoy's access log (agentauthz sets
 // no header upstream on allow; the id reaches the access log as dynamic metadata), checked
 // against agentauthz's decision record. requestID is the x-request-id the upstream received:
-// the access log has it, the decision record has Envoy's stream id (http.id) instead.
+// the access log and the decision record both have it.
 func allowedID(t testing.TB, s *stack.Stack, requestID, rule string) string {
 	t.Helper()
 	line := s.WaitAccessLog(t, func(l map[string]string) bool { return l["request_id"] == requestID })
