@@ -209,8 +209,9 @@ func Start(cfg Config) (*Server, error) {
 		az := *cfg.AuthZEN
 		az.VerifiedClientCerts = cfg.AuthZENTLS != nil
 		authzen.New(eng, az).Register(mux)
-		s.authzen = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second,
-			ErrorLog: slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)} // TLS handshakes refused
+		s.authzen = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute,
+			ErrorLog:    slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)} // TLS handshakes refused
 		lis := s.azLis
 		if cfg.AuthZENTLS != nil {
 			lis = tls.NewListener(lis, cfg.AuthZENTLS)
