@@ -251,7 +251,7 @@ func answer(tb testing.TB, req *authv3.CheckRequest, resp *authv3.CheckResponse)
 		if outcome != "allow" || got.Code != string(decision.CodeAllowed) {
 			tb.Errorf("ok_response with metadata outcome %q, code %q", outcome, got.Code)
 		}
-		readOK(tb, req, r.OkResponse, got)
+		readOK(tb, req, r.OkResponse, id, got)
 	case *authv3.CheckResponse_DeniedResponse:
 		got.Status = int(r.DeniedResponse.GetStatus().GetCode())
 		if outcome != "deny" {
@@ -279,7 +279,7 @@ func answer(tb testing.TB, req *authv3.CheckRequest, resp *authv3.CheckResponse)
 
 // readOK applies an OkHttpResponse to the request's headers as Envoy does (set, then remove)
 // and records what the upstream sees.
-func readOK(tb testing.TB, req *authv3.CheckRequest, ok *authv3.OkHttpResponse, got *want) {
+func readOK(tb testing.TB, req *authv3.CheckRequest, ok *authv3.OkHttpResponse, id string, got *want) {
 	tb.Helper()
 	// Only header mutations are part of the contract: nothing else may be asked of Envoy.
 	rest := proto.Clone(ok).(*authv3.OkHttpResponse)
@@ -320,6 +320,17 @@ func readOK(tb testing.TB, req *authv3.CheckRequest, ok *authv3.OkHttpResponse, 
 		} else {
 			got.Upstream[kv[0]] = kv[1]
 		}
+	}
+	// Every allow tells the upstream its decision id, replacing any the agent sent; it differs
+	// per answer, so it is checked here and left out of the recorded answer.
+	if got.HeadersSet[extauthz.DecisionIDHeader] != id || got.Upstream[extauthz.DecisionIDHeader] != id {
+		tb.Errorf("the upstream gets %s %q (set %q), want the decision id %q", extauthz.DecisionIDHeader,
+			got.Upstream[extauthz.DecisionIDHeader], got.HeadersSet[extauthz.DecisionIDHeader], id)
+	}
+	delete(got.HeadersSet, extauthz.DecisionIDHeader)
+	delete(got.Upstream, extauthz.DecisionIDHeader)
+	if len(got.HeadersSet) == 0 {
+		got.HeadersSet = nil
 	}
 }
 

@@ -22,7 +22,8 @@ import (
 // access log: %DYNAMIC_METADATA(envoy.filters.http.ext_authz:decision_id)%.
 const MetadataNamespace = "envoy.filters.http.ext_authz"
 
-// DecisionIDHeader carries the decision id on every denial, so an agent can quote it.
+// DecisionIDHeader carries the decision id on every denial, so an agent can quote it, and to
+// the upstream on every allow, so its logs join the decision record.
 const DecisionIDHeader = "x-agentauthz-decision-id"
 
 // Shared, read-only parts of responses: marshalling only reads them.
@@ -110,6 +111,9 @@ type allowParts struct {
 	wrapper authv3.CheckResponse_OkResponse
 	ok      authv3.OkHttpResponse
 	meta    structpb.Struct
+	idOpt   corev3.HeaderValueOption
+	idHdr   corev3.HeaderValue
+	only    [1]*corev3.HeaderValueOption
 }
 
 type denyParts struct {
@@ -134,9 +138,18 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 		p.resp.HttpResponse = &p.wrapper
 		p.wrapper.OkResponse = &p.ok
 		p.ok.QueryParametersToRemove = d.RemoveQuery
+		// The upstream learns the decision id, replacing any the agent sent, so that its logs
+		// join agentauthz's decision record.
+		p.idHdr = corev3.HeaderValue{Key: DecisionIDHeader, Value: id}
+		p.idOpt.Header = &p.idHdr
+		p.idOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		p.only[0] = &p.idOpt
+		p.ok.Headers = p.only[:]
 		if g := d.Grant; g != nil {
 			p.ok.HeadersToRemove = g.Remove
-			p.ok.Headers = pc.grantHeaders(g)
+			if gh := pc.grantHeaders(g); len(gh) > 0 {
+				p.ok.Headers = append(append(make([]*corev3.HeaderValueOption, 0, len(gh)+1), gh...), &p.idOpt)
+			}
 		}
 		pc.metadata(&p.meta, d, id, agent)
 		p.resp.DynamicMetadata = &p.meta

@@ -42,7 +42,7 @@ func TestBIStory(t *testing.T) {
 		if v := r.Header.Values("Authorization"); len(v) > 0 {
 			t.Errorf("%s %s reached the BI API with Authorization %q; the policy removes it and injects none", method, target, v)
 		}
-		allowedID(t, s, r.Header.Get("x-request-id"), rule)
+		allowedID(t, s, r.Header, rule)
 		return a
 	}
 	denied := func(method, target, body string, status int, code string) answer {

@@ -90,14 +90,18 @@ func wantDenial(t testing.TB, s *stack.Stack, a answer, status int, code string)
 	}
 }
 
-// allowedID is the decision id of an allowed request, from Envoy's access log (agentauthz sets
-// no header upstream on allow; the id reaches the access log as dynamic metadata), checked
-// against agentauthz's decision record. requestID is the x-request-id the upstream received:
-// the access log and the decision record both have it.
-func allowedID(t testing.TB, s *stack.Stack, requestID, rule string) string {
+// allowedID is the decision id of an allowed request as the upstream received it (the
+// x-agentauthz-decision-id header agentauthz sets on every allow), checked against Envoy's
+// access log (where the id arrives as dynamic metadata) and agentauthz's decision record. The
+// upstream's x-request-id joins the three.
+func allowedID(t testing.TB, s *stack.Stack, got http.Header, rule string) string {
 	t.Helper()
+	requestID := got.Get("x-request-id")
 	line := s.WaitAccessLog(t, func(l map[string]string) bool { return l["request_id"] == requestID })
 	id := line["decision_id"]
+	if up := got.Values(extauthz.DecisionIDHeader); len(up) != 1 || up[0] != id {
+		t.Errorf("request %s: the upstream received %s %q, want exactly the access log's decision id %q", requestID, extauthz.DecisionIDHeader, up, id)
+	}
 	d, ok := s.Authz.Decisions.Find(id)
 	if !ok || d.Outcome != "allow" || d.Rule != rule || line["decision_outcome"] != "allow" || line["decision_rule"] != rule {
 		t.Errorf("request %s: access log %v, decision %+v (found %v); want an allow by %s", requestID, line, d, ok, rule)
