@@ -22,7 +22,7 @@ func TestDependencyWalls(t *testing.T) {
 		"github.com/chromedp",
 	}
 	for _, pkg := range []string{"github.com/agentauthz/agentauthz/internal/engine", "github.com/agentauthz/agentauthz/extauthz",
-		"github.com/agentauthz/agentauthz/authzen"} {
+		"github.com/agentauthz/agentauthz/internal/authzen"} {
 		out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list -deps %s: %v\n%s", pkg, err, out)

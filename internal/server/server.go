@@ -31,7 +31,7 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/httpapi"

@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"os"
 
-	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 )
 
 // AuthZENConfig configures the AuthZEN Authorization API, served on the HTTP listener and,

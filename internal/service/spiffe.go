@@ -13,7 +13,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
-	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 )
 
 // SPIFFEConfig configures agentauthz's own SPIFFE identity and the JWT bundles it validates

@@ -18,7 +18,7 @@ import (
 )
 
 // checksDir holds the project's CheckRequests, as Envoy sends them (extauthz's end-to-end tests).
-const checksDir = "../extauthz/testdata/checks"
+const checksDir = "../../extauthz/testdata/checks"
 
 // conversion is the AuthZEN evaluation a PEP sends for the HTTP request a CheckRequest
 // describes.

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 )
 
 const orders = "spiffe://acme.internal/pep/orders-gateway"

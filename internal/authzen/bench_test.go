@@ -7,7 +7,7 @@ import (
 	"net/http/httptest"
 	"testing"
 
-	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/servertest"
 )

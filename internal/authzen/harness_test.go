@@ -21,7 +21,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/audit"

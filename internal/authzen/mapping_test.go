@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentauthz/agentauthz/authzen"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/audit"
@@ -239,7 +239,7 @@ func TestSameRecord(t *testing.T) {
 // request the live route allows and a stricter shadow route would refuse is allowed through
 // both, and both records name the shadow rule and what it would have decided.
 func TestShadowSame(t *testing.T) {
-	files, err := policy.ReadPath("../policy/testdata/shadow/routes.yaml")
+	files, err := policy.ReadPath("../../policy/testdata/shadow/routes.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
