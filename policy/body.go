@@ -17,8 +17,9 @@ const defaultMaxBodyBytes = 64 << 10
 type bodySchema interface {
 	// mediaTypes lists the content types the schema reads, lower case, without parameters.
 	mediaTypes() []string
-	// check returns a deny, or a zero Decision (Code "") when the body is fine.
-	check(body []byte, ag *agent) decision.Decision
+	// check returns a deny, or a zero Decision (Code "") when the body is fine. A schema that
+	// reads the body as JSON does so through r.readJSON, so that later stages reuse what it read.
+	check(r *Request, ag *agent) decision.Decision
 }
 
 // bodyRule is a route's compiled body: limits, and the schema.
@@ -95,7 +96,7 @@ func (b *bodyRule) check(r *Request, ag *agent) decision.Decision {
 	if d, ok := b.checkContentType(r); !ok {
 		return d
 	}
-	if d := b.schema.check(r.Body, ag); d.Code != "" {
+	if d := b.schema.check(r, ag); d.Code != "" {
 		return d
 	}
 	return allowed()
@@ -182,7 +183,9 @@ func (c *compiler) body(src *source, at string, r *policyv1.Route) *bodyRule {
 			c.addf(src, at+".message", "%v", err)
 			return nil
 		}
-		rule.schema = &protoJSONBody{msg: mt, validator: c.validator, maxDepth: rule.maxDepth}
+		pj := &protoJSONBody{msg: mt, maxDepth: rule.maxDepth, keep: r.GetApproval() != nil}
+		c.validates(src, at+".message", mt, &pj.validator)
+		rule.schema = pj
 	case *policyv1.Body_GrpcMessage:
 		mt, err := c.messageType(s.GrpcMessage)
 		if err != nil {
@@ -193,7 +196,9 @@ func (c *compiler) body(src *source, at string, r *policyv1.Route) *bodyRule {
 			c.addf(src, at+".grpc_message", "gRPC routes use method POST")
 			return nil
 		}
-		rule.schema = &grpcBody{msg: mt, validator: c.validator, maxDepth: rule.maxDepth}
+		gb := &grpcBody{msg: mt, maxDepth: rule.maxDepth}
+		c.validates(src, at+".grpc_message", mt, &gb.validator)
+		rule.schema = gb
 	default:
 		if r.GetGraphql() == "" {
 			c.addf(src, at, "name the body's schema: json_schema, message or grpc_message")

@@ -576,6 +576,12 @@ func TestBodyProtoProblems(t *testing.T) {
 		{"bad-proto-import-outside.yaml", []string{
 			`testdata/body/bad-proto-import-outside.yaml:5:3: proto_files: imports-outside.proto:5:8: "../decide.proto": refer to files by a clean relative path inside the policy directory`,
 		}},
+		// Rules that do not compile are refused when the policy loads, once per message, at the
+		// first route naming it: the validator is built then, never on a request.
+		{"bad-rules.yaml", []string{
+			`testdata/body/bad-rules.yaml:20:20: hosts[0].routes[0].body.message: the protovalidate rules of acme.badrules.v1.BadExpression do not compile:`,
+			`testdata/body/bad-rules.yaml:26:25: hosts[0].routes[1].body.grpc_message: the protovalidate rules of acme.badrules.v1.WrongRuleType do not compile:`,
+		}},
 		// The directory's own buf/validate/validate.proto and google/protobuf/any.proto are never
 		// compiled: their messages do not exist.
 		{"bad-shadow-messages.yaml", []string{

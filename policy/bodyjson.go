@@ -24,8 +24,8 @@ var _ bodySchema = (*jsonSchemaBody)(nil)
 
 func (*jsonSchemaBody) mediaTypes() []string { return []string{"application/json"} }
 
-func (j *jsonSchemaBody) check(body []byte, _ *agent) decision.Decision {
-	v, err := strictjson.ParseShared(body, j.maxDepth) // a request body is never written to
+func (j *jsonSchemaBody) check(r *Request, _ *agent) decision.Decision {
+	v, err := r.readJSON(j.maxDepth)
 	if err != nil {
 		return malformedJSON(err)
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"strings"
 
 	"buf.build/go/protovalidate"
@@ -11,7 +12,6 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/agentauthz/agentauthz/policy/decision"
-	"github.com/agentauthz/agentauthz/policy/strictjson"
 )
 
 // protoJSONBody decodes an application/json body into a protobuf message (unknown fields
@@ -20,19 +20,28 @@ type protoJSONBody struct {
 	msg       protoreflect.MessageType
 	validator protovalidate.Validator
 	maxDepth  int
+	// keep builds the body's JSON value for the stages after (the route holds requests for
+	// approval, whose condition, digest and display read it); otherwise it is only checked.
+	keep bool
 }
 
 var _ bodySchema = (*protoJSONBody)(nil)
 
 func (*protoJSONBody) mediaTypes() []string { return []string{"application/json"} }
 
-func (p *protoJSONBody) check(body []byte, _ *agent) decision.Decision {
-	if err := strictjson.Check(body, p.maxDepth); err != nil {
+func (p *protoJSONBody) check(r *Request, _ *agent) decision.Decision {
+	var err error
+	if p.keep {
+		_, err = r.readJSON(p.maxDepth)
+	} else {
+		err = r.checkJSON(p.maxDepth)
+	}
+	if err != nil {
 		return malformedJSON(err)
 	}
 	m := p.msg.New().Interface()
 	opts := protojson.UnmarshalOptions{RecursionLimit: p.maxDepth + 1}
-	if err := opts.Unmarshal(body, m); err != nil {
+	if err := opts.Unmarshal(r.Body, m); err != nil {
 		return decision.Denied(decision.CodeBodySchema,
 			"The body does not match this route's message; fix it and retry.",
 			decision.Violation{Field: "body", Rule: "decode", Message: protoErrorMessage(err)})
@@ -51,7 +60,8 @@ var _ bodySchema = (*grpcBody)(nil)
 
 func (*grpcBody) mediaTypes() []string { return []string{"application/grpc", "application/grpc+proto"} }
 
-func (g *grpcBody) check(body []byte, _ *agent) decision.Decision {
+func (g *grpcBody) check(r *Request, _ *agent) decision.Decision {
+	body := r.Body
 	bad := func(rule, msg string) decision.Decision {
 		return decision.Denied(decision.CodeBodyMalformed,
 			"The body is not exactly one uncompressed gRPC message; send one.",
@@ -156,4 +166,53 @@ func protoErrorMessage(err error) string {
 	// non-breaking one, so that nobody matches on its text; trim either.
 	s := strings.TrimLeft(strings.TrimPrefix(err.Error(), "proto:"), " \u00a0")
 	return clip(s, 200)
+}
+
+// validatedBody is a body whose message protovalidate checks: where the policy names it, and
+// the validator field buildValidator fills in.
+type validatedBody struct {
+	src       *source
+	at        string
+	msg       protoreflect.MessageType
+	validator *protovalidate.Validator
+}
+
+// validates records that a body checks msg with its protovalidate rules.
+func (c *compiler) validates(src *source, at string, msg protoreflect.MessageType, v *protovalidate.Validator) {
+	c.validated = append(c.validated, validatedBody{src: src, at: at, msg: msg, validator: v})
+}
+
+// buildValidator builds the protovalidate rules of every body message now, while the policy
+// loads, and never on a request: the validator knows exactly these messages (and those they
+// nest) and builds nothing later. Rules that do not compile are problems of the policy, at the
+// first body naming their message (as far as protovalidate reports them before it meets a
+// value: the message's own rules and those of its fields).
+func (c *compiler) buildValidator() {
+	if len(c.validated) == 0 {
+		return
+	}
+	seen := map[protoreflect.FullName]bool{}
+	var descs []protoreflect.MessageDescriptor
+	for _, b := range c.validated {
+		if d := b.msg.Descriptor(); !seen[d.FullName()] {
+			seen[d.FullName()] = true
+			descs = append(descs, d)
+		}
+	}
+	v, err := protovalidate.New(protovalidate.WithMessageDescriptors(descs...), protovalidate.WithDisableLazy())
+	if err != nil {
+		c.problems = append(c.problems, fmt.Sprintf("policy: cannot build the protovalidate validator: %v", err))
+		return
+	}
+	clear(seen)
+	for _, b := range c.validated {
+		*b.validator = v
+		if name := b.msg.Descriptor().FullName(); !seen[name] {
+			seen[name] = true
+			var ce *protovalidate.CompilationError
+			if err := v.Validate(b.msg.New().Interface()); errors.As(err, &ce) {
+				c.addf(b.src, b.at, "the protovalidate rules of %s do not compile: %v", name, err)
+			}
+		}
+	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 
-	"buf.build/go/protovalidate"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
@@ -93,11 +92,6 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		graphql:   map[string]*graphqlAPI{},
 		notifiers: map[string]bool{},
 	}
-	validator, err := protovalidate.New()
-	if err != nil {
-		return nil, fmt.Errorf("policy: cannot build validator: %w", err)
-	}
-	c.validator = validator
 	c.protoFiles(sources)
 	for i := range sources {
 		c.trustDomains(&sources[i])
@@ -121,6 +115,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	for _, src := range ordered {
 		c.hosts(src)
 	}
+	c.buildValidator()
 	if len(c.snap.trustDomains) == 0 && len(c.problems) == 0 {
 		c.problems = append(c.problems, "policy: no trust_domains: name at least one SPIFFE trust domain")
 	}
@@ -140,8 +135,9 @@ type compiler struct {
 	hostAt   map[string]string
 	routeAt  map[string]string
 	// messages are the body message types compiled from the policy's proto_files.
-	messages  map[string]protoreflect.MessageType
-	validator protovalidate.Validator
+	messages map[string]protoreflect.MessageType
+	// validated are the bodies checked with protovalidate rules, for buildValidator.
+	validated []validatedBody
 	// refs are the files the policy refers to, by path, for the revision.
 	refs    map[string][]byte
 	refsMu  sync.Mutex
@@ -396,7 +392,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		ok = c.routeGraphQL(src, at, r, cr)
 	}
 	if r.GetApproval() != nil {
-		cr.hold = c.holdRule(src, at+".approval", r)
+		cr.hold = c.holdRule(src, at+".approval", r, cr.grant)
 		ok = ok && cr.hold != nil
 	}
 	if !ok {

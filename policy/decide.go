@@ -32,6 +32,9 @@ type Request struct {
 	Body []byte
 	// BodyPartial is set when Envoy cut the body short (x-envoy-auth-partial-body: true).
 	BodyPartial bool
+
+	// body is Body read as strict JSON by the first stage that needed it (see JSON).
+	body parsedBody
 }
 
 // methodOverrideHeaders ask an upstream framework to treat the request as another method.

@@ -25,8 +25,9 @@ var _ bodySchema = graphqlBody{}
 
 func (graphqlBody) mediaTypes() []string { return []string{"application/json"} }
 
-func (g graphqlBody) check(body []byte, ag *agent) decision.Decision {
-	return fromGraphQL(g.api.checker.CheckBody(body, g.api.fields[ag.id]))
+func (g graphqlBody) check(r *Request, ag *agent) decision.Decision {
+	v, err := r.readJSON(g.api.checker.MaxBodyDepth())
+	return fromGraphQL(g.api.checker.CheckBodyValue(v, err, g.api.fields[ag.id]))
 }
 
 func fromGraphQL(res gqlcheck.Result) decision.Decision {

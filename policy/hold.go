@@ -3,10 +3,13 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"cel.dev/cel-go/cel"
+	"cel.dev/cel-go/common/types"
+	"cel.dev/cel-go/common/types/ref"
 
 	"github.com/agentauthz/agentauthz/policy/decision"
 	"github.com/agentauthz/agentauthz/policy/strictjson"
@@ -31,6 +34,7 @@ type holdRule struct {
 // holdEnv declares what Approval.when sees.
 func holdEnv() (*cel.Env, error) {
 	return cel.NewEnv(
+		cel.CustomTypeAdapter(jsonAdapter{}),
 		cel.Variable("method", cel.StringType),
 		cel.Variable("host", cel.StringType),
 		cel.Variable("path", cel.StringType),
@@ -40,7 +44,7 @@ func holdEnv() (*cel.Env, error) {
 	)
 }
 
-func (c *compiler) holdRule(src *source, at string, r *policyv1.Route) *holdRule {
+func (c *compiler) holdRule(src *source, at string, r *policyv1.Route, grant *decision.Grant) *holdRule {
 	a := r.GetApproval()
 	h := &decision.Hold{
 		Rule:          r.GetName(),
@@ -49,7 +53,7 @@ func (c *compiler) holdRule(src *source, at string, r *policyv1.Route) *holdRule
 		ApproveWithin: defaultApprovalTTL,
 		UseWithin:     defaultApprovalTTL,
 		Notify:        a.GetNotify(),
-		Redact:        a.GetRedact(),
+		Retry:         retryGrant(grant),
 	}
 	if a.ApproveWithin != nil {
 		h.ApproveWithin = a.GetApproveWithin().AsDuration()
@@ -63,6 +67,15 @@ func (c *compiler) holdRule(src *source, at string, r *policyv1.Route) *holdRule
 			c.addf(src, fmt.Sprintf("%s.notify[%d]", at, i), "no notifier named %q in this policy", n)
 			ok = false
 		}
+	}
+	for i, s := range a.GetRedact() {
+		p, err := strictjson.ParsePointer(s)
+		if err != nil {
+			c.addf(src, fmt.Sprintf("%s.redact[%d]", at, i), "%v", err)
+			ok = false
+			continue
+		}
+		h.Redact = append(h.Redact, p)
 	}
 	rule := &holdRule{hold: h}
 	if expr := a.GetWhen(); expr != "" {
@@ -113,9 +126,8 @@ func (h *holdRule) holds(rt *route, r *Request, t target.Target, vals *[maxPathP
 	}
 	var body any
 	if len(r.Body) > 0 {
-		if v, err := strictjson.Parse(r.Body, strictjson.DefaultMaxDepth); err == nil {
-			body = celValue(v)
-		}
+		// The value the body's schema read, shared: jsonAdapter reads it without changing it.
+		body, _ = r.JSON()
 	}
 	out, _, err := h.when.Eval(map[string]any{
 		"method": r.Method, "host": hostKey(r.Host), "path": t.Path,
@@ -128,27 +140,36 @@ func (h *holdRule) holds(rt *route, r *Request, t target.Target, vals *[maxPathP
 	return !ok || b
 }
 
-// celValue turns JSON numbers into int64 or float64, which CEL compares with literals.
-func celValue(v any) any {
+// retryGrant is grant with the approval header removed too: what an approved retry carries.
+func retryGrant(grant *decision.Grant) *decision.Grant {
+	if grant == nil {
+		return &decision.Grant{Remove: []string{ApprovalHeader}}
+	}
+	return &decision.Grant{Set: grant.Set, Remove: append(slices.Clip(grant.Remove), ApprovalHeader)}
+}
+
+// jsonAdapter shows the condition a body as strictjson reads it: JSON numbers become int64 or
+// float64, which CEL compares with literals, or a string when neither holds them. Objects and
+// arrays are adapted lazily, element by element, as the expression reads them, so the shared
+// value is never copied or modified.
+type jsonAdapter struct{}
+
+var _ types.Adapter = jsonAdapter{}
+
+func (a jsonAdapter) NativeToValue(v any) ref.Val {
 	switch x := v.(type) {
 	case map[string]any:
-		for k, e := range x {
-			x[k] = celValue(e)
-		}
-		return x
+		return types.NewStringInterfaceMap(a, x)
 	case []any:
-		for i, e := range x {
-			x[i] = celValue(e)
-		}
-		return x
+		return types.NewDynamicList(a, x)
 	case json.Number:
 		if i, err := x.Int64(); err == nil {
-			return i
+			return types.Int(i)
 		}
 		if f, err := x.Float64(); err == nil {
-			return f
+			return types.Double(f)
 		}
-		return string(x)
+		return types.String(x)
 	}
-	return v
+	return types.DefaultTypeAdapter.NativeToValue(v)
 }

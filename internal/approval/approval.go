@@ -124,7 +124,12 @@ type Verdict struct {
 type Store interface {
 	// Hold returns the live approval (pending, or approved and not yet used or expired) of the
 	// same agent and digest, or stores a as a new pending approval. created says which.
-	Hold(ctx context.Context, a Approval, now time.Time) (got Approval, created bool, err error)
+	//
+	// body, if not nil, renders a.Body (what approvers see of the request's body). A store calls
+	// it at most once, and only on its way to storing a new approval, never when a live one
+	// answers: an agent asking again costs no rendering. With a nil body, a.Body is stored as it
+	// is.
+	Hold(ctx context.Context, a Approval, body func() string, now time.Time) (got Approval, created bool, err error)
 	// Get returns one approval, as of now.
 	Get(ctx context.Context, id string, now time.Time) (Approval, error)
 	// List returns approvals in the given state as of now, newest first; "" lists all.

@@ -1,20 +1,21 @@
 package approval
 
 import (
-	"bytes"
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"mime"
+	"slices"
 	"strconv"
 	"strings"
-
-	"github.com/go-json-experiment/json/jsontext"
+	"sync"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/agentauthz/agentauthz/policy/strictjson"
 )
@@ -26,8 +27,22 @@ import (
 //
 // RFC 8785 rounds every number to a float64. A JSON body with a number that rounding would
 // change (9007199254740993, 0.10000000000000001) is therefore digested as sent: otherwise two
-// bodies an upstream reads as different values (two account ids) would share one approval.
+// bodies an upstream reads as different values (two account ids) would share one approval. So
+// is a JSON body nested deeper than strictjson.DefaultMaxDepth, or one that is not strict JSON.
 func Digest(agent, method, host, path, rule, contentType string, body []byte) string {
+	var v any
+	parsed := false
+	if len(body) > 0 && isJSON(contentType) {
+		var err error
+		v, err = strictjson.ParseShared(body, strictjson.DefaultMaxDepth)
+		parsed = err == nil
+	}
+	return digest(agent, method, host, path, rule, body, v, parsed)
+}
+
+// digest is Digest of a body read already: when parsed, v is the body as strictjson reads it
+// (at any depth limit), and the body's content type is JSON.
+func digest(agent, method, host, path, rule string, body []byte, v any, parsed bool) string {
 	h := sha256.New()
 	part := func(b []byte) {
 		var n [8]byte
@@ -41,10 +56,18 @@ func Digest(agent, method, host, path, rule, contentType string, body []byte) st
 	part([]byte(strings.ToLower(host)))
 	part([]byte(path))
 	part([]byte(rule))
-	if isJSON(contentType) {
-		if canon, err := canonicalJSON(body); err == nil {
+	if parsed {
+		buf := canonBufs.Get().(*[]byte)
+		canon, err := appendCanonical((*buf)[:0], v, 0)
+		if err == nil {
 			part([]byte("json"))
 			part(canon)
+		}
+		if cap(canon) <= 1<<20 {
+			*buf = canon[:0]
+			canonBufs.Put(buf)
+		}
+		if err == nil {
 			return hex.EncodeToString(h.Sum(nil))
 		}
 	}
@@ -53,7 +76,14 @@ func Digest(agent, method, host, path, rule, contentType string, body []byte) st
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// canonBufs hold canonical forms while they are hashed.
+var canonBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// isJSON reports whether a content type is JSON: application/json or a +json type.
 func isJSON(contentType string) bool {
+	if contentType == "application/json" { // the common case, without parsing
+		return true
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && (mt == "application/json" || strings.HasSuffix(mt, "+json"))
 }
@@ -61,49 +91,167 @@ func isJSON(contentType string) bool {
 // errInexact means a body holds a number that RFC 8785's float64 form would change.
 var errInexact = errors.New("approval: a JSON number is not exact as a float64")
 
-// canonicalJSON is the RFC 8785 form of a strict JSON body whose numbers are all exact float64s.
-func canonicalJSON(body []byte) ([]byte, error) {
-	if err := strictjson.Check(body, strictjson.DefaultMaxDepth); err != nil {
-		return nil, err
+// errDeep means a body nests deeper than strictjson.DefaultMaxDepth.
+var errDeep = errors.New("approval: a JSON body nests too deeply")
+
+// appendCanonical appends the RFC 8785 form of v, a value as strictjson reads it, whose numbers
+// must all be exact float64s and which must nest at most strictjson.DefaultMaxDepth deep (depth
+// is the nesting around v). It writes what jsontext's Value.Canonicalize writes for the body v
+// was read from: strings in their shortest form, numbers as ECMAScript writes a float64 (and
+// -0 as 0), object members ordered by the UTF-16 code units of their names, no whitespace.
+func appendCanonical(dst []byte, v any, depth int) ([]byte, error) {
+	switch x := v.(type) {
+	case map[string]any:
+		if depth++; depth > strictjson.DefaultMaxDepth {
+			return dst, errDeep
+		}
+		names := make([]string, 0, len(x))
+		for k := range x {
+			names = append(names, k)
+		}
+		slices.SortFunc(names, compareUTF16)
+		dst = append(dst, '{')
+		for i, k := range names {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = appendQuoted(dst, k)
+			dst = append(dst, ':')
+			var err error
+			if dst, err = appendCanonical(dst, x[k], depth); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, '}'), nil
+	case []any:
+		if depth++; depth > strictjson.DefaultMaxDepth {
+			return dst, errDeep
+		}
+		dst = append(dst, '[')
+		for i, e := range x {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			var err error
+			if dst, err = appendCanonical(dst, e, depth); err != nil {
+				return dst, err
+			}
+		}
+		return append(dst, ']'), nil
+	case string:
+		return appendQuoted(dst, x), nil
+	case json.Number:
+		f, ok := exactFloat(string(x))
+		if !ok {
+			return dst, errInexact
+		}
+		return appendES6(dst, f), nil
+	case bool:
+		if x {
+			return append(dst, "true"...), nil
+		}
+		return append(dst, "false"...), nil
+	case nil:
+		return append(dst, "null"...), nil
 	}
-	if err := exactNumbers(body); err != nil {
-		return nil, err
-	}
-	v := jsontext.Value(append([]byte(nil), body...))
-	if err := v.Canonicalize(); err != nil {
-		return nil, err
-	}
-	return v, nil
+	return dst, fmt.Errorf("approval: %T is not a JSON value", v)
 }
 
-// exactNumbers checks that every number of a strict JSON body has the value of its float64, so
-// that canonicalising it loses nothing.
-func exactNumbers(body []byte) error {
-	dec := jsontext.NewDecoder(bytes.NewReader(body))
-	for {
-		tok, err := dec.ReadToken()
-		if err == io.EOF {
-			return nil
+// appendQuoted appends s as a JSON string in its shortest form (RFC 8785, section 3.2.2.2): only
+// '"', '\\' and control characters escaped, those with a short escape by it.
+func appendQuoted(dst []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
 		}
-		if err != nil {
-			return err
+		dst = append(dst, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			dst = append(dst, '\\', c)
+		case '\b':
+			dst = append(dst, '\\', 'b')
+		case '\f':
+			dst = append(dst, '\\', 'f')
+		case '\n':
+			dst = append(dst, '\\', 'n')
+		case '\r':
+			dst = append(dst, '\\', 'r')
+		case '\t':
+			dst = append(dst, '\\', 't')
+		default:
+			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
 		}
-		if tok.Kind() == '0' && !exactNumber(tok.String()) {
-			return errInexact
-		}
+		start = i + 1
 	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
-// exactNumber reports whether the JSON number s has exactly the value of the shortest form of
-// its float64, the form RFC 8785 writes.
-func exactNumber(s string) bool {
+// appendES6 appends f as ECMAScript writes a number (RFC 8785, section 3.2.2.3), with -0 as 0.
+func appendES6(dst []byte, f float64) []byte {
+	if f == 0 {
+		return append(dst, '0')
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs < 1e-6 || abs >= 1e21 {
+		format = 'e'
+	}
+	dst = strconv.AppendFloat(dst, f, format, -1, 64)
+	if format == 'e' {
+		// e-07 is written e-7.
+		if n := len(dst); n >= 4 && dst[n-4] == 'e' && dst[n-3] == '-' && dst[n-2] == '0' {
+			dst[n-2] = dst[n-1]
+			dst = dst[:n-1]
+		}
+	}
+	return dst
+}
+
+// compareUTF16 orders member names as RFC 8785 does: by their UTF-16 code units. That is byte
+// order for UTF-8, except where a character above U+FFFF (a surrogate pair in UTF-16) meets one
+// from U+E000 to U+FFFF.
+func compareUTF16(a, b string) int {
+	i := 0
+	for i < len(a) && i < len(b) && a[i] == b[i] {
+		i++
+	}
+	if i == len(a) || i == len(b) {
+		return cmp.Compare(len(a), len(b))
+	}
+	if a[i] < utf8.RuneSelf || b[i] < utf8.RuneSelf {
+		return cmp.Compare(a[i], b[i])
+	}
+	for i > 0 && !utf8.RuneStart(a[i]) {
+		i--
+	}
+	ra, _ := utf8.DecodeRuneInString(a[i:])
+	rb, _ := utf8.DecodeRuneInString(b[i:])
+	if (ra > 0xffff) != (rb > 0xffff) {
+		if ra > 0xffff {
+			ra, _ = utf16.EncodeRune(ra)
+		} else {
+			rb, _ = utf16.EncodeRune(rb)
+		}
+	}
+	return cmp.Compare(ra, rb)
+}
+
+// exactFloat returns the float64 of the JSON number s, and whether it has exactly the value of
+// s: whether s and the shortest form of the float64, the form RFC 8785 writes, are the same
+// number.
+func exactFloat(s string) (float64, bool) {
 	f, err := strconv.ParseFloat(s, 64)
 	if err != nil || math.IsInf(f, 0) {
-		return false
+		return 0, false
 	}
+	var buf [32]byte
 	a, ok1 := decimal(s)
-	b, ok2 := decimal(strconv.FormatFloat(f, 'g', -1, 64))
-	return ok1 && ok2 && a == b
+	b, ok2 := decimal(string(strconv.AppendFloat(buf[:0], f, 'g', -1, 64)))
+	return f, ok1 && ok2 && a == b
 }
 
 // decimalValue is the value of a decimal number: sign, significant digits (no leading or
@@ -147,49 +295,37 @@ func decimal(s string) (d decimalValue, ok bool) {
 
 // DisplayBody is what approvers see of a body: JSON pretty-printed with the fields at the
 // given JSON pointers replaced by "[redacted]"; anything else described, never shown raw.
+// Malformed pointers are ignored.
 func DisplayBody(contentType string, body []byte, redact []string) string {
+	var ptrs []strictjson.Pointer
+	for _, s := range redact {
+		if p, err := strictjson.ParsePointer(s); err == nil {
+			ptrs = append(ptrs, p)
+		}
+	}
+	var v any
+	parsed := false
+	if len(body) > 0 && isJSON(contentType) {
+		var err error
+		v, err = strictjson.ParseShared(body, strictjson.DefaultMaxDepth)
+		parsed = err == nil
+	}
+	return display(contentType, body, v, parsed, ptrs)
+}
+
+// display is DisplayBody of a body read already: when parsed, v is the body as strictjson reads
+// it, and the body's content type is JSON. v is not modified: redaction copies what it changes.
+func display(contentType string, body []byte, v any, parsed bool, redact []strictjson.Pointer) string {
 	if len(body) == 0 {
 		return ""
 	}
-	if isJSON(contentType) {
-		if v, err := strictjson.Parse(body, strictjson.DefaultMaxDepth); err == nil {
-			for _, p := range redact {
-				v = redactPointer(v, p)
-			}
-			if out, err := json.MarshalIndent(v, "", "  "); err == nil {
-				return string(out)
-			}
+	if parsed {
+		for _, p := range redact {
+			v = p.Replace(v, "[redacted]")
+		}
+		if out, err := json.MarshalIndent(v, "", "  "); err == nil {
+			return string(out)
 		}
 	}
 	return fmt.Sprintf("(%d bytes of %s, not shown)", len(body), contentType)
-}
-
-// redactPointer replaces the value at JSON pointer p (RFC 6901), if present.
-func redactPointer(v any, p string) any {
-	if p == "" {
-		return "[redacted]"
-	}
-	tokens := strings.Split(p[1:], "/")
-	for i, t := range tokens {
-		tokens[i] = strings.ReplaceAll(strings.ReplaceAll(t, "~1", "/"), "~0", "~")
-	}
-	var walk func(v any, ts []string) any
-	walk = func(v any, ts []string) any {
-		if len(ts) == 0 {
-			return "[redacted]"
-		}
-		switch x := v.(type) {
-		case map[string]any:
-			if child, ok := x[ts[0]]; ok {
-				x[ts[0]] = walk(child, ts[1:])
-			}
-		case []any:
-			var i int
-			if _, err := fmt.Sscanf(ts[0], "%d", &i); err == nil && i >= 0 && i < len(x) && fmt.Sprint(i) == ts[0] {
-				x[i] = walk(x[i], ts[1:])
-			}
-		}
-		return v
-	}
-	return walk(v, tokens)
 }

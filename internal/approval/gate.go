@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"sync"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -31,8 +31,6 @@ type Gate struct {
 	// Announce is told about each newly held request. It must not block (notifiers queue).
 	Announce func(Approval)
 	Log      *slog.Logger
-
-	grants sync.Map // *decision.Grant → *decision.Grant that also removes Header
 }
 
 func (g *Gate) now() time.Time {
@@ -65,7 +63,14 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 	now := g.now()
 	ct, _ := r.Headers.Get("content-type")
 	agent := r.Agent.String()
-	digest := Digest(agent, r.Method, r.Host, r.Target, d.Hold.Rule, ct, r.Body)
+	// The body as the policy read it, not read again: the digest and the approvers' copy share
+	// it, and neither modifies it.
+	var body any
+	parsed := false
+	if len(r.Body) > 0 && isJSON(ct) {
+		body, parsed = r.JSON()
+	}
+	digest := digest(agent, r.Method, r.Host, r.Target, d.Hold.Rule, r.Body, body, parsed)
 
 	id, n := r.Headers.Get(Header)
 	switch {
@@ -74,13 +79,15 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 	case n == 1:
 		return g.consume(ctx, r, d, id, agent, digest, now)
 	}
+	// What approvers see is rendered only for a new approval: a request held already is
+	// answered from its approval.
+	render := func() string { return display(ct, r.Body, body, parsed, d.Hold.Redact) }
 	a, created, err := g.Store.Hold(ctx, Approval{
 		ID: NewID(), Agent: agent, Digest: digest, Rule: d.Hold.Rule, Reason: d.Hold.Reason,
 		Method: r.Method, Host: r.Host, Path: r.Target, ContentType: ct,
-		Body:      DisplayBody(ct, r.Body, d.Hold.Redact),
 		Approvers: d.Hold.Approvers, Notify: d.Hold.Notify,
 		CreatedAt: now, ExpiresAt: now.Add(d.Hold.ApproveWithin), UseWithin: d.Hold.UseWithin,
-	}, now)
+	}, render, now)
 	if err != nil {
 		return g.failed(d, "hold", err)
 	}
@@ -102,7 +109,7 @@ func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decisi
 	case err == nil:
 		g.event("approval.used", a, slog.String("decided_by", a.DecidedBy))
 		d.Outcome, d.Code, d.Detail = decision.Allow, decision.CodeAllowed, ""
-		d.Grant = g.withoutHeader(d.Grant)
+		d.Grant = retryGrant(d)
 		d.Approval = &decision.ApprovalRef{ID: a.ID, State: string(Used)}
 		return d
 	case errors.Is(err, ErrPending):
@@ -161,17 +168,17 @@ func (g *Gate) failed(d decision.Decision, op string, err error) decision.Decisi
 	return deny(d, decision.CodeInternal, "Authorization could not check the approval; retry later.", nil)
 }
 
-// withoutHeader is the grant that also removes the approval header, built once per grant.
-func (g *Gate) withoutHeader(grant *decision.Grant) *decision.Grant {
-	if grant == nil {
-		return &decision.Grant{Remove: []string{Header}}
+// retryGrant is what an approved retry carries: the grant the policy compiled for it, which also
+// removes the approval header. A Hold built by hand, without one, gets it built now.
+func retryGrant(d decision.Decision) *decision.Grant {
+	if d.Hold.Retry != nil {
+		return d.Hold.Retry
 	}
-	if v, ok := g.grants.Load(grant); ok {
-		return v.(*decision.Grant)
+	g := &decision.Grant{Remove: []string{Header}}
+	if d.Grant != nil {
+		g.Set, g.Remove = d.Grant.Set, append(slices.Clip(d.Grant.Remove), Header)
 	}
-	v := &decision.Grant{Set: grant.Set, Remove: append(append([]string(nil), grant.Remove...), Header)}
-	g.grants.Store(grant, v)
-	return v
+	return g
 }
 
 // clip shortens s to at most n bytes, at a character boundary, marking the cut.

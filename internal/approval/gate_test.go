@@ -260,11 +260,11 @@ func (s *flakyStore) err(ctx context.Context, op string) error {
 	return err
 }
 
-func (s *flakyStore) Hold(ctx context.Context, a approval.Approval, now time.Time) (approval.Approval, bool, error) {
+func (s *flakyStore) Hold(ctx context.Context, a approval.Approval, body func() string, now time.Time) (approval.Approval, bool, error) {
 	if err := s.err(ctx, "hold"); err != nil {
 		return a, true, err
 	}
-	return s.Store.Hold(ctx, a, now)
+	return s.Store.Hold(ctx, a, body, now)
 }
 
 func (s *flakyStore) Get(ctx context.Context, id string, now time.Time) (approval.Approval, error) {

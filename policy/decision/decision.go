@@ -3,7 +3,11 @@
 // details an agent reads when it is refused.
 package decision
 
-import "time"
+import (
+	"time"
+
+	"github.com/agentauthz/agentauthz/policy/strictjson"
+)
 
 // Outcome is allow or deny. Its zero value is Deny.
 type Outcome uint8
@@ -64,7 +68,11 @@ type Hold struct {
 	ApproveWithin time.Duration
 	UseWithin     time.Duration
 	Notify        []string
-	Redact        []string // JSON pointers shown as "[redacted]" to approvers
+	// Redact are the body fields approvers see as "[redacted]".
+	Redact []strictjson.Pointer
+	// Retry is what an approved retry carries to the upstream: the route's Grant, and the
+	// approval header removed too. It is shared and must not be modified.
+	Retry *Grant
 }
 
 // ApprovalRef is what a denial tells the agent about its approval.

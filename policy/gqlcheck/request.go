@@ -19,6 +19,16 @@ import (
 // CodeBodySchema. In a batch the first refused entry decides, and the Detail names it.
 func (c *Checker) CheckBody(body []byte, fields *FieldSet) Result {
 	v, err := strictjson.Parse(body, c.maxBody)
+	return c.CheckBodyValue(v, err, fields)
+}
+
+// MaxBodyDepth is how deeply a POST body may nest.
+func (c *Checker) MaxBodyDepth() int { return c.maxBody }
+
+// CheckBodyValue is CheckBody for a body read already: v and err are what strictjson.Parse or
+// strictjson.ParseShared returned for it, read with MaxBodyDepth. v is only read, never
+// modified, so that other readers of the body may share it.
+func (c *Checker) CheckBodyValue(v any, err error, fields *FieldSet) Result {
 	if err != nil {
 		vio := decision.Violation{Field: "body", Rule: "syntax", Message: "is not valid JSON"}
 		if e, ok := err.(*strictjson.Error); ok {

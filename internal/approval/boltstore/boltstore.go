@@ -90,7 +90,7 @@ func Open(path string) (*Store, error) {
 func (b *Store) Path() string { return b.db.Path() }
 
 // Hold implements approval.Store.
-func (b *Store) Hold(ctx context.Context, a approval.Approval, now time.Time) (got approval.Approval, created bool, err error) {
+func (b *Store) Hold(ctx context.Context, a approval.Approval, body func() string, now time.Time) (got approval.Approval, created bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return approval.Approval{}, false, err
 	}
@@ -114,6 +114,11 @@ func (b *Store) Hold(ctx context.Context, a approval.Approval, now time.Time) (g
 	}
 	if got.ID != "" {
 		return got, false, nil
+	}
+	// Rendered outside the write transaction, which bbolt runs one at a time. If another
+	// goroutine holds the same request meanwhile, its approval answers and this is unused.
+	if body != nil {
+		a.Body = body()
 	}
 	err = b.db.Update(func(tx *bolt.Tx) error {
 		recs, live := tx.Bucket(boltApprovals), tx.Bucket(boltLive)

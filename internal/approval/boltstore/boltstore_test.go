@@ -45,7 +45,7 @@ func TestRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, created, err := s.Hold(ctx, a, now); err != nil || !created {
+	if _, created, err := s.Hold(ctx, a, nil, now); err != nil || !created {
 		t.Fatalf("Hold = created %v, %v", created, err)
 	}
 	if err := s.Close(); err != nil {
@@ -68,7 +68,7 @@ func TestRestart(t *testing.T) {
 		t.Fatalf("after reopening: %+v", got)
 	}
 	// The index survived too: the same request finds the same approval.
-	if again, created, err := s.Hold(ctx, approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: a.Digest, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, now.Add(time.Minute)); err != nil || created || again.ID != a.ID {
+	if again, created, err := s.Hold(ctx, approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: a.Digest, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil, now.Add(time.Minute)); err != nil || created || again.ID != a.ID {
 		t.Fatalf("Hold after reopening = %s, created %v, %v; want %s", again.ID, created, err, a.ID)
 	}
 	approved, err := s.Decide(ctx, a.ID, approval.Verdict{Approve: true, By: "user:alice"}, now.Add(2*time.Minute))

@@ -27,7 +27,7 @@ func New() *Store {
 }
 
 // Hold implements approval.Store.
-func (s *Store) Hold(_ context.Context, a approval.Approval, now time.Time) (approval.Approval, bool, error) {
+func (s *Store) Hold(_ context.Context, a approval.Approval, body func() string, now time.Time) (approval.Approval, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := [2]string{a.Agent, a.Digest}
@@ -35,6 +35,9 @@ func (s *Store) Hold(_ context.Context, a approval.Approval, now time.Time) (app
 		if st := x.Current(now); st == approval.Pending || st == approval.Approved {
 			return x.At(now), false, nil
 		}
+	}
+	if body != nil {
+		a.Body = body()
 	}
 	a.State = approval.Pending
 	s.byID[a.ID] = a

@@ -135,7 +135,24 @@ func (p *Store) migrate(ctx context.Context) error {
 }
 
 // Hold implements approval.Store.
-func (p *Store) Hold(ctx context.Context, a approval.Approval, now time.Time) (got approval.Approval, created bool, err error) {
+func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() string, now time.Time) (got approval.Approval, created bool, err error) {
+	// An agent repeating a held request finds its approval in one read, without a transaction
+	// and without rendering a body. The transaction below settles everything else.
+	x, err := pgScan(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals
+		WHERE agent = $1 AND digest = $2 AND state IN ('pending', 'approved')`, a.Agent, a.Digest))
+	switch {
+	case err == nil:
+		if st := x.Current(now); st == approval.Pending || st == approval.Approved {
+			return x.At(now), false, nil
+		}
+	case !errors.Is(err, pgx.ErrNoRows):
+		return approval.Approval{}, false, fmt.Errorf("pgstore: hold: %w", err)
+	}
+	// Rendered before the transaction, which holds locks. If another replica holds the same
+	// request meanwhile, its approval answers and this is unused.
+	if body != nil {
+		a.Body = body()
+	}
 	a.State = approval.Pending
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		// Each round settles unless another replica ends or inserts the live row between two

@@ -47,11 +47,11 @@ func TestPostgres(t *testing.T) {
 			Method: "POST", Host: "h", Path: "/p", CreatedAt: now, ExpiresAt: now.Add(time.Hour),
 			UseWithin: 5 * time.Minute,
 		}
-		if _, created, err := r1.Hold(ctx, a, now); err != nil || !created {
+		if _, created, err := r1.Hold(ctx, a, nil, now); err != nil || !created {
 			t.Fatalf("Hold on replica 1 = created %v, %v", created, err)
 		}
 		// Replica 2 sees it, by id and by request.
-		if got, created, err := r2.Hold(ctx, approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: a.Digest, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, now); err != nil || created || got.ID != a.ID {
+		if got, created, err := r2.Hold(ctx, approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: a.Digest, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil, now); err != nil || created || got.ID != a.ID {
 			t.Fatalf("Hold on replica 2 = %s, created %v, %v; want %s", got.ID, created, err, a.ID)
 		}
 		if _, err := r2.Decide(ctx, a.ID, approval.Verdict{Approve: true, By: "user:alice"}, now.Add(time.Second)); err != nil {
@@ -102,7 +102,7 @@ func TestPostgres(t *testing.T) {
 					start.Wait()
 					h := approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: "sha256:cd", CreatedAt: when, ExpiresAt: when.Add(time.Hour)}
 					var got approval.Approval
-					got, created[i], herrs[i] = replicas[i%2].Hold(ctx, h, when)
+					got, created[i], herrs[i] = replicas[i%2].Hold(ctx, h, nil, when)
 					gotIDs[i] = got.ID
 				})
 			}
@@ -148,7 +148,7 @@ func TestPostgres(t *testing.T) {
 		}
 		now := time.Now()
 		a := approval.Approval{ID: approval.NewID(), Agent: "a", Digest: "d", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-		if _, _, err := stores[0].Hold(t.Context(), a, now); err != nil {
+		if _, _, err := stores[0].Hold(t.Context(), a, nil, now); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range stores {

@@ -413,7 +413,7 @@ func newSlackFixture(t *testing.T) *slackFixture {
 	t.Helper()
 	fx := &slackFixture{store: memstore.New(), events: &eventRecorder{}, now: time.Now(), logs: &logBuffer{}}
 	fx.a = notifyApproval("ops-slack")
-	if _, _, err := fx.store.Hold(context.Background(), fx.a, fx.now); err != nil {
+	if _, _, err := fx.store.Hold(context.Background(), fx.a, nil, fx.now); err != nil {
 		t.Fatal(err)
 	}
 	clock := func() time.Time { return fx.now }

@@ -62,7 +62,7 @@ func concurrentHold(t *testing.T, s approval.Store, n int, now time.Time) approv
 	got := make([]approval.Approval, n)
 	created := make([]bool, n)
 	gate(n, func(i int) {
-		got[i], created[i], errs[i] = s.Hold(t.Context(), newApproval(agentA, digestX, now), now)
+		got[i], created[i], errs[i] = s.Hold(t.Context(), newApproval(agentA, digestX, now), nil, now)
 	})
 	var winner approval.Approval
 	for i := range n {

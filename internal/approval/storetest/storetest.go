@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) approval.Store) {
 		{"HoldReturnsLive", testHoldReturnsLive},
 		{"HoldAfterEnd", testHoldAfterEnd},
 		{"HoldSeparatesAgentsAndDigests", testHoldSeparates},
+		{"HoldRendersOnlyNew", testHoldRendersOnlyNew},
 		{"RoundTrip", testRoundTrip},
 		{"Get", testGet},
 		{"List", testList},
@@ -39,6 +40,7 @@ func Run(t *testing.T, open func(t *testing.T) approval.Store) {
 		{"ConcurrentConsume", testConcurrentConsume},
 		{"ConcurrentHold", testConcurrentHold},
 		{"ConcurrentHoldAfterLapse", testConcurrentHoldAfterLapse},
+		{"ConcurrentHoldRenders", testConcurrentHoldRenders},
 		{"ConcurrentDecide", testConcurrentDecide},
 	}
 	for _, tt := range tests {
@@ -82,7 +84,7 @@ func newApproval(agent, digest string, created time.Time) approval.Approval {
 
 func hold(t *testing.T, s approval.Store, a approval.Approval, now time.Time) (approval.Approval, bool) {
 	t.Helper()
-	got, created, err := s.Hold(t.Context(), a, now)
+	got, created, err := s.Hold(t.Context(), a, nil, now)
 	if err != nil {
 		t.Fatalf("Hold(%s): %v", a.ID, err)
 	}

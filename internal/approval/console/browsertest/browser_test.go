@@ -52,7 +52,7 @@ func consoleHold(t *testing.T, store approval.Store, agent, path, body string, a
 	now := time.Now()
 	a, _, err := store.Hold(context.Background(), approval.Approval{ID: approval.NewID(), Agent: agent, Digest: approval.NewID(),
 		Rule: "reset-password", Method: "POST", Host: "helpdesk.acme.internal", Path: path, Body: body,
-		Approvers: approvers, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), UseWithin: 15 * time.Minute}, now)
+		Approvers: approvers, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), UseWithin: 15 * time.Minute}, nil, now)
 	if err != nil {
 		t.Fatalf("Hold: %v", err)
 	}

@@ -1,0 +1,74 @@
+package policy
+
+import "github.com/agentauthz/agentauthz/policy/strictjson"
+
+// parsedBody is a request body read as strict JSON, once, and shared by every stage after: the
+// route's schema, the approval condition, the approval digest and what approvers see.
+type parsedBody struct {
+	value any    // as strictjson.ParseShared returns it; never modified
+	of    []byte // the body it was read from: a Body replaced since is read again
+	depth int    // the nesting limit it was read with; 0 when not read
+	bad   bool   // of was read at strictjson.DefaultMaxDepth and is not strict JSON
+}
+
+// current reports whether the slot describes r.Body.
+func (p *parsedBody) current(body []byte) bool {
+	return len(body) == len(p.of) && (len(body) == 0 || &body[0] == &p.of[0])
+}
+
+// JSON returns the body as strict JSON: map[string]any, []any, string, json.Number, bool or
+// nil, as strictjson reads it. The stage of the decision that read the body first (the route's
+// body schema) left its value here; if none did, the body is read now, nested at most
+// strictjson.DefaultMaxDepth deep, and kept for the stages after. ok is false when the body is
+// empty or not strict JSON.
+//
+// The value is shared by every stage and its strings may share memory with Body: never modify
+// it.
+func (r *Request) JSON() (v any, ok bool) {
+	if r.body.current(r.Body) {
+		switch {
+		case r.body.depth > 0:
+			return r.body.value, true
+		case r.body.bad:
+			return nil, false
+		}
+	}
+	v, err := r.readJSON(strictjson.DefaultMaxDepth)
+	if err != nil {
+		r.body = parsedBody{of: r.Body, bad: true}
+		return nil, false
+	}
+	return v, true
+}
+
+// readJSON reads the body as strict JSON nested at most maxDepth deep, or returns what an earlier
+// stage read with the same limit or a stricter one.
+func (r *Request) readJSON(maxDepth int) (any, error) {
+	if maxDepth <= 0 {
+		maxDepth = strictjson.DefaultMaxDepth
+	}
+	fresh := r.body.current(r.Body)
+	if fresh && r.body.depth > 0 && r.body.depth <= maxDepth {
+		return r.body.value, nil
+	}
+	v, err := strictjson.ParseShared(r.Body, maxDepth) // a request body is never written to
+	if err != nil {
+		return nil, err
+	}
+	if !fresh || r.body.depth == 0 || maxDepth < r.body.depth {
+		r.body = parsedBody{value: v, of: r.Body, depth: maxDepth}
+	}
+	return v, nil
+}
+
+// checkJSON checks that the body is strict JSON nested at most maxDepth deep, without building
+// its value unless an earlier stage did.
+func (r *Request) checkJSON(maxDepth int) error {
+	if maxDepth <= 0 {
+		maxDepth = strictjson.DefaultMaxDepth
+	}
+	if r.body.current(r.Body) && r.body.depth > 0 && r.body.depth <= maxDepth {
+		return nil
+	}
+	return strictjson.Check(r.Body, maxDepth)
+}
