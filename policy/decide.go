@@ -34,7 +34,7 @@ type Request struct {
 	BodyPartial bool
 
 	// body is Body read as strict JSON by the first stage that needed it (see JSON).
-	body parsedBody
+	body *parsedBody
 }
 
 // methodOverrideHeaders ask an upstream framework to treat the request as another method.

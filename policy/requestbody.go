@@ -3,17 +3,22 @@ package policy
 import "github.com/agentauthz/agentauthz/policy/strictjson"
 
 // parsedBody is a request body read as strict JSON, once, and shared by every stage after: the
-// route's schema, the approval condition, the approval digest and what approvers see.
+// route's schema, the approval condition, the approval digest and what approvers see. It is
+// never modified once made (copies of a Request may share it); a request without a body to
+// read costs nothing but the pointer to it.
 type parsedBody struct {
-	value any    // as strictjson.ParseShared returns it; never modified
+	value any    // as strictjson.ParseShared returns it
 	of    []byte // the body it was read from: a Body replaced since is read again
-	depth int    // the nesting limit it was read with; 0 when not read
-	bad   bool   // of was read at strictjson.DefaultMaxDepth and is not strict JSON
+	depth int    // the nesting limit it was read with; 0 when the body is not strict JSON
 }
 
-// current reports whether the slot describes r.Body.
-func (p *parsedBody) current(body []byte) bool {
-	return len(body) == len(p.of) && (len(body) == 0 || &body[0] == &p.of[0])
+// parsed returns what was read of r.Body, or nil.
+func (r *Request) parsed() *parsedBody {
+	p := r.body
+	if p == nil || len(p.of) != len(r.Body) || len(r.Body) > 0 && &p.of[0] != &r.Body[0] {
+		return nil
+	}
+	return p
 }
 
 // JSON returns the body as strict JSON: map[string]any, []any, string, json.Number, bool or
@@ -25,17 +30,12 @@ func (p *parsedBody) current(body []byte) bool {
 // The value is shared by every stage and its strings may share memory with Body: never modify
 // it.
 func (r *Request) JSON() (v any, ok bool) {
-	if r.body.current(r.Body) {
-		switch {
-		case r.body.depth > 0:
-			return r.body.value, true
-		case r.body.bad:
-			return nil, false
-		}
+	if p := r.parsed(); p != nil {
+		return p.value, p.depth > 0
 	}
 	v, err := r.readJSON(strictjson.DefaultMaxDepth)
 	if err != nil {
-		r.body = parsedBody{of: r.Body, bad: true}
+		r.body = &parsedBody{of: r.Body} // not JSON: not read again
 		return nil, false
 	}
 	return v, true
@@ -47,16 +47,16 @@ func (r *Request) readJSON(maxDepth int) (any, error) {
 	if maxDepth <= 0 {
 		maxDepth = strictjson.DefaultMaxDepth
 	}
-	fresh := r.body.current(r.Body)
-	if fresh && r.body.depth > 0 && r.body.depth <= maxDepth {
-		return r.body.value, nil
+	p := r.parsed()
+	if p != nil && p.depth > 0 && p.depth <= maxDepth {
+		return p.value, nil
 	}
 	v, err := strictjson.ParseShared(r.Body, maxDepth) // a request body is never written to
 	if err != nil {
 		return nil, err
 	}
-	if !fresh || r.body.depth == 0 || maxDepth < r.body.depth {
-		r.body = parsedBody{value: v, of: r.Body, depth: maxDepth}
+	if p == nil || p.depth == 0 || maxDepth < p.depth {
+		r.body = &parsedBody{value: v, of: r.Body, depth: maxDepth}
 	}
 	return v, nil
 }
@@ -67,7 +67,7 @@ func (r *Request) checkJSON(maxDepth int) error {
 	if maxDepth <= 0 {
 		maxDepth = strictjson.DefaultMaxDepth
 	}
-	if r.body.current(r.Body) && r.body.depth > 0 && r.body.depth <= maxDepth {
+	if p := r.parsed(); p != nil && p.depth > 0 && p.depth <= maxDepth {
 		return nil
 	}
 	return strictjson.Check(r.Body, maxDepth)
