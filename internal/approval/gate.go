@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -31,6 +32,10 @@ type Gate struct {
 	// Announce is told about each newly held request. It must not block (notifiers queue).
 	Announce func(Approval)
 	Log      *slog.Logger
+	// RedactQuery hides parameter values in the path an approval stores: what the approvals
+	// API, the console, the CLI, notifications and approval events show. The digest binds the
+	// request as sent. Nil hides nothing.
+	RedactQuery *redact.Query
 }
 
 func (g *Gate) now() time.Time {
@@ -84,7 +89,7 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 	render := func() string { return display(ct, r.Body, body, parsed, d.Hold.Redact) }
 	a, created, err := g.Store.Hold(ctx, Approval{
 		ID: NewID(), Agent: agent, Digest: digest, Rule: d.Hold.Rule, Reason: d.Hold.Reason,
-		Method: r.Method, Host: r.Host, Path: r.Target, ContentType: ct,
+		Method: r.Method, Host: r.Host, Path: g.RedactQuery.Target(r.Target), ContentType: ct,
 		Approvers: d.Hold.Approvers, Notify: d.Hold.Notify,
 		CreatedAt: now, ExpiresAt: now.Add(d.Hold.ApproveWithin), UseWithin: d.Hold.UseWithin,
 	}, render, now)

@@ -44,7 +44,8 @@ type Config struct {
 	DecisionLogChain DecisionLogConfig
 	// Stdout receives the decision log for "-"; nil means os.Stdout.
 	Stdout io.Writer
-	// RedactQuery names query parameters whose values the decision log never shows.
+	// RedactQuery names query parameters whose values are never shown: not in the decision log,
+	// nor in approvals (the approvals API, console, CLI, notifications, approval events).
 	RedactQuery []string
 	// CheckTimeout bounds one Check; zero means engine.DefaultTimeout.
 	CheckTimeout time.Duration
@@ -119,6 +120,7 @@ func Start(cfg Config) (_ *Service, err error) {
 		azTLS = s.spiffe.authzenTLS
 	}
 	redactQuery := redact.NewQuery(cfg.RedactQuery...)
+	s.appr.gate.RedactQuery = redactQuery // approvals show the path as the decision log does
 	s.srv, err = server.Start(server.Config{
 		GRPCAddr:     cfg.GRPCAddr,
 		HTTPAddr:     cfg.HTTPAddr,
