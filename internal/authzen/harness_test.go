@@ -21,10 +21,10 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 
-	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/internal/servertest"
 )

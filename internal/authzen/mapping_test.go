@@ -6,10 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/servertest"
 	"github.com/agentauthz/agentauthz/policy"
 )
