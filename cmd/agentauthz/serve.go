@@ -23,8 +23,12 @@ func runServe(args []string, _, stderr io.Writer) int {
 	var cfg service.Config
 	fs.StringVar(&cfg.PolicyPath, "policy", "", "policy file or directory (default: the embedded demo policy)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", server.DefaultGRPCAddr, "gRPC listen address, host:port or unix:/path")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address for health, metrics, the approval API and console, and the AuthZEN API; empty disables it")
-	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC on a non-loopback address")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address, host:port, serving health (/healthz), readiness (/readyz), metrics (/metrics), the approvals API (/v1/approvals), the approvers' console (/approvals/), Slack interactions (/v1/slack/interactions), the decision log's head (/v1/decision-log/head) and the AuthZEN API (/access/v1/...); plaintext only on loopback unless --http-tls-cert, --http-tls-spiffe or --insecure; empty disables it")
+	fs.StringVar(&cfg.HTTP.TLSCert, "http-tls-cert", "", "PEM certificate (chain) FILE: serve the HTTP listener over TLS 1.2+, reloaded when the file changes and on SIGHUP (with --http-tls-key)")
+	fs.StringVar(&cfg.HTTP.TLSKey, "http-tls-key", "", "PEM private key FILE of --http-tls-cert")
+	fs.BoolVar(&cfg.HTTP.TLSSPIFFE, "http-tls-spiffe", false, "serve the HTTP listener over TLS 1.2+ with agentauthz's X.509-SVID from --spiffe-socket (for API and AuthZEN clients that verify SVIDs; browsers do not trust it)")
+	fs.BoolVar(&cfg.HTTP.BehindTLSProxy, "http-behind-tls-proxy", false, "browsers reach the HTTP listener through a TLS-terminating proxy: the console's session cookie is always Secure; nothing else is trusted from the proxy's headers")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC, HTTP and AuthZEN listeners on non-loopback addresses (tokens and sessions cross the network in the clear)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
 	dl := &cfg.DecisionLogChain
@@ -34,7 +38,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.DurationVar(&dl.HeadEvery, "decision-log-head-every", service.DefaultHeadEvery, "how often the decision log's head goes to the server log when it moved (negative: at rotation and exit only)")
 	redact := fs.String("redact-query", "", "comma-separated query parameters whose values are never shown (decision log, approvals, notifications): names match case-insensitively, however encoded, after & or ;")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", engine.DefaultTimeout, "deadline of one Check; a later decision is a deny")
-	fs.StringVar(&cfg.SPIFFE.Socket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket (unix:///path): serve gRPC over mTLS with agentauthz's SVID")
+	fs.StringVar(&cfg.SPIFFE.Socket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket (unix:///path): serve gRPC over mTLS with agentauthz's SVID (and the HTTP listener over TLS with it, with --http-tls-spiffe)")
 	fs.StringVar(&cfg.SPIFFE.AllowedClients, "grpc-allowed-clients", "", "comma-separated SPIFFE IDs that may call Check over mTLS (Envoy's)")
 	var jwtBundles multiFlag
 	fs.Var(&jwtBundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate agents' JWT-SVIDs (repeatable)")

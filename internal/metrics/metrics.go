@@ -27,6 +27,8 @@ type Metrics struct {
 	logFailures   *prometheus.CounterVec
 	logTruncated  prometheus.Counter
 	logHead       prometheus.Gauge
+	signinFailed  *prometheus.CounterVec
+	signinRefused *prometheus.CounterVec
 
 	mu       sync.Mutex
 	revision string
@@ -85,9 +87,37 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "agentauthz_decision_log_head_sequence",
 		Help: "The sequence number of the decision log's last record: a record at or below it missing from the log means records were removed.",
 	})
+	m.signinFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_signin_failures_total",
+		Help: "Failed approver sign-ins on the HTTP listener, by surface (api: bearer tokens and OIDC ID tokens; console; slack: forged, stale or replayed interactions and unmapped Slack users).",
+	}, []string{"surface"})
+	m.signinRefused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_signin_throttled_total",
+		Help: "Sign-ins refused unseen (429) because their client address failed too often, by surface.",
+	}, []string{"surface"})
+	for _, s := range SigninSurfaces {
+		m.signinFailed.WithLabelValues(s) // every surface from 0, for alerts
+		m.signinRefused.WithLabelValues(s)
+	}
 	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications,
-		m.logFailures, m.logTruncated, m.logHead)
+		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused)
 	return m
+}
+
+// SigninSurfaces are where approvers sign in: the label values of the sign-in metrics.
+var SigninSurfaces = []string{"api", "console", "slack"}
+
+// Signin records a failed approver sign-in on surface, or (throttled) a sign-in refused unseen
+// because its client address failed too often: throttle.Limiter's Observe.
+func (m *Metrics) Signin(surface string, throttled bool) {
+	if m == nil {
+		return
+	}
+	if throttled {
+		m.signinRefused.WithLabelValues(surface).Inc()
+		return
+	}
+	m.signinFailed.WithLabelValues(surface).Inc()
 }
 
 // Handler serves the metrics of g in the Prometheus text format.

@@ -1,8 +1,10 @@
 // Package server runs agentauthz's listeners: the gRPC listener (Envoy's ext_authz v3
 // Authorization service, gRPC health and server reflection), the HTTP listener (health,
-// readiness, the approval API, and the AuthZEN API when configured) and, when configured, a
-// listener of the AuthZEN API's own. Both front doors answer with one engine. `agentauthz serve`
-// and the end-to-end tests start the same Server.
+// readiness, metrics, the approval API and console, Slack's interactions, and the AuthZEN API
+// when configured) and, when configured, a listener of the AuthZEN API's own. Each is served
+// over TLS, or in plaintext on loopback, or in plaintext elsewhere only when told Insecure. Both
+// front doors answer with one engine. `agentauthz serve` and the end-to-end tests start the
+// same Server.
 package server
 
 import (
@@ -31,8 +33,8 @@ import (
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 
-	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/httpapi"
 	"github.com/agentauthz/agentauthz/internal/metrics"
@@ -50,9 +52,14 @@ const (
 type Config struct {
 	// GRPCAddr is host:port, or unix:/path for a unix socket.
 	GRPCAddr string
-	// HTTPAddr is host:port for health and readiness; empty disables the HTTP listener.
+	// HTTPAddr is host:port of the HTTP listener (health, readiness, metrics, the approval API
+	// and console, Slack's interactions, AuthZEN); empty disables it. Plaintext on a
+	// non-loopback address needs Insecure.
 	HTTPAddr string
-	// Insecure allows plaintext gRPC on a non-loopback address.
+	// HTTPTLS, when set, serves the HTTP listener over it (TLS 1.2 or later whatever it says):
+	// a certificate from files (CertFiles.GetCertificate) or agentauthz's X.509-SVID.
+	HTTPTLS *tls.Config
+	// Insecure allows plaintext gRPC, HTTP and AuthZEN listeners on non-loopback addresses.
 	Insecure bool
 	// TLS, when set, serves gRPC over it (SPIFFE mTLS: only the configured clients may call).
 	TLS *tls.Config
@@ -77,8 +84,8 @@ type Config struct {
 	Approvals  engine.Approvals
 	APIHandler func(mux *http.ServeMux)
 	// AuthZEN, when set, serves the AuthZEN Authorization API (package authzen) over the same
-	// engine as Check: on the HTTP listener (bearer tokens only: it has no TLS), and on
-	// AuthZENAddr when that is set.
+	// engine as Check: on the HTTP listener (bearer tokens only: it asks for no client
+	// certificate), and on AuthZENAddr when that is set.
 	AuthZEN *authzen.Config
 	// AuthZENAddr is host:port for a listener serving the AuthZEN API alone. Plaintext on a
 	// non-loopback address needs Insecure.
@@ -116,11 +123,22 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := RefusePlaintext("gRPC", cfg.GRPCAddr, cfg.TLS != nil, cfg.Insecure); err != nil {
+		return nil, err
+	}
 	if network == "tcp" && !isLoopback(addr) && cfg.TLS == nil {
-		if !cfg.Insecure {
-			return nil, fmt.Errorf("server: refusing plaintext gRPC on non-loopback address %s; use a loopback address or a unix socket, or pass --insecure", addr)
-		}
 		cfg.Log.Warn("serving plaintext gRPC on a non-loopback address: anyone who reaches it can ask for decisions", "addr", addr)
+	}
+	if cfg.HTTPAddr != "" {
+		if err := RefusePlaintext("HTTP", cfg.HTTPAddr, cfg.HTTPTLS != nil, cfg.Insecure); err != nil {
+			return nil, err
+		}
+		if cfg.HTTPTLS == nil && !isLoopback(cfg.HTTPAddr) {
+			cfg.Log.Warn("serving plaintext HTTP on a non-loopback address: approvers' tokens, console sessions and AuthZEN PEP tokens cross the network in the clear",
+				"addr", cfg.HTTPAddr)
+		}
+	} else if cfg.HTTPTLS != nil {
+		return nil, errors.New("server: HTTP TLS needs an HTTP listener address")
 	}
 	if network == "unix" {
 		if err := removeStaleSocket(addr); err != nil {
@@ -197,9 +215,16 @@ func Start(cfg Config) (*Server, error) {
 		if cfg.Gatherer != nil {
 			mux.Handle("GET /metrics", metrics.Handler(cfg.Gatherer))
 		}
-		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+		s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+			IdleTimeout: 2 * time.Minute,
+			ErrorLog:    slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn)} // TLS handshakes refused
+		serve := func() error { return s.http.Serve(s.httpLis) }
+		if cfg.HTTPTLS != nil {
+			s.http.TLSConfig = minTLS12(cfg.HTTPTLS)
+			serve = func() error { return s.http.ServeTLS(s.httpLis, "", "") } // the certificate is in TLSConfig
+		}
 		go func() {
-			if err := s.http.Serve(s.httpLis); !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(); !errors.Is(err, http.ErrServerClosed) {
 				s.serveErr <- err
 			}
 		}()
@@ -240,13 +265,41 @@ func checkAuthZEN(cfg *Config) error {
 	if _, _, err := net.SplitHostPort(cfg.AuthZENAddr); err != nil {
 		return fmt.Errorf("server: AuthZEN listener %q is not host:port", cfg.AuthZENAddr)
 	}
+	if err := RefusePlaintext("AuthZEN", cfg.AuthZENAddr, cfg.AuthZENTLS != nil, cfg.Insecure); err != nil {
+		return err
+	}
 	if cfg.AuthZENTLS == nil && !isLoopback(cfg.AuthZENAddr) {
-		if !cfg.Insecure {
-			return fmt.Errorf("server: refusing plaintext AuthZEN on non-loopback address %s; serve it with SPIFFE TLS (--spiffe-socket) or on loopback, or pass --insecure", cfg.AuthZENAddr)
-		}
 		cfg.Log.Warn("serving plaintext AuthZEN on a non-loopback address: PEP tokens cross the network in the clear", "addr", cfg.AuthZENAddr)
 	}
 	return nil
+}
+
+// plaintextHints say how to serve each listener with TLS instead.
+var plaintextHints = map[string]string{
+	"gRPC": "use a loopback address or a unix socket, or pass --insecure",
+	"HTTP": "serve it with TLS (--http-tls-cert and --http-tls-key, or --http-tls-spiffe) or on loopback " +
+		"(behind a TLS-terminating proxy on this host, with --http-behind-tls-proxy), or pass --insecure",
+	"AuthZEN": "serve it with SPIFFE TLS (--spiffe-socket) or on loopback, or pass --insecure",
+}
+
+// RefusePlaintext is Start's refusal to serve listener ("gRPC", "HTTP" or "AuthZEN") on addr
+// without TLS: nil on a loopback address or a unix socket (unix:/path), with TLS, or when
+// insecure allows it; otherwise the one-line error saying what to do. Callers check it before
+// opening anything, so that the refusal is the only thing said.
+func RefusePlaintext(listener, addr string, tls, insecure bool) error {
+	if tls || insecure || strings.HasPrefix(addr, "unix:") || isLoopback(addr) {
+		return nil
+	}
+	return fmt.Errorf("server: refusing plaintext %s on non-loopback address %s; %s", listener, addr, plaintextHints[listener])
+}
+
+// minTLS12 is c, never below TLS 1.2.
+func minTLS12(c *tls.Config) *tls.Config {
+	c = c.Clone()
+	if c.MinVersion < tls.VersionTLS12 {
+		c.MinVersion = tls.VersionTLS12
+	}
+	return c
 }
 
 // SetReady reports the service as serving, or not, over gRPC health.

@@ -19,6 +19,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/approval/pgstore"
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/approval/slack"
+	"github.com/agentauthz/agentauthz/internal/approval/throttle"
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/policy"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
@@ -47,14 +48,16 @@ type approvals struct {
 	slackUsers slack.Users
 	// slack takes Slack's button clicks; nil without a Slack notifier.
 	slack *slack.Interactions
+	// behindTLSProxy makes the console's session cookie Secure whatever the connection.
+	behindTLSProxy bool
 }
 
 // DemoApproverTokenEnv holds the demo approver's token; without it one is generated.
 const DemoApproverTokenEnv = "AGENTAUTHZ_DEMO_APPROVER_TOKEN"
 
 // openApprovals opens the store and the approvers. demo adds the demo approver, alice of
-// it-admins.
-func openApprovals(f ApprovalConfig, demo bool, events approval.EventLog, log *slog.Logger) (*approvals, error) {
+// it-admins. Failed sign-ins are logged, counted in m and throttled per client address.
+func openApprovals(f ApprovalConfig, demo bool, events approval.EventLog, m *metrics.Metrics, log *slog.Logger) (*approvals, error) {
 	store, err := openStore(f)
 	if err != nil {
 		return nil, err
@@ -106,7 +109,8 @@ func openApprovals(f ApprovalConfig, demo bool, events approval.EventLog, log *s
 	}
 	a := &approvals{store: store, slackUsers: slackUsers}
 	a.gate = &approval.Gate{Store: store, Events: events, Log: log}
-	a.api = &api.API{Store: store, Auth: auth, Events: events, Log: log}
+	a.api = &api.API{Store: store, Auth: auth, Events: events, Log: log,
+		Throttle: &throttle.Limiter{Log: log, Observe: m.Signin}}
 	return a, nil
 }
 
@@ -135,7 +139,7 @@ func openStore(f ApprovalConfig) (approval.Store, error) {
 // register adds the approval API and the approvers' web console (/approvals/) to the HTTP listener.
 func (a *approvals) register(mux *http.ServeMux) {
 	a.api.Register(mux)
-	(&console.Console{API: a.api}).Register(mux)
+	(&console.Console{API: a.api, BehindTLSProxy: a.behindTLSProxy}).Register(mux)
 	if a.slack != nil {
 		a.slack.Register(mux)
 	}

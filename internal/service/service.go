@@ -35,9 +35,11 @@ type Config struct {
 	// also adds the demo approver).
 	PolicyPath string
 	// GRPCAddr and HTTPAddr are the listeners (see server.Config); Insecure allows plaintext
-	// gRPC on a non-loopback address.
+	// listeners on non-loopback addresses.
 	GRPCAddr, HTTPAddr string
 	Insecure           bool
+	// HTTP secures the HTTP listener: TLS, and a TLS-terminating proxy in front.
+	HTTP HTTPConfig
 	// DecisionLog is where the decision log goes: a file, "-" for Stdout, or "off".
 	DecisionLog string
 	// DecisionLogChain keys, rotates and exports the decision log's chain.
@@ -65,6 +67,7 @@ type Service struct {
 	decisions *decisionLog
 	spiffe    *spiffe
 	appr      *approvals
+	certs     *server.CertFiles // the HTTP listener's certificate files, or nil
 	srv       *server.Server
 	reloader  *reload.Reloader
 }
@@ -84,6 +87,12 @@ func Start(cfg Config) (_ *Service, err error) {
 			s.close()
 		}
 	}()
+	if err := cfg.checkListeners(); err != nil {
+		return nil, err
+	}
+	if s.certs, err = openHTTPTLS(cfg.HTTP, cfg.Log); err != nil {
+		return nil, err
+	}
 	snap, err := loadPolicy(cfg.PolicyPath, cfg.Log)
 	if err != nil {
 		return nil, err
@@ -105,9 +114,10 @@ func Start(cfg Config) (_ *Service, err error) {
 	if s.spiffe, err = openSPIFFE(context.Background(), cfg.SPIFFE); err != nil {
 		return nil, err
 	}
-	if s.appr, err = openApprovals(cfg.Approvals, cfg.PolicyPath == "", events, cfg.Log); err != nil {
+	if s.appr, err = openApprovals(cfg.Approvals, cfg.PolicyPath == "", events, s.metrics, cfg.Log); err != nil {
 		return nil, err
 	}
+	s.appr.behindTLSProxy = cfg.HTTP.BehindTLSProxy
 	if err := s.appr.startNotifiers(snap.Notifiers(), s.metrics, cfg.Log); err != nil {
 		return nil, err
 	}
@@ -121,9 +131,11 @@ func Start(cfg Config) (_ *Service, err error) {
 	}
 	redactQuery := redact.NewQuery(cfg.RedactQuery...)
 	s.appr.gate.RedactQuery = redactQuery // approvals show the path as the decision log does
+	httpTLS, httpTLSFrom := s.httpTLS()
 	s.srv, err = server.Start(server.Config{
 		GRPCAddr:     cfg.GRPCAddr,
 		HTTPAddr:     cfg.HTTPAddr,
+		HTTPTLS:      httpTLS,
 		Insecure:     cfg.Insecure,
 		Store:        s.store,
 		Log:          cfg.Log,
@@ -158,7 +170,7 @@ func Start(cfg Config) (_ *Service, err error) {
 		source = "embedded demo policy"
 	}
 	cfg.Log.Info("agentauthz serving",
-		"grpc_addr", s.srv.GRPCAddr().String(), "http_addr", fmt.Sprint(s.srv.HTTPAddr()),
+		"grpc_addr", s.srv.GRPCAddr().String(), "http_addr", fmt.Sprint(s.srv.HTTPAddr()), "http_tls", httpTLSFrom,
 		"authzen_addr", fmt.Sprint(s.srv.AuthZENAddr()),
 		"policy", source, "policy_revision", snap.Revision(),
 		"agents", st.Agents, "hosts", st.Hosts, "routes", st.Routes)
@@ -169,10 +181,14 @@ func Start(cfg Config) (_ *Service, err error) {
 func (s *Service) Server() *server.Server { return s.srv }
 
 // Run serves until ctx ends or a listener fails, reloading the policy when its files change and
-// at each value from reloads (SIGHUP), then drains in-flight checks and closes everything.
+// at each value from reloads (SIGHUP), as well as the HTTP listener's certificate files, then
+// drains in-flight checks and closes everything.
 func (s *Service) Run(ctx context.Context, reloads <-chan os.Signal) error {
 	watchCtx, stopWatching := context.WithCancel(context.Background())
 	defer stopWatching()
+	if s.certs != nil {
+		reloads = s.reloadCerts(watchCtx, reloads)
+	}
 	go s.appr.maintain(watchCtx, s.metrics, s.log)
 	if s.decisions != nil {
 		go s.decisions.logHeads(watchCtx, s.cfg.DecisionLogChain.HeadEvery, s.log)
@@ -212,6 +228,27 @@ func (s *Service) Run(ctx context.Context, reloads <-chan os.Signal) error {
 	}
 	s.close()
 	return err
+}
+
+// reloadCerts reloads the HTTP listener's certificate files at each value from reloads, then
+// passes the value on to the policy's reloader.
+func (s *Service) reloadCerts(ctx context.Context, reloads <-chan os.Signal) <-chan os.Signal {
+	out := make(chan os.Signal, 1)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case sig := <-reloads:
+				_ = s.certs.Reload() // logged by Reload; the last good certificate keeps serving
+				select {
+				case out <- sig:
+				default: // a reload is pending already
+				}
+			}
+		}
+	}()
+	return out
 }
 
 // close drains the server and closes what Start opened, in reverse order.

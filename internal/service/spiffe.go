@@ -20,7 +20,7 @@ import (
 // agents' JWT-SVIDs with.
 type SPIFFEConfig struct {
 	// Socket is the Workload API socket (unix:///path): gRPC is then served over mTLS with
-	// agentauthz's X.509-SVID.
+	// agentauthz's X.509-SVID (and the HTTP listener over TLS with it, with HTTPConfig.TLSSPIFFE).
 	Socket string
 	// AllowedClients is the comma-separated SPIFFE IDs (Envoy's) that may call Check over mTLS.
 	AllowedClients string
@@ -34,8 +34,10 @@ type spiffe struct {
 	// authzenTLS serves the AuthZEN listener: the same SVID, client certificates verified when
 	// sent but not required.
 	authzenTLS *tls.Config
-	bundles    jwtbundle.Source
-	closers    []io.Closer
+	// httpTLS serves the HTTP listener with the same SVID, asking for no client certificate.
+	httpTLS *tls.Config
+	bundles jwtbundle.Source
+	closers []io.Closer
 }
 
 func (s *spiffe) Close() {
@@ -72,6 +74,7 @@ func openSPIFFE(ctx context.Context, f SPIFFEConfig) (*spiffe, error) {
 		out.closers = append(out.closers, x509)
 		out.tls = tlsconfig.MTLSServerConfig(x509, x509, tlsconfig.AuthorizeOneOf(ids...))
 		out.authzenTLS = authzen.TLSConfig(x509, x509)
+		out.httpTLS = tlsconfig.TLSServerConfig(x509)
 		if len(f.JWTBundles) == 0 {
 			jwt, err := workloadapi.NewJWTSource(wait, opts)
 			if err != nil {

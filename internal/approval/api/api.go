@@ -9,10 +9,12 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/throttle"
 )
 
 // ErrUnauthenticated means the request carries no credential an Authenticator accepts.
@@ -42,6 +44,10 @@ type API struct {
 	Log    *slog.Logger
 	// Decided is told about each decision (to update notifications); may be nil.
 	Decided func(approval.Approval)
+	// Throttle logs and counts failed sign-ins per client address, and refuses an address's
+	// sign-ins (429, Retry-After) while it has failed too often: on the API, the console and
+	// Slack's buttons. Nil throttles, logs and counts nothing.
+	Throttle *throttle.Limiter
 }
 
 // Register adds the API's routes to mux.
@@ -79,30 +85,53 @@ func WriteJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v) // the client went away; nothing to do
 }
 
-// Authenticate answers 401 (403 for a workload, 503 if sign-in fails) itself and returns false
-// unless the caller is a signed-in approver: the sign-in of every route of the API, for routes
-// beside it (the decision log's head).
+// Authenticate answers 401 (403 for a workload, 429 while the client's address is throttled,
+// 503 if sign-in fails) itself and returns false unless the caller is a signed-in approver: the
+// sign-in of every route of the API, for routes beside it (the decision log's head).
 func (api *API) Authenticate(w http.ResponseWriter, r *http.Request) bool {
 	_, ok := api.authenticate(w, r)
 	return ok
 }
 
-// authenticate answers 401 itself and returns false when the caller is not an approver.
+// authenticate answers 401 itself and returns false when the caller is not an approver. A
+// credential that is refused is a failed sign-in, throttled by the caller's address.
 func (api *API) authenticate(w http.ResponseWriter, r *http.Request) (approval.Approver, bool) {
+	att, wait := api.Throttle.Begin(r, "api")
+	if att == nil {
+		WriteThrottled(w, wait)
+		return approval.Approver{}, false
+	}
 	p, err := api.Auth.Authenticate(r)
 	switch {
 	case errors.Is(err, ErrUnauthenticated):
+		if len(r.Header.Values("Authorization")) == 0 {
+			att.Release() // no credential: nothing was guessed
+		} else {
+			att.Fail(err.Error(), "path", r.URL.Path)
+		}
 		w.Header().Set("www-authenticate", `Bearer realm="agentauthz approvals"`)
 		WriteProblem(w, http.StatusUnauthorized, "unauthenticated", "Sign in as an approver: send Authorization: Bearer <token>.")
 		return approval.Approver{}, false
 	case err != nil:
+		att.Release()
 		WriteProblem(w, http.StatusServiceUnavailable, "internal_error", "Authentication is unavailable; retry later.")
 		return approval.Approver{}, false
 	case approval.IsWorkload(p.Name):
+		att.Release()
 		WriteProblem(w, http.StatusForbidden, "forbidden", "Workload identities cannot use the approval API.")
 		return approval.Approver{}, false
 	}
+	att.Release()
 	return p, true
+}
+
+// WriteThrottled answers 429 with Retry-After: the client's address has failed to sign in too
+// often (throttle.Limiter), and its sign-ins are not looked at until then.
+func WriteThrottled(w http.ResponseWriter, wait time.Duration) {
+	secs := throttle.RetryAfter(wait)
+	w.Header().Set("retry-after", strconv.Itoa(secs))
+	WriteProblem(w, http.StatusTooManyRequests, "throttled",
+		"Too many failed sign-ins from your address; retry in "+strconv.Itoa(secs)+" seconds.")
 }
 
 func (api *API) list(w http.ResponseWriter, r *http.Request) {

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -34,7 +35,8 @@ import (
 //	GET  /approvals/api/approvals/{id}
 //	POST /approvals/api/approvals/{id}/approve|deny   {"comment": "..."}
 //
-// A sign-in makes a server-side session named by an HttpOnly, SameSite=Strict cookie. Every
+// A sign-in makes a server-side session named by an HttpOnly, SameSite=Strict cookie, Secure
+// unless the console is served in plaintext to a loopback address (see BehindTLSProxy). Every
 // POST but the sign-in carries the session's CSRF token in X-CSRF-Token, and every POST must
 // come from the console's own origin (Sec-Fetch-Site, Origin). Deciding takes the API's path
 // (api.API.DecideAs): the same approvers rule, audit events and Decided hook.
@@ -45,6 +47,10 @@ type Console struct {
 	// Links are other ways to sign in (e.g. OIDC), offered on the sign-in page beside the
 	// token; their handlers finish with StartSession.
 	Links []SignInLink
+	// BehindTLSProxy says browsers reach the console through a TLS-terminating proxy: the
+	// session cookie is then Secure even on the proxy's plaintext connection to a loopback
+	// address. Nothing else (no X-Forwarded-* header) is taken from the proxy.
+	BehindTLSProxy bool
 
 	mu       sync.Mutex
 	sessions map[[sha256.Size]byte]session // by the SHA-256 of the cookie's value
@@ -182,8 +188,19 @@ func (c *Console) start(w http.ResponseWriter, r *http.Request, p approval.Appro
 func (c *Console) setCookie(w http.ResponseWriter, r *http.Request, value string, maxAge int) {
 	http.SetCookie(w, &http.Cookie{
 		Name: sessionCookie, Value: value, Path: consolePath, MaxAge: maxAge,
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+		HttpOnly: true, Secure: c.secureCookie(r), SameSite: http.SameSiteStrictMode,
 	})
+}
+
+// secureCookie says whether the session cookie is Secure: always, but on a plaintext connection
+// to a loopback address (a browser on the console's host) unless BehindTLSProxy. A browser then
+// never sends the session over plaintext across a network.
+func (c *Console) secureCookie(r *http.Request) bool {
+	if c.BehindTLSProxy || r.TLS != nil {
+		return true
+	}
+	tcp, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	return !ok || !tcp.IP.IsLoopback()
 }
 
 func (s session) view() map[string]any {
@@ -280,11 +297,21 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 		api.WriteProblem(w, http.StatusBadRequest, "bad_request", `Send {"token": "..."}.`)
 		return
 	}
+	att, wait := c.API.Throttle.Begin(r, "console")
+	if att == nil {
+		api.WriteThrottled(w, wait)
+		return
+	}
 	token := strings.TrimSpace(body.Token)
 	if scheme, rest, ok := strings.Cut(token, " "); ok && strings.EqualFold(scheme, "Bearer") {
 		token = strings.TrimSpace(rest)
 	}
 	if token == "" || strings.ContainsAny(token, " \t\r\n") {
+		if token == "" {
+			att.Release()
+		} else {
+			att.Fail("not a token")
+		}
 		api.WriteProblem(w, http.StatusUnauthorized, "bad_token", "That is not an approver's token.")
 		return
 	}
@@ -293,15 +320,19 @@ func (c *Console) signIn(w http.ResponseWriter, r *http.Request) {
 	p, err := c.API.Auth.Authenticate(ar)
 	switch {
 	case errors.Is(err, api.ErrUnauthenticated):
+		att.Fail(err.Error())
 		api.WriteProblem(w, http.StatusUnauthorized, "bad_token", "That is not an approver's token.")
 		return
 	case err != nil:
+		att.Release()
 		api.WriteProblem(w, http.StatusServiceUnavailable, "internal_error", "Authentication is unavailable; retry later.")
 		return
 	case approval.IsWorkload(p.Name):
+		att.Release()
 		api.WriteProblem(w, http.StatusForbidden, "forbidden", "Workload identities cannot use the console.")
 		return
 	}
+	att.Release()
 	s, err := c.start(w, r, p)
 	if err != nil {
 		api.WriteProblem(w, http.StatusServiceUnavailable, "internal_error", "Too many people are signed in; retry later.")

@@ -21,6 +21,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/throttle"
 )
 
 // Users maps Slack user ids to approvers, for the buttons of Slack messages. A click by a
@@ -161,6 +162,14 @@ func (s *Interactions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		api.WriteProblem(w, http.StatusNotFound, "not_found", "No Slack notifier with a signing secret is configured.")
 		return
 	}
+	// A forged or replayed request is a failed sign-in of its sender's address, which is
+	// throttled; Slack's own requests never fail the signature, so Slack is never throttled.
+	att, wait := s.API.Throttle.Begin(r, "slack")
+	if att == nil {
+		api.WriteThrottled(w, wait)
+		return
+	}
+	defer att.Release() // unless it failed
 	body, err := io.ReadAll(io.LimitReader(r.Body, maxSlackBody+1))
 	if err != nil || len(body) > maxSlackBody {
 		api.WriteProblem(w, http.StatusRequestEntityTooLarge, "too_large", "The interaction payload is too large.")
@@ -169,12 +178,12 @@ func (s *Interactions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	now := s.now()
 	ts, err := strconv.ParseInt(r.Header.Get("X-Slack-Request-Timestamp"), 10, 64)
 	if err != nil {
-		s.refuse(w, r, http.StatusUnauthorized, "bad_signature", "The request is not signed by Slack.", "no timestamp")
+		s.refuse(w, r, att, http.StatusUnauthorized, "bad_signature", "The request is not signed by Slack.", "no timestamp")
 		return
 	}
 	sent := time.Unix(ts, 0)
 	if d := now.Sub(sent); d > slackWindow || d < -slackWindow {
-		s.refuse(w, r, http.StatusUnauthorized, "stale", "The request's timestamp is more than 5 minutes from now.", "stale timestamp")
+		s.refuse(w, r, att, http.StatusUnauthorized, "stale", "The request's timestamp is more than 5 minutes from now.", "stale timestamp")
 		return
 	}
 	verified := false
@@ -189,12 +198,12 @@ func (s *Interactions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !verified {
-		s.refuse(w, r, http.StatusUnauthorized, "bad_signature", "The request is not signed by Slack.", "bad signature")
+		s.refuse(w, r, att, http.StatusUnauthorized, "bad_signature", "The request is not signed by Slack.", "bad signature")
 		return
 	}
 	switch s.remember(r.Header.Get("X-Slack-Signature"), sent.Add(slackWindow), now) {
 	case errReplayed:
-		s.refuse(w, r, http.StatusUnauthorized, "replayed", "This request was already received.", "replayed signature")
+		s.refuse(w, r, att, http.StatusUnauthorized, "replayed", "This request was already received.", "replayed signature")
 		return
 	case errBusy:
 		api.WriteProblem(w, http.StatusServiceUnavailable, "busy", "Too many Slack interactions; retry later.")
@@ -224,7 +233,7 @@ func (s *Interactions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	p, ok := s.Users[in.User.ID]
 	if !ok {
-		s.log().Warn("Slack user not mapped to an approver; click refused", "slack_user_id", in.User.ID, "approval_id", id)
+		s.failed(att, false, "Slack user not mapped to an approver; click refused", "slack_user_id", in.User.ID, "approval_id", id)
 		api.WriteProblem(w, http.StatusForbidden, "unknown_user", "Your Slack account is not mapped to an approver.")
 		return
 	}
@@ -240,9 +249,23 @@ func (s *Interactions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 }
 
-func (s *Interactions) refuse(w http.ResponseWriter, r *http.Request, status int, code, detail, why string) {
-	s.log().Warn("Slack interaction refused: "+why, "remote_addr", r.RemoteAddr)
+// refuse answers a request that is not Slack's: a failed sign-in of its sender's address.
+func (s *Interactions) refuse(w http.ResponseWriter, r *http.Request, att *throttle.Attempt, status int, code, detail, why string) {
+	s.failed(att, true, "Slack interaction refused: "+why, "remote_addr", r.RemoteAddr)
 	api.WriteProblem(w, status, code, detail)
+}
+
+// failed records a failed sign-in: logged and counted by the API's throttle (charged to the
+// client's address when charge is set), or logged here without one.
+func (s *Interactions) failed(att *throttle.Attempt, charge bool, why string, attrs ...any) {
+	switch {
+	case s.API.Throttle == nil:
+		s.log().Warn(why, attrs...)
+	case charge:
+		att.Fail(why, attrs...)
+	default:
+		att.FailUncharged(why, attrs...)
+	}
 }
 
 var (
