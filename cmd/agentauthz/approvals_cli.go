@@ -13,7 +13,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 )
@@ -96,18 +95,18 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 	id := ""
 	if wantArgs == 1 {
 		if id = pos[0]; !approval.ValidID(id) {
-			return fail("%q is not an approval id (apr_ and 26 letters and digits)", clean(id))
+			return fail("%q is not an approval id (apr_ and 26 letters and digits)", approval.Visible(id))
 		}
 	}
 	if state != nil && *state != "" && !approval.ValidState(approval.State(*state)) {
-		return fail("--state %q: use pending, approved, denied, expired or used", clean(*state))
+		return fail("--state %q: use pending, approved, denied, expired or used", approval.Visible(*state))
 	}
 	if comment != nil && len(*comment) > 2000 {
 		return fail("--comment is longer than 2000 bytes")
 	}
 	u, err := url.Parse(*base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
-		return fail("--url %q is not an http:// or https:// URL of agentauthz's HTTP listener", clean(*base))
+		return fail("--url %q is not an http:// or https:// URL of agentauthz's HTTP listener", approval.Visible(*base))
 	}
 	if *token == "" {
 		*token = os.Getenv(ApproverTokenEnv)
@@ -178,16 +177,16 @@ func (c *approvalsClient) do(method, path string, body []byte, id string, out an
 		if errors.As(err, &uerr) {
 			err = uerr.Err // the URL is said once, below
 		}
-		return fmt.Errorf("cannot reach agentauthz at %s: %v", clean(c.base), err)
+		return fmt.Errorf("cannot reach agentauthz at %s: %v", approval.Visible(c.base), err)
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return fmt.Errorf("reading the answer of %s: %v", clean(c.base), err)
+		return fmt.Errorf("reading the answer of %s: %v", approval.Visible(c.base), err)
 	}
 	if resp.StatusCode == http.StatusOK {
 		if err := json.Unmarshal(data, out); err != nil {
-			return fmt.Errorf("%s%s did not answer with the approval API's JSON; is --url agentauthz's HTTP listener?", clean(c.base), path)
+			return fmt.Errorf("%s%s did not answer with the approval API's JSON; is --url agentauthz's HTTP listener?", approval.Visible(c.base), path)
 		}
 		return nil
 	}
@@ -196,7 +195,7 @@ func (c *approvalsClient) do(method, path string, body []byte, id string, out an
 		Detail string `json:"detail"`
 	}
 	_ = json.Unmarshal(data, &p) // a server that is not agentauthz: the status says enough
-	detail := strings.TrimSuffix(clean(singleLine(p.Detail)), ".")
+	detail := strings.TrimSuffix(approval.Visible(singleLine(p.Detail)), ".")
 	e := &apiError{status: resp.StatusCode}
 	switch resp.StatusCode {
 	case http.StatusUnauthorized:
@@ -209,7 +208,7 @@ func (c *approvalsClient) do(method, path string, body []byte, id string, out an
 	case http.StatusNotFound:
 		e.msg = "no approval " + id + " on this server"
 		if id == "" || p.Code != "not_found" {
-			e.msg = fmt.Sprintf("%s%s: not found; is --url agentauthz's HTTP listener, with the approval API?", clean(c.base), path)
+			e.msg = fmt.Sprintf("%s%s: not found; is --url agentauthz's HTTP listener, with the approval API?", approval.Visible(c.base), path)
 		}
 	case http.StatusConflict:
 		e.msg = id + " was already decided"
@@ -248,7 +247,7 @@ func (c *approvalsClient) list(w io.Writer, state string) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tUNTIL\tRULE\tAGENT\tREQUEST")
 	for _, a := range out.Approvals {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", clean(a.ID), clean(string(a.State)), until(a), clean(a.Rule), clean(a.Agent), requestLine(a))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", approval.Visible(a.ID), approval.Visible(string(a.State)), until(a), approval.Visible(a.Rule), approval.Visible(a.Agent), requestLine(a))
 	}
 	return tw.Flush()
 }
@@ -274,9 +273,9 @@ func (c *approvalsClient) decide(w io.Writer, id string, approve bool, comment s
 		if errors.As(err, &refused) && refused.status == http.StatusConflict {
 			// Say what became of it, if the server can tell.
 			if c.do(http.MethodGet, "/v1/approvals/"+id, nil, id, &a) == nil && a.DecidedBy != "" {
-				refused.msg = fmt.Sprintf("%s was already %s by %s at %s", id, clean(string(a.State)), clean(a.DecidedBy), stamp(a.DecidedAt))
+				refused.msg = fmt.Sprintf("%s was already %s by %s at %s", id, approval.Visible(string(a.State)), approval.Visible(a.DecidedBy), stamp(a.DecidedAt))
 				if a.State == approval.Used || a.State == approval.Expired {
-					refused.msg = fmt.Sprintf("%s was already decided by %s at %s, and is now %s", id, clean(a.DecidedBy), stamp(a.DecidedAt), clean(string(a.State)))
+					refused.msg = fmt.Sprintf("%s was already decided by %s at %s, and is now %s", id, approval.Visible(a.DecidedBy), stamp(a.DecidedAt), approval.Visible(string(a.State)))
 				}
 			}
 		}
@@ -284,9 +283,9 @@ func (c *approvalsClient) decide(w io.Writer, id string, approve bool, comment s
 	}
 	if approve {
 		fmt.Fprintf(w, "Approved %s: %s for %s. The agent may send it once, until %s.\n",
-			clean(a.ID), requestLine(a), clean(a.Agent), stamp(a.UseBy))
+			approval.Visible(a.ID), requestLine(a), approval.Visible(a.Agent), stamp(a.UseBy))
 	} else {
-		fmt.Fprintf(w, "Denied %s: %s for %s.\n", clean(a.ID), requestLine(a), clean(a.Agent))
+		fmt.Fprintf(w, "Denied %s: %s for %s.\n", approval.Visible(a.ID), requestLine(a), approval.Visible(a.Agent))
 	}
 	return nil
 }
@@ -298,8 +297,8 @@ func printApproval(w io.Writer, a approval.Approval) {
 			fmt.Fprintf(tw, "%s\t%s\n", k, v)
 		}
 	}
-	row("Approval", clean(a.ID))
-	st := clean(string(a.State))
+	row("Approval", approval.Visible(a.ID))
+	st := approval.Visible(string(a.State))
 	switch a.State {
 	case approval.Pending:
 		st += " (expires " + stamp(a.ExpiresAt) + ")"
@@ -307,33 +306,33 @@ func printApproval(w io.Writer, a approval.Approval) {
 		st += " (usable once until " + stamp(a.UseBy) + ")"
 	}
 	row("State", st)
-	row("Agent", clean(a.Agent))
+	row("Agent", approval.Visible(a.Agent))
 	row("Request", requestLine(a))
-	row("Rule", clean(a.Rule))
-	row("Reason", clean(a.Reason))
-	row("Approvers", clean(strings.Join(a.Approvers, ", ")))
+	row("Rule", approval.Visible(a.Rule))
+	row("Reason", approval.Visible(a.Reason))
+	row("Approvers", approval.Visible(strings.Join(a.Approvers, ", ")))
 	row("Requested", stamp(a.CreatedAt))
 	if !a.DecidedAt.IsZero() {
 		verb := "Approved"
 		if a.State == approval.Denied {
 			verb = "Denied"
 		}
-		row(verb, stamp(a.DecidedAt)+" by "+clean(a.DecidedBy))
+		row(verb, stamp(a.DecidedAt)+" by "+approval.Visible(a.DecidedBy))
 	}
-	row("Comment", clean(singleLine(a.Comment)))
+	row("Comment", approval.Visible(singleLine(a.Comment)))
 	if !a.UsedAt.IsZero() {
 		row("Used", stamp(a.UsedAt))
 	}
-	row("Digest", clean(a.Digest))
+	row("Digest", approval.Visible(a.Digest))
 	_ = tw.Flush() // w is the caller's: a failing stdout has nowhere to be reported
 	if a.Body != "" {
 		ct := a.ContentType
 		if ct == "" {
 			ct = "no content-type"
 		}
-		fmt.Fprintf(w, "Body (%s):\n", clean(ct))
+		fmt.Fprintf(w, "Body (%s):\n", approval.Visible(ct))
 		for _, line := range strings.Split(a.Body, "\n") {
-			fmt.Fprintf(w, "  %s\n", clean(line))
+			fmt.Fprintf(w, "  %s\n", approval.Visible(line))
 		}
 	}
 }
@@ -350,7 +349,7 @@ func until(a approval.Approval) string {
 }
 
 func requestLine(a approval.Approval) string {
-	return clean(a.Method + " " + a.Host + a.Path)
+	return approval.Visible(a.Method + " " + a.Host + a.Path)
 }
 
 func stamp(t time.Time) string {
@@ -362,23 +361,4 @@ func stamp(t time.Time) string {
 
 func singleLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
-}
-
-// clean makes text from the server, which agents and approvers wrote, safe to print on a
-// terminal: control characters (escape sequences, carriage returns) and bidirectional
-// overrides are shown as escapes instead of acting.
-func clean(s string) string {
-	var b strings.Builder
-	for _, r := range s {
-		switch {
-		case r == '\t' || r == ' ':
-			b.WriteRune(r)
-		case r == unicode.ReplacementChar, unicode.IsControl(r), unicode.Is(unicode.Bidi_Control, r),
-			r == '\u2028', r == '\u2029':
-			fmt.Fprintf(&b, "\\u%04x", r)
-		default:
-			b.WriteRune(r)
-		}
-	}
-	return b.String()
 }

@@ -199,7 +199,7 @@ func TestApprovalsCLI(t *testing.T) {
 	}
 	r = s.approvals(t, "show", asmith)
 	r.want(t, exitOK)
-	if strings.ContainsAny(r.stdout, "\x1b\x07\r") || !strings.Contains(r.stdout, `\u001b[2J`) {
+	if strings.ContainsAny(r.stdout, "\x1b\x07\r") || !strings.Contains(r.stdout, `\u{001b}[2J`) {
 		t.Errorf("show prints the comment's control characters:\n%q", r.stdout)
 	}
 
@@ -334,5 +334,33 @@ func TestApprovalsCLIUsage(t *testing.T) {
 	}
 	if r := cli(t, "--help"); !strings.Contains(r.stdout, "agentauthz approvals") {
 		t.Errorf("agentauthz --help does not list approvals:\n%s", r.stdout)
+	}
+}
+
+// TestApprovalsCLIShowsInvisibleCharactersAsMarkers: the CLI prints what agents and approvers
+// wrote with bidi controls, zero-width and other invisible characters as \u{XXXX} markers,
+// through the one escaping of every surface (approval.Visible), whatever the server sends.
+func TestApprovalsCLIShowsInvisibleCharactersAsMarkers(t *testing.T) {
+	hostile := approvaltest.Hostile()
+	now := time.Now()
+	raw := approval.Approval{ID: approval.NewID(), State: approval.Denied, Agent: helpdesk, Digest: "d", Rule: "reset-password",
+		Reason: hostile, Method: "POST", Host: "helpdesk.acme.internal", Path: "/v1/users/" + hostile,
+		Body: "{\n  \"reason\": \"" + hostile + "\"\n}", ContentType: "application/json", Approvers: []string{"group:it-admins"},
+		CreatedAt: now, ExpiresAt: now.Add(time.Hour), DecidedAt: now, DecidedBy: "alice" + hostile, Comment: hostile}
+	var out strings.Builder
+	printApproval(&out, raw) // as a server that did not escape would send it
+	approvaltest.WantVisible(t, "show", out.String(), true)
+
+	s := startCLIServer(t)
+	t.Setenv(ApproverTokenEnv, aliceCLIToken)
+	raw.State, raw.DecidedAt, raw.DecidedBy, raw.Comment = "", time.Time{}, "", ""
+	a, _, err := s.store.Hold(t.Context(), raw, nil, s.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{{"list"}, {"show", a.ID}} {
+		r := s.approvals(t, args...)
+		r.want(t, exitOK)
+		approvaltest.WantVisible(t, strings.Join(args, " "), r.stdout, true)
 	}
 }

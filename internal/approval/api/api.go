@@ -34,7 +34,9 @@ type Authenticator interface {
 //	POST /v1/approvals/{id}/deny      {"comment": "..."}
 //
 // Every call is authenticated. Only an approver the held route names may decide, and never the
-// agent whose request it is.
+// agent whose request it is. Approvals are answered as approvers are shown them
+// (approval.Approval.Visible): characters that do not show as themselves, such as bidi
+// overrides and zero-width spaces in what the agent sent, are \u{XXXX} markers.
 type API struct {
 	Store approval.Store
 	Auth  Authenticator
@@ -148,10 +150,11 @@ func (api *API) list(w http.ResponseWriter, r *http.Request) {
 		api.StoreFailed(w, err)
 		return
 	}
-	if list == nil {
-		list = []approval.Approval{}
+	shown := make([]approval.Approval, len(list))
+	for i, a := range list {
+		shown[i] = a.Visible()
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"approvals": list})
+	WriteJSON(w, http.StatusOK, map[string]any{"approvals": shown})
 }
 
 func (api *API) get(w http.ResponseWriter, r *http.Request) {
@@ -172,7 +175,7 @@ func (api *API) get(w http.ResponseWriter, r *http.Request) {
 		api.StoreFailed(w, err)
 		return
 	}
-	WriteJSON(w, http.StatusOK, a)
+	WriteJSON(w, http.StatusOK, a.Visible())
 }
 
 // maxComment bounds an approver's comment.
@@ -203,7 +206,7 @@ func (api *API) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 		WriteProblem(w, refused.Status, refused.Code, refused.Detail)
 		return
 	}
-	WriteJSON(w, http.StatusOK, a)
+	WriteJSON(w, http.StatusOK, a.Visible())
 }
 
 // Refusal is a decision that was not made: the problem to answer.

@@ -303,3 +303,35 @@ func TestAPIDecide(t *testing.T) {
 		t.Errorf("Decided told %v, want %v", decided, want)
 	}
 }
+
+// TestAPIShowsInvisibleCharactersAsMarkers: what an agent sent with bidi controls, zero-width
+// and other invisible characters in it, and an approver's comment with them, are answered with
+// each as a visible \u{XXXX} marker: in the list, one approval and a decision.
+func TestAPIShowsInvisibleCharactersAsMarkers(t *testing.T) {
+	h := start(t, options{})
+	body, err := json.Marshal(map[string]any{"amount": 5000, "to": "A", "note": approvaltest.Hostile()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := h.Held(transfer(payer, string(body)), "pending")
+	_, a := h.Call("GET", "/v1/approvals/"+id, bobToken, "")
+	approvaltest.WantVisible(t, "GET /v1/approvals/{id}: body", approvaltest.StringOf(a["body"]), true)
+	_, l := h.Call("GET", "/v1/approvals", bobToken, "")
+	if list, _ := l["approvals"].([]any); len(list) != 1 {
+		t.Fatalf("list: %v", l)
+	} else {
+		approvaltest.WantVisible(t, "GET /v1/approvals: body", approvaltest.StringOf(list[0].(map[string]any)["body"]), true)
+	}
+	comment, _ := json.Marshal(map[string]string{"comment": approvaltest.Hostile()})
+	st, d := h.Call("POST", "/v1/approvals/"+id+"/deny", aliceToken, string(comment))
+	if st != 200 {
+		t.Fatalf("deny: %d %v", st, d)
+	}
+	approvaltest.WantVisible(t, "POST deny: comment", approvaltest.StringOf(d["comment"]), true)
+	_, a = h.Call("GET", "/v1/approvals/"+id, bobToken, "")
+	approvaltest.WantVisible(t, "GET /v1/approvals/{id}: comment", approvaltest.StringOf(a["comment"]), true)
+	// What the store keeps is what was sent: only what approvers are shown is escaped.
+	if got, err := h.Store.Get(t.Context(), id, h.Clock.Now()); err != nil || got.Comment != approvaltest.Hostile() {
+		t.Errorf("stored comment %+q, %v", got.Comment, err)
+	}
+}

@@ -357,11 +357,17 @@ func (c *Console) signOut(w http.ResponseWriter, r *http.Request) {
 	api.WriteJSON(w, http.StatusOK, map[string]any{"signed_out": true})
 }
 
-// item is an approval as the console shows it: with why the signed-in approver may not decide
-// it, if they may not.
+// item is an approval as the console shows it (approval.Approval.Visible: what does not show as
+// itself is a \u{XXXX} marker), with why the signed-in approver may not decide it, if they may
+// not.
 type item struct {
 	approval.Approval
 	WhyNot string `json:"why_not,omitempty"`
+}
+
+// shown is a as the console shows it to p.
+func shown(p approval.Approver, a approval.Approval) item {
+	return item{a.Visible(), approval.Visible(whyNot(p, a))}
 }
 
 // whyNot says why p cannot decide a now, for the page to say beside disabled buttons: the
@@ -395,7 +401,7 @@ func (c *Console) list(w http.ResponseWriter, r *http.Request) {
 	}
 	items := make([]item, len(list))
 	for i, a := range list {
-		items[i] = item{a, whyNot(s.approver, a)}
+		items[i] = shown(s.approver, a)
 	}
 	api.WriteJSON(w, http.StatusOK, map[string]any{"approvals": items, "now": now})
 }
@@ -420,7 +426,7 @@ func (c *Console) get(w http.ResponseWriter, r *http.Request) {
 		c.API.StoreFailed(w, err)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"approval": item{a, whyNot(s.approver, a)}, "now": now})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"approval": shown(s.approver, a), "now": now})
 }
 
 func (c *Console) decide(w http.ResponseWriter, r *http.Request, approve bool) {
@@ -440,5 +446,5 @@ func (c *Console) decide(w http.ResponseWriter, r *http.Request, approve bool) {
 		api.WriteProblem(w, refused.Status, refused.Code, refused.Detail)
 		return
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"approval": item{a, whyNot(s.approver, a)}, "now": c.API.Now()})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"approval": shown(s.approver, a), "now": c.API.Now()})
 }

@@ -1,5 +1,6 @@
 // The agentauthz approvals console. Everything shown comes from agents and is hostile: it is
-// written with textContent only, never parsed as HTML.
+// written with textContent only, never parsed as HTML, and through visible(), so that no
+// character acts instead of showing (a bidi override, a zero-width space).
 'use strict';
 
 (function () {
@@ -11,6 +12,19 @@
   let timer = null;
   let skew = 0; // server clock minus ours, from each answer's "now"
   let known = null; // ids already in the list, to mark new arrivals
+
+  // Characters that do not show as themselves: controls, format characters (bidi embeddings,
+  // overrides and isolates, zero-width spaces and joiners, U+FEFF), separators, private use,
+  // unassigned, other default-ignorable ones, and U+FFFD.
+  const HIDDEN = /[\p{C}\p{Zl}\p{Zp}\p{Default_Ignorable_Code_Point}\uFFFD]/gu;
+
+  // visible is text as an approver must see it: each hidden character as a \u{XXXX} marker, as
+  // the server's approval.Visible writes it (the server sends text escaped already; this holds
+  // whatever it sends). Tabs stay, and line feeds in multi-line text.
+  function visible(s, lines) {
+    return String(s == null ? '' : s).replace(HIDDEN, (c) =>
+      c === '\t' || (lines && c === '\n') ? c : '\\u{' + c.codePointAt(0).toString(16).padStart(4, '0') + '}');
+  }
 
   async function call(method, path, body) {
     const opts = { method, credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' } };
@@ -78,7 +92,7 @@
 
   function cell(row, text, cls) {
     const td = document.createElement('td');
-    td.textContent = text;
+    td.textContent = visible(text);
     if (cls) td.className = cls;
     row.appendChild(td);
     return td;
@@ -105,7 +119,7 @@
       cell(tr, a.host);
       const link = document.createElement('a');
       link.href = '/approvals/requests/' + a.id;
-      link.textContent = a.path;
+      link.textContent = visible(a.path);
       cell(tr, '', 'path').appendChild(link);
       cell(tr, a.rule, 'nowrap');
       cell(tr, ago(a.created_at), 'nowrap');
@@ -122,27 +136,27 @@
   }
 
   function fill(a) {
-    $('d-id').textContent = a.id;
-    $('d-state').textContent = a.state;
+    $('d-id').textContent = visible(a.id);
+    $('d-state').textContent = visible(a.state);
     $('d-state').className = 'state ' + a.state;
-    $('d-agent').textContent = a.agent;
-    $('d-method').textContent = a.method;
-    $('d-host').textContent = a.host;
-    $('d-path').textContent = a.path;
-    $('d-rule').textContent = a.rule;
-    $('d-reason').textContent = a.reason || '—';
-    $('d-approvers').textContent = (a.approvers || []).join(', ');
+    $('d-agent').textContent = visible(a.agent);
+    $('d-method').textContent = visible(a.method);
+    $('d-host').textContent = visible(a.host);
+    $('d-path').textContent = visible(a.path);
+    $('d-rule').textContent = visible(a.rule);
+    $('d-reason').textContent = visible(a.reason || '—');
+    $('d-approvers').textContent = visible((a.approvers || []).join(', '));
     $('d-created').textContent = when(a.created_at);
     $('d-expires').textContent = when(a.expires_at);
-    $('d-decided').textContent = a.decided_at ? when(a.decided_at) + ' by ' + a.decided_by : '—';
-    $('d-comment').textContent = a.comment || '—';
+    $('d-decided').textContent = a.decided_at ? when(a.decided_at) + ' by ' + visible(a.decided_by) : '—';
+    $('d-comment').textContent = visible(a.comment || '—', true);
     $('d-useby').textContent = a.use_by ? when(a.use_by) : '—';
     $('d-used').textContent = a.used_at ? when(a.used_at) : '—';
-    $('d-ctype').textContent = a.content_type || '';
-    $('d-body').textContent = a.body || '(no body)';
+    $('d-ctype').textContent = visible(a.content_type || '');
+    $('d-body').textContent = visible(a.body || '(no body)', true);
     const why = a.why_not || '';
     $('approve').disabled = $('deny').disabled = $('comment').disabled = why !== '';
-    $('why-not').textContent = why ? 'You cannot decide this request: ' + why + '.' : '';
+    $('why-not').textContent = why ? 'You cannot decide this request: ' + visible(why) + '.' : '';
     $('why-not').hidden = !why;
   }
 
@@ -171,11 +185,11 @@
       fill(a);
       result.className = 'result' + (approve ? '' : ' bad');
       result.textContent = approve
-        ? 'Approved by ' + a.decided_by + '. The agent may now send the identical request once more, with header x-agentauthz-approval: ' + a.id + ', until ' + new Date(a.use_by).toLocaleString() + '.'
-        : 'Denied by ' + a.decided_by + '. The agent is told not to retry.';
+        ? 'Approved by ' + visible(a.decided_by) + '. The agent may now send the identical request once more, with header x-agentauthz-approval: ' + a.id + ', until ' + new Date(a.use_by).toLocaleString() + '.'
+        : 'Denied by ' + visible(a.decided_by) + '. The agent is told not to retry.';
     } else {
       result.className = 'result bad';
-      result.textContent = 'Not recorded: ' + (res.data.detail || 'error ' + res.status);
+      result.textContent = 'Not recorded: ' + visible(res.data.detail || 'error ' + res.status);
       loadDetail(id);
     }
   }
@@ -196,7 +210,7 @@
 
   function signedIn(view) {
     csrf = view.csrf;
-    $('who-name').textContent = view.approver;
+    $('who-name').textContent = visible(view.approver);
     $('who').hidden = false;
     route();
   }
@@ -210,7 +224,7 @@
       if (!/^\/[^/\\]/.test(l.href)) continue; // same-origin paths only
       const a = document.createElement('a');
       a.href = l.href;
-      a.textContent = l.label;
+      a.textContent = visible(l.label);
       links.appendChild(a);
     }
     show('signin');

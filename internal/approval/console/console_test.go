@@ -15,6 +15,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/approvaltest"
 	"github.com/agentauthz/agentauthz/internal/approval/console"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
@@ -287,4 +288,35 @@ func TestConsoleSecurityHeaders(t *testing.T) {
 			t.Errorf("the %s names another host", name)
 		}
 	}
+}
+
+// TestConsoleShowsInvisibleCharactersAsMarkers: the console's API answers what an agent wrote,
+// and what an approver commented, with bidi controls, zero-width and other invisible characters
+// as visible \u{XXXX} markers (the page writes them as text: browsertest).
+func TestConsoleShowsInvisibleCharactersAsMarkers(t *testing.T) {
+	srv, store := newConsoleServer(t, false)
+	hostile := approvaltest.Hostile()
+	a := consoleHold(t, store, consoleAgent, "/v1/users/"+hostile, "{\n  \"reason\": \""+hostile+"\"\n}", "group:it-admins")
+	c := consoleSignIn(t, srv, consoleAliceToken)
+	fields := func(what string, m map[string]any) {
+		t.Helper()
+		approvaltest.WantVisible(t, what+": path", approvaltest.StringOf(m["path"]), false)
+		approvaltest.WantVisible(t, what+": body", approvaltest.StringOf(m["body"]), true)
+		if !strings.HasPrefix(approvaltest.StringOf(m["body"]), "{\n  \"reason\": \"a\\u{202a}b") {
+			t.Errorf("%s: body %+q", what, m["body"])
+		}
+	}
+	_, m := c.do("GET", "/approvals/api/approvals", nil)
+	if list, _ := m["approvals"].([]any); len(list) != 1 {
+		t.Fatalf("list: %v", m)
+	} else {
+		fields("list", list[0].(map[string]any))
+	}
+	_, m = c.do("GET", "/approvals/api/approvals/"+a.ID, nil)
+	fields("get", m["approval"].(map[string]any))
+	resp, m := c.do("POST", "/approvals/api/approvals/"+a.ID+"/deny", map[string]string{"comment": hostile})
+	consoleWant(t, "deny", resp, m, http.StatusOK, "")
+	got := m["approval"].(map[string]any)
+	fields("deny", got)
+	approvaltest.WantVisible(t, "deny: comment", approvaltest.StringOf(got["comment"]), true)
 }

@@ -38,7 +38,10 @@ type WebhookEvent struct {
 	Type string `json:"type"`
 	// SentAt is when this attempt was sent; the signature covers it, so a receiver can refuse
 	// old events.
-	SentAt   time.Time         `json:"sent_at"`
+	SentAt time.Time `json:"sent_at"`
+	// Approval is the approval as approvers are shown it (approval.Approval.Visible): a
+	// character that does not show as itself, such as a bidi override in what the agent sent,
+	// is a \u{XXXX} marker.
 	Approval approval.Approval `json:"approval"`
 }
 
@@ -117,7 +120,7 @@ func VerifyWebhookSignature(secret, body []byte, sig string) bool {
 
 func (w *Webhook) send(ctx context.Context, event string, a approval.Approval) error {
 	now := w.clock().UTC().Truncate(time.Second)
-	body, err := json.Marshal(WebhookEvent{ID: a.ID + ":" + event, Type: event, SentAt: now, Approval: a})
+	body, err := json.Marshal(WebhookEvent{ID: a.ID + ":" + event, Type: event, SentAt: now, Approval: a.Visible()})
 	if err != nil {
 		return Permanent(err)
 	}

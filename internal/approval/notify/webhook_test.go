@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
+	"github.com/agentauthz/agentauthz/internal/approval/approvaltest"
 )
 
 // webhookReceiver is a receiver as a user would write one: it verifies the signature and
@@ -264,4 +265,32 @@ func TestWebhookURLs(t *testing.T) {
 	if _, err := NewWebhook(WebhookConfig{Name: "w", URL: "https://x.example.com"}); err == nil {
 		t.Error("a webhook without a secret")
 	}
+}
+
+// TestWebhookShowsInvisibleCharactersAsMarkers: a webhook event carries what an agent sent and
+// what an approver commented with bidi controls, zero-width and other invisible characters as
+// visible \u{XXXX} markers, for receivers that show it.
+func TestWebhookShowsInvisibleCharactersAsMarkers(t *testing.T) {
+	rv := newWebhookReceiver(t, "s3cret")
+	w := newTestWebhook(t, rv.URL, "s3cret")
+	hostile := approvaltest.Hostile()
+	a := notifyApproval("siem")
+	a.Path, a.Reason, a.Body = "/users/"+hostile, hostile, "{\n  \"note\": \""+hostile+"\"\n}"
+	if err := w.Announce(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	a.State, a.DecidedBy, a.DecidedAt, a.Comment = approval.Denied, "bob", time.Now(), hostile
+	if err := w.Decided(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	events, _, _ := rv.got()
+	if len(events) != 2 {
+		t.Fatalf("events: %+v", events)
+	}
+	for _, e := range events {
+		approvaltest.WantVisible(t, e.Type+": path", e.Approval.Path, false)
+		approvaltest.WantVisible(t, e.Type+": reason", e.Approval.Reason, false)
+		approvaltest.WantVisible(t, e.Type+": body", e.Approval.Body, true)
+	}
+	approvaltest.WantVisible(t, "approval.denied: comment", events[1].Approval.Comment, true)
 }

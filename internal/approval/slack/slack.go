@@ -97,7 +97,10 @@ func New(c Config) (*Notifier, error) {
 func (s *Notifier) Name() string { return s.name }
 
 // Announce implements notify.Notifier: it posts the request with Approve and Deny buttons.
+// What agents and approvers wrote is shown through approval.Visible: a bidi override or a
+// zero-width space is a \u{XXXX} marker, not a character that acts.
 func (s *Notifier) Announce(ctx context.Context, a approval.Approval) error {
+	a = a.Visible()
 	blocks := slackRequestBlocks(a, s.signingSecret != "")
 	text := slackEscape(fmt.Sprintf("Approval needed: %s %s%s (agent %s, approval %s)", a.Method, a.Host, clipText(a.Path, 200), a.Agent, a.ID))
 	if s.client == nil {
@@ -123,6 +126,7 @@ func (s *Notifier) Announce(ctx context.Context, a approval.Approval) error {
 // buttons. When the message is not known (posted by another replica, or before a restart, or
 // through a webhook) it posts the decision as a new message.
 func (s *Notifier) Decided(ctx context.Context, a approval.Approval) error {
+	a = a.Visible()
 	blocks := slackDecidedBlocks(a)
 	verb := "approved"
 	if a.State == approval.Denied {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/approval/approvaltest"
 	"github.com/agentauthz/agentauthz/internal/approval/console"
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
@@ -94,8 +95,11 @@ func TestConsoleBrowser(t *testing.T) {
 		}
 		return resp
 	}
-	// A request alice may not decide, with a hostile path and body, is already waiting.
+	// A request alice may not decide, with a hostile path and body, is already waiting; and one
+	// whose path and body hide text with bidi controls and zero-width characters.
 	other := consoleHold(t, store, consoleAgent, consoleHostile, consoleHostileBody, "group:db-admins")
+	hostile := approvaltest.Hostile()
+	hidden := consoleHold(t, store, consoleAgent, "/v1/users/"+hostile, "{\n  \"reason\": \""+hostile+"\"\n}", "group:db-admins")
 
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), chromedp.ExecPath(bin),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -188,6 +192,8 @@ func TestConsoleBrowser(t *testing.T) {
 	if got := text(row(other.ID) + " a"); got != consoleHostile || js("document.scripts.length + document.images.length") != "1" || text("#who-name") != "alice" {
 		t.Errorf("hostile path shown as %q, or it became markup, or alice is not signed in", got)
 	}
+	approvaltest.WantVisible(t, "list: path", text(row(hidden.ID)+" a"), false)
+	approvaltest.WantVisible(t, "list page", js("document.body.textContent"), true)
 	screenshot("list.png")
 
 	// Open it, read it in full, approve it with a comment.
@@ -215,6 +221,15 @@ func TestConsoleBrowser(t *testing.T) {
 		js(`document.getElementById("approve").disabled && document.getElementById("deny").disabled && !document.images.length`) != "true" {
 		t.Errorf("other request: path %q, why %q", text("#d-path"), text("#why-not"))
 	}
+	// Bidi controls, zero-width and other invisible characters show as \u{XXXX} markers.
+	run("open hidden", chromedp.Navigate(base+"requests/"+hidden.ID), showing(hidden.ID))
+	approvaltest.WantVisible(t, "detail: path", text("#d-path"), false)
+	approvaltest.WantVisible(t, "detail: body", text("#d-body"), true)
+	if !strings.HasPrefix(text("#d-body"), "{\n  \"reason\": \"a\\u{202a}b\\u{202b}c") {
+		t.Errorf("detail: body %+q", text("#d-body"))
+	}
+	approvaltest.WantVisible(t, "detail page", js("document.body.textContent"), true)
+	screenshot("invisible.png")
 	run("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("token")))
 	if n := dialogs.Load(); n != 0 {
 		t.Errorf("%d script dialogs opened: hostile text ran", n)
