@@ -11,12 +11,9 @@ import (
 	"net/url"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	slackapi "github.com/slack-go/slack"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
@@ -91,18 +88,16 @@ const slackWindow = 5 * time.Minute
 // maxSlackBody bounds an interaction payload (it carries the whole message).
 const maxSlackBody = 1 << 20
 
-// maxSlackSeen bounds the replay cache.
-const maxSlackSeen = 10000
-
 // Interactions is the endpoint for Slack's Approve and Deny buttons:
 //
 //	POST /v1/slack/interactions
 //
-// It accepts a request only if it carries Slack's v0 signature under the signing secret of a
-// Slack notifier in force, made within 5 minutes, and not seen before. The clicking Slack user
-// must be in Users and one of the approval's approvers; the decision then takes the approval
-// API's path (the same store call, audit event with via=slack, and Decided hook). Anything
-// else is refused with a 4xx and decides nothing.
+// It accepts a request only if it carries Slack's v0 signature, spelt as Slack spells it, under
+// the signing secret of a Slack notifier in force, made within 5 minutes, and not seen before
+// (replayCache: keyed on the signature's bytes, bounded, and never full of one captured
+// request). The clicking Slack user must be in Users and one of the approval's approvers; the
+// decision then takes the approval API's path (the same store call, audit event with
+// via=slack, and Decided hook). Anything else is refused with a 4xx and decides nothing.
 type Interactions struct {
 	// API decides: its Store, Events, Log, Clock and Decided are used.
 	API   *api.API
@@ -113,8 +108,7 @@ type Interactions struct {
 	Clock func() time.Time
 	Log   *slog.Logger
 
-	mu   sync.Mutex
-	seen map[string]time.Time // signatures accepted → when they leave the window
+	seen replayCache // the signatures accepted, until they leave the window
 }
 
 // Register adds the endpoint to mux.
@@ -176,32 +170,20 @@ func (s *Interactions) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	now := s.now()
-	ts, err := strconv.ParseInt(r.Header.Get("X-Slack-Request-Timestamp"), 10, 64)
-	if err != nil {
-		s.refuse(w, r, att, http.StatusUnauthorized, "bad_signature", "The request is not signed by Slack.", "no timestamp")
+	ts, tsText, sig, ok := readSigned(r.Header)
+	if !ok {
+		s.refuse(w, r, att, http.StatusUnauthorized, "bad_signature", "The request is not signed by Slack.", "no timestamp or signature, or not as Slack writes them")
 		return
 	}
-	sent := time.Unix(ts, 0)
-	if d := now.Sub(sent); d > slackWindow || d < -slackWindow {
+	if d := now.Sub(time.Unix(ts, 0)); d > slackWindow || d < -slackWindow {
 		s.refuse(w, r, att, http.StatusUnauthorized, "stale", "The request's timestamp is more than 5 minutes from now.", "stale timestamp")
 		return
 	}
-	verified := false
-	for _, secret := range secrets {
-		v, err := slackapi.NewSecretsVerifier(r.Header, secret)
-		if err != nil {
-			continue
-		}
-		if _, err := v.Write(body); err == nil && v.Ensure() == nil {
-			verified = true
-			break
-		}
-	}
-	if !verified {
+	if !signedBy(secrets, tsText, body, sig) {
 		s.refuse(w, r, att, http.StatusUnauthorized, "bad_signature", "The request is not signed by Slack.", "bad signature")
 		return
 	}
-	switch s.remember(r.Header.Get("X-Slack-Signature"), sent.Add(slackWindow), now) {
+	switch s.seen.remember(sig, ts, now, slackWindow) {
 	case errReplayed:
 		s.refuse(w, r, att, http.StatusUnauthorized, "replayed", "This request was already received.", "replayed signature")
 		return
@@ -266,34 +248,4 @@ func (s *Interactions) failed(att *throttle.Attempt, charge bool, why string, at
 	default:
 		att.FailUncharged(why, attrs...)
 	}
-}
-
-var (
-	errReplayed = errors.New("replayed")
-	errBusy     = errors.New("busy")
-)
-
-// remember records a verified signature until it leaves the window, and says whether it was
-// seen before.
-func (s *Interactions) remember(sig string, until, now time.Time) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.seen == nil {
-		s.seen = map[string]time.Time{}
-	}
-	if exp, ok := s.seen[sig]; ok && now.Before(exp) {
-		return errReplayed
-	}
-	if len(s.seen) >= maxSlackSeen/2 {
-		for k, exp := range s.seen {
-			if !now.Before(exp) {
-				delete(s.seen, k)
-			}
-		}
-	}
-	if len(s.seen) >= maxSlackSeen {
-		return errBusy
-	}
-	s.seen[sig] = until
-	return nil
 }
