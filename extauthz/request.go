@@ -26,13 +26,14 @@ func (h mapHeaders) Get(name string) (string, int) {
 	return v, 1
 }
 
-// rawHeaders reads Envoy's "header_map" (encode_raw_headers): one entry per header line.
-type rawHeaders []*corev3.HeaderValue
+// rawHeaders reads Envoy's "header_map" (encode_raw_headers): one entry per header line. It is
+// used by pointer, so that holding it in policy.Headers costs no allocation.
+type rawHeaders struct{ h []*corev3.HeaderValue }
 
-func (h rawHeaders) Get(name string) (string, int) {
+func (h *rawHeaders) Get(name string) (string, int) {
 	var first string
 	n := 0
-	for _, hv := range h {
+	for _, hv := range h.h {
 		if hv.GetKey() != name {
 			continue
 		}
@@ -44,16 +45,19 @@ func (h rawHeaders) Get(name string) (string, int) {
 	return first, n
 }
 
+// headerValue is a header line's value. A raw value is viewed, not copied: nothing writes to a
+// CheckRequest while it is decided, and Envoy fills raw_value with encode_raw_headers, so every
+// header read would otherwise cost an allocation.
 func headerValue(hv *corev3.HeaderValue) string {
 	if raw := hv.GetRawValue(); len(raw) > 0 {
-		return string(raw)
+		return unsafe.String(unsafe.SliceData(raw), len(raw))
 	}
 	return hv.GetValue()
 }
 
 var (
 	_ policy.Headers = mapHeaders(nil)
-	_ policy.Headers = rawHeaders(nil)
+	_ policy.Headers = (*rawHeaders)(nil)
 )
 
 // malformed is a deny for a CheckRequest that Envoy could not have sent.
@@ -66,15 +70,28 @@ func malformed(detail string) *decision.Decision {
 // parts are missing or contradict each other is returned with Unreadable set: Envoy could not
 // have sent it, and the engine refuses it.
 func ReadRequest(cr *authv3.CheckRequest) engine.Request {
+	st := &checkState{}
+	st.read(cr)
+	return st.req
+}
+
+// checkState is what one check reads, in one allocation: the facts and the header reader they
+// point to.
+type checkState struct {
+	req engine.Request
+	raw rawHeaders
+}
+
+func (st *checkState) read(cr *authv3.CheckRequest) {
 	attrs := cr.GetAttributes()
 	httpReq := attrs.GetRequest().GetHttp()
 	// Identity comes from the peer certificate Envoy verified, never from request headers.
-	r := engine.Request{Principal: attrs.GetSource().GetPrincipal()}
-	if deny := read(httpReq, &r); deny != nil {
+	r := &st.req
+	r.Principal = attrs.GetSource().GetPrincipal()
+	if deny := read(httpReq, r, &st.raw); deny != nil {
 		r.Unreadable = deny
 	}
 	r.RequestID = requestID(httpReq, r.Headers)
-	return r
 }
 
 // maxRequestIDLen bounds the x-request-id agentauthz records; Envoy's are 36-byte UUIDs.
@@ -93,7 +110,7 @@ func requestID(httpReq *authv3.AttributeContext_HttpRequest, h policy.Headers) s
 	return httpReq.GetId()
 }
 
-func read(httpReq *authv3.AttributeContext_HttpRequest, r *engine.Request) *decision.Decision {
+func read(httpReq *authv3.AttributeContext_HttpRequest, r *engine.Request, raw *rawHeaders) *decision.Decision {
 	if httpReq == nil {
 		return malformed("The check carries no HTTP request attributes.")
 	}
@@ -101,7 +118,8 @@ func read(httpReq *authv3.AttributeContext_HttpRequest, r *engine.Request) *deci
 		return malformed("The check carries both headers and header_map.")
 	}
 	if hm := httpReq.GetHeaderMap(); hm != nil {
-		r.Headers = rawHeaders(hm.GetHeaders())
+		raw.h = hm.GetHeaders()
+		r.Headers = raw
 	} else {
 		r.Headers = mapHeaders(httpReq.GetHeaders())
 	}

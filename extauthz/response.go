@@ -113,7 +113,7 @@ type allowParts struct {
 	meta    structpb.Struct
 	idOpt   corev3.HeaderValueOption
 	idHdr   corev3.HeaderValue
-	only    [1]*corev3.HeaderValueOption
+	headers [8]*corev3.HeaderValueOption // the grant's headers and the decision id, when they fit
 }
 
 type denyParts struct {
@@ -143,14 +143,12 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 		p.idHdr = corev3.HeaderValue{Key: DecisionIDHeader, Value: id}
 		p.idOpt.Header = &p.idHdr
 		p.idOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-		p.only[0] = &p.idOpt
-		p.ok.Headers = p.only[:]
+		hs := p.headers[:0]
 		if g := d.Grant; g != nil {
 			p.ok.HeadersToRemove = g.Remove
-			if gh := pc.grantHeaders(g); len(gh) > 0 {
-				p.ok.Headers = append(append(make([]*corev3.HeaderValueOption, 0, len(gh)+1), gh...), &p.idOpt)
-			}
+			hs = append(hs, pc.grantHeaders(g)...) // beyond 7 headers, a slice of its own
 		}
+		p.ok.Headers = append(hs, &p.idOpt)
 		pc.metadata(&p.meta, d, id, agent)
 		p.resp.DynamicMetadata = &p.meta
 		return &p.resp

@@ -42,9 +42,10 @@ func NewForStore(store *policy.Store) *Server {
 // the gRPC error path is left for transport failures, so Envoy's status_on_error is never the
 // only thing an agent sees.
 func (s *Server) Check(ctx context.Context, cr *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	req := ReadRequest(cr)
-	res := s.engine.Decide(ctx, &req)
-	return s.resp.respond(&res, isGRPC(req.Headers)), nil
+	st := &checkState{}
+	st.read(cr)
+	res := s.engine.Decide(ctx, &st.req)
+	return s.resp.respond(&res, isGRPC(st.req.Headers)), nil
 }
 
 // isGRPC reports whether the request is a gRPC call as Envoy tells one (a content-type of

@@ -119,6 +119,9 @@ type Request struct {
 	Unreadable *decision.Decision
 	// Explain asks for the policy's reasoning, step by step, in Result.Explain.
 	Explain bool
+
+	// policy is the request as the policy reads it, filled by Decide.
+	policy policy.Request
 }
 
 // Result is the engine's answer to one request.
@@ -182,7 +185,10 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 	if snap == nil {
 		return decision.Denied(decision.CodePolicyNotLoaded, "Authorization is not ready; retry later.")
 	}
-	req := policy.Request{
+	// The policy's view of the request lives in r: the policy keeps pointers to it, and one
+	// allocation for the front door's facts then holds both.
+	req := &r.policy
+	*req = policy.Request{
 		Method: r.Method, Host: r.Host, Target: r.Target, Headers: r.Headers,
 		Body: r.Body, BodyPartial: r.BodyPartial,
 	}
@@ -207,7 +213,7 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 		// Without a certificate, a JWT-SVID identifies the agent on a host whose policy accepts
 		// them; without either, the policy refuses the request for lack of identity.
 		if jc := snap.JWTSVID(req.Host); jc != nil {
-			if deny := jwtIdentity(&req, jc, e.cfg.JWTBundles); deny != nil {
+			if deny := jwtIdentity(req, jc, e.cfg.JWTBundles); deny != nil {
 				return *deny
 			}
 			if !req.Agent.IsZero() {
@@ -217,9 +223,9 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 	}
 	var d decision.Decision
 	if r.Explain {
-		d, res.Explain = snap.Explain(&req)
+		d, res.Explain = snap.Explain(req)
 	} else {
-		d = snap.Decide(&req)
+		d = snap.Decide(req)
 	}
 	if d.Code == decision.CodeApprovalRequired {
 		if e.cfg.Approvals == nil {
@@ -227,7 +233,7 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 		}
 		ctx, cancel := context.WithTimeout(ctx, e.cfg.Timeout)
 		defer cancel()
-		d = e.cfg.Approvals.Resolve(ctx, &req, d)
+		d = e.cfg.Approvals.Resolve(ctx, req, d)
 	}
 	return d
 }
