@@ -661,6 +661,9 @@ func checkHCM(p string, m *hcmv3.HttpConnectionManager, fail failFunc) {
 	if a := m.GetCommonHttpProtocolOptions().GetHeadersWithUnderscoresAction(); a != corev3.HttpProtocolOptions_REJECT_REQUEST {
 		fail(p, "common_http_protocol_options.headers_with_underscores_action is %v, want REJECT_REQUEST", a)
 	}
+	if m.GetAppendXForwardedPort() {
+		fail(p, "append_x_forwarded_port is true: Envoy would set x-forwarded-port before the check, and agentauthz removes it as a forwarded-context header the agent sent (policy.ForwardedHeaders)")
+	}
 	if !m.GetStripAnyHostPort() {
 		fail(p, "strip_any_host_port is not true: agentauthz matches host names without a port, and would refuse every agent that sends one")
 	}

@@ -278,9 +278,14 @@ func extraCorpus() []diffCase {
 		hdGet("path override", "/v1/tickets/4711", "X-Forwarded-Uri: /v1/tickets/4712"),
 		hdGet("path override", "/v1/tickets/4711", "X-Forwarded-Prefix: /admin"),
 		hdGet("path override", "/v1/tickets/4711", "X-Envoy-Original-Path: /v1/tickets/4712"),
+		hdGet("path override", "/v1/tickets/4711", "X-Replaced-Path: /v1/tickets/4712"),
+		hdGet("path override", "/v1/tickets/4711", "X-Original-Path: /v1/tickets/4712"),
 		{source: "path override", agent: bi, h1: h1Req("GET", gql, []string{"Host: " + biHost, "X-Original-URL: " + pii}, "")},
 		hdGet("host override", "/v1/tickets/4711", "X-Forwarded-Host: bi.acme.internal"),
 		hdGet("host override", "/v1/tickets/4711", "Forwarded: host=bi.acme.internal"),
+		hdGet("host override", "/v1/tickets/4711", "X-Original-Host: bi.acme.internal"),
+		hdGet("host override", "/v1/tickets/4711", "X-Host: bi.acme.internal"),
+		hdGet("host override", "/v1/tickets/4711", "X-Forwarded-Server: bi.acme.internal"),
 		// Framing: what two HTTP/1.1 parsers could split differently.
 		{source: "smuggling", agent: hd, h1: "POST /v1/tickets/4711/comments HTTP/1.1\r\nHost: " + helpdeskHost + "\r\nContent-Type: application/json\r\nContent-Length: 12\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\n"},
 		{source: "smuggling", agent: hd, h1: "POST /v1/tickets/4711/comments HTTP/1.1\r\nHost: " + helpdeskHost + "\r\nContent-Type: application/json\r\nContent-Length: 12\r\nContent-Length: 13\r\nConnection: close\r\n\r\n{\"body\":\"x\"}"},
@@ -390,6 +395,18 @@ func TestRealEnvoyDifferential(t *testing.T) {
 				t.Errorf("%s: reached %s after a %s", r.c.label(), r.reached(), d.Code)
 			case r.upstream.Method != d.Method || r.upstream.URI != d.Path || !strings.EqualFold(r.upstream.Host, d.Host):
 				t.Errorf("%s: checked %s %s %s, but the upstream received %s %s %s", r.c.label(), d.Method, d.Host, d.Path, r.upstream.Method, r.upstream.Host, r.upstream.URI)
+			}
+			// Frameworks build absolute URLs and route virtual hosts by these: an agent's own
+			// value must not reach the API.
+			for _, h := range []string{"X-Forwarded-Host", "X-Original-Host", "X-Host", "X-Forwarded-Server", "X-Http-Host-Override"} {
+				if v := r.upstream.Header.Get(h); v != "" && !strings.EqualFold(v, d.Host) {
+					otherReading++
+					t.Errorf("%s: checked host %s, but the upstream may read the host as %s (%s)", r.c.label(), d.Host, v, h)
+				}
+			}
+			if v := r.upstream.Header.Get("Forwarded"); strings.Contains(strings.ToLower(v), "host=") {
+				otherReading++
+				t.Errorf("%s: checked host %s, but the upstream may read the host from Forwarded: %s", r.c.label(), d.Host, v)
 			}
 			for _, rd := range lenientReadings(*r.upstream) {
 				rt := demoRouteFor(r.which, rd.method, rd.path)
@@ -662,7 +679,7 @@ type reading struct {
 // header that names the path (X-Original-URL and kin, X-Forwarded-Prefix).
 func lenientReadings(u stack.Received) []reading {
 	targets := []struct{ target, how string }{{u.URI, "as sent"}}
-	for _, h := range []string{"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Forwarded-Uri", "X-Envoy-Original-Path"} {
+	for _, h := range []string{"X-Original-Url", "X-Rewrite-Url", "X-Original-Uri", "X-Original-Path", "X-Forwarded-Uri", "X-Forwarded-Path", "X-Replaced-Path", "X-Envoy-Original-Path"} {
 		if v := u.Header.Get(h); v != "" {
 			targets = append(targets, struct{ target, how string }{v, "by " + h})
 		}

@@ -196,7 +196,7 @@ func (c *compiler) body(src *source, at string, r *policyv1.Route) *bodyRule {
 			c.addf(src, at+".grpc_message", "gRPC routes use method POST")
 			return nil
 		}
-		gb := &grpcBody{msg: mt, maxDepth: rule.maxDepth}
+		gb := &grpcBody{msg: mt, maxDepth: rule.maxDepth, keep: r.GetApproval() != nil}
 		c.validates(src, at+".grpc_message", mt, &gb.validator)
 		rule.schema = gb
 	default:

@@ -20,8 +20,9 @@ type protoJSONBody struct {
 	msg       protoreflect.MessageType
 	validator protovalidate.Validator
 	maxDepth  int
-	// keep builds the body's JSON value for the stages after (the route holds requests for
-	// approval, whose condition, digest and display read it); otherwise it is only checked.
+	// keep builds the body's JSON value and the decoded message's view for the stages after (the
+	// route holds requests for approval: its condition and approvers read the message, the
+	// digest the JSON); otherwise the body is only checked.
 	keep bool
 }
 
@@ -46,7 +47,11 @@ func (p *protoJSONBody) check(r *Request, _ *agent) decision.Decision {
 			"The body does not match this route's message; fix it and retry.",
 			decision.Violation{Field: "body", Rule: "decode", Message: protoErrorMessage(err)})
 	}
-	return validateMessage(p.validator, m)
+	if d := validateMessage(p.validator, m); d.Code != "" || !p.keep {
+		return d
+	}
+	r.keepMessage(m.ProtoReflect())
+	return allowed()
 }
 
 // grpcBody reads one uncompressed gRPC frame holding the route's request message.
@@ -54,6 +59,9 @@ type grpcBody struct {
 	msg       protoreflect.MessageType
 	validator protovalidate.Validator
 	maxDepth  int
+	// keep builds the decoded message's view for the stages after (the route holds requests for
+	// approval, whose condition and approvers read it).
+	keep bool
 }
 
 var _ bodySchema = (*grpcBody)(nil)
@@ -98,7 +106,11 @@ func (g *grpcBody) check(r *Request, _ *agent) decision.Decision {
 			"The message carries fields this route does not know; remove them.",
 			decision.Violation{Field: path, Rule: "unknown_field", Message: "is not a field of the message"})
 	}
-	return validateMessage(g.validator, m)
+	if d := validateMessage(g.validator, m); d.Code != "" || !g.keep {
+		return d
+	}
+	r.keepMessage(m.ProtoReflect())
+	return allowed()
 }
 
 // findUnknown reports the first message in m's tree holding fields its schema does not define.

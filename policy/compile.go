@@ -222,16 +222,22 @@ func (c *compiler) hosts(src *source) {
 		hs := c.snap.hosts[name]
 		switch {
 		case shadow && hs != nil:
-			// A shadow file adds shadow routes to a host defined elsewhere.
+			// A shadow file adds shadow routes to a host defined elsewhere; what the host refuses
+			// and removes is the host's, from its own file.
+			if len(h.GetRefuseHeaders()) > 0 || len(h.GetTrustForwardedHeaders()) > 0 {
+				c.addf(src, at, "a shadow file cannot change the headers host %s refuses or trusts: set them in %s", name, c.hostAt[name])
+			}
 		case hs != nil:
 			c.addf(src, at+".name", "host %s is already defined at %s", name, c.hostAt[name])
 			continue
 		case shadow:
-			hs = &host{name: name, root: &node{}, shadowRoot: &node{}, grant: &decision.Grant{}}
+			refused, _ := c.hostHeaders(src, at, h.GetRefuseHeaders(), h.GetTrustForwardedHeaders(), h.GetRemoveHeaders())
+			hs = &host{name: name, root: &node{}, shadowRoot: &node{}, grant: &decision.Grant{}, refuse: refused}
 			c.snap.hosts[name] = hs
 		default:
 			c.hostAt[name] = src.file.Name + " " + at
-			hs = &host{name: name, live: true, root: &node{}, shadowRoot: &node{}, grant: c.grant(src, at, h)}
+			refused, strip := c.hostHeaders(src, at, h.GetRefuseHeaders(), h.GetTrustForwardedHeaders(), h.GetRemoveHeaders())
+			hs = &host{name: name, live: true, root: &node{}, shadowRoot: &node{}, grant: c.grant(src, at, h, strip), refuse: refused}
 			if j := h.GetJwtSvid(); j != nil {
 				hs.jwt = &JWTSVIDConfig{Audiences: j.GetAudiences(), Header: j.GetHeader()}
 				if hs.jwt.Header == "" {
@@ -256,9 +262,10 @@ func (c *compiler) hosts(src *source) {
 	}
 }
 
-// grant compiles what an allowed request to the host carries: credentials read now, once.
-func (c *compiler) grant(src *source, at string, h *policyv1.Host) *decision.Grant {
-	g := &decision.Grant{Remove: append([]string(nil), h.GetRemoveHeaders()...)}
+// grant compiles what an allowed request to the host carries: credentials read now, once; the
+// agent's headers the host removes, and the forwarded-context headers it does not trust (strip).
+func (c *compiler) grant(src *source, at string, h *policyv1.Host, strip []string) *decision.Grant {
+	g := &decision.Grant{Remove: append(append([]string(nil), h.GetRemoveHeaders()...), strip...)}
 	set := map[string]bool{}
 	for i, ih := range h.GetInjectHeaders() {
 		hat := fmt.Sprintf("%s.inject_headers[%d]", at, i)

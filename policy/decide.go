@@ -37,15 +37,6 @@ type Request struct {
 	body *parsedBody
 }
 
-// methodOverrideHeaders ask an upstream framework to treat the request as another method.
-var methodOverrideHeaders = [...]string{"x-http-method-override", "x-http-method", "x-method-override", "x-original-method"}
-
-// pathOverrideHeaders ask an upstream framework to route the request by another path than the
-// request line's: IIS URL Rewrite and Symfony read X-Original-URL and X-Rewrite-URL; proxies pass
-// the original path on in the others. agentauthz would check one path and the upstream route
-// another (envoy/DIFFERENTIAL.md).
-var pathOverrideHeaders = [...]string{"x-original-url", "x-rewrite-url", "x-original-uri", "x-forwarded-uri", "x-forwarded-path", "x-envoy-original-path"}
-
 func isMethodOverrideParam(name string) bool {
 	switch strings.ToLower(name) {
 	case "_method", "x-http-method-override", "x-http-method", "x-method-override":
@@ -85,19 +76,8 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 	if r.Method == "" || r.Host == "" || r.Target == "" {
 		return decision.Denied(decision.CodeRequestMalformed, "The request lacks a method, host or path.")
 	}
-	for _, h := range methodOverrideHeaders {
-		if _, n := r.Headers.Get(h); n > 0 {
-			return decision.Denied(decision.CodeMethodOverride,
-				"Method override headers are refused; send the request with the method you mean.",
-				decision.Violation{Field: "header." + h, Rule: "forbidden", Message: "must not be sent"})
-		}
-	}
-	for _, h := range pathOverrideHeaders {
-		if _, n := r.Headers.Get(h); n > 0 {
-			return decision.Denied(decision.CodePathAmbiguous,
-				"Path override headers are refused; send the request to the path you mean.",
-				decision.Violation{Field: "header." + h, Rule: "path_override", Message: "must not be sent"})
-		}
+	if d := refuseOverrides(r); d.Code != "" {
+		return d
 	}
 	t, err := target.Parse(r.Target)
 	if err != nil {
@@ -107,6 +87,9 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 	if h == nil || !(h.live || shadow) {
 		return decision.Denied(decision.CodeHostUnknown,
 			"No agent may call this host; check the host name, without port.")
+	}
+	if d := h.refuseHostHeaders(r); d.Code != "" {
+		return d
 	}
 	var vals [maxPathParams]string
 	tree := h.root
@@ -155,7 +138,7 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 		if d := rt.checkGraphQLQuery(t.Query, ag); d.Code != "" {
 			return d
 		}
-		return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant}
+		return rt.allowOrHold(r, t, vals, nil)
 	}
 	var strip []string
 	violations, strip = rt.checkQuery(t.Query)
@@ -179,6 +162,11 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 			"This route takes no request body; send the request without one.",
 			decision.Violation{Field: "body", Rule: "forbidden", Message: "must be empty"})
 	}
+	return rt.allowOrHold(r, t, vals, strip)
+}
+
+// allowOrHold allows a request that passed every check of the route, or holds it for approval.
+func (rt *route) allowOrHold(r *Request, t target.Target, vals *[maxPathParams]string, strip []string) decision.Decision {
 	if rt.hold != nil && rt.hold.holds(rt, r, t, vals) {
 		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
 			Detail: "This request needs human approval.", Grant: rt.grant, RemoveQuery: strip, Hold: rt.hold.hold}

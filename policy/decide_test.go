@@ -252,13 +252,14 @@ func checkGrant(t *testing.T, host string, g *decision.Grant) {
 		if len(g.Set) != 1 || g.Set[0].Name != "authorization" || g.Set[0].Value.Reveal() != "Bearer "+decideCredential {
 			t.Errorf("grant sets %+v", g.Set)
 		}
-		// authorization is injected, so it is replaced rather than removed.
-		if fmt.Sprint(g.Remove) != "[cookie]" {
-			t.Errorf("grant removes %q, want [cookie]", g.Remove)
+		// authorization is injected, so it is replaced rather than removed; the forwarded-context
+		// headers the host does not trust are removed.
+		if want := append([]string{"cookie"}, ForwardedHeaders()...); fmt.Sprint(g.Remove) != fmt.Sprint(want) {
+			t.Errorf("grant removes %q, want %q", g.Remove, want)
 		}
 	default:
-		if len(g.Set) != 0 || len(g.Remove) != 0 {
-			t.Errorf("grant for %s = %+v, want nothing", host, g)
+		if len(g.Set) != 0 || fmt.Sprint(g.Remove) != fmt.Sprint(ForwardedHeaders()) {
+			t.Errorf("grant for %s = %+v, want the forwarded-context headers removed, nothing set", host, g)
 		}
 	}
 }

@@ -80,6 +80,10 @@ func (rt *route) checkGraphQLQuery(q string, ag *agent) decision.Decision {
 func (c *compiler) graphqlAPIs(src *source) {
 	for i, g := range src.policy.GetGraphql() {
 		at := fmt.Sprintf("graphql[%d]", i)
+		if len(g.GetArguments()) > 0 {
+			c.addf(src, at+".arguments", "argument rules are not supported by this version")
+			continue
+		}
 		if _, dup := c.graphql[g.GetName()]; dup {
 			c.addf(src, at+".name", "GraphQL API %q is defined twice", g.GetName())
 			continue

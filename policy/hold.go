@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,7 +40,7 @@ func holdEnv() (*cel.Env, error) {
 		cel.Variable("host", cel.StringType),
 		cel.Variable("path", cel.StringType),
 		cel.Variable("params", cel.MapType(cel.StringType, cel.StringType)),
-		cel.Variable("query", cel.MapType(cel.StringType, cel.StringType)),
+		cel.Variable("query", cel.MapType(cel.StringType, cel.ListType(cel.StringType))),
 		cel.Variable("body", cel.DynType),
 	)
 }
@@ -86,7 +87,12 @@ func (c *compiler) holdRule(src *source, at string, r *policyv1.Route, grant *de
 		}
 		ast, iss := env.Compile(expr)
 		if iss.Err() != nil {
-			c.addf(src, at+".when", "%s", strings.ReplaceAll(iss.Err().Error(), "\n", " "))
+			msg := strings.ReplaceAll(iss.Err().Error(), "\n", " ")
+			if strings.Contains(msg, "list(string)") {
+				msg += ` (query maps each parameter to the list of its values: write "x" in query.NAME, ` +
+					`query.NAME.exists(v, ...) or, for a parameter given once, query.NAME[0])`
+			}
+			c.addf(src, at+".when", "%s", msg)
 			return nil
 		}
 		if ast.OutputType() != cel.BoolType {
@@ -112,32 +118,48 @@ func (h *holdRule) holds(rt *route, r *Request, t target.Target, vals *[maxPathP
 	if h.when == nil {
 		return true
 	}
-	params := make(map[string]string, rt.nparams)
-	for i := 0; i < rt.nparams; i++ {
-		params[rt.params[i].name] = target.UnescapePath(vals[i])
-	}
-	query := map[string]string{}
-	for rest := t.Query; rest != ""; {
-		var name, value string
-		name, value, rest, _ = target.NextParam(rest)
-		if n := target.Unescape(name); query[n] == "" {
-			query[n] = target.Unescape(value)
-		}
-	}
-	var body any
-	if len(r.Body) > 0 {
-		// The value the body's schema read, shared: jsonAdapter reads it without changing it.
-		body, _ = r.JSON()
-	}
-	out, _, err := h.when.Eval(map[string]any{
-		"method": r.Method, "host": hostKey(r.Host), "path": t.Path,
-		"params": params, "query": query, "body": body,
-	})
+	out, _, err := h.when.Eval(rt.conditionInputs(r, t, vals))
 	if err != nil {
 		return true
 	}
 	b, ok := out.Value().(bool)
 	return !ok || b
+}
+
+// conditionInputs is what an approval condition sees of a request that passed every check of
+// the route: what the upstream will act on, decoded, in one form whatever spelling the agent
+// chose. The path and its parameters are decoded; the query holds every value of every parameter the
+// upstream receives, by decoded name (parameters strip_unknown_query removes are not there);
+// the body is the decoded message on message and grpc_message routes, and the JSON body
+// otherwise.
+func (rt *route) conditionInputs(r *Request, t target.Target, vals *[maxPathParams]string) map[string]any {
+	params := make(map[string]string, rt.nparams)
+	for i := 0; i < rt.nparams; i++ {
+		params[rt.params[i].name] = target.UnescapePath(vals[i])
+	}
+	query := map[string][]string{}
+	for rest := t.Query; rest != ""; {
+		var name, value string
+		name, value, rest, _ = target.NextParam(rest)
+		n := target.Unescape(name)
+		if rt.graphqlGET == nil && rt.query[n] == nil {
+			continue // stripped: the upstream never sees it
+		}
+		query[n] = append(query[n], target.Unescape(value))
+	}
+	var body any
+	if v, ok := r.Message(); ok {
+		body = v
+	} else if len(r.Body) > 0 {
+		// The value the body's schema read, shared: jsonAdapter reads it without changing it.
+		body, _ = r.JSON()
+	}
+	return map[string]any{
+		// Decoded as the upstream decodes it: target.Parse refused every escape (an encoded "/",
+		// ".", "%") whose decoding could change the segments.
+		"method": r.Method, "host": hostKey(r.Host), "path": target.UnescapePath(t.Path),
+		"params": params, "query": query, "body": body,
+	}
 }
 
 // retryGrant is grant with the approval header removed too: what an approved retry carries.
@@ -148,8 +170,10 @@ func retryGrant(grant *decision.Grant) *decision.Grant {
 	return &decision.Grant{Set: grant.Set, Remove: append(slices.Clip(grant.Remove), ApprovalHeader)}
 }
 
-// jsonAdapter shows the condition a body as strictjson reads it: JSON numbers become int64 or
-// float64, which CEL compares with literals, or a string when neither holds them. Objects and
+// jsonAdapter shows the condition a body as strictjson reads it: a JSON number becomes an int
+// when it is an integer an int64 holds, however it is spelt (1000, 1000.0, 1e3: one value, as
+// RFC 8785 and the approval digest read it), a double otherwise, or a string when neither holds
+// it. Objects and
 // arrays are adapted lazily, element by element, as the expression reads them, so the shared
 // value is never copied or modified.
 type jsonAdapter struct{}
@@ -166,10 +190,47 @@ func (a jsonAdapter) NativeToValue(v any) ref.Val {
 		if i, err := x.Int64(); err == nil {
 			return types.Int(i)
 		}
+		if i, ok := integral(string(x)); ok {
+			return types.Int(i)
+		}
 		if f, err := x.Float64(); err == nil {
 			return types.Double(f)
 		}
 		return types.String(x)
 	}
 	return types.DefaultTypeAdapter.NativeToValue(v)
+}
+
+// integral returns the int64 that a JSON number spelt with a fraction or an exponent is exactly
+// (1000.0, 1e3, 12.50e1), and whether it is one.
+func integral(s string) (int64, bool) {
+	s, neg := strings.CutPrefix(s, "-")
+	mant, exp := s, 0
+	if i := strings.IndexAny(s, "eE"); i >= 0 {
+		e := s[i+1:]
+		if len(e) > 6 { // far beyond int64 either way
+			return 0, false
+		}
+		n, err := strconv.Atoi(e)
+		if err != nil {
+			return 0, false
+		}
+		mant, exp = s[:i], n
+	}
+	intPart, frac, _ := strings.Cut(mant, ".")
+	all := intPart + frac
+	digits := strings.TrimLeft(all, "0")
+	point := len(intPart) + exp - (len(all) - len(digits)) // digits before the decimal point
+	digits = strings.TrimRight(digits, "0")
+	switch {
+	case digits == "":
+		return 0, true
+	case point < len(digits) || point > 19:
+		return 0, false
+	}
+	if neg {
+		digits = "-" + digits
+	}
+	i, err := strconv.ParseInt(digits+strings.Repeat("0", point-len(strings.TrimPrefix(digits, "-"))), 10, 64)
+	return i, err == nil
 }

@@ -1,6 +1,10 @@
 package policy
 
-import "github.com/agentauthz/agentauthz/policy/strictjson"
+import (
+	"google.golang.org/protobuf/reflect/protoreflect"
+
+	"github.com/agentauthz/agentauthz/policy/strictjson"
+)
 
 // parsedBody is a request body read as strict JSON, once, and shared by every stage after: the
 // route's schema, the approval condition, the approval digest and what approvers see. It is
@@ -10,6 +14,10 @@ type parsedBody struct {
 	value any    // as strictjson.ParseShared returns it
 	of    []byte // the body it was read from: a Body replaced since is read again
 	depth int    // the nesting limit it was read with; 0 when the body is not strict JSON
+	// message is the view (messageView) of the protobuf message the route's schema decoded from
+	// the body, when decoded is set.
+	message any
+	decoded bool
 }
 
 // parsed returns what was read of r.Body, or nil.
@@ -56,7 +64,11 @@ func (r *Request) readJSON(maxDepth int) (any, error) {
 		return nil, err
 	}
 	if p == nil || p.depth == 0 || maxDepth < p.depth {
-		r.body = &parsedBody{value: v, of: r.Body, depth: maxDepth}
+		nb := &parsedBody{value: v, of: r.Body, depth: maxDepth}
+		if p != nil {
+			nb.message, nb.decoded = p.message, p.decoded
+		}
+		r.body = nb
 	}
 	return v, nil
 }
@@ -71,4 +83,30 @@ func (r *Request) checkJSON(maxDepth int) error {
 		return nil
 	}
 	return strictjson.Check(r.Body, maxDepth)
+}
+
+// Message returns the body as the route's protobuf schema decoded it, on a message or
+// grpc_message route that holds requests for approval: the message the upstream acts on, in
+// the one form approval conditions and approvers read, a JSON value of the kinds JSON returns
+// with fields by their proto names (see the policy reference, Approval.when). ok is false when
+// no stage decoded a message from this body.
+//
+// The value is shared by every stage: never modify it.
+func (r *Request) Message() (v any, ok bool) {
+	if p := r.parsed(); p != nil && p.decoded {
+		return p.message, true
+	}
+	return nil, false
+}
+
+// keepMessage records the view of the message the route decoded from the body, beside what
+// was read of it as JSON. The parsedBody is replaced, never modified: copies of the Request may
+// share the old one.
+func (r *Request) keepMessage(m protoreflect.Message) {
+	p := parsedBody{of: r.Body}
+	if old := r.parsed(); old != nil {
+		p = *old
+	}
+	p.message, p.decoded = messageView(m), true
+	r.body = &p
 }

@@ -122,6 +122,8 @@ type host struct {
 	routes []*route
 	// jwt, when set, accepts JWT-SVIDs from agents without an X.509 identity.
 	jwt *JWTSVIDConfig
+	// refuse are the headers the host refuses beside overrideHeaders (refuse_headers).
+	refuse []string
 }
 
 // Store holds the snapshot in force, and what became of the last attempt to load a new one.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -190,8 +191,29 @@ func printDecision(w io.Writer, d *decision.Decision) {
 			for _, h := range g.Set {
 				fmt.Fprintf(w, "  set header     %s: %s\n", h.Name, h.Value)
 			}
+			// The forwarded-context headers the host does not trust are one line: the same on
+			// every host that trusts none of them.
+			forwarded := policy.ForwardedHeaders()
+			removed := 0
 			for _, h := range g.Remove {
+				if slices.Contains(forwarded, h) {
+					removed++
+					continue
+				}
 				fmt.Fprintf(w, "  remove header  %s\n", h)
+			}
+			if removed > 0 {
+				but := ""
+				if removed < len(forwarded) {
+					var kept []string
+					for _, h := range forwarded {
+						if !slices.Contains(g.Remove, h) {
+							kept = append(kept, h)
+						}
+					}
+					but = " but " + strings.Join(kept, ", ")
+				}
+				fmt.Fprintf(w, "  remove header  every forwarded-context header%s (trust_forwarded_headers)\n", but)
 			}
 		}
 		for _, q := range d.RemoveQuery {

@@ -175,7 +175,8 @@ func TestCheckAllow(t *testing.T) {
 			want := "allow  rule=get-ticket\n" +
 				"  set header     authorization: [redacted]\n" +
 				"  remove header  cookie\n" +
-				"  remove header  proxy-authorization\n"
+				"  remove header  proxy-authorization\n" +
+				"  remove header  every forwarded-context header (trust_forwarded_headers)\n"
 			if r.stdout != want {
 				t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, want)
 			}

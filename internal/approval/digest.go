@@ -25,6 +25,11 @@ import (
 // and number spelling do not matter) and as sent otherwise. Each part is length-prefixed, so no
 // two requests share a digest by shifting bytes between parts.
 //
+// Headers are not part of it: the policy refuses every header that could make the upstream act
+// on another path, host or method, and removes the forwarded-context headers, on the held
+// request and on its retry alike (Host.refuse_headers, Host.trust_forwarded_headers), so no
+// header a retry adds can change what was approved.
+//
 // RFC 8785 rounds every number to a float64. A JSON body with a number that rounding would
 // change (9007199254740993, 0.10000000000000001) is therefore digested as sent: otherwise two
 // bodies an upstream reads as different values (two account ids) would share one approval. So
@@ -313,8 +318,9 @@ func DisplayBody(contentType string, body []byte, redact []string) string {
 	return display(contentType, body, v, parsed, ptrs)
 }
 
-// display is DisplayBody of a body read already: when parsed, v is the body as strictjson reads
-// it, and the body's content type is JSON. v is not modified: redaction copies what it changes.
+// display is DisplayBody of a body read already: when parsed, v is a JSON value of the kinds
+// strictjson reads, the body or the message the policy decoded from it (policy.Request.Message).
+// v is not modified: redaction copies what it changes.
 func display(contentType string, body []byte, v any, parsed bool, redact []strictjson.Pointer) string {
 	if len(body) == 0 {
 		return ""

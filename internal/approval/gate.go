@@ -85,8 +85,14 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 		return g.consume(ctx, r, d, id, agent, digest, now)
 	}
 	// What approvers see is rendered only for a new approval: a request held already is
-	// answered from its approval.
-	render := func() string { return display(ct, r.Body, body, parsed, d.Hold.Redact) }
+	// answered from its approval. On a route whose schema decodes a protobuf message, they see
+	// the message the upstream acts on, as the approval condition does (fields by their proto
+	// names, whichever spelling the agent sent), redaction pointers naming those fields.
+	shown, shownParsed := body, parsed
+	if m, ok := r.Message(); ok {
+		shown, shownParsed = m, true
+	}
+	render := func() string { return display(ct, r.Body, shown, shownParsed, d.Hold.Redact) }
 	a, created, err := g.Store.Hold(ctx, Approval{
 		ID: NewID(), Agent: agent, Digest: digest, Rule: d.Hold.Rule, Reason: d.Hold.Reason,
 		Method: r.Method, Host: r.Host, Path: g.RedactQuery.Target(r.Target), ContentType: ct,

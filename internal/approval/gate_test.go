@@ -118,8 +118,10 @@ func TestGateAllow(t *testing.T) {
 	if a.Set["authorization"] != "Bearer "+apiToken {
 		t.Errorf("approved retry sets %v, want the injected credential", a.Set)
 	}
-	if !slices.Equal(a.Removed, []string{"cookie", approval.Header}) {
-		t.Errorf("approved retry removes %v, want the host's cookie and %s", a.Removed, approval.Header)
+	// The host's cookie, the forwarded-context headers it does not trust, and the approval header.
+	removed := append([]string{"cookie"}, policy.ForwardedHeaders()...)
+	if !slices.Equal(a.Removed, append(slices.Clone(removed), approval.Header)) {
+		t.Errorf("approved retry removes %v, want the host's cookie, the forwarded-context headers and %s", a.Removed, approval.Header)
 	}
 	// The next approved request of the same route gets the same answer; a plain allow on the
 	// host does not remove the approval header (the policy's grant is not modified).
@@ -127,10 +129,10 @@ func TestGateAllow(t *testing.T) {
 	if h.Approve(id2, aliceToken) != 200 {
 		t.Fatal("approve failed")
 	}
-	if a := h.Check(transfer(payer, `{"amount":6000,"to":"DE89"}`, id2)); !a.Allow || !slices.Equal(a.Removed, []string{"cookie", approval.Header}) {
+	if a := h.Check(transfer(payer, `{"amount":6000,"to":"DE89"}`, id2)); !a.Allow || !slices.Equal(a.Removed, append(slices.Clone(removed), approval.Header)) {
 		t.Errorf("second approved retry: %v removing %v", a, a.Removed)
 	}
-	if a := h.Check(transfer(payer, `{"amount":10,"to":"DE89"}`)); !a.Allow || !slices.Equal(a.Removed, []string{"cookie"}) {
+	if a := h.Check(transfer(payer, `{"amount":10,"to":"DE89"}`)); !a.Allow || !slices.Equal(a.Removed, removed) {
 		t.Errorf("plain allow after approvals: %v removing %v", a, a.Removed)
 	}
 	h.Want(transfer(payer, body, id), 403, "approval_used")

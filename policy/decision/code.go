@@ -19,6 +19,7 @@ const (
 	CodeRequestMalformed    Code = "request_malformed"
 	CodePathAmbiguous       Code = "path_ambiguous"
 	CodeMethodOverride      Code = "method_override"
+	CodeHeaderOverride      Code = "header_override"
 	CodePathParamInvalid    Code = "path_param_invalid"
 	CodeQueryInvalid        Code = "query_invalid"
 	CodeBodyNotAllowed      Code = "body_not_allowed"
@@ -35,6 +36,7 @@ const (
 	CodeGraphQLOperation    Code = "graphql_operation"
 	CodeGraphQLField        Code = "graphql_field"
 	CodeGraphQLNotPersisted Code = "graphql_not_persisted"
+	CodeGraphQLArgument     Code = "graphql_argument"
 	CodeApprovalRequired    Code = "approval_required"
 	CodeApprovalDenied      Code = "approval_denied"
 	CodeApprovalUsed        Code = "approval_used"
@@ -93,6 +95,8 @@ var codes = [...]CodeInfo{
 		"A path two parsers could read differently: dot segments, encoded slashes, `;` parameters, double encoding and the like."},
 	{CodeMethodOverride, 400, "Method override refused",
 		"A header or query parameter asking the upstream to use another method."},
+	{CodeHeaderOverride, 400, "Override header refused",
+		"A header that makes frameworks serve another path or host than the request line's (`x-original-url`, `x-original-host`, ...), or one the host's `refuse_headers` lists."},
 	{CodePathParamInvalid, 400, "Invalid path parameter",
 		"A path parameter breaks its type."},
 	{CodeQueryInvalid, 400, "Invalid query",
@@ -129,6 +133,8 @@ var codes = [...]CodeInfo{
 		"A field, or introspection, the agent may not select."},
 	{CodeGraphQLNotPersisted, 403, "GraphQL operation not persisted",
 		"Not one of the API's persisted operations."},
+	{CodeGraphQLArgument, 400, "GraphQL argument refused",
+		"An argument the API's `arguments` rules do not allow for the field, a required one missing, or a value outside its rules (a literal, a variable's value or the schema's default)."},
 
 	// Human approval.
 	{CodeApprovalRequired, 428, "Approval required",

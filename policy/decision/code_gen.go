@@ -8,9 +8,9 @@ func (c Code) Status() int {
 	switch c {
 	case CodeAllowed:
 		return 200
-	case CodeRequestMalformed, CodePathAmbiguous, CodeMethodOverride, CodePathParamInvalid,
-		CodeQueryInvalid, CodeBodyNotAllowed, CodeBodyMissing, CodeBodyMalformed, CodeBodySchema,
-		CodeGraphQLInvalid, CodeGraphQLLimit:
+	case CodeRequestMalformed, CodePathAmbiguous, CodeMethodOverride, CodeHeaderOverride,
+		CodePathParamInvalid, CodeQueryInvalid, CodeBodyNotAllowed, CodeBodyMissing,
+		CodeBodyMalformed, CodeBodySchema, CodeGraphQLInvalid, CodeGraphQLLimit, CodeGraphQLArgument:
 		return 400
 	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown, CodeJWTSVIDInvalid:
 		return 401
@@ -57,6 +57,8 @@ func (c Code) Title() string {
 		return "Ambiguous path"
 	case CodeMethodOverride:
 		return "Method override refused"
+	case CodeHeaderOverride:
+		return "Override header refused"
 	case CodePathParamInvalid:
 		return "Invalid path parameter"
 	case CodeQueryInvalid:
@@ -89,6 +91,8 @@ func (c Code) Title() string {
 		return "GraphQL field not allowed"
 	case CodeGraphQLNotPersisted:
 		return "GraphQL operation not persisted"
+	case CodeGraphQLArgument:
+		return "GraphQL argument refused"
 	case CodeApprovalRequired:
 		return "Approval required"
 	case CodeApprovalDenied:

@@ -220,9 +220,27 @@ type Host struct {
 	Routes []*Route `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
 	// Accept JWT-SVIDs from agents that reach Envoy without mTLS. Off unless set. A request that
 	// carries an X.509 identity is never read for a JWT-SVID.
-	JwtSvid       *JWTSVID `protobuf:"bytes,5,opt,name=jwt_svid,json=jwtSvid,proto3" json:"jwt_svid,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	JwtSvid *JWTSVID `protobuf:"bytes,5,opt,name=jwt_svid,json=jwtSvid,proto3" json:"jwt_svid,omitempty"`
+	// Request headers refused on this host (400 header_override), beside those refused on every
+	// host: list here any header the host's own framework routes or acts by, e.g. a custom rewrite
+	// header. Lower case. On every host agentauthz refuses the headers that make common frameworks
+	// (IIS, Symfony, Zend, Laravel, Traefik, nginx, Azure gateways) serve another request than the
+	// request line says: another path, x-original-url, x-rewrite-url, x-original-uri,
+	// x-original-path, x-forwarded-uri, x-forwarded-path, x-replaced-path and
+	// x-envoy-original-path (rule path_override); another host, x-original-host and
+	// x-http-host-override (rule host_override); another method, x-http-method-override,
+	// x-http-method, x-method-override and x-original-method (400 method_override, as the query
+	// parameters _method, x-http-method-override, x-http-method and x-method-override are).
+	RefuseHeaders []string `protobuf:"bytes,6,rep,name=refuse_headers,json=refuseHeaders,proto3" json:"refuse_headers,omitempty"`
+	// Forwarded-context headers this host's API may receive as the agent sent them. Frameworks
+	// build URLs, redirects, scheme checks and client addresses from these headers, which a proxy
+	// in front of the API is meant to set; an agent sets them only to be believed. On allow,
+	// agentauthz removes every one of them (headers_to_remove) that the host does not list here.
+	// Envoy's own x-forwarded-for, x-forwarded-proto, x-request-id, x-envoy-external-address and
+	// x-forwarded-client-cert are never removed: Envoy sets them before the check.
+	TrustForwardedHeaders []string `protobuf:"bytes,7,rep,name=trust_forwarded_headers,json=trustForwardedHeaders,proto3" json:"trust_forwarded_headers,omitempty"`
+	unknownFields         protoimpl.UnknownFields
+	sizeCache             protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -286,6 +304,20 @@ func (x *Host) GetRoutes() []*Route {
 func (x *Host) GetJwtSvid() *JWTSVID {
 	if x != nil {
 		return x.JwtSvid
+	}
+	return nil
+}
+
+func (x *Host) GetRefuseHeaders() []string {
+	if x != nil {
+		return x.RefuseHeaders
+	}
+	return nil
+}
+
+func (x *Host) GetTrustForwardedHeaders() []string {
+	if x != nil {
+		return x.TrustForwardedHeaders
 	}
 	return nil
 }
@@ -787,6 +819,13 @@ type GraphQLAPI struct {
 	Persisted []string `protobuf:"bytes,12,rep,name=persisted,proto3" json:"persisted,omitempty"`
 	// Accept only the persisted operations.
 	PersistedOnly bool `protobuf:"varint,13,opt,name=persisted_only,json=persistedOnly,proto3" json:"persisted_only,omitempty"`
+	// Rules for the arguments of fields, one entry per field. A field listed here takes only the
+	// arguments listed under it, each within its rules, e.g. Query.customers taking first from 1
+	// to 100. The rules apply through aliases and fragments, in every operation of the document,
+	// to literals and to variables once their values are known (a variable not sent takes its
+	// default). An argument left out is checked as the API would read it: with the schema's
+	// default value, or as absent. Refused with 400 graphql_argument.
+	Arguments     []*GraphQLArguments `protobuf:"bytes,14,rep,name=arguments,proto3" json:"arguments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -912,6 +951,191 @@ func (x *GraphQLAPI) GetPersistedOnly() bool {
 	return false
 }
 
+func (x *GraphQLAPI) GetArguments() []*GraphQLArguments {
+	if x != nil {
+		return x.Arguments
+	}
+	return nil
+}
+
+// GraphQLArguments bounds the arguments of one field.
+type GraphQLArguments struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The field, as Type.field, e.g. "Query.customers". Rules on an interface's field apply to the
+	// field of every type implementing it, and a field selected on an interface or union meets the
+	// rules of every type it may resolve to.
+	Field string `protobuf:"bytes,1,opt,name=field,proto3" json:"field,omitempty"`
+	// The arguments the field may take, by name, each with its rules. Any other argument of the
+	// field is refused. Each must be an argument of the field in the schema.
+	Args          map[string]*GraphQLArgument `protobuf:"bytes,2,rep,name=args,proto3" json:"args,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphQLArguments) Reset() {
+	*x = GraphQLArguments{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphQLArguments) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphQLArguments) ProtoMessage() {}
+
+func (x *GraphQLArguments) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphQLArguments.ProtoReflect.Descriptor instead.
+func (*GraphQLArguments) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *GraphQLArguments) GetField() string {
+	if x != nil {
+		return x.Field
+	}
+	return ""
+}
+
+func (x *GraphQLArguments) GetArgs() map[string]*GraphQLArgument {
+	if x != nil {
+		return x.Args
+	}
+	return nil
+}
+
+// GraphQLArgument is what one argument may be. In a list argument, every item is checked.
+type GraphQLArgument struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The argument must be given, and not null.
+	Required bool `protobuf:"varint,1,opt,name=required,proto3" json:"required,omitempty"`
+	// Int and Float arguments: inclusive bounds.
+	Minimum *int64 `protobuf:"varint,2,opt,name=minimum,proto3,oneof" json:"minimum,omitempty"`
+	// See minimum.
+	Maximum *int64 `protobuf:"varint,3,opt,name=maximum,proto3,oneof" json:"maximum,omitempty"`
+	// String and ID arguments: RE2 regular expression the whole value must match (it is anchored
+	// at both ends).
+	Pattern string `protobuf:"bytes,4,opt,name=pattern,proto3" json:"pattern,omitempty"`
+	// String, ID and enum arguments: the only values allowed (for an enum type, names of its
+	// values).
+	Enum []string `protobuf:"bytes,5,rep,name=enum,proto3" json:"enum,omitempty"`
+	// String and ID arguments: length bounds, in bytes.
+	MinLength *uint32 `protobuf:"varint,6,opt,name=min_length,json=minLength,proto3,oneof" json:"min_length,omitempty"`
+	// See min_length.
+	MaxLength *uint32 `protobuf:"varint,7,opt,name=max_length,json=maxLength,proto3,oneof" json:"max_length,omitempty"`
+	// List arguments: the most items.
+	MaxItems *uint32 `protobuf:"varint,8,opt,name=max_items,json=maxItems,proto3,oneof" json:"max_items,omitempty"`
+	// Shown to reviewers and in denials.
+	Description   string `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GraphQLArgument) Reset() {
+	*x = GraphQLArgument{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GraphQLArgument) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GraphQLArgument) ProtoMessage() {}
+
+func (x *GraphQLArgument) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GraphQLArgument.ProtoReflect.Descriptor instead.
+func (*GraphQLArgument) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *GraphQLArgument) GetRequired() bool {
+	if x != nil {
+		return x.Required
+	}
+	return false
+}
+
+func (x *GraphQLArgument) GetMinimum() int64 {
+	if x != nil && x.Minimum != nil {
+		return *x.Minimum
+	}
+	return 0
+}
+
+func (x *GraphQLArgument) GetMaximum() int64 {
+	if x != nil && x.Maximum != nil {
+		return *x.Maximum
+	}
+	return 0
+}
+
+func (x *GraphQLArgument) GetPattern() string {
+	if x != nil {
+		return x.Pattern
+	}
+	return ""
+}
+
+func (x *GraphQLArgument) GetEnum() []string {
+	if x != nil {
+		return x.Enum
+	}
+	return nil
+}
+
+func (x *GraphQLArgument) GetMinLength() uint32 {
+	if x != nil && x.MinLength != nil {
+		return *x.MinLength
+	}
+	return 0
+}
+
+func (x *GraphQLArgument) GetMaxLength() uint32 {
+	if x != nil && x.MaxLength != nil {
+		return *x.MaxLength
+	}
+	return 0
+}
+
+func (x *GraphQLArgument) GetMaxItems() uint32 {
+	if x != nil && x.MaxItems != nil {
+		return *x.MaxItems
+	}
+	return 0
+}
+
+func (x *GraphQLArgument) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
 // GraphQLFields grants fields to agents.
 type GraphQLFields struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -925,7 +1149,7 @@ type GraphQLFields struct {
 
 func (x *GraphQLFields) Reset() {
 	*x = GraphQLFields{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -937,7 +1161,7 @@ func (x *GraphQLFields) String() string {
 func (*GraphQLFields) ProtoMessage() {}
 
 func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -950,7 +1174,7 @@ func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLFields.ProtoReflect.Descriptor instead.
 func (*GraphQLFields) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GraphQLFields) GetAgents() []string {
@@ -999,7 +1223,7 @@ type Param struct {
 
 func (x *Param) Reset() {
 	*x = Param{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1011,7 +1235,7 @@ func (x *Param) String() string {
 func (*Param) ProtoMessage() {}
 
 func (x *Param) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1024,7 +1248,7 @@ func (x *Param) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Param.ProtoReflect.Descriptor instead.
 func (*Param) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Param) GetType() string {
@@ -1101,7 +1325,11 @@ func (x *Param) GetDescription() string {
 // check is answered 428 with an approval id; once an approver approves that id, the agent's
 // identical retry, carrying header x-agentauthz-approval: <id>, passes exactly once. The
 // approval is bound to the agent, method, host, path with query, the canonical body and the
-// route.
+// route. Headers are not bound: every header that can make the upstream act on another path,
+// host or method is refused (Host.refuse_headers), and every forwarded-context header is
+// removed (Host.trust_forwarded_headers), on the held request and on the retry alike, so a
+// retry cannot add one to change what was approved. A host that trusts a forwarded-context
+// header lets the agent choose its value after approval.
 type Approval struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Who may approve: "group:NAME" or "user:NAME". At least one.
@@ -1113,9 +1341,18 @@ type Approval struct {
 	// Why the route needs approval, shown to approvers and to the agent.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Hold only the requests for which this CEL expression is true (default: all of them). It sees
-	// method (string), host (string), path (string, without query), params (map of path
-	// parameters), query (map of the first value of each query parameter) and body (the JSON
-	// body, or null), e.g. `body.amount > 1000` or `params.username != "me"`.
+	// what the upstream will act on, decoded: method (string), host (string), path (string,
+	// without query), params (map of path parameters), query (map from each query parameter the
+	// upstream receives to the list of its values, in order: `"urgent" in query.tag`,
+	// `query.to.exists(v, v != "me")`, `query.limit[0]`; a name is decoded, however it was
+	// percent-encoded, and parameters strip_unknown_query removes are not in it) and body. body
+	// is the JSON body, or null; on message and grpc_message routes it is the decoded message,
+	// its fields by their proto names (max_amount, never maxAmount), 64-bit integers as numbers,
+	// enums by name, bytes in base64, well-known types in their JSON form, and fields without
+	// presence at their default when unset. A JSON number that is an integer (1000, 1000.0,
+	// 1e3) is an int; any other is a double. E.g. `body.amount > 1000` or
+	// `params.username != "me"`. A condition that fails to evaluate (a missing field, a type
+	// mismatch) holds the request.
 	When string `protobuf:"bytes,5,opt,name=when,proto3" json:"when,omitempty"`
 	// Notifiers (Policy.notifiers) told about each held request.
 	Notify []string `protobuf:"bytes,6,rep,name=notify,proto3" json:"notify,omitempty"`
@@ -1127,7 +1364,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1376,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1389,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Approval) GetApprovers() []string {
@@ -1220,7 +1457,7 @@ type Notifier struct {
 
 func (x *Notifier) Reset() {
 	*x = Notifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1469,7 @@ func (x *Notifier) String() string {
 func (*Notifier) ProtoMessage() {}
 
 func (x *Notifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1482,7 @@ func (x *Notifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notifier.ProtoReflect.Descriptor instead.
 func (*Notifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Notifier) GetName() string {
@@ -1316,7 +1553,7 @@ type SlackNotifier struct {
 
 func (x *SlackNotifier) Reset() {
 	*x = SlackNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1328,7 +1565,7 @@ func (x *SlackNotifier) String() string {
 func (*SlackNotifier) ProtoMessage() {}
 
 func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1341,7 +1578,7 @@ func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlackNotifier.ProtoReflect.Descriptor instead.
 func (*SlackNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *SlackNotifier) GetChannel() string {
@@ -1386,7 +1623,7 @@ type WebhookNotifier struct {
 
 func (x *WebhookNotifier) Reset() {
 	*x = WebhookNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1635,7 @@ func (x *WebhookNotifier) String() string {
 func (*WebhookNotifier) ProtoMessage() {}
 
 func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1648,7 @@ func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookNotifier.ProtoReflect.Descriptor instead.
 func (*WebhookNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WebhookNotifier) GetUrl() string {
@@ -1446,14 +1683,16 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
-	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\xbb\x02\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\xfc\x05\n" +
 	"\x04Host\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x18\xfd\x01h\x01R\x04name\x12O\n" +
 	"\x0eremove_headers\x18\x02 \x03(\tB(\xbaH%\x92\x01\"\x18\x01\"\x1er\x1c2\x1a^[a-z0-9!#$%&'*+.^_`|~-]+$R\rremoveHeaders\x12I\n" +
 	"\x0einject_headers\x18\x03 \x03(\v2\".agentauthz.policy.v1.InjectHeaderR\rinjectHeaders\x12=\n" +
 	"\x06routes\x18\x04 \x03(\v2\x1b.agentauthz.policy.v1.RouteB\b\xbaH\x05\x92\x01\x02\b\x01R\x06routes\x128\n" +
-	"\bjwt_svid\x18\x05 \x01(\v2\x1d.agentauthz.policy.v1.JWTSVIDR\ajwtSvid\"l\n" +
+	"\bjwt_svid\x18\x05 \x01(\v2\x1d.agentauthz.policy.v1.JWTSVIDR\ajwtSvid\x12O\n" +
+	"\x0erefuse_headers\x18\x06 \x03(\tB(\xbaH%\x92\x01\"\x18\x01\"\x1er\x1c2\x1a^[a-z0-9!#$%&'*+.^_`|~-]+$R\rrefuseHeaders\x12\xed\x02\n" +
+	"\x17trust_forwarded_headers\x18\a \x03(\tB\xb4\x02\xbaH\xb0\x02\x92\x01\xac\x02\x18\x01\"\xa7\x02r\xa4\x02R\tforwardedR\x10x-forwarded-hostR\x12x-forwarded-serverR\x12x-forwarded-prefixR\x10x-forwarded-portR\x12x-forwarded-schemeR\x14x-forwarded-protocolR\x0fx-forwarded-sslR\fx-url-schemeR\x0ffront-end-httpsR\x06x-hostR\tx-real-ipR\vx-client-ipR\x0etrue-client-ipR\x13x-cluster-client-ipR\x10x-originating-ipR\vx-remote-ipR\rx-remote-addrR\x15trustForwardedHeaders\"l\n" +
 	"\aJWTSVID\x121\n" +
 	"\taudiences\x18\x01 \x03(\tB\x13\xbaH\x10\x92\x01\r\b\x01\x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\taudiences\x12.\n" +
 	"\x06header\x18\x02 \x01(\tB\x16\xbaH\x13r\x112\x0f^([a-z0-9-]+)?$R\x06header\"\xcd\x01\n" +
@@ -1497,7 +1736,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"_max_bytesB\f\n" +
 	"\n" +
-	"_max_depth\"\xe8\x05\n" +
+	"_max_depth\"\xae\x06\n" +
 	"\n" +
 	"GraphQLAPI\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12\x1f\n" +
@@ -1520,14 +1759,43 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	" \x01(\rB\v\xbaH\b*\x06\x18\xc0\x84= \x00H\x04R\tmaxTokens\x88\x01\x01\x12/\n" +
 	"\x13allow_introspection\x18\v \x01(\bR\x12allowIntrospection\x12:\n" +
 	"\tpersisted\x18\f \x03(\tB\x1c\xbaH\x19\x92\x01\x16\x18\x01\"\x12r\x102\x0e^[0-9a-f]{64}$R\tpersisted\x12%\n" +
-	"\x0epersisted_only\x18\r \x01(\bR\rpersistedOnlyB\f\n" +
+	"\x0epersisted_only\x18\r \x01(\bR\rpersistedOnly\x12D\n" +
+	"\targuments\x18\x0e \x03(\v2&.agentauthz.policy.v1.GraphQLArgumentsR\targumentsB\f\n" +
 	"\n" +
 	"_max_batchB\f\n" +
 	"\n" +
 	"_max_depthB\x0e\n" +
 	"\f_max_aliasesB\x12\n" +
 	"\x10_max_root_fieldsB\r\n" +
-	"\v_max_tokens\"\x9f\x01\n" +
+	"\v_max_tokens\"\xad\x02\n" +
+	"\x10GraphQLArguments\x12M\n" +
+	"\x05field\x18\x01 \x01(\tB7\xbaH4r220^[_A-Za-z][_0-9A-Za-z]*\\.[_A-Za-z][_0-9A-Za-z]*$R\x05field\x12j\n" +
+	"\x04args\x18\x02 \x03(\v20.agentauthz.policy.v1.GraphQLArguments.ArgsEntryB$\xbaH!\x9a\x01\x1e\"\x1cr\x1a2\x18^[_A-Za-z][_0-9A-Za-z]*$R\x04args\x1a^\n" +
+	"\tArgsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12;\n" +
+	"\x05value\x18\x02 \x01(\v2%.agentauthz.policy.v1.GraphQLArgumentR\x05value:\x028\x01\"\xad\x05\n" +
+	"\x0fGraphQLArgument\x12\x1a\n" +
+	"\brequired\x18\x01 \x01(\bR\brequired\x12\x1d\n" +
+	"\aminimum\x18\x02 \x01(\x03H\x00R\aminimum\x88\x01\x01\x12\x1d\n" +
+	"\amaximum\x18\x03 \x01(\x03H\x01R\amaximum\x88\x01\x01\x12\"\n" +
+	"\apattern\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\apattern\x12\x1c\n" +
+	"\x04enum\x18\x05 \x03(\tB\b\xbaH\x05\x92\x01\x02\x18\x01R\x04enum\x12\"\n" +
+	"\n" +
+	"min_length\x18\x06 \x01(\rH\x02R\tminLength\x88\x01\x01\x12\"\n" +
+	"\n" +
+	"max_length\x18\a \x01(\rH\x03R\tmaxLength\x88\x01\x01\x12 \n" +
+	"\tmax_items\x18\b \x01(\rH\x04R\bmaxItems\x88\x01\x01\x12*\n" +
+	"\vdescription\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription:\xa3\x02\xbaH\x9f\x02\x1a\x83\x01\n" +
+	"\x16graphql_argument.range\x12\x1fminimum must not exceed maximum\x1aH!has(this.minimum) || !has(this.maximum) || this.minimum <= this.maximum\x1a\x96\x01\n" +
+	"\x17graphql_argument.length\x12%min_length must not exceed max_length\x1aT!has(this.min_length) || !has(this.max_length) || this.min_length <= this.max_lengthB\n" +
+	"\n" +
+	"\b_minimumB\n" +
+	"\n" +
+	"\b_maximumB\r\n" +
+	"\v_min_lengthB\r\n" +
+	"\v_max_lengthB\f\n" +
+	"\n" +
+	"_max_items\"\x9f\x01\n" +
 	"\rGraphQLFields\x121\n" +
 	"\x06agents\x18\x01 \x03(\tB\x19\xbaH\x16\x92\x01\x13\b\x01\x18\x01\"\rr\v:\tspiffe://R\x06agents\x12[\n" +
 	"\x05allow\x18\x02 \x03(\tBE\xbaHB\x92\x01?\b\x01\x18\x01\"9r725^[_A-Za-z][_0-9A-Za-z]*\\.([_A-Za-z][_0-9A-Za-z]*|\\*)$R\x05allow\"\x98\b\n" +
@@ -1593,7 +1861,7 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
 	(*Agent)(nil),               // 1: agentauthz.policy.v1.Agent
@@ -1603,40 +1871,46 @@ var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Route)(nil),               // 5: agentauthz.policy.v1.Route
 	(*Body)(nil),                // 6: agentauthz.policy.v1.Body
 	(*GraphQLAPI)(nil),          // 7: agentauthz.policy.v1.GraphQLAPI
-	(*GraphQLFields)(nil),       // 8: agentauthz.policy.v1.GraphQLFields
-	(*Param)(nil),               // 9: agentauthz.policy.v1.Param
-	(*Approval)(nil),            // 10: agentauthz.policy.v1.Approval
-	(*Notifier)(nil),            // 11: agentauthz.policy.v1.Notifier
-	(*SlackNotifier)(nil),       // 12: agentauthz.policy.v1.SlackNotifier
-	(*WebhookNotifier)(nil),     // 13: agentauthz.policy.v1.WebhookNotifier
-	nil,                         // 14: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                         // 15: agentauthz.policy.v1.Route.QueryEntry
-	(*durationpb.Duration)(nil), // 16: google.protobuf.Duration
+	(*GraphQLArguments)(nil),    // 8: agentauthz.policy.v1.GraphQLArguments
+	(*GraphQLArgument)(nil),     // 9: agentauthz.policy.v1.GraphQLArgument
+	(*GraphQLFields)(nil),       // 10: agentauthz.policy.v1.GraphQLFields
+	(*Param)(nil),               // 11: agentauthz.policy.v1.Param
+	(*Approval)(nil),            // 12: agentauthz.policy.v1.Approval
+	(*Notifier)(nil),            // 13: agentauthz.policy.v1.Notifier
+	(*SlackNotifier)(nil),       // 14: agentauthz.policy.v1.SlackNotifier
+	(*WebhookNotifier)(nil),     // 15: agentauthz.policy.v1.WebhookNotifier
+	nil,                         // 16: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 17: agentauthz.policy.v1.Route.QueryEntry
+	nil,                         // 18: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
 	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
 	7,  // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
-	11, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
+	13, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
 	4,  // 4: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
 	5,  // 5: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
 	3,  // 6: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
-	14, // 7: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	15, // 8: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	16, // 7: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	17, // 8: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
 	6,  // 9: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	10, // 10: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
-	8,  // 11: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	16, // 12: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
-	16, // 13: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
-	12, // 14: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
-	13, // 15: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
-	9,  // 16: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	9,  // 17: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	12, // 10: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	10, // 11: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	8,  // 12: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
+	18, // 13: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	19, // 14: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	19, // 15: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	14, // 16: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	15, // 17: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	11, // 18: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	11, // 19: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	9,  // 20: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -1655,7 +1929,8 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 	}
 	file_agentauthz_policy_v1_policy_proto_msgTypes[7].OneofWrappers = []any{}
 	file_agentauthz_policy_v1_policy_proto_msgTypes[9].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[11].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[11].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[13].OneofWrappers = []any{
 		(*Notifier_Slack)(nil),
 		(*Notifier_Webhook)(nil),
 	}
@@ -1665,7 +1940,7 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   16,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
