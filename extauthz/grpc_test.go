@@ -78,4 +78,7 @@ func TestGRPCDenials(t *testing.T) {
 	if c, _ := extauthz.GRPCStatus(400); c != codes.InvalidArgument {
 		t.Errorf("GRPCStatus(400) = %v", c)
 	}
+	if c, _ := extauthz.GRPCStatus(429); c != codes.ResourceExhausted { // approval_limit
+		t.Errorf("GRPCStatus(429) = %v", c)
+	}
 }

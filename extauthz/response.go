@@ -41,6 +41,7 @@ var (
 		413: grpcStatusHeader(codes.ResourceExhausted),
 		415: grpcStatusHeader(codes.InvalidArgument),
 		428: grpcStatusHeader(codes.FailedPrecondition),
+		429: grpcStatusHeader(codes.ResourceExhausted),
 		503: grpcStatusHeader(codes.Unavailable),
 	}
 )
@@ -48,8 +49,9 @@ var (
 // GRPCStatusHeader is set on the denial of a gRPC request: the status a gRPC client reports.
 // Envoy answers a gRPC request's denial as a gRPC error (HTTP 200, grpc-status, and grpc-message
 // holding agentauthz's problem details, in trailers), deriving grpc-status from the HTTP status
-// unless the denial sets it. Envoy's derivation reads 400 as INTERNAL and 413 and 428 as
-// UNKNOWN, which gRPC clients take for a server fault; this one says what the agent did.
+// unless the denial sets it. Envoy's derivation reads 400 as INTERNAL, 413 and 428 as UNKNOWN
+// and 429 as UNAVAILABLE, which gRPC clients take for a server fault (and retry at once); this
+// one says what the agent did.
 const GRPCStatusHeader = "grpc-status"
 
 func grpcStatusHeader(c codes.Code) *corev3.HeaderValueOption {

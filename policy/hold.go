@@ -25,6 +25,13 @@ const ApprovalHeader = "x-agentauthz-approval"
 // policy does not say.
 const defaultApprovalTTL = 15 * time.Minute
 
+// The live approvals a route holds a new request beside, when the policy does not say
+// (Approval.max_pending_per_agent, max_pending_per_rule).
+const (
+	defaultMaxPendingPerAgent = 20
+	defaultMaxPendingPerRule  = 100
+)
+
 // holdRule is a route's compiled approval requirement.
 type holdRule struct {
 	hold *decision.Hold
@@ -55,6 +62,14 @@ func (c *compiler) holdRule(src *source, at string, r *policyv1.Route, grant *de
 		UseWithin:     defaultApprovalTTL,
 		Notify:        a.GetNotify(),
 		Retry:         retryGrant(grant),
+		MaxPerAgent:   defaultMaxPendingPerAgent,
+		MaxPerRule:    defaultMaxPendingPerRule,
+	}
+	if n := a.GetMaxPendingPerAgent(); n > 0 {
+		h.MaxPerAgent = int(n)
+	}
+	if n := a.GetMaxPendingPerRule(); n > 0 {
+		h.MaxPerRule = int(n)
 	}
 	if a.ApproveWithin != nil {
 		h.ApproveWithin = a.GetApproveWithin().AsDuration()

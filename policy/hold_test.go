@@ -206,3 +206,32 @@ func decodeUseNumber(t *testing.T, s string) any {
 
 // jsonEqual compares values as strictjson and encoding/json read them: numbers are json.Number.
 func jsonEqual(a, b any) bool { return reflect.DeepEqual(a, b) }
+
+// TestHoldLimits: a route holds a new request only beside as many live approvals as its
+// max_pending_per_agent and max_pending_per_rule say, 20 and 100 unless set; the policy refuses
+// a limit beyond the bounds.
+func TestHoldLimits(t *testing.T) {
+	snap, err := loadHoldPolicy(t, holdPolicy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := snap.Decide(holdRequest("/v1/refunds", `{"amount":"12"}`)).Hold
+	if h == nil || h.MaxPerAgent != 20 || h.MaxPerRule != 100 {
+		t.Fatalf("defaults: %+v; want 20 per agent, 100 per rule", h)
+	}
+	set := strings.Replace(holdPolicy, "        body: {message: example.v1.Refund}\n        approval:\n",
+		"        body: {message: example.v1.Refund}\n        approval:\n          max_pending_per_agent: 3\n          max_pending_per_rule: 7\n", 1)
+	if snap, err = loadHoldPolicy(t, set); err != nil {
+		t.Fatal(err)
+	}
+	if h := snap.Decide(holdRequest("/v1/refunds", `{"amount":"12"}`)).Hold; h.MaxPerAgent != 3 || h.MaxPerRule != 7 {
+		t.Errorf("set: %d per agent, %d per rule; want 3 and 7", h.MaxPerAgent, h.MaxPerRule)
+	}
+	for _, bad := range []string{"max_pending_per_agent: 10001", "max_pending_per_rule: 100001", "max_pending_per_agent: -1"} {
+		yaml := strings.Replace(holdPolicy, "        body: {message: example.v1.Refund}\n        approval:\n",
+			"        body: {message: example.v1.Refund}\n        approval:\n          "+bad+"\n", 1)
+		if _, err := loadHoldPolicy(t, yaml); err == nil || !strings.Contains(err.Error(), "hold.yaml:25:") {
+			t.Errorf("%s: %v; want the policy refused at hold.yaml:25", bad, err)
+		}
+	}
+}

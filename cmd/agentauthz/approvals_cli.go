@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -21,10 +22,13 @@ import (
 const ApproverTokenEnv = "AGENTAUTHZ_APPROVER_TOKEN"
 
 const approvalsUsage = `Usage:
-  agentauthz approvals list [--state pending|approved|denied|expired|used]
+  agentauthz approvals list [--state pending|approved|denied|expired|used] [--limit N] [--cursor C | --all]
   agentauthz approvals show ID
   agentauthz approvals approve ID [--comment TEXT]
   agentauthz approvals deny ID [--comment TEXT]
+
+list prints the newest approvals, --limit of them (default 50), and how to list the next
+page if there are more; --all lists them all, page by page.
 
 Every command takes --url, the HTTP listener of agentauthz serve (default
 http://127.0.0.1:9002), and the approver's token from $AGENTAUTHZ_APPROVER_TOKEN (or --token,
@@ -67,10 +71,15 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("approvals "+sub, flag.ContinueOnError)
 	base := fs.String("url", "http://127.0.0.1:9002", "base URL of agentauthz's HTTP listener")
 	token := fs.String("token", "", "approver's bearer token (default $"+ApproverTokenEnv+")")
-	var state, comment *string
+	var state, comment, cursor *string
+	var limit *int
+	var all *bool
 	switch sub {
 	case "list":
 		state = fs.String("state", "", "list only approvals in this state: pending, approved, denied, expired or used")
+		limit = fs.Int("limit", 50, "list at most this many approvals (1 to 500), the newest")
+		cursor = fs.String("cursor", "", "list the page after the one that printed this cursor")
+		all = fs.Bool("all", false, "list every approval, page by page")
 	case "approve", "deny":
 		comment = fs.String("comment", "", "a comment for the record (shown to the agent on a denial)")
 	}
@@ -101,6 +110,17 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 	if state != nil && *state != "" && !approval.ValidState(approval.State(*state)) {
 		return fail("--state %q: use pending, approved, denied, expired or used", approval.Visible(*state))
 	}
+	if limit != nil && (*limit < 1 || *limit > 500) {
+		return fail("--limit %d: list 1 to 500 approvals at a time", *limit)
+	}
+	if cursor != nil && *cursor != "" {
+		if _, err := approval.ParseCursor(*cursor); err != nil {
+			return fail("--cursor %q is not a cursor agentauthz approvals list printed", approval.Visible(*cursor))
+		}
+		if *all {
+			return fail("--cursor and --all go separately")
+		}
+	}
 	if comment != nil && len(*comment) > 2000 {
 		return fail("--comment is longer than 2000 bytes")
 	}
@@ -118,7 +138,7 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 
 	switch sub {
 	case "list":
-		err = c.list(stdout, *state)
+		err = c.list(stdout, *state, *limit, *cursor, *all)
 	case "show":
 		err = c.show(stdout, id)
 	default:
@@ -225,31 +245,63 @@ func (c *approvalsClient) do(method, path string, body []byte, id string, out an
 	return e
 }
 
-func (c *approvalsClient) list(w io.Writer, state string) error {
-	path := "/v1/approvals"
-	if state != "" {
-		path += "?state=" + url.QueryEscape(state)
-	}
-	var out struct {
-		Approvals []approval.Approval `json:"approvals"`
-	}
-	if err := c.do(http.MethodGet, path, nil, "", &out); err != nil {
-		return err
-	}
-	if len(out.Approvals) == 0 {
+// list prints a page of approvals, newest first: limit of them after cursor, or, with all,
+// every page in turn. After a page with more behind it, it says how to list the next.
+func (c *approvalsClient) list(w io.Writer, state string, limit int, cursor string, all bool) error {
+	var approvals []approval.Approval
+	more, next := 0, cursor
+	for {
+		q := url.Values{"limit": {strconv.Itoa(limit)}}
 		if state != "" {
+			q.Set("state", state)
+		}
+		if next != "" {
+			q.Set("cursor", next)
+		}
+		var out struct {
+			Approvals  []approval.Approval `json:"approvals"`
+			More       int                 `json:"more"`
+			NextCursor string              `json:"next_cursor"`
+		}
+		if err := c.do(http.MethodGet, "/v1/approvals?"+q.Encode(), nil, "", &out); err != nil {
+			return err
+		}
+		approvals = append(approvals, out.Approvals...)
+		more, next = out.More, out.NextCursor
+		if !all || more == 0 || next == "" {
+			break
+		}
+	}
+	if len(approvals) == 0 {
+		switch {
+		case cursor != "":
+			fmt.Fprintln(w, "No more approvals.")
+		case state != "":
 			fmt.Fprintf(w, "No %s approvals.\n", state)
-		} else {
+		default:
 			fmt.Fprintln(w, "No approvals.")
 		}
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tUNTIL\tRULE\tAGENT\tREQUEST")
-	for _, a := range out.Approvals {
+	for _, a := range approvals {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", approval.Visible(a.ID), approval.Visible(string(a.State)), until(a), approval.Visible(a.Rule), approval.Visible(a.Agent), requestLine(a))
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if more > 0 && next != "" {
+		if _, err := approval.ParseCursor(next); err != nil {
+			return fmt.Errorf("the server answered a cursor that is not one: %q", approval.Visible(next))
+		}
+		flags := ""
+		if state != "" {
+			flags = " --state " + state
+		}
+		fmt.Fprintf(w, "%d more, older; the next page: agentauthz approvals list%s --limit %d --cursor %s\n", more, flags, limit, next)
+	}
+	return nil
 }
 
 func (c *approvalsClient) show(w io.Writer, id string) error {

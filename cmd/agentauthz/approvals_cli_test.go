@@ -5,6 +5,8 @@ import (
 	"errors"
 	"net"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -42,14 +44,14 @@ type failingStore struct {
 	fail bool
 }
 
-func (s *failingStore) List(ctx context.Context, st approval.State, now time.Time) ([]approval.Approval, error) {
+func (s *failingStore) List(ctx context.Context, q approval.Query, now time.Time) (approval.Page, error) {
 	s.mu.Lock()
 	fail := s.fail
 	s.mu.Unlock()
 	if fail {
-		return nil, errors.New("store down")
+		return approval.Page{}, errors.New("store down")
 	}
-	return s.Store.List(ctx, st, now)
+	return s.Store.List(ctx, q, now)
 }
 
 func startCLIServer(t *testing.T) *cliServer {
@@ -354,7 +356,7 @@ func TestApprovalsCLIShowsInvisibleCharactersAsMarkers(t *testing.T) {
 	s := startCLIServer(t)
 	t.Setenv(ApproverTokenEnv, aliceCLIToken)
 	raw.State, raw.DecidedAt, raw.DecidedBy, raw.Comment = "", time.Time{}, "", ""
-	a, _, err := s.store.Hold(t.Context(), raw, nil, s.clock.Now())
+	a, _, err := s.store.Hold(t.Context(), raw, nil, approval.Limits{}, s.clock.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -362,5 +364,64 @@ func TestApprovalsCLIShowsInvisibleCharactersAsMarkers(t *testing.T) {
 		r := s.approvals(t, args...)
 		r.want(t, exitOK)
 		approvaltest.WantVisible(t, strings.Join(args, " "), r.stdout, true)
+	}
+}
+
+// TestApprovalsCLIPages: list prints the newest approvals, --limit of them, and the command
+// for the next page; the pages together list each approval once; --all lists them all.
+func TestApprovalsCLIPages(t *testing.T) {
+	s := startCLIServer(t)
+	t.Setenv(ApproverTokenEnv, aliceCLIToken)
+	var want []string // newest first
+	for i := range 7 {
+		now := s.clock.Now()
+		a, _, err := s.store.Hold(t.Context(), approval.Approval{ID: approval.NewID(), Agent: helpdesk, Digest: approval.NewID(),
+			Rule: "reset-password", Method: "POST", Host: "helpdesk.acme.internal", Path: "/v1/users/u" + strconv.Itoa(i) + "/password-reset",
+			Approvers: []string{"group:it-admins"}, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil, approval.Limits{}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want = append([]string{a.ID}, want...)
+		s.clock.Advance(time.Second)
+	}
+	rowID := regexp.MustCompile(`(?m)^(apr_[a-z2-7]{26})\s`)
+	next := regexp.MustCompile(`(?m)^(\d+) more, older; the next page: agentauthz approvals list --state pending --limit 3 --cursor (\S+)$`)
+	var listed []string
+	args := []string{"list", "--state", "pending", "--limit", "3"}
+	for page := 0; ; page++ {
+		r := s.approvals(t, args...)
+		r.want(t, exitOK)
+		for _, m := range rowID.FindAllStringSubmatch(r.stdout, -1) {
+			listed = append(listed, m[1])
+		}
+		m := next.FindStringSubmatch(r.stdout)
+		if m == nil {
+			if len(listed) != 7 || strings.Contains(r.stdout, "more, older") {
+				t.Fatalf("page %d, the last:\n%s", page, r.stdout)
+			}
+			break
+		}
+		if n, _ := strconv.Atoi(m[1]); n != 7-len(listed) || page > 3 {
+			t.Fatalf("page %d says %s more after %d listed:\n%s", page, m[1], len(listed), r.stdout)
+		}
+		args = []string{"list", "--state", "pending", "--limit", "3", "--cursor", m[2]}
+	}
+	if !slices.Equal(listed, want) {
+		t.Errorf("pages together: %v; want %v", listed, want)
+	}
+	r := s.approvals(t, "list", "--all", "--limit", "2")
+	r.want(t, exitOK)
+	var all []string
+	for _, m := range rowID.FindAllStringSubmatch(r.stdout, -1) {
+		all = append(all, m[1])
+	}
+	if !slices.Equal(all, want) || strings.Contains(r.stdout, "more, older") {
+		t.Errorf("--all:\n%s", r.stdout)
+	}
+	for _, bad := range [][]string{{"list", "--limit", "0"}, {"list", "--limit", "501"}, {"list", "--cursor", "nonsense"},
+		{"list", "--all", "--cursor", "1.000000000." + want[0]}} {
+		r := s.approvals(t, bad...)
+		r.want(t, exitUsage)
+		oneLine(t, "stderr", r.stderr)
 	}
 }

@@ -125,15 +125,21 @@ type Store interface {
 	// Hold returns the live approval (pending, or approved and not yet used or expired) of the
 	// same agent and digest, or stores a as a new pending approval. created says which.
 	//
+	// A new approval must stay within lim, counted as of now in the same atomic step as the
+	// store's write, whatever concurrent Holds (on any replica) do: otherwise Hold stores
+	// nothing and returns a *LimitError (errors.Is ErrLimit). A live approval of the same agent
+	// and digest is returned whatever lim says: an agent asking again is not asking for more.
+	//
 	// body, if not nil, renders a.Body (what approvers see of the request's body). A store calls
 	// it at most once, and only on its way to storing a new approval, never when a live one
-	// answers: an agent asking again costs no rendering. With a nil body, a.Body is stored as it
-	// is.
-	Hold(ctx context.Context, a Approval, body func() string, now time.Time) (got Approval, created bool, err error)
+	// answers or a limit refuses: an agent asking again costs no rendering. With a nil body,
+	// a.Body is stored as it is.
+	Hold(ctx context.Context, a Approval, body func() string, lim Limits, now time.Time) (got Approval, created bool, err error)
 	// Get returns one approval, as of now.
 	Get(ctx context.Context, id string, now time.Time) (Approval, error)
-	// List returns approvals in the given state as of now, newest first; "" lists all.
-	List(ctx context.Context, state State, now time.Time) ([]Approval, error)
+	// List returns one page of the approvals q selects, as of now, newest first (by CreatedAt,
+	// then by ID).
+	List(ctx context.Context, q Query, now time.Time) (Page, error)
 	// Decide approves or denies a pending approval: ErrNotFound, ErrExpired, ErrNotPending.
 	Decide(ctx context.Context, id string, v Verdict, now time.Time) (Approval, error)
 	// Consume marks an approved approval used, in one atomic step, if it belongs to agent and

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 	"unicode/utf8"
 
@@ -98,7 +99,11 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 		Method: r.Method, Host: r.Host, Path: g.RedactQuery.Target(r.Target), ContentType: ct,
 		Approvers: d.Hold.Approvers, Notify: d.Hold.Notify,
 		CreatedAt: now, ExpiresAt: now.Add(d.Hold.ApproveWithin), UseWithin: d.Hold.UseWithin,
-	}, render, now)
+	}, render, Limits{PerAgent: d.Hold.MaxPerAgent, PerRule: d.Hold.MaxPerRule}, now)
+	var over *LimitError
+	if errors.As(err, &over) {
+		return deny(d, decision.CodeApprovalLimit, limitDetail(over), nil)
+	}
 	if err != nil {
 		return g.failed(d, "hold", err)
 	}
@@ -161,6 +166,17 @@ func held(d decision.Decision, a Approval) decision.Decision {
 	}
 	d.Outcome, d.Code, d.Detail, d.Approval = decision.Deny, decision.CodeApprovalRequired, detail, ref
 	return d
+}
+
+// limitDetail tells an agent over its limit of held requests what to do.
+func limitDetail(e *LimitError) string {
+	n := strconv.Itoa(e.Max)
+	if e.Scope == LimitRule {
+		return "This route already holds " + n + " requests waiting for approval or to be used, the most it allows, so this one is not held. " +
+			"Wait for approvers to decide them (or for them to expire), then send it again."
+	}
+	return "You already have " + n + " requests waiting for approval or to be used, the most this route allows, so this one is not held. " +
+		"Wait for approvers to decide them (or for them to expire), send the approved ones with " + Header + ", then send it again."
 }
 
 func deny(d decision.Decision, code decision.Code, detail string, a *Approval) decision.Decision {

@@ -262,11 +262,11 @@ func (s *flakyStore) err(ctx context.Context, op string) error {
 	return err
 }
 
-func (s *flakyStore) Hold(ctx context.Context, a approval.Approval, body func() string, now time.Time) (approval.Approval, bool, error) {
+func (s *flakyStore) Hold(ctx context.Context, a approval.Approval, body func() string, lim approval.Limits, now time.Time) (approval.Approval, bool, error) {
 	if err := s.err(ctx, "hold"); err != nil {
 		return a, true, err
 	}
-	return s.Store.Hold(ctx, a, body, now)
+	return s.Store.Hold(ctx, a, body, lim, now)
 }
 
 func (s *flakyStore) Get(ctx context.Context, id string, now time.Time) (approval.Approval, error) {
@@ -276,11 +276,11 @@ func (s *flakyStore) Get(ctx context.Context, id string, now time.Time) (approva
 	return s.Store.Get(ctx, id, now)
 }
 
-func (s *flakyStore) List(ctx context.Context, st approval.State, now time.Time) ([]approval.Approval, error) {
+func (s *flakyStore) List(ctx context.Context, q approval.Query, now time.Time) (approval.Page, error) {
 	if err := s.err(ctx, "list"); err != nil {
-		return nil, err
+		return approval.Page{}, err
 	}
-	return s.Store.List(ctx, st, now)
+	return s.Store.List(ctx, q, now)
 }
 
 func (s *flakyStore) Decide(ctx context.Context, id string, v approval.Verdict, now time.Time) (approval.Approval, error) {
@@ -414,3 +414,54 @@ func TestResolve(t *testing.T) {
 type noHeaders struct{}
 
 func (noHeaders) Get(string) (string, int) { return "", 0 }
+
+// TestGateApprovalLimit: a route holds a new request only beside fewer live approvals than its
+// limits, per agent and per route; past them the agent is refused (429 approval_limit) with
+// what to do, nothing is held, announced or recorded as requested; asking again for a held
+// request is never refused, and what ends leaves room.
+func TestGateApprovalLimit(t *testing.T) {
+	h := start(t, options{})
+	payout := approvaltest.Payout
+	first := h.Held(payout(payer, "1"), "pending")
+	h.Held(payout(payer, "2"), "pending")
+	a := h.Want(payout(payer, "3"), 429, "approval_limit")
+	if a.ID() != "" || !strings.Contains(a.Detail(), "You already have 2 requests waiting") || !strings.Contains(a.Detail(), "Wait for approvers") {
+		t.Errorf("over the agent's limit: %v", a)
+	}
+	// The same request again: its approval, at the limit.
+	if again := h.Check(payout(payer, "1")); again.Status != 428 || again.ID() != first {
+		t.Errorf("a held request again at the limit: %v; want 428 for %s", again, first)
+	}
+	// The route's limit counts every agent.
+	h.Held(payout(other, "1"), "pending")
+	a = h.Want(payout(other, "2"), 429, "approval_limit")
+	if !strings.Contains(a.Detail(), "This route already holds 3 requests") {
+		t.Errorf("over the route's limit: %v", a)
+	}
+	// Another route is not bound by this one's (its own limits are the defaults).
+	h.Held(reset(other, "root"), "pending")
+	if n := len(h.Announced()); n != 4 {
+		t.Errorf("%d announced; want the 4 held", n)
+	}
+	requested := 0
+	for _, ev := range h.Events() {
+		if ev["kind"] == "approval.requested" {
+			requested++
+		}
+	}
+	if requested != 4 {
+		t.Errorf("%d approval.requested events; want 4", requested)
+	}
+	if p, err := h.Store.List(t.Context(), approval.Query{}, h.Clock.Now()); err != nil || len(p.Approvals) != 4 {
+		t.Errorf("stored: %d, %v; want the 4 held", len(p.Approvals), err)
+	}
+	// Used, an approval leaves room.
+	if h.Approve(first, aliceToken) != 200 {
+		t.Fatal("approve failed")
+	}
+	h.Want(payout(payer, "3"), 429, "approval_limit") // approved and unused still counts
+	if a := h.Check(payout(payer, "1", first)); !a.Allow {
+		t.Fatalf("approved retry: %v", a)
+	}
+	h.Held(payout(payer, "3"), "pending")
+}

@@ -102,11 +102,11 @@ func TestGateRedactsTheHeldPath(t *testing.T) {
 			t.Errorf("approval event: %s", line)
 		}
 	}
-	list, err := store.List(ctx, "", time.Now())
+	list, err := store.List(ctx, approval.Query{}, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, a := range list {
+	for _, a := range list.Approvals {
 		if strings.Contains(fmt.Sprint(a), secret) {
 			t.Errorf("listed (approvals API, console, CLI): %+v", a)
 		}

@@ -25,8 +25,8 @@ func Maintain(ctx context.Context, store Store, r Retention, pending func(int), 
 			log.Warn("purging old approvals failed", "error", err.Error())
 		}
 		if pending != nil {
-			if list, err := store.List(ctx, Pending, now); err == nil {
-				pending(len(list))
+			if p, err := store.List(ctx, Query{State: Pending, Limit: 1}, now); err == nil {
+				pending(len(p.Approvals) + p.More)
 			}
 		}
 		select {

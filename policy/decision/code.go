@@ -43,6 +43,7 @@ const (
 	CodeApprovalExpired     Code = "approval_expired"
 	CodeApprovalMismatch    Code = "approval_mismatch"
 	CodeApprovalUnknown     Code = "approval_unknown"
+	CodeApprovalLimit       Code = "approval_limit"
 	CodeInternal            Code = "internal_error"
 	CodeDeadlineExceeded    Code = "deadline_exceeded"
 	CodePolicyNotLoaded     Code = "policy_not_loaded"
@@ -149,6 +150,8 @@ var codes = [...]CodeInfo{
 		"The approval is for another agent or another request (method, host, path, body)."},
 	{CodeApprovalUnknown, 403, "Unknown approval",
 		"No such approval."},
+	{CodeApprovalLimit, 429, "Too many requests held",
+		"The request would be held, but its agent (or its route) already has as many requests held or approved and unused as the route's `max_pending_per_agent` (`max_pending_per_rule`) allows. Nothing is held: wait for approvers to decide, use what is approved, then ask again."},
 
 	// Failures to decide.
 	{CodeInternal, 503, failedTitle,

@@ -24,6 +24,8 @@ func (c Code) Status() int {
 		return 415
 	case CodeApprovalRequired:
 		return 428
+	case CodeApprovalLimit:
+		return 429
 	case CodeBodyUnavailable, CodeInternal, CodeDeadlineExceeded, CodePolicyNotLoaded:
 		return 503
 	}
@@ -105,6 +107,8 @@ func (c Code) Title() string {
 		return "Approval does not match"
 	case CodeApprovalUnknown:
 		return "Unknown approval"
+	case CodeApprovalLimit:
+		return "Too many requests held"
 	case CodeInternal:
 		return "Authorization failed"
 	case CodeDeadlineExceeded:

@@ -73,6 +73,10 @@ type Hold struct {
 	// Retry is what an approved retry carries to the upstream: the route's Grant, and the
 	// approval header removed too. It is shared and must not be modified.
 	Retry *Grant
+	// MaxPerAgent and MaxPerRule bound the live approvals (pending, or approved and unused) of
+	// the agent, across every rule, and of this rule, across every agent, that a new one may
+	// join: over either the request is refused (CodeApprovalLimit). Zero bounds nothing.
+	MaxPerAgent, MaxPerRule int
 }
 
 // ApprovalRef is what a denial tells the agent about its approval.

@@ -28,10 +28,13 @@ type Authenticator interface {
 
 // API is the approvers' JSON API on the HTTP listener:
 //
-//	GET  /v1/approvals?state=pending|approved|denied|expired|used
+//	GET  /v1/approvals?state=pending|approved|denied|expired|used&limit=N&cursor=C
 //	GET  /v1/approvals/{id}
 //	POST /v1/approvals/{id}/approve   {"comment": "..."}
 //	POST /v1/approvals/{id}/deny      {"comment": "..."}
+//
+// A listing is paged, newest first: limit approvals (DefaultLimit, at most MaxLimit), with
+// "more", how many follow, and "next_cursor", the cursor of the next page.
 //
 // Every call is authenticated. Only an approver the held route names may decide, and never the
 // agent whose request it is. Approvals are answered as approvers are shown them
@@ -140,21 +143,72 @@ func (api *API) list(w http.ResponseWriter, r *http.Request) {
 	if _, ok := api.authenticate(w, r); !ok {
 		return
 	}
-	state := approval.State(r.URL.Query().Get("state"))
-	if state != "" && !approval.ValidState(state) {
-		WriteProblem(w, http.StatusBadRequest, "bad_state", "state must be pending, approved, denied, expired or used.")
+	q, ok := ListQuery(w, r, "")
+	if !ok {
 		return
 	}
-	list, err := api.Store.List(r.Context(), state, api.Now())
+	page, err := api.Store.List(r.Context(), q, api.Now())
 	if err != nil {
 		api.StoreFailed(w, err)
 		return
 	}
-	shown := make([]approval.Approval, len(list))
-	for i, a := range list {
+	shown := make([]approval.Approval, len(page.Approvals))
+	for i, a := range page.Approvals {
 		shown[i] = a.Visible()
 	}
-	WriteJSON(w, http.StatusOK, map[string]any{"approvals": shown})
+	WriteJSON(w, http.StatusOK, PageJSON(page, shown))
+}
+
+// Pages of a listing: DefaultLimit approvals, unless the caller asks for up to MaxLimit.
+const (
+	DefaultLimit = 50
+	MaxLimit     = 500
+)
+
+// ListQuery reads a listing's query parameters: state (defaultState when absent; "" lists all),
+// limit (1 to MaxLimit, DefaultLimit when absent) and cursor (a page's next_cursor). It answers
+// 400 itself and returns false when one is bad or given twice.
+func ListQuery(w http.ResponseWriter, r *http.Request, defaultState approval.State) (approval.Query, bool) {
+	params := r.URL.Query()
+	for _, k := range []string{"state", "limit", "cursor"} {
+		if len(params[k]) > 1 {
+			WriteProblem(w, http.StatusBadRequest, "bad_query", "Send "+k+" once.")
+			return approval.Query{}, false
+		}
+	}
+	q := approval.Query{State: defaultState, Limit: DefaultLimit}
+	if params.Has("state") {
+		q.State = approval.State(params.Get("state"))
+	}
+	if q.State != "" && !approval.ValidState(q.State) {
+		WriteProblem(w, http.StatusBadRequest, "bad_state", "state must be pending, approved, denied, expired or used.")
+		return approval.Query{}, false
+	}
+	if s := params.Get("limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > MaxLimit || strconv.Itoa(n) != s {
+			WriteProblem(w, http.StatusBadRequest, "bad_limit", "limit must be a number from 1 to "+strconv.Itoa(MaxLimit)+".")
+			return approval.Query{}, false
+		}
+		q.Limit = n
+	}
+	c, err := approval.ParseCursor(params.Get("cursor"))
+	if err != nil {
+		WriteProblem(w, http.StatusBadRequest, "bad_cursor", "cursor must be a next_cursor a listing answered.")
+		return approval.Query{}, false
+	}
+	q.After = c
+	return q, true
+}
+
+// PageJSON is the answer to a listing: shown (page's approvals as the caller shows them),
+// "more" (how many follow) and, if any do, "next_cursor".
+func PageJSON[T any](page approval.Page, shown []T) map[string]any {
+	m := map[string]any{"approvals": shown, "more": page.More}
+	if !page.Next.IsZero() {
+		m["next_cursor"] = page.Next.String()
+	}
+	return m
 }
 
 func (api *API) get(w http.ResponseWriter, r *http.Request) {

@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
@@ -333,5 +335,78 @@ func TestAPIShowsInvisibleCharactersAsMarkers(t *testing.T) {
 	// What the store keeps is what was sent: only what approvers are shown is escaped.
 	if got, err := h.Store.Get(t.Context(), id, h.Clock.Now()); err != nil || got.Comment != approvaltest.Hostile() {
 		t.Errorf("stored comment %+q, %v", got.Comment, err)
+	}
+}
+
+// TestAPIListPages: the list comes in pages, newest first: limit approvals (50 unless asked),
+// "more" saying how many follow and "next_cursor" where the next page starts; a bad limit or
+// cursor is a 400.
+func TestAPIListPages(t *testing.T) {
+	h := start(t, options{})
+	var ids []string // oldest first
+	for i := range 60 {
+		now := h.Clock.Now()
+		a, _, err := h.Store.Hold(t.Context(), approval.Approval{ID: approval.NewID(), Agent: payer, Digest: approval.NewID(),
+			Rule: "transfer", Method: "POST", Host: apiHost, Path: "/v1/transfers", Approvers: []string{"group:finance"},
+			CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil, approval.Limits{}, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, a.ID)
+		if i%2 == 1 {
+			h.Clock.Advance(time.Second) // some share an instant: ordered by id
+		}
+	}
+	var all []approval.Approval
+	for _, id := range ids {
+		a, _ := h.Store.Get(t.Context(), id, h.Clock.Now())
+		all = append(all, a)
+	}
+	slices.SortFunc(all, approval.ListOrder)
+	var want []string
+	for _, a := range all {
+		want = append(want, a.ID)
+	}
+	page := func(query string) ([]string, float64, string) {
+		t.Helper()
+		st, body := h.Call("GET", "/v1/approvals"+query, bobToken, "")
+		if st != 200 {
+			t.Fatalf("GET /v1/approvals%s: %d %v", query, st, body)
+		}
+		var got []string
+		for _, x := range body["approvals"].([]any) {
+			got = append(got, x.(map[string]any)["id"].(string))
+		}
+		more, _ := body["more"].(float64)
+		next, _ := body["next_cursor"].(string)
+		return got, more, next
+	}
+	got, more, next := page("")
+	if !slices.Equal(got, want[:50]) || more != 10 || next == "" {
+		t.Fatalf("first page by default: %d approvals, more %v, next %q; want the 50 newest, 10 more", len(got), more, next)
+	}
+	var listed []string
+	for q := "?state=pending&limit=7"; ; {
+		got, more, next := page(q)
+		listed = append(listed, got...)
+		if int(more) != len(want)-len(listed) || (more == 0) != (next == "") {
+			t.Fatalf("page %s: more %v, next %q after %d listed", q, more, next, len(listed))
+		}
+		if more == 0 {
+			break
+		}
+		q = "?state=pending&limit=7&cursor=" + url.QueryEscape(next)
+	}
+	if !slices.Equal(listed, want) {
+		t.Errorf("pages by 7 together: %v\nwant %v", listed, want)
+	}
+	for _, bad := range []struct{ query, code string }{
+		{"?limit=0", "bad_limit"}, {"?limit=501", "bad_limit"}, {"?limit=x", "bad_limit"}, {"?limit=07", "bad_limit"},
+		{"?limit=5&limit=6", "bad_query"}, {"?cursor=nonsense", "bad_cursor"}, {"?cursor=1.000000000.apr_x", "bad_cursor"},
+		{"?state=pending&state=used", "bad_query"},
+	} {
+		if st, p := h.Call("GET", "/v1/approvals"+bad.query, aliceToken, ""); st != 400 || p["code"] != bad.code {
+			t.Errorf("GET /v1/approvals%s: %d %v; want 400 %s", bad.query, st, p, bad.code)
+		}
 	}
 }

@@ -284,6 +284,16 @@ func Reset(agent, user string, approvalID ...string) Request {
 	return r
 }
 
+// Payout is a payout of id, a route that holds at most two requests of an agent and three in
+// all at once, with the approval header if an id is given.
+func Payout(agent, id string, approvalID ...string) Request {
+	r := Request{Agent: agent, Method: "POST", Path: "/v1/payouts/" + id, Headers: map[string]string{}}
+	if len(approvalID) > 0 {
+		r.Headers[approval.Header] = approvalID[0]
+	}
+	return r
+}
+
 // CheckRequest is r as Envoy asks about it.
 func (r Request) CheckRequest() *authv3.CheckRequest {
 	cr := extauthz.HTTPRequest{Principal: r.Agent, Method: r.Method, Host: APIHost, Path: r.Path,

@@ -9,7 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -23,7 +23,9 @@ import (
 //
 // It serves ONE replica. Hold, Decide and Consume each run in a single bbolt write
 // transaction, and bbolt runs one write transaction at a time, so they are atomic among the
-// goroutines of the process that opened the file. bbolt also locks the file (flock) while it is
+// goroutines of the process that opened the file: Hold counts the live approvals of the agent
+// and the rule and stores the new one in the same transaction, so its Limits hold whatever
+// runs beside it. bbolt also locks the file (flock) while it is
 // open, so a second process, such as a second replica on a shared volume, cannot open it:
 // Open fails after a short wait instead of sharing it. Several replicas need PostgreSQL
 // (pgstore).
@@ -35,16 +37,22 @@ var _ approval.Store = (*Store)(nil)
 
 // The buckets. approvals maps an id to its record (JSON, boltRecord); live maps an agent and
 // digest (liveKey) to the id of the newest approval held for them, the only one that can be
-// live, so that Hold finds it without a scan; meta holds the format version.
+// live, so that Hold finds it without a scan; agents and rules index the approvals that may
+// be live (stored pending or approved) by agent and by rule (indexKey), so that Hold counts
+// them against its Limits without a scan: Decide, Consume, Purge and Hold itself take out
+// those that ended; meta holds the format version.
 var (
 	boltApprovals = []byte("approvals")
 	boltLive      = []byte("live")
+	boltAgents    = []byte("agents")
+	boltRules     = []byte("rules")
 	boltMeta      = []byte("meta")
 	boltVersion   = []byte("version")
 )
 
-// boltFormat is the version of the file's layout and records; Open refuses others.
-const boltFormat = "1"
+// boltFormat is the version of the file's layout and records; Open refuses others, and brings
+// a file of an earlier version up to it. Version 2 added the agents and rules indexes.
+const boltFormat = "2"
 
 // boltLockTimeout is how long Open waits for another holder of the file to let go.
 const boltLockTimeout = time.Second
@@ -64,20 +72,21 @@ func Open(path string) (*Store, error) {
 		if err != nil {
 			return err
 		}
-		switch v := meta.Get(boltVersion); {
-		case v == nil:
-			if err := meta.Put(boltVersion, []byte(boltFormat)); err != nil {
-				return err
-			}
-		case string(v) != boltFormat:
+		v := meta.Get(boltVersion)
+		if v != nil && string(v) != "1" && string(v) != boltFormat {
 			return fmt.Errorf("format version %q, this build reads %q", v, boltFormat)
 		}
-		for _, name := range [][]byte{boltApprovals, boltLive} {
+		for _, name := range [][]byte{boltApprovals, boltLive, boltAgents, boltRules} {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return err
 			}
 		}
-		return nil
+		if string(v) == "1" {
+			if err := boltIndexAll(tx); err != nil {
+				return fmt.Errorf("upgrading from format 1: %w", err)
+			}
+		}
+		return meta.Put(boltVersion, []byte(boltFormat))
 	})
 	if err != nil {
 		_ = db.Close()
@@ -90,24 +99,25 @@ func Open(path string) (*Store, error) {
 func (b *Store) Path() string { return b.db.Path() }
 
 // Hold implements approval.Store.
-func (b *Store) Hold(ctx context.Context, a approval.Approval, body func() string, now time.Time) (got approval.Approval, created bool, err error) {
+func (b *Store) Hold(ctx context.Context, a approval.Approval, body func() string, lim approval.Limits, now time.Time) (got approval.Approval, created bool, err error) {
 	if err := ctx.Err(); err != nil {
 		return approval.Approval{}, false, err
 	}
 	// An agent repeating a held request finds its approval in a read transaction, without the
-	// write (and fsync) that creating one costs. The write transaction below checks again.
+	// write (and fsync) that creating one costs; so is an agent past its limits refused. The
+	// write transaction below checks both again.
 	err = b.db.View(func(tx *bolt.Tx) error {
-		id := tx.Bucket(boltLive).Get(liveKey(a.Agent, a.Digest))
-		if id == nil {
-			return nil
-		}
-		x, ok, err := boltGet(tx.Bucket(boltApprovals), id)
-		if err == nil && ok {
-			if st := x.Current(now); st == approval.Pending || st == approval.Approved {
+		if id := tx.Bucket(boltLive).Get(liveKey(a.Agent, a.Digest)); id != nil {
+			x, ok, err := boltGet(tx.Bucket(boltApprovals), id)
+			if err != nil {
+				return err
+			}
+			if ok && x.Live(now) {
 				got = x.At(now)
+				return nil
 			}
 		}
-		return err
+		return boltCheckLimits(tx, a, lim, now, false)
 	})
 	if err != nil {
 		return approval.Approval{}, false, err
@@ -128,16 +138,22 @@ func (b *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 			if err != nil {
 				return err
 			}
-			if st := x.Current(now); ok && (st == approval.Pending || st == approval.Approved) {
+			if ok && x.Live(now) {
 				got = x.At(now)
 				return nil
 			}
+		}
+		if err := boltCheckLimits(tx, a, lim, now, true); err != nil {
+			return err
 		}
 		if recs.Get([]byte(a.ID)) != nil {
 			return fmt.Errorf("boltstore: id %s is already taken", a.ID)
 		}
 		a.State = approval.Pending
 		if err := boltPut(recs, a); err != nil {
+			return err
+		}
+		if err := boltIndex(tx, a); err != nil {
 			return err
 		}
 		got, created = a, true
@@ -170,10 +186,10 @@ func (b *Store) Get(ctx context.Context, id string, now time.Time) (approval.App
 }
 
 // List implements approval.Store. It reads every record: the store holds one replica's
-// approvals, which Purge keeps few.
-func (b *Store) List(ctx context.Context, state approval.State, now time.Time) ([]approval.Approval, error) {
+// approvals, which Purge keeps few and Limits keep from growing fast.
+func (b *Store) List(ctx context.Context, q approval.Query, now time.Time) (approval.Page, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return approval.Page{}, err
 	}
 	var out []approval.Approval
 	err := b.db.View(func(tx *bolt.Tx) error {
@@ -182,22 +198,17 @@ func (b *Store) List(ctx context.Context, state approval.State, now time.Time) (
 			if err != nil {
 				return err
 			}
-			if a = a.At(now); state == "" || a.State == state {
+			if a = a.At(now); (q.State == "" || a.State == q.State) && q.After.Before(a) {
 				out = append(out, a)
 			}
 			return nil
 		})
 	})
 	if err != nil {
-		return nil, err
+		return approval.Page{}, err
 	}
-	sort.Slice(out, func(i, j int) bool {
-		if !out[i].CreatedAt.Equal(out[j].CreatedAt) {
-			return out[i].CreatedAt.After(out[j].CreatedAt)
-		}
-		return out[i].ID < out[j].ID
-	})
-	return out, nil
+	slices.SortFunc(out, approval.ListOrder)
+	return approval.Paginate(out, approval.Query{Limit: q.Limit}), nil
 }
 
 // Decide implements approval.Store.
@@ -220,6 +231,11 @@ func (b *Store) Decide(ctx context.Context, id string, v approval.Verdict, now t
 			return err
 		}
 		got = a.WithVerdict(v, now)
+		if got.State == approval.Denied {
+			if err := boltUnindex(tx, got); err != nil {
+				return err
+			}
+		}
 		return boltPut(recs, got)
 	})
 	return got, err
@@ -248,6 +264,9 @@ func (b *Store) Consume(ctx context.Context, id, agent, digest string, now time.
 		}
 		a.State, a.UsedAt = approval.Used, now
 		got = a
+		if err := boltUnindex(tx, a); err != nil {
+			return err
+		}
 		return boltPut(recs, a)
 	})
 	return got, err
@@ -279,6 +298,9 @@ func (b *Store) Purge(ctx context.Context, cutoff time.Time) (int, error) {
 			if err := recs.Delete([]byte(a.ID)); err != nil {
 				return err
 			}
+			if err := boltUnindex(tx, a); err != nil {
+				return err
+			}
 			key := liveKey(a.Agent, a.Digest)
 			if bytes.Equal(live.Get(key), []byte(a.ID)) {
 				if err := live.Delete(key); err != nil {
@@ -304,6 +326,86 @@ func liveKey(agent, digest string) []byte {
 	k := binary.AppendUvarint(nil, uint64(len(agent)))
 	k = append(k, agent...)
 	return append(k, digest...)
+}
+
+// indexKey is the agents or rules bucket's key of an approval: the agent's (or rule's) length,
+// the agent (or rule), the id. The prefix before the id lists one agent's (or rule's)
+// approvals.
+func indexKey(name, id string) []byte { return liveKey(name, id) }
+
+// boltIndex adds a, stored pending, to the agents and rules indexes.
+func boltIndex(tx *bolt.Tx, a approval.Approval) error {
+	if err := tx.Bucket(boltAgents).Put(indexKey(a.Agent, a.ID), nil); err != nil {
+		return err
+	}
+	return tx.Bucket(boltRules).Put(indexKey(a.Rule, a.ID), nil)
+}
+
+// boltUnindex takes a, which ended, out of the agents and rules indexes.
+func boltUnindex(tx *bolt.Tx, a approval.Approval) error {
+	if err := tx.Bucket(boltAgents).Delete(indexKey(a.Agent, a.ID)); err != nil {
+		return err
+	}
+	return tx.Bucket(boltRules).Delete(indexKey(a.Rule, a.ID))
+}
+
+// boltIndexAll builds the agents and rules indexes from the records: the upgrade from format 1.
+func boltIndexAll(tx *bolt.Tx) error {
+	return tx.Bucket(boltApprovals).ForEach(func(_, v []byte) error {
+		a, err := boltDecode(v)
+		if err != nil || (a.State != approval.Pending && a.State != approval.Approved) {
+			return err
+		}
+		return boltIndex(tx, a)
+	})
+}
+
+// boltCheckLimits counts the live approvals of a's agent and of its rule as of now and says
+// whether a new one stays within lim. In a write transaction (prune) it takes out of the
+// indexes the approvals that have ended, lapsed ones included, so that they are not read again.
+func boltCheckLimits(tx *bolt.Tx, a approval.Approval, lim approval.Limits, now time.Time, prune bool) error {
+	if !lim.Any() {
+		return nil
+	}
+	recs := tx.Bucket(boltApprovals)
+	count := func(bucket []byte, name string, max int) (int, error) {
+		if max <= 0 {
+			return 0, nil
+		}
+		idx := tx.Bucket(bucket)
+		prefix := indexKey(name, "")
+		var ended [][]byte
+		n := 0
+		c := idx.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			x, ok, err := boltGet(recs, k[len(prefix):])
+			if err != nil {
+				return 0, err
+			}
+			if ok && x.Live(now) {
+				n++
+			} else {
+				ended = append(ended, bytes.Clone(k))
+			}
+		}
+		if prune {
+			for _, k := range ended {
+				if err := idx.Delete(k); err != nil {
+					return 0, err
+				}
+			}
+		}
+		return n, nil
+	}
+	agents, err := count(boltAgents, a.Agent, lim.PerAgent)
+	if err != nil {
+		return err
+	}
+	rules, err := count(boltRules, a.Rule, lim.PerRule)
+	if err != nil {
+		return err
+	}
+	return lim.Check(agents, rules)
 }
 
 // boltRecord is an approval as the file keeps it. It has its own field names, apart from

@@ -31,7 +31,8 @@ import (
 //	GET  /approvals/api/session        who is signed in, with the session's CSRF token
 //	POST /approvals/api/session        sign in: {"token": "..."}, checked by the API's Authenticator
 //	POST /approvals/api/signout        sign out
-//	GET  /approvals/api/approvals      ?state=pending (the default) and the other states
+//	GET  /approvals/api/approvals      ?state=pending (the default) and the other states; paged
+//	                                   as the API's list (limit, cursor; more, next_cursor)
 //	GET  /approvals/api/approvals/{id}
 //	POST /approvals/api/approvals/{id}/approve|deny   {"comment": "..."}
 //
@@ -385,25 +386,26 @@ func (c *Console) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	state := approval.State(r.URL.Query().Get("state"))
-	if state == "" {
-		state = approval.Pending
-	}
-	if !approval.ValidState(state) {
-		api.WriteProblem(w, http.StatusBadRequest, "bad_state", "state must be pending, approved, denied, expired or used.")
+	q, ok := api.ListQuery(w, r, approval.Pending)
+	if !ok {
 		return
 	}
+	if q.State == "" {
+		q.State = approval.Pending
+	}
 	now := c.API.Now()
-	list, err := c.API.Store.List(r.Context(), state, now)
+	page, err := c.API.Store.List(r.Context(), q, now)
 	if err != nil {
 		c.API.StoreFailed(w, err)
 		return
 	}
-	items := make([]item, len(list))
-	for i, a := range list {
+	items := make([]item, len(page.Approvals))
+	for i, a := range page.Approvals {
 		items[i] = shown(s.approver, a)
 	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"approvals": items, "now": now})
+	m := api.PageJSON(page, items)
+	m["now"] = now
+	api.WriteJSON(w, http.StatusOK, m)
 }
 
 func (c *Console) get(w http.ResponseWriter, r *http.Request) {

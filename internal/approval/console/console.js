@@ -7,6 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const ID = /^apr_[a-z2-7]{26}$/;
   const POLL_MS = 3000;
+  const PAGE = 50; // the newest pending requests shown; the list says how many more there are
 
   let csrf = '';
   let timer = null;
@@ -99,7 +100,7 @@
   }
 
   async function loadList() {
-    const res = await call('GET', 'approvals?state=pending');
+    const res = await call('GET', 'approvals?state=pending&limit=' + PAGE);
     if (needSignIn(res)) return;
     if (!res.ok) {
       $('list-status').textContent = 'Could not refresh: ' + (res.data.detail || res.status);
@@ -129,9 +130,14 @@
     }
     known = new Set(items.map((a) => a.id));
     body.replaceChildren(...rows);
+    const more = Number(res.data.more) || 0;
     $('empty').hidden = rows.length > 0;
     $('pending').hidden = rows.length === 0;
-    $('list-status').textContent = rows.length + ' pending · updated ' + new Date().toLocaleTimeString();
+    $('more').textContent = more > 0
+      ? 'The ' + rows.length + ' newest are shown; ' + more + ' more, older, ' + (more === 1 ? 'is' : 'are') + ' pending too.'
+      : '';
+    $('more').hidden = more === 0;
+    $('list-status').textContent = (rows.length + more) + ' pending · updated ' + new Date().toLocaleTimeString();
     later(loadList);
   }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"regexp"
 	"strings"
 	"testing"
@@ -61,7 +62,7 @@ func consoleHold(t *testing.T, store approval.Store, agent, path, body string, a
 	now := time.Now()
 	a, _, err := store.Hold(context.Background(), approval.Approval{ID: approval.NewID(), Agent: agent, Digest: approval.NewID(),
 		Rule: "reset-password", Method: "POST", Host: "helpdesk.acme.internal", Path: path, Body: body,
-		Approvers: approvers, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), UseWithin: 15 * time.Minute}, nil, now)
+		Approvers: approvers, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), UseWithin: 15 * time.Minute}, nil, approval.Limits{}, now)
 	if err != nil {
 		t.Fatalf("Hold: %v", err)
 	}
@@ -319,4 +320,24 @@ func TestConsoleShowsInvisibleCharactersAsMarkers(t *testing.T) {
 	got := m["approval"].(map[string]any)
 	fields("deny", got)
 	approvaltest.WantVisible(t, "deny: comment", approvaltest.StringOf(got["comment"]), true)
+}
+
+// TestConsoleListPages: the console's list is paged as the API's: the newest pending requests,
+// how many more there are, and where the next page starts.
+func TestConsoleListPages(t *testing.T) {
+	srv, store := newConsoleServer(t, false)
+	for range 55 {
+		consoleHold(t, store, consoleAgent, consoleResetPath, "{}", "group:it-admins")
+	}
+	c := consoleSignIn(t, srv, consoleAliceToken)
+	_, m := c.do("GET", "/approvals/api/approvals", nil)
+	if list, _ := m["approvals"].([]any); len(list) != 50 || m["more"] != float64(5) || m["next_cursor"] == nil || m["now"] == nil {
+		t.Fatalf("first page: %d approvals, more %v, next %v", len(list), m["more"], m["next_cursor"])
+	}
+	_, m = c.do("GET", "/approvals/api/approvals?state=pending&limit=50&cursor="+url.QueryEscape(m["next_cursor"].(string)), nil)
+	if list, _ := m["approvals"].([]any); len(list) != 5 || m["more"] != float64(0) || m["next_cursor"] != nil {
+		t.Fatalf("second page: %d approvals, more %v, next %v", len(list), m["more"], m["next_cursor"])
+	}
+	resp, m := c.do("GET", "/approvals/api/approvals?limit=1000", nil)
+	consoleWant(t, "limit 1000", resp, m, http.StatusBadRequest, "bad_limit")
 }

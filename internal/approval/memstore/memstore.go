@@ -4,7 +4,7 @@ package memstore
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"sync"
 	"time"
 
@@ -26,14 +26,29 @@ func New() *Store {
 	return &Store{byID: map[string]approval.Approval{}, live: map[[2]string]string{}}
 }
 
-// Hold implements approval.Store.
-func (s *Store) Hold(_ context.Context, a approval.Approval, body func() string, now time.Time) (approval.Approval, bool, error) {
+// Hold implements approval.Store. It counts the live approvals against lim among the newest
+// of each request (live), the only ones that can be live.
+func (s *Store) Hold(_ context.Context, a approval.Approval, body func() string, lim approval.Limits, now time.Time) (approval.Approval, bool, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := [2]string{a.Agent, a.Digest}
-	if x, ok := s.byID[s.live[key]]; ok {
-		if st := x.Current(now); st == approval.Pending || st == approval.Approved {
-			return x.At(now), false, nil
+	if x, ok := s.byID[s.live[key]]; ok && x.Live(now) {
+		return x.At(now), false, nil
+	}
+	if lim.Any() {
+		agents, rules := 0, 0
+		for _, id := range s.live {
+			if x := s.byID[id]; x.Live(now) {
+				if x.Agent == a.Agent {
+					agents++
+				}
+				if x.Rule == a.Rule {
+					rules++
+				}
+			}
+		}
+		if err := lim.Check(agents, rules); err != nil {
+			return approval.Approval{}, false, err
 		}
 	}
 	if body != nil {
@@ -57,17 +72,17 @@ func (s *Store) Get(_ context.Context, id string, now time.Time) (approval.Appro
 }
 
 // List implements approval.Store.
-func (s *Store) List(_ context.Context, state approval.State, now time.Time) ([]approval.Approval, error) {
+func (s *Store) List(_ context.Context, q approval.Query, now time.Time) (approval.Page, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []approval.Approval
 	for _, a := range s.byID {
-		if a = a.At(now); state == "" || a.State == state {
+		if a = a.At(now); (q.State == "" || a.State == q.State) && q.After.Before(a) {
 			out = append(out, a)
 		}
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
-	return out, nil
+	slices.SortFunc(out, approval.ListOrder)
+	return approval.Paginate(out, approval.Query{Limit: q.Limit}), nil
 }
 
 // Decide implements approval.Store.

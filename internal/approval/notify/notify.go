@@ -30,9 +30,26 @@ import (
 // Permanent.
 type Notifier interface {
 	Name() string
-	Announce(ctx context.Context, a approval.Approval) error
+	Announce(ctx context.Context, a Announcement) error
 	Decided(ctx context.Context, a approval.Approval) error
 }
+
+// Announcement is a newly held request to announce, with the other requests of the same agent
+// and rule held in the same burst (DispatcherConfig.Coalesce), which it announces too: one
+// message for the burst, not one each.
+type Announcement struct {
+	approval.Approval
+	// Also are the burst's other requests, oldest first: at most MaxAlso of them.
+	Also []approval.Approval
+	// Held is how many requests the burst holds, this one included; 0 means 1.
+	Held int
+}
+
+// MaxAlso bounds the requests an Announcement lists besides its own.
+const MaxAlso = 50
+
+// Count is how many requests a announces: Held, at least 1.
+func (a Announcement) Count() int { return max(a.Held, 1) }
 
 // Event types, as the webhook notifier sends them and as Dispatcher.Observe reports them.
 const (
@@ -124,7 +141,14 @@ type DispatcherConfig struct {
 	// Slack builds the Slack notifiers a policy names (slack.Builder). Nil: a policy with a
 	// Slack notifier fails to load.
 	Slack SlackBuilder
+	// Coalesce is how long the announcement of a held request waits for other requests of the
+	// same agent and rule to join it (default 2s): a burst of them is one Announcement, saying
+	// how many. Negative announces each at once.
+	Coalesce time.Duration
 }
+
+// DefaultCoalesce is DispatcherConfig.Coalesce's default.
+const DefaultCoalesce = 2 * time.Second
 
 // Secret reads the secret in the environment variable name, which the configuration field
 // names (e.g. bot_token_env). An empty name is no secret: "". A variable that is unset or empty
@@ -151,6 +175,8 @@ type Dispatcher struct {
 	mu     sync.Mutex // held while sending to lanes, and while replacing or closing them
 	lanes  map[string]*lane
 	closed bool
+
+	bursts bursts // announcements waiting for others to join them
 }
 
 // lane is one notifier's queue and worker.
@@ -163,6 +189,8 @@ type lane struct {
 type job struct {
 	event string
 	a     approval.Approval
+	also  []approval.Approval // an announcement's burst (Announcement.Also)
+	held  int
 }
 
 // NewDispatcher returns a Dispatcher with no notifiers; Load or Set adds them.
@@ -195,6 +223,9 @@ func NewDispatcher(cfg DispatcherConfig) *Dispatcher {
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{Timeout: 15 * time.Second}
 	}
+	if cfg.Coalesce == 0 {
+		cfg.Coalesce = DefaultCoalesce
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Dispatcher{cfg: cfg, log: cfg.Log, ctx: ctx, cancel: cancel, lanes: map[string]*lane{}}
 }
@@ -210,38 +241,62 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// Enqueue queues the announcement of a newly held request for each notifier a.Notify names.
-// It never blocks: it is approval.Gate.Announce.
-func (d *Dispatcher) Enqueue(a approval.Approval) { d.enqueue(EventRequested, a) }
+// Enqueue queues the announcement of a newly held request for each notifier a.Notify names,
+// once the requests of the same agent and rule held within Coalesce have joined it. It never
+// blocks: it is approval.Gate.Announce.
+func (d *Dispatcher) Enqueue(a approval.Approval) {
+	if d.cfg.Coalesce < 0 {
+		d.enqueue(job{event: EventRequested, a: a})
+		return
+	}
+	d.bursts.add(a, d.cfg.Coalesce, d.enqueue)
+}
 
-// Decided queues the news of a's decision for each notifier a.Notify names. It never blocks:
-// it is api.API.Decided.
-func (d *Dispatcher) Decided(a approval.Approval) { d.enqueue(eventOf(a), a) }
+// Decided queues the news of a's decision for each notifier a.Notify names, after its
+// announcement if that is still waiting for its burst. It never blocks: it is api.API.Decided.
+func (d *Dispatcher) Decided(a approval.Approval) {
+	d.bursts.flushHolding(a.ID, d.enqueue)
+	d.enqueue(job{event: eventOf(a), a: a})
+}
 
-func (d *Dispatcher) enqueue(event string, a approval.Approval) {
+func (d *Dispatcher) enqueue(j job) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	for _, name := range a.Notify {
+	for _, name := range j.a.Notify {
 		l := d.lanes[name]
 		switch {
 		case d.closed:
-			d.dropped(name, event, a, "the dispatcher is shut down")
+			d.dropped(name, j, "the dispatcher is shut down")
 		case l == nil:
-			d.dropped(name, event, a, "no notifier of that name is configured")
+			d.dropped(name, j, "no notifier of that name is configured")
 		default:
 			select {
-			case l.q <- job{event: event, a: a}:
+			case l.q <- j:
 			default:
-				d.dropped(name, event, a, fmt.Sprintf("its queue is full (%d waiting)", cap(l.q)))
+				d.dropped(name, j, fmt.Sprintf("its queue is full (%d waiting)", cap(l.q)))
 			}
 		}
 	}
 }
 
-func (d *Dispatcher) dropped(name, event string, a approval.Approval, why string) {
+func (d *Dispatcher) dropped(name string, j job, why string) {
 	d.log.Error("NOTIFICATION DROPPED: "+why+"; approvers were not told",
-		"notifier", name, "event", event, "approval_id", a.ID)
-	d.observe(name, event, OutcomeDropped)
+		append([]any{"notifier", name, "event", j.event}, j.ids()...)...)
+	d.observe(name, j.event, OutcomeDropped)
+}
+
+// ids are the log attributes naming the approvals of j: approval_id, and for a burst how many
+// it holds and the others' ids.
+func (j job) ids() []any {
+	attrs := []any{"approval_id", j.a.ID}
+	if j.held > 1 {
+		also := make([]string, len(j.also))
+		for i, a := range j.also {
+			also[i] = a.ID
+		}
+		attrs = append(attrs, "held", j.held, "also", strings.Join(also, ","))
+	}
+	return attrs
 }
 
 func (d *Dispatcher) observe(name, event, outcome string) {
@@ -385,6 +440,7 @@ func (d *Dispatcher) Notifiers() []Notifier {
 // Close stops taking notifications and waits, until ctx ends, for the queued ones to be
 // delivered; then it abandons the rest, logging each.
 func (d *Dispatcher) Close(ctx context.Context) {
+	d.bursts.flushAll(d.enqueue)
 	d.mu.Lock()
 	if !d.closed {
 		d.closed = true
@@ -409,7 +465,7 @@ func (d *Dispatcher) run(l *lane) {
 	for j := range l.q {
 		if d.ctx.Err() != nil {
 			d.log.Error("NOTIFICATION NOT DELIVERED: abandoned at shutdown; approvers were not told",
-				"notifier", l.n.Name(), "event", j.event, "approval_id", j.a.ID)
+				append([]any{"notifier", l.n.Name(), "event", j.event}, j.ids()...)...)
 			d.observe(l.n.Name(), j.event, OutcomeFailed)
 			continue
 		}
@@ -425,15 +481,15 @@ func (d *Dispatcher) deliver(n Notifier, j job) {
 		ctx, cancel := context.WithTimeout(d.ctx, d.cfg.Timeout)
 		var err error
 		if j.event == EventRequested {
-			err = n.Announce(ctx, j.a)
+			err = n.Announce(ctx, Announcement{Approval: j.a, Also: j.also, Held: j.held})
 		} else {
 			err = n.Decided(ctx, j.a)
 		}
 		cancel()
 		if err == nil {
 			if attempt > 1 {
-				d.log.Info("notification delivered after retrying", "notifier", name, "event", j.event,
-					"approval_id", j.a.ID, "attempts", attempt)
+				d.log.Info("notification delivered after retrying", append([]any{"notifier", name, "event", j.event,
+					"attempts", attempt}, j.ids()...)...)
 			}
 			d.observe(name, j.event, OutcomeDelivered)
 			return
@@ -449,8 +505,8 @@ func (d *Dispatcher) deliver(n Notifier, j job) {
 		}
 		if why == "" {
 			wait := d.backoff(attempt, err)
-			d.log.Warn("notification failed; retrying", "notifier", name, "event", j.event, "approval_id", j.a.ID,
-				"attempt", attempt, "retry_in", wait.String(), "error", err.Error())
+			d.log.Warn("notification failed; retrying", append([]any{"notifier", name, "event", j.event,
+				"attempt", attempt, "retry_in", wait.String(), "error", err.Error()}, j.ids()...)...)
 			d.observe(name, j.event, OutcomeRetry)
 			if d.cfg.Sleep(d.ctx, wait) == nil {
 				continue
@@ -458,7 +514,7 @@ func (d *Dispatcher) deliver(n Notifier, j job) {
 			why = "shutting down"
 		}
 		d.log.Error("NOTIFICATION NOT DELIVERED: giving up ("+why+"); approvers were not told",
-			"notifier", name, "event", j.event, "approval_id", j.a.ID, "attempts", attempt, "error", err.Error())
+			append([]any{"notifier", name, "event", j.event, "attempts", attempt, "error", err.Error()}, j.ids()...)...)
 		d.observe(name, j.event, OutcomeFailed)
 		return
 	}

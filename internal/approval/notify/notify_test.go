@@ -101,8 +101,9 @@ func (r *notifyRecorder) snapshot() ([]time.Duration, []string) {
 	return append([]time.Duration(nil), r.sleeps...), append([]string(nil), r.outcomes...)
 }
 
+// config is a dispatcher's that announces each request at once (Coalesce: coalesce_test.go).
 func (r *notifyRecorder) config(log *slog.Logger) DispatcherConfig {
-	return DispatcherConfig{Log: log, Sleep: r.sleep, Observe: r.observe}
+	return DispatcherConfig{Log: log, Sleep: r.sleep, Observe: r.observe, Coalesce: -1}
 }
 
 // fakeNotifier fails its first failures calls with err, then succeeds, recording each call.
@@ -135,8 +136,15 @@ func (f *fakeNotifier) call(ctx context.Context, what string) error {
 	return nil
 }
 
-func (f *fakeNotifier) Announce(ctx context.Context, a approval.Approval) error {
-	return f.call(ctx, "announce "+a.ID)
+func (f *fakeNotifier) Announce(ctx context.Context, a Announcement) error {
+	what := "announce " + a.ID
+	for _, x := range a.Also {
+		what += " " + x.ID
+	}
+	if a.Held > 1 {
+		what += fmt.Sprintf(" (%d held)", a.Held)
+	}
+	return f.call(ctx, what)
 }
 
 func (f *fakeNotifier) Decided(ctx context.Context, a approval.Approval) error {

@@ -43,6 +43,11 @@ type WebhookEvent struct {
 	// character that does not show as itself, such as a bidi override in what the agent sent,
 	// is a \u{XXXX} marker.
 	Approval approval.Approval `json:"approval"`
+	// Held is, on an approval.requested event announcing a burst of requests of the same agent
+	// and rule, how many it announces, Approval included; Also are the others (at most
+	// MaxAlso), shown as Approval is. Absent for one request.
+	Held int                 `json:"held,omitempty"`
+	Also []approval.Approval `json:"also,omitempty"`
 }
 
 // WebhookConfig configures a webhook notifier.
@@ -95,14 +100,21 @@ func NewWebhook(c WebhookConfig) (*Webhook, error) {
 // Name implements Notifier.
 func (w *Webhook) Name() string { return w.name }
 
-// Announce implements Notifier.
-func (w *Webhook) Announce(ctx context.Context, a approval.Approval) error {
-	return w.send(ctx, EventRequested, a)
+// Announce implements Notifier: one event for a burst.
+func (w *Webhook) Announce(ctx context.Context, a Announcement) error {
+	ev := WebhookEvent{Type: EventRequested, Approval: a.Approval}
+	if a.Count() > 1 {
+		ev.Held = a.Count()
+		for _, x := range a.Also {
+			ev.Also = append(ev.Also, x.Visible())
+		}
+	}
+	return w.send(ctx, ev)
 }
 
 // Decided implements Notifier.
 func (w *Webhook) Decided(ctx context.Context, a approval.Approval) error {
-	return w.send(ctx, eventOf(a), a)
+	return w.send(ctx, WebhookEvent{Type: eventOf(a), Approval: a})
 }
 
 // WebhookSignature is the X-Agentauthz-Signature of body under secret.
@@ -118,9 +130,11 @@ func VerifyWebhookSignature(secret, body []byte, sig string) bool {
 	return hmac.Equal([]byte(sig), []byte(WebhookSignature(secret, body)))
 }
 
-func (w *Webhook) send(ctx context.Context, event string, a approval.Approval) error {
+// send signs and POSTs ev, its ID, SentAt and Approval (as approvers are shown it) filled in.
+func (w *Webhook) send(ctx context.Context, ev WebhookEvent) error {
 	now := w.clock().UTC().Truncate(time.Second)
-	body, err := json.Marshal(WebhookEvent{ID: a.ID + ":" + event, Type: event, SentAt: now, Approval: a.Visible()})
+	ev.ID, ev.SentAt, ev.Approval = ev.Approval.ID+":"+ev.Type, now, ev.Approval.Visible()
+	body, err := json.Marshal(ev)
 	if err != nil {
 		return Permanent(err)
 	}

@@ -87,7 +87,7 @@ func TestWebhookSignedEvents(t *testing.T) {
 	rv := newWebhookReceiver(t, "s3cret")
 	w := newTestWebhook(t, rv.URL+"/agentauthz", "s3cret")
 	a := notifyApproval("siem")
-	if err := w.Announce(context.Background(), a); err != nil {
+	if err := w.Announce(context.Background(), Announcement{Approval: a}); err != nil {
 		t.Fatal(err)
 	}
 	a.State, a.DecidedBy, a.DecidedAt = approval.Denied, "bob", time.Now()
@@ -108,7 +108,7 @@ func TestWebhookSignedEvents(t *testing.T) {
 
 	// A receiver with another secret refuses: that is a permanent failure (401).
 	other := newWebhookReceiver(t, "another")
-	err := newTestWebhook(t, other.URL, "s3cret").Announce(context.Background(), a)
+	err := newTestWebhook(t, other.URL, "s3cret").Announce(context.Background(), Announcement{Approval: a})
 	if err == nil || !IsPermanent(err) {
 		t.Errorf("a 401 is permanent: %v", err)
 	}
@@ -206,7 +206,7 @@ func TestWebhookHungReceiverNeverBlocksTheCheck(t *testing.T) {
 	defer close(release)
 	var logs logBuffer
 	d := NewDispatcher(DispatcherConfig{Log: logs.logger(), QueueSize: 8, Timeout: 200 * time.Millisecond,
-		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }})
+		Sleep: func(ctx context.Context, _ time.Duration) error { return ctx.Err() }, Coalesce: -1})
 	d.Set(newTestWebhook(t, hung.URL, "s3cret"))
 	gate := &approval.Gate{Announce: d.Enqueue} // what serve wires
 	start := time.Now()
@@ -228,7 +228,7 @@ func TestWebhookDoesNotFollowRedirects(t *testing.T) {
 	target := newWebhookReceiver(t, "s3cret")
 	redirect := httptest.NewServer(http.RedirectHandler(target.URL, http.StatusFound))
 	defer redirect.Close()
-	err := newTestWebhook(t, redirect.URL, "s3cret").Announce(context.Background(), notifyApproval("siem"))
+	err := newTestWebhook(t, redirect.URL, "s3cret").Announce(context.Background(), Announcement{Approval: notifyApproval("siem")})
 	if err == nil || !IsPermanent(err) {
 		t.Errorf("a redirect is a permanent failure: %v", err)
 	}
@@ -243,7 +243,7 @@ func TestWebhookHonoursRetryAfter(t *testing.T) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	}))
 	defer srv.Close()
-	err := newTestWebhook(t, srv.URL, "k").Announce(context.Background(), notifyApproval("siem"))
+	err := newTestWebhook(t, srv.URL, "k").Announce(context.Background(), Announcement{Approval: notifyApproval("siem")})
 	d := NewDispatcher(DispatcherConfig{})
 	defer d.Close(context.Background())
 	if err == nil || IsPermanent(err) || d.backoff(1, err) != 7*time.Second {
@@ -276,7 +276,7 @@ func TestWebhookShowsInvisibleCharactersAsMarkers(t *testing.T) {
 	hostile := approvaltest.Hostile()
 	a := notifyApproval("siem")
 	a.Path, a.Reason, a.Body = "/users/"+hostile, hostile, "{\n  \"note\": \""+hostile+"\"\n}"
-	if err := w.Announce(context.Background(), a); err != nil {
+	if err := w.Announce(context.Background(), Announcement{Approval: a}); err != nil {
 		t.Fatal(err)
 	}
 	a.State, a.DecidedBy, a.DecidedAt, a.Comment = approval.Denied, "bob", time.Now(), hostile

@@ -4,8 +4,11 @@ package pgstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -25,7 +28,11 @@ import (
 //   - Hold relies on a partial unique index on (agent, digest) over pending and approved rows:
 //     at most one live approval per request, whatever the replicas race. In one transaction it
 //     marks a lapsed live row expired, then INSERT ... ON CONFLICT DO NOTHING, then, if another
-//     replica's row won, reads that one.
+//     replica's row won, reads that one. With Limits, the transaction first takes advisory
+//     locks on the agent and the rule (in one order, so that no two wait for each other), then
+//     counts their live rows: every replica creating an approval for that agent or rule waits
+//     for the lock, so the count it makes includes every row committed before it, and none can
+//     pass the limit.
 //   - Decide locks the row (SELECT ... FOR UPDATE) before checking and writing it.
 //
 // Time is the caller's: every comparison uses the now passed in, never the database's clock.
@@ -67,6 +74,11 @@ var pgMigrations = [][]string{
 		`CREATE UNIQUE INDEX IF NOT EXISTS agentauthz_approvals_live
 			ON agentauthz_approvals (agent, digest) WHERE state IN ('pending', 'approved')`,
 		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_created ON agentauthz_approvals (created_at DESC, id)`,
+	},
+	{ // 2
+		// The live rows of a rule, for Hold's Limits (a live agent's rows are the live index's).
+		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_live_rule
+			ON agentauthz_approvals (rule) WHERE state IN ('pending', 'approved')`,
 	},
 }
 
@@ -135,18 +147,22 @@ func (p *Store) migrate(ctx context.Context) error {
 }
 
 // Hold implements approval.Store.
-func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() string, now time.Time) (got approval.Approval, created bool, err error) {
+func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() string, lim approval.Limits, now time.Time) (got approval.Approval, created bool, err error) {
 	// An agent repeating a held request finds its approval in one read, without a transaction
-	// and without rendering a body. The transaction below settles everything else.
+	// and without rendering a body; an agent past its limits is refused the same way. The
+	// transaction below settles everything else.
 	x, err := pgScan(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals
 		WHERE agent = $1 AND digest = $2 AND state IN ('pending', 'approved')`, a.Agent, a.Digest))
 	switch {
 	case err == nil:
-		if st := x.Current(now); st == approval.Pending || st == approval.Approved {
+		if x.Live(now) {
 			return x.At(now), false, nil
 		}
 	case !errors.Is(err, pgx.ErrNoRows):
 		return approval.Approval{}, false, fmt.Errorf("pgstore: hold: %w", err)
+	}
+	if err := pgCheckLimits(ctx, p.pool, a, lim, now); err != nil {
+		return approval.Approval{}, false, err
 	}
 	// Rendered before the transaction, which holds locks. If another replica holds the same
 	// request meanwhile, its approval answers and this is unused.
@@ -154,7 +170,31 @@ func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 		a.Body = body()
 	}
 	a.State = approval.Pending
+	var limitErr error // a refusal: the transaction ends without a change
 	err = pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if lim.Any() {
+			if err := pgLockLimits(ctx, tx, a); err != nil {
+				return err
+			}
+			// The same request may have been held meanwhile (by another replica): it answers,
+			// whatever the limits.
+			x, err := pgScan(tx.QueryRow(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals
+				WHERE agent = $1 AND digest = $2 AND state IN ('pending', 'approved')`, a.Agent, a.Digest))
+			if err == nil && x.Live(now) {
+				got = x.At(now)
+				return nil
+			}
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+				return err
+			}
+			if err := pgCheckLimits(ctx, tx, a, lim, now); err != nil {
+				if errors.Is(err, approval.ErrLimit) {
+					limitErr = err
+					return nil
+				}
+				return err
+			}
+		}
 		// Each round settles unless another replica ends or inserts the live row between two
 		// statements; a few rounds are plenty.
 		for range 5 {
@@ -197,7 +237,52 @@ func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 	if err != nil {
 		return approval.Approval{}, false, fmt.Errorf("pgstore: hold: %w", err)
 	}
+	if limitErr != nil {
+		return approval.Approval{}, false, limitErr
+	}
 	return got, created, nil
+}
+
+// querier is a pool or a transaction.
+type querier interface {
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// pgCheckLimits counts the live rows of a's agent and of its rule as of now, and says whether
+// a new one stays within lim (a *approval.LimitError if not).
+func pgCheckLimits(ctx context.Context, q querier, a approval.Approval, lim approval.Limits, now time.Time) error {
+	if !lim.Any() {
+		return nil
+	}
+	var agents, rules int
+	err := q.QueryRow(ctx, `SELECT count(*) FILTER (WHERE agent = @agent), count(*) FILTER (WHERE rule = @rule)
+		FROM agentauthz_approvals
+		WHERE (agent = @agent OR rule = @rule) AND state IN ('pending', 'approved') AND NOT `+pgLapsed,
+		pgx.NamedArgs{"agent": a.Agent, "rule": a.Rule, "now": now}).Scan(&agents, &rules)
+	if err != nil {
+		return fmt.Errorf("pgstore: hold: counting live approvals: %w", err)
+	}
+	return lim.Check(agents, rules)
+}
+
+// pgLockLimits takes the transaction's advisory locks on a's agent and rule, in the order of
+// their keys, so that two transactions never wait for each other's.
+func pgLockLimits(ctx context.Context, tx pgx.Tx, a approval.Approval) error {
+	keys := []int64{pgLockKey("agent", a.Agent), pgLockKey("rule", a.Rule)}
+	slices.Sort(keys)
+	for _, k := range slices.Compact(keys) {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pgLockKey is the advisory lock key of an agent's or a rule's live approvals: 64 bits of
+// SHA-256, apart from pgMigrateLock's.
+func pgLockKey(kind, name string) int64 {
+	h := sha256.Sum256([]byte("agentauthz approval limit\x00" + kind + "\x00" + name))
+	return int64(binary.BigEndian.Uint64(h[:8]))
 }
 
 // Get implements approval.Store.
@@ -220,29 +305,48 @@ func (p *Store) get(ctx context.Context, id string) (approval.Approval, error) {
 	return a, nil
 }
 
-// List implements approval.Store.
-func (p *Store) List(ctx context.Context, state approval.State, now time.Time) ([]approval.Approval, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals
-		WHERE @state = '' OR @state = CASE WHEN `+pgLapsed+` THEN 'expired' ELSE state END
-		ORDER BY created_at DESC, id`,
-		pgx.NamedArgs{"state": string(state), "now": now})
+// List implements approval.Store: one query, which also counts every row after the cursor
+// (count(*) OVER (), before the LIMIT).
+func (p *Store) List(ctx context.Context, q approval.Query, now time.Time) (approval.Page, error) {
+	args := pgx.NamedArgs{"state": string(q.State), "now": now, "after": !q.After.IsZero(),
+		"at": q.After.CreatedAt, "id": q.After.ID, "limit": nil}
+	if q.Limit > 0 {
+		args["limit"] = q.Limit
+	}
+	rows, err := p.pool.Query(ctx, `SELECT `+pgCols+`, count(*) OVER () FROM agentauthz_approvals
+		WHERE (@state = '' OR @state = CASE WHEN `+pgLapsed+` THEN 'expired' ELSE state END)
+		AND (NOT @after OR created_at < @at OR (created_at = @at AND id > @id))
+		ORDER BY created_at DESC, id
+		LIMIT @limit`, args)
 	if err != nil {
-		return nil, fmt.Errorf("pgstore: %w", err)
+		return approval.Page{}, fmt.Errorf("pgstore: %w", err)
 	}
 	defer rows.Close()
-	var out []approval.Approval
+	var page approval.Page
+	total := 0
 	for rows.Next() {
-		a, err := pgScan(rows)
+		a, err := pgScan(countedRow{rows, &total})
 		if err != nil {
-			return nil, fmt.Errorf("pgstore: %w", err)
+			return approval.Page{}, fmt.Errorf("pgstore: %w", err)
 		}
-		out = append(out, a.At(now))
+		page.Approvals = append(page.Approvals, a.At(now))
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("pgstore: %w", err)
+		return approval.Page{}, fmt.Errorf("pgstore: %w", err)
 	}
-	return out, nil
+	if n := len(page.Approvals); total > n {
+		page.More, page.Next = total-n, approval.CursorOf(page.Approvals[n-1])
+	}
+	return page, nil
 }
+
+// countedRow is a row of pgCols and a count, which Scan reads into n.
+type countedRow struct {
+	pgx.Rows
+	n *int
+}
+
+func (r countedRow) Scan(dest ...any) error { return r.Rows.Scan(append(dest, r.n)...) }
 
 // Decide implements approval.Store.
 func (p *Store) Decide(ctx context.Context, id string, v approval.Verdict, now time.Time) (approval.Approval, error) {

@@ -47,11 +47,11 @@ func TestPostgres(t *testing.T) {
 			Method: "POST", Host: "h", Path: "/p", CreatedAt: now, ExpiresAt: now.Add(time.Hour),
 			UseWithin: 5 * time.Minute,
 		}
-		if _, created, err := r1.Hold(ctx, a, nil, now); err != nil || !created {
+		if _, created, err := r1.Hold(ctx, a, nil, approval.Limits{}, now); err != nil || !created {
 			t.Fatalf("Hold on replica 1 = created %v, %v", created, err)
 		}
 		// Replica 2 sees it, by id and by request.
-		if got, created, err := r2.Hold(ctx, approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: a.Digest, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil, now); err != nil || created || got.ID != a.ID {
+		if got, created, err := r2.Hold(ctx, approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: a.Digest, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}, nil, approval.Limits{}, now); err != nil || created || got.ID != a.ID {
 			t.Fatalf("Hold on replica 2 = %s, created %v, %v; want %s", got.ID, created, err, a.ID)
 		}
 		if _, err := r2.Decide(ctx, a.ID, approval.Verdict{Approve: true, By: "user:alice"}, now.Add(time.Second)); err != nil {
@@ -102,7 +102,7 @@ func TestPostgres(t *testing.T) {
 					start.Wait()
 					h := approval.Approval{ID: approval.NewID(), Agent: a.Agent, Digest: "sha256:cd", CreatedAt: when, ExpiresAt: when.Add(time.Hour)}
 					var got approval.Approval
-					got, created[i], herrs[i] = replicas[i%2].Hold(ctx, h, nil, when)
+					got, created[i], herrs[i] = replicas[i%2].Hold(ctx, h, nil, approval.Limits{}, when)
 					gotIDs[i] = got.ID
 				})
 			}
@@ -124,8 +124,8 @@ func TestPostgres(t *testing.T) {
 				t.Fatalf("round %d: %d concurrent Holds over two replicas created %d approvals; want 1", round, n, nCreated)
 			}
 		}
-		if pending, err := r1.List(ctx, approval.Pending, at.Add(2*time.Hour)); err != nil || len(pending) != 1 {
-			t.Fatalf("List(pending) = %d, %v; want 1", len(pending), err)
+		if pending, err := r1.List(ctx, approval.Query{State: approval.Pending}, at.Add(2*time.Hour)); err != nil || len(pending.Approvals) != 1 {
+			t.Fatalf("List(pending) = %d, %v; want 1", len(pending.Approvals), err)
 		}
 	})
 
@@ -148,7 +148,7 @@ func TestPostgres(t *testing.T) {
 		}
 		now := time.Now()
 		a := approval.Approval{ID: approval.NewID(), Agent: "a", Digest: "d", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
-		if _, _, err := stores[0].Hold(t.Context(), a, nil, now); err != nil {
+		if _, _, err := stores[0].Hold(t.Context(), a, nil, approval.Limits{}, now); err != nil {
 			t.Fatal(err)
 		}
 		for _, s := range stores {
@@ -165,8 +165,22 @@ func TestPostgres(t *testing.T) {
 		}
 		defer conn.Close(context.Background())
 		var versions int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM agentauthz_approval_schema`).Scan(&versions); err != nil || versions != 1 {
-			t.Fatalf("schema versions recorded: %d, %v; want 1", versions, err)
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM agentauthz_approval_schema`).Scan(&versions); err != nil || versions != 2 {
+			t.Fatalf("schema versions recorded: %d, %v; want 2, one per migration", versions, err)
+		}
+		// A database at version 1 (before the index Hold's limits count rules by) is brought up
+		// to date, its approvals kept.
+		if _, err := conn.Exec(t.Context(), `DROP INDEX agentauthz_approvals_live_rule; DELETE FROM agentauthz_approval_schema WHERE version = 2`); err != nil {
+			t.Fatal(err)
+		}
+		s = open(t, dsn)
+		var indexes int
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_indexes WHERE indexname = 'agentauthz_approvals_live_rule'
+			AND schemaname = current_schema()`).Scan(&indexes); err != nil || indexes != 1 {
+			t.Fatalf("after upgrading from version 1: %d rule indexes, %v", indexes, err)
+		}
+		if got, err := s.Get(t.Context(), a.ID, now); err != nil || got.State != approval.Pending {
+			t.Fatalf("after upgrading from version 1: %q, %v", got.State, err)
 		}
 		if _, err := conn.Exec(t.Context(), `INSERT INTO agentauthz_approval_schema (version) VALUES (999)`); err != nil {
 			t.Fatal(err)

@@ -240,7 +240,7 @@ func TestOIDCThroughTheAPI(t *testing.T) {
 	store := memstore.New()
 	now := time.Now()
 	a := testApproval()
-	if _, _, err := store.Hold(context.Background(), a, nil, now); err != nil {
+	if _, _, err := store.Hold(context.Background(), a, nil, approval.Limits{}, now); err != nil {
 		t.Fatal(err)
 	}
 	events := &eventRecorder{}

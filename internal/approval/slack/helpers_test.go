@@ -83,8 +83,9 @@ func (r *notifyRecorder) waitOutcome(t *testing.T, want string) {
 	}
 }
 
+// config is a dispatcher's that announces each request at once.
 func (r *notifyRecorder) config(log *slog.Logger) notify.DispatcherConfig {
-	return notify.DispatcherConfig{Log: log, Sleep: r.sleep, Observe: r.observe}
+	return notify.DispatcherConfig{Log: log, Sleep: r.sleep, Observe: r.observe, Coalesce: -1}
 }
 
 func notifyApproval(notify ...string) approval.Approval {

@@ -111,7 +111,7 @@ func TestSlackReplayFloodThenRealClick(t *testing.T) {
 	fx := newSlackFixture(t)
 	b := notifyApproval("ops-slack")
 	b.Digest = "another request"
-	if _, _, err := fx.store.Hold(context.Background(), b, nil, fx.now); err != nil {
+	if _, _, err := fx.store.Hold(context.Background(), b, nil, approval.Limits{}, fx.now); err != nil {
 		t.Fatal(err)
 	}
 	// A captured click whose signature has letters enough to spell it maxSlackSeen+ ways.

@@ -96,13 +96,19 @@ func New(c Config) (*Notifier, error) {
 // Name implements notify.Notifier.
 func (s *Notifier) Name() string { return s.name }
 
-// Announce implements notify.Notifier: it posts the request with Approve and Deny buttons.
-// What agents and approvers wrote is shown through approval.Visible: a bidi override or a
-// zero-width space is a \u{XXXX} marker, not a character that acts.
-func (s *Notifier) Announce(ctx context.Context, a approval.Approval) error {
-	a = a.Visible()
+// Announce implements notify.Notifier: it posts the request with Approve and Deny buttons; a
+// burst of requests of one agent and rule is one message, the first with its buttons, saying
+// how many more wait and which. What agents and approvers wrote is shown through
+// approval.Visible: a bidi override or a zero-width space is a \u{XXXX} marker, not a character
+// that acts.
+func (s *Notifier) Announce(ctx context.Context, an notify.Announcement) error {
+	a := an.Approval.Visible()
 	blocks := slackRequestBlocks(a, s.signingSecret != "")
 	text := slackEscape(fmt.Sprintf("Approval needed: %s %s%s (agent %s, approval %s)", a.Method, a.Host, clipText(a.Path, 200), a.Agent, a.ID))
+	if n := an.Count(); n > 1 {
+		blocks = slackBurstBlocks(blocks, a, an)
+		text += slackEscape(fmt.Sprintf(", and %d more requests of the agent under rule %s", n-1, a.Rule))
+	}
 	if s.client == nil {
 		return s.webhook(ctx, text, blocks)
 	}
@@ -238,6 +244,38 @@ func slackRequestBlocks(a approval.Approval, buttons bool) []slackapi.Block {
 		"Approval `%s` · expires %s · or decide with `POST /v1/approvals/%s/approve` (or `/deny`)",
 		a.ID, slackDate(a.ExpiresAt), a.ID))))
 	return blocks
+}
+
+// slackBurstMax bounds the other requests of a burst an announcement names.
+const slackBurstMax = 10
+
+// slackBurstBlocks adds to blocks, the announcement of a (Visible), what its burst holds: how
+// many requests the agent had held under the rule at once, and which, before the buttons.
+func slackBurstBlocks(blocks []slackapi.Block, a approval.Approval, an notify.Announcement) []slackapi.Block {
+	n := an.Count()
+	more := fmt.Sprintf("*%d requests held at once* by this agent under rule %s: this one, with the buttons, and %d more, "+
+		"waiting in the approvals console and API:", n, slackEscape(clipText(a.Rule, 200)), n-1)
+	var lines []string
+	for i, x := range an.Also {
+		if i == slackBurstMax {
+			break
+		}
+		x = x.Visible()
+		lines = append(lines, "`"+x.ID+"` "+slackEscape(clipText(x.Method+" "+x.Host+x.Path, 200)))
+	}
+	if rest := n - 1 - len(lines); rest > 0 {
+		lines = append(lines, fmt.Sprintf("and %d more", rest))
+	}
+	burst := []slackapi.Block{
+		slackapi.NewSectionBlock(mrkdwn(clipText(more, slackTextMax)), nil, nil),
+		slackapi.NewContextBlock("", mrkdwn(clipText(strings.Join(lines, "\n"), slackTextMax))),
+	}
+	// Before the buttons, if there are any, so that they stay last but for the footer.
+	at := len(blocks) - 1
+	if at > 0 && blocks[at-1].BlockType() == slackapi.MBTAction {
+		at--
+	}
+	return append(blocks[:at:at], append(burst, blocks[at:]...)...)
 }
 
 // slackDecidedBlocks replaces the announcement once the request is decided.

@@ -148,7 +148,7 @@ func TestSlackAnnounceBlockKit(t *testing.T) {
 	s := newTestSlack(t, f, "C0AGENTS")
 	a := notifyApproval("ops-slack")
 	a.Body = "{\n  \"note\": \"<!channel> *bold* ```\",\n  \"big\": \"" + strings.Repeat("é", 5000) + "\"\n}"
-	if err := s.Announce(context.Background(), a); err != nil {
+	if err := s.Announce(context.Background(), notify.Announcement{Approval: a}); err != nil {
 		t.Fatal(err)
 	}
 	calls := f.calls()
@@ -222,7 +222,7 @@ func TestSlackAnnounceWithoutSigningSecretHasNoButtons(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Announce(context.Background(), notifyApproval("ops-slack")); err != nil {
+	if err := s.Announce(context.Background(), notify.Announcement{Approval: notifyApproval("ops-slack")}); err != nil {
 		t.Fatal(err)
 	}
 	if c := f.calls()[0]; strings.Contains(c.BlocksJ, `"actions"`) || !strings.Contains(c.BlocksJ, "/v1/approvals/") {
@@ -234,7 +234,7 @@ func TestSlackDecidedUpdatesTheMessage(t *testing.T) {
 	f := newFakeSlack(t)
 	s := newTestSlack(t, f, "C0AGENTS")
 	a := notifyApproval("ops-slack")
-	if err := s.Announce(context.Background(), a); err != nil {
+	if err := s.Announce(context.Background(), notify.Announcement{Approval: a}); err != nil {
 		t.Fatal(err)
 	}
 	a.State, a.DecidedBy, a.DecidedAt, a.Comment = approval.Approved, "alice", time.Now(), "ticket INC-1"
@@ -266,18 +266,18 @@ func TestSlackDecidedUpdatesTheMessage(t *testing.T) {
 
 func TestSlackErrorsArePermanentOrRetried(t *testing.T) {
 	f := newFakeSlack(t)
-	err := newTestSlack(t, f, "C0NOWHERE").Announce(context.Background(), notifyApproval("ops-slack"))
+	err := newTestSlack(t, f, "C0NOWHERE").Announce(context.Background(), notify.Announcement{Approval: notifyApproval("ops-slack")})
 	if err == nil || !strings.Contains(err.Error(), "channel_not_found") || !notify.IsPermanent(err) {
 		t.Errorf("channel_not_found: %v (permanent %v)", err, notify.IsPermanent(err))
 	}
 	bad, _ := New(Config{Name: "x", Channel: "C0AGENTS", BotToken: "xoxb-wrong", APIURL: f.apiURL()})
-	if err := bad.Announce(context.Background(), notifyApproval("x")); err == nil || !notify.IsPermanent(err) {
+	if err := bad.Announce(context.Background(), notify.Announcement{Approval: notifyApproval("x")}); err == nil || !notify.IsPermanent(err) {
 		t.Errorf("invalid_auth: %v", err)
 	}
 	f.mu.Lock()
 	f.failNext = 1
 	f.mu.Unlock()
-	err = newTestSlack(t, f, "C0AGENTS").Announce(context.Background(), notifyApproval("ops-slack"))
+	err = newTestSlack(t, f, "C0AGENTS").Announce(context.Background(), notify.Announcement{Approval: notifyApproval("ops-slack")})
 	if err == nil || notify.IsPermanent(err) {
 		t.Errorf("HTTP 500 is retried: %v", err)
 	}
@@ -315,7 +315,7 @@ func TestSlackIncomingWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	a := notifyApproval("hook")
-	if err := s.Announce(context.Background(), a); err != nil {
+	if err := s.Announce(context.Background(), notify.Announcement{Approval: a}); err != nil {
 		t.Fatal(err)
 	}
 	a.State, a.DecidedBy, a.DecidedAt = approval.Denied, "bob", time.Now()
@@ -328,7 +328,7 @@ func TestSlackIncomingWebhook(t *testing.T) {
 	}
 	gone, _ := New(Config{Name: "hook", WebhookURL: f.URL + "/gone/secret-part"})
 	f.Config.Handler = http.NotFoundHandler()
-	err = gone.Announce(context.Background(), a)
+	err = gone.Announce(context.Background(), notify.Announcement{Approval: a})
 	if err == nil || !notify.IsPermanent(err) || strings.Contains(err.Error(), "secret-part") {
 		t.Errorf("a 404 from the webhook is permanent, and the URL (a secret) is not in the error: %v", err)
 	}
@@ -413,7 +413,7 @@ func newSlackFixture(t *testing.T) *slackFixture {
 	t.Helper()
 	fx := &slackFixture{store: memstore.New(), events: &eventRecorder{}, now: time.Now(), logs: &logBuffer{}}
 	fx.a = notifyApproval("ops-slack")
-	if _, _, err := fx.store.Hold(context.Background(), fx.a, nil, fx.now); err != nil {
+	if _, _, err := fx.store.Hold(context.Background(), fx.a, nil, approval.Limits{}, fx.now); err != nil {
 		t.Fatal(err)
 	}
 	clock := func() time.Time { return fx.now }

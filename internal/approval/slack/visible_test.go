@@ -8,6 +8,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/approvaltest"
+	"github.com/agentauthz/agentauthz/internal/approval/notify"
 )
 
 // blockStrings returns every string in v, decoded blocks: what Slack shows and more.
@@ -46,7 +47,7 @@ func TestSlackShowsInvisibleCharactersAsMarkers(t *testing.T) {
 	hostile := approvaltest.Hostile()
 	a := notifyApproval("ops-slack")
 	a.Path, a.Reason, a.Body = "/users/"+hostile, hostile, "{\n  \"note\": \""+hostile+"\"\n}"
-	if err := s.Announce(context.Background(), a); err != nil {
+	if err := s.Announce(context.Background(), notify.Announcement{Approval: a}); err != nil {
 		t.Fatal(err)
 	}
 	a.State, a.DecidedBy, a.DecidedAt, a.Comment = approval.Denied, "alice"+hostile, time.Now(), hostile

@@ -62,7 +62,7 @@ func concurrentHold(t *testing.T, s approval.Store, n int, now time.Time) approv
 	got := make([]approval.Approval, n)
 	created := make([]bool, n)
 	gate(n, func(i int) {
-		got[i], created[i], errs[i] = s.Hold(t.Context(), newApproval(agentA, digestX, now), nil, now)
+		got[i], created[i], errs[i] = s.Hold(t.Context(), newApproval(agentA, digestX, now), nil, approval.Limits{}, now)
 	})
 	var winner approval.Approval
 	for i := range n {
@@ -84,7 +84,7 @@ func concurrentHold(t *testing.T, s approval.Store, n int, now time.Time) approv
 			t.Fatalf("Hold %d returned %s (%q); want %s pending", i, got[i].ID, got[i].State, winner.ID)
 		}
 	}
-	live, err := s.List(t.Context(), approval.Pending, now)
+	live, err := listAll(s, t.Context(), approval.Pending, now)
 	if err != nil || len(live) != 1 || live[0].ID != winner.ID {
 		t.Fatalf("List(pending) = %v, %v; want [%s]", ids(live), err, winner.ID)
 	}
@@ -103,7 +103,7 @@ func testConcurrentHoldAfterLapse(t *testing.T, s approval.Store) {
 		t.Fatal("Hold past ExpiresAt returned the lapsed approval")
 	}
 	wantState(t, s, old.ID, now, approval.Expired)
-	if all, err := s.List(t.Context(), "", now); err != nil || len(all) != 2 {
+	if all, err := listAll(s, t.Context(), "", now); err != nil || len(all) != 2 {
 		t.Fatalf("List = %v, %v; want the lapsed approval and the new one", ids(all), err)
 	}
 }

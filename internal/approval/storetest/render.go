@@ -25,7 +25,7 @@ func holdRendering(t *testing.T, s approval.Store, a approval.Approval, now time
 	t.Helper()
 	r := &renderer{body: "{\n  \"for\": \"" + a.ID + "\"\n}"}
 	a.Body = "" // the renderer's to fill in
-	got, created, err := s.Hold(t.Context(), a, r.render, now)
+	got, created, err := s.Hold(t.Context(), a, r.render, approval.Limits{}, now)
 	if err != nil {
 		t.Fatalf("Hold(%s): %v", a.ID, err)
 	}
@@ -90,7 +90,7 @@ func testConcurrentHoldRenders(t *testing.T, s approval.Store) {
 		a := newApproval(agentA, digestX, t0)
 		rs[i] = &renderer{body: "rendered for " + a.ID}
 		a.Body = ""
-		got[i], created[i], errs[i] = s.Hold(t.Context(), a, rs[i].render, t0)
+		got[i], created[i], errs[i] = s.Hold(t.Context(), a, rs[i].render, approval.Limits{}, t0)
 	})
 	winner := -1
 	for i := range n {

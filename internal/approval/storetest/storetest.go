@@ -6,7 +6,9 @@
 package storetest
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -42,6 +44,10 @@ func Run(t *testing.T, open func(t *testing.T) approval.Store) {
 		{"ConcurrentHoldAfterLapse", testConcurrentHoldAfterLapse},
 		{"ConcurrentHoldRenders", testConcurrentHoldRenders},
 		{"ConcurrentDecide", testConcurrentDecide},
+		{"ListPages", testListPages},
+		{"HoldLimitPerAgent", testHoldLimitPerAgent},
+		{"HoldLimitPerRule", testHoldLimitPerRule},
+		{"ConcurrentHoldLimit", testConcurrentHoldLimit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, open(t)) })
@@ -82,9 +88,18 @@ func newApproval(agent, digest string, created time.Time) approval.Approval {
 	}
 }
 
+// listAll lists every approval in state, newest first: one page with no limit.
+func listAll(s approval.Store, ctx context.Context, state approval.State, now time.Time) ([]approval.Approval, error) {
+	p, err := s.List(ctx, approval.Query{State: state}, now)
+	if err == nil && (p.More != 0 || !p.Next.IsZero()) {
+		err = fmt.Errorf("a List without a limit: More %d, Next %v; want everything on one page", p.More, p.Next)
+	}
+	return p.Approvals, err
+}
+
 func hold(t *testing.T, s approval.Store, a approval.Approval, now time.Time) (approval.Approval, bool) {
 	t.Helper()
-	got, created, err := s.Hold(t.Context(), a, nil, now)
+	got, created, err := s.Hold(t.Context(), a, nil, approval.Limits{}, now)
 	if err != nil {
 		t.Fatalf("Hold(%s): %v", a.ID, err)
 	}
@@ -191,7 +206,7 @@ func testHoldReturnsLive(t *testing.T, s approval.Store) {
 	// Approved, it stays live until UseBy (2m + 10m).
 	mustReuse(t, s, newApproval(agentA, digestX, t0.Add(11*time.Minute)), approved, t0.Add(11*time.Minute))
 
-	if all, err := s.List(t.Context(), "", t0.Add(11*time.Minute)); err != nil || len(all) != 1 {
+	if all, err := listAll(s, t.Context(), "", t0.Add(11*time.Minute)); err != nil || len(all) != 1 {
 		t.Fatalf("List after repeated holds = %v, %v; want the one approval", ids(all), err)
 	}
 }
@@ -232,11 +247,11 @@ func testHoldAfterEnd(t *testing.T, s approval.Store) {
 	for id, st := range want {
 		wantState(t, s, id, now, st)
 	}
-	all, err := s.List(t.Context(), "", now)
+	all, err := listAll(s, t.Context(), "", now)
 	if err != nil || len(all) != len(want) {
 		t.Fatalf("List = %v, %v; want %d approvals", ids(all), err, len(want))
 	}
-	live, err := s.List(t.Context(), approval.Pending, now)
+	live, err := listAll(s, t.Context(), approval.Pending, now)
 	if err != nil || len(live) != 1 || live[0].ID != a6.ID {
 		t.Fatalf("List(pending) = %v, %v; want [%s]", ids(live), err, a6.ID)
 	}
@@ -280,7 +295,7 @@ func testRoundTrip(t *testing.T, s approval.Store) {
 		t.Fatalf("Hold (-want +got):\n%s", diff)
 	}
 	wantGet(t, s, want, t0)
-	list, err := s.List(t.Context(), approval.Pending, t0)
+	list, err := listAll(s, t.Context(), approval.Pending, t0)
 	if err != nil || len(list) != 1 {
 		t.Fatalf("List(pending) = %v, %v", ids(list), err)
 	}
@@ -366,7 +381,7 @@ func testGet(t *testing.T, s approval.Store) {
 }
 
 func testList(t *testing.T, s approval.Store) {
-	if got, err := s.List(t.Context(), "", t0); err != nil || len(got) != 0 {
+	if got, err := listAll(s, t.Context(), "", t0); err != nil || len(got) != 0 {
 		t.Fatalf("List on an empty store = %v, %v", ids(got), err)
 	}
 	// Oldest to newest; each in a different state at t0+30m.
@@ -401,7 +416,7 @@ func testList(t *testing.T, s approval.Store) {
 		{approval.Expired, []approval.Approval{made[4]}},
 	}
 	for _, c := range cases {
-		got, err := s.List(t.Context(), c.state, at)
+		got, err := listAll(s, t.Context(), c.state, at)
 		if err != nil {
 			t.Fatalf("List(%q): %v", c.state, err)
 		}
@@ -417,14 +432,14 @@ func testList(t *testing.T, s approval.Store) {
 
 	// Two hours on, the pending ones and the approved one have lapsed too.
 	late := t0.Add(2 * time.Hour)
-	got, err := s.List(t.Context(), approval.Expired, late)
+	got, err := listAll(s, t.Context(), approval.Expired, late)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]string{made[5].ID, made[4].ID, made[1].ID, made[0].ID}, ids(got)); diff != "" {
 		t.Errorf("List(expired) two hours on (-want +got):\n%s", diff)
 	}
-	if got, err := s.List(t.Context(), approval.Pending, late); err != nil || len(got) != 0 {
+	if got, err := listAll(s, t.Context(), approval.Pending, late); err != nil || len(got) != 0 {
 		t.Errorf("List(pending) two hours on = %v, %v; want none", ids(got), err)
 	}
 }

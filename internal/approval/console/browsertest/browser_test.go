@@ -53,7 +53,7 @@ func consoleHold(t *testing.T, store approval.Store, agent, path, body string, a
 	now := time.Now()
 	a, _, err := store.Hold(context.Background(), approval.Approval{ID: approval.NewID(), Agent: agent, Digest: approval.NewID(),
 		Rule: "reset-password", Method: "POST", Host: "helpdesk.acme.internal", Path: path, Body: body,
-		Approvers: approvers, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), UseWithin: 15 * time.Minute}, nil, now)
+		Approvers: approvers, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute), UseWithin: 15 * time.Minute}, nil, approval.Limits{}, now)
 	if err != nil {
 		t.Fatalf("Hold: %v", err)
 	}
@@ -100,6 +100,16 @@ func TestConsoleBrowser(t *testing.T) {
 	other := consoleHold(t, store, consoleAgent, consoleHostile, consoleHostileBody, "group:db-admins")
 	hostile := approvaltest.Hostile()
 	hidden := consoleHold(t, store, consoleAgent, "/v1/users/"+hostile, "{\n  \"reason\": \""+hostile+"\"\n}", "group:db-admins")
+	// And 60 older ones, held an hour ago by another agent: the list shows the newest.
+	hourAgo := time.Now().Add(-time.Hour)
+	for i := range 60 {
+		at := hourAgo.Add(time.Duration(i) * time.Second)
+		if _, _, err := store.Hold(context.Background(), approval.Approval{ID: approval.NewID(), Agent: "spiffe://acme.internal/agent/bulk",
+			Digest: approval.NewID(), Rule: "reset-password", Method: "POST", Host: "helpdesk.acme.internal", Path: "/v1/users/old/password-reset",
+			Approvers: []string{"group:it-admins"}, CreatedAt: at, ExpiresAt: at.Add(2 * time.Hour)}, nil, approval.Limits{}, at); err != nil {
+			t.Fatal(err)
+		}
+	}
 
 	actx, cancel := chromedp.NewExecAllocator(context.Background(), chromedp.ExecPath(bin),
 		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
@@ -191,6 +201,16 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	if got := text(row(other.ID) + " a"); got != consoleHostile || js("document.scripts.length + document.images.length") != "1" || text("#who-name") != "alice" {
 		t.Errorf("hostile path shown as %q, or it became markup, or alice is not signed in", got)
+	}
+	// The 50 newest are listed, and the page says how many more there are.
+	if n := js(`document.querySelectorAll("#pending tbody tr").length`); n != "50" {
+		t.Errorf("%s rows listed; want the 50 newest", n)
+	}
+	if got := text("#more"); !strings.Contains(got, "The 50 newest are shown; 13 more, older, are pending too.") || js(`document.getElementById("more").hidden`) != "false" {
+		t.Errorf("more: %q", got)
+	}
+	if got := text("#list-status"); !strings.HasPrefix(got, "63 pending") {
+		t.Errorf("list status: %q", got)
 	}
 	approvaltest.WantVisible(t, "list: path", text(row(hidden.ID)+" a"), false)
 	approvaltest.WantVisible(t, "list page", js("document.body.textContent"), true)

@@ -1341,8 +1341,8 @@ type Approval struct {
 	// Why the route needs approval, shown to approvers and to the agent.
 	Reason string `protobuf:"bytes,4,opt,name=reason,proto3" json:"reason,omitempty"`
 	// Hold only the requests for which this CEL expression is true (default: all of them). It sees
-	// what the upstream will act on, decoded: method (string), host (string), path (string,
-	// without query), params (map of path parameters), query (map from each query parameter the
+	// what the upstream will act on, decoded: method (string), host (string, lower case), path
+	// (string, decoded, without query), params (map of decoded path parameters), query (map from each query parameter the
 	// upstream receives to the list of its values, in order: `"urgent" in query.tag`,
 	// `query.to.exists(v, v != "me")`, `query.limit[0]`; a name is decoded, however it was
 	// percent-encoded, and parameters strip_unknown_query removes are not in it) and body. body
@@ -1357,9 +1357,16 @@ type Approval struct {
 	// Notifiers (Policy.notifiers) told about each held request.
 	Notify []string `protobuf:"bytes,6,rep,name=notify,proto3" json:"notify,omitempty"`
 	// JSON pointers (RFC 6901) of body fields approvers see as "[redacted]", e.g. "/password".
-	Redact        []string `protobuf:"bytes,7,rep,name=redact,proto3" json:"redact,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Redact []string `protobuf:"bytes,7,rep,name=redact,proto3" json:"redact,omitempty"`
+	// The most live approvals (pending, or approved and not yet used) the agent may have, across
+	// every route, for this route to hold another of its requests. Past it the request is not
+	// held: 429 approval_limit. Default (0) 20.
+	MaxPendingPerAgent uint32 `protobuf:"varint,8,opt,name=max_pending_per_agent,json=maxPendingPerAgent,proto3" json:"max_pending_per_agent,omitempty"`
+	// The most live approvals this route may have, across every agent, to hold another request.
+	// Past it the request is not held: 429 approval_limit. Default (0) 100.
+	MaxPendingPerRule uint32 `protobuf:"varint,9,opt,name=max_pending_per_rule,json=maxPendingPerRule,proto3" json:"max_pending_per_rule,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Approval) Reset() {
@@ -1439,6 +1446,20 @@ func (x *Approval) GetRedact() []string {
 		return x.Redact
 	}
 	return nil
+}
+
+func (x *Approval) GetMaxPendingPerAgent() uint32 {
+	if x != nil {
+		return x.MaxPendingPerAgent
+	}
+	return 0
+}
+
+func (x *Approval) GetMaxPendingPerRule() uint32 {
+	if x != nil {
+		return x.MaxPendingPerRule
+	}
+	return 0
 }
 
 // Notifier announces held requests to approvers.
@@ -1824,7 +1845,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"\b_minimumB\n" +
 	"\n" +
-	"\b_maximum\"\x99\x03\n" +
+	"\b_maximum\"\x92\x04\n" +
 	"\bApproval\x12S\n" +
 	"\tapprovers\x18\x01 \x03(\tB5\xbaH2\x92\x01/\b\x01\x18\x01\")r'2%^(group|user):[A-Za-z0-9._@-]{1,128}$R\tapprovers\x12P\n" +
 	"\x0eapprove_within\x18\x02 \x01(\v2\x19.google.protobuf.DurationB\x0e\xbaH\v\xaa\x01\b\"\x04\b\x80\xf5$*\x00R\rapproveWithin\x12H\n" +
@@ -1833,7 +1854,9 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06reason\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\x04R\x06reason\x12\x1c\n" +
 	"\x04when\x18\x05 \x01(\tB\b\xbaH\x05r\x03\x18\x80 R\x04when\x12 \n" +
 	"\x06notify\x18\x06 \x03(\tB\b\xbaH\x05\x92\x01\x02\x18\x01R\x06notify\x12:\n" +
-	"\x06redact\x18\a \x03(\tB\"\xbaH\x1f\x92\x01\x1c\x18\x01\"\x18r\x162\x14^(/([^~/]|~[01])*)+$R\x06redact\"\xd1\x01\n" +
+	"\x06redact\x18\a \x03(\tB\"\xbaH\x1f\x92\x01\x1c\x18\x01\"\x18r\x162\x14^(/([^~/]|~[01])*)+$R\x06redact\x12;\n" +
+	"\x15max_pending_per_agent\x18\b \x01(\rB\b\xbaH\x05*\x03\x18\x90NR\x12maxPendingPerAgent\x12:\n" +
+	"\x14max_pending_per_rule\x18\t \x01(\rB\t\xbaH\x06*\x04\x18\xa0\x8d\x06R\x11maxPendingPerRule\"\xd1\x01\n" +
 	"\bNotifier\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12;\n" +
 	"\x05slack\x18\x02 \x01(\v2#.agentauthz.policy.v1.SlackNotifierH\x00R\x05slack\x12A\n" +
