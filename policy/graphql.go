@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -80,10 +81,6 @@ func (rt *route) checkGraphQLQuery(q string, ag *agent) decision.Decision {
 func (c *compiler) graphqlAPIs(src *source) {
 	for i, g := range src.policy.GetGraphql() {
 		at := fmt.Sprintf("graphql[%d]", i)
-		if len(g.GetArguments()) > 0 {
-			c.addf(src, at+".arguments", "argument rules are not supported by this version")
-			continue
-		}
 		if _, dup := c.graphql[g.GetName()]; dup {
 			c.addf(src, at+".name", "GraphQL API %q is defined twice", g.GetName())
 			continue
@@ -106,13 +103,14 @@ func (c *compiler) graphqlAPIs(src *source) {
 			AllowIntrospection: g.GetAllowIntrospection(),
 			Persisted:          g.GetPersisted(),
 			PersistedOnly:      g.GetPersistedOnly(),
+			Arguments:          graphqlArguments(g.GetArguments()),
 		}
 		if g.MaxAliases != nil && g.GetMaxAliases() == 0 {
 			cfg.MaxAliases = -1 // explicitly none
 		}
 		checker, err := gqlcheck.Compile(cfg)
 		if err != nil {
-			c.addf(src, at, "%v", err)
+			c.graphqlProblems(src, at, err)
 			continue
 		}
 		api := &graphqlAPI{name: g.GetName(), checker: checker, fields: map[spiffeid.ID]*gqlcheck.FieldSet{}}
@@ -173,4 +171,51 @@ func (c *compiler) routeGraphQL(src *source, at string, r *policyv1.Route, cr *r
 		return false
 	}
 	return true
+}
+
+// graphqlArguments is the policy's argument rules as gqlcheck takes them.
+func graphqlArguments(list []*policyv1.GraphQLArguments) []gqlcheck.FieldArguments {
+	out := make([]gqlcheck.FieldArguments, len(list))
+	for i, fa := range list {
+		out[i] = gqlcheck.FieldArguments{Field: fa.GetField(), Args: make(map[string]gqlcheck.ArgumentRule, len(fa.GetArgs()))}
+		for name, a := range fa.GetArgs() {
+			r := gqlcheck.ArgumentRule{Required: a.GetRequired(), Pattern: a.GetPattern(), Enum: a.GetEnum(),
+				Minimum: a.Minimum, Maximum: a.Maximum}
+			if a.MinLength != nil {
+				n := int(a.GetMinLength())
+				r.MinLength = &n
+			}
+			if a.MaxLength != nil {
+				n := int(a.GetMaxLength())
+				r.MaxLength = &n
+			}
+			if a.MaxItems != nil {
+				n := int(a.GetMaxItems())
+				r.MaxItems = &n
+			}
+			out[i].Args[name] = r
+		}
+	}
+	return out
+}
+
+// graphqlProblems reports what gqlcheck.Compile found wrong with a GraphQL API, each argument
+// rule's problem at its own line.
+func (c *compiler) graphqlProblems(src *source, at string, err error) {
+	errs := []error{err}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		errs = j.Unwrap()
+	}
+	for _, e := range errs {
+		var ae *gqlcheck.ArgumentError
+		if !errors.As(e, &ae) {
+			c.addf(src, at, "%v", e)
+			continue
+		}
+		where := fmt.Sprintf("%s.arguments[%d]", at, ae.Entry)
+		if ae.Arg != "" {
+			where += ".args." + ae.Arg
+		}
+		c.addf(src, where, "%s", ae.Msg)
+	}
 }

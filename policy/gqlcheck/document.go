@@ -78,7 +78,10 @@ func (c *Checker) check(r *request, fields *FieldSet) (res Result) {
 	if res := w.document(doc); !res.OK() {
 		return res
 	}
-	return c.checkVariables(op, r.variables)
+	if res := c.checkVariables(op, r.variables); !res.OK() {
+		return res
+	}
+	return c.checkArguments(doc, r.variables)
 }
 
 // countTokens refuses a document with more than MaxTokens tokens before it is parsed.

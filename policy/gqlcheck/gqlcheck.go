@@ -37,6 +37,10 @@
 //     __schema and __type only with AllowIntrospection: CodeGraphQLField.
 //  9. The variables are an object, declare nothing the operation does not, and fit the declared
 //     types (validator.VariableValues): CodeGraphQLInvalid.
+//  10. Every field with argument rules (Config.Arguments), in every operation, through aliases
+//     and fragments, takes only the arguments the rules name, each within its rule: literals,
+//     variables' values (a variable not sent takes its default), and for an argument not given
+//     the schema's default, which the API would use: CodeGraphQLArgument.
 //
 // Persisted operations are checked like any other: being on the list never skips a rule.
 // Messages never quote variable values or the document; they name fields, types and line:column
@@ -73,6 +77,8 @@ type Config struct {
 	Persisted                                      []string // allowlist of persisted operations: lower-case hex SHA-256 of the normalised document
 	PersistedOnly                                  bool     // only persisted operations are accepted
 	MaxBodyDepth                                   int      // JSON nesting limit for the envelope/variables, default strictjson.DefaultMaxDepth
+	// Arguments are rules for the arguments of fields; a problem with one is an *ArgumentError.
+	Arguments []FieldArguments
 }
 
 // Defaults for zero limits.
@@ -99,6 +105,8 @@ type Checker struct {
 	introspection        bool
 	persisted            map[string]struct{}
 	persistedOnly        bool
+	// arguments are the argument rules of a field selected on a type (compileArguments).
+	arguments map[fieldKey][]*fieldRules
 }
 
 // Result is the outcome of a check. The zero value allows.
@@ -187,6 +195,9 @@ func Compile(cfg Config) (*Checker, error) {
 	}
 	if cfg.PersistedOnly && len(cfg.Persisted) == 0 {
 		bad("persisted_only: no persisted operation is listed, so every request would be refused")
+	}
+	if c.schema != nil {
+		errs = append(errs, c.compileArguments(cfg.Arguments)...)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
