@@ -13,7 +13,7 @@
 //     encoding);
 //   - parameters are separated by "&" and ";" (and "?" and "#" start new ones): a reader that
 //     honours any of them finds no parameter this package did not look at. A redacted value runs
-//     to the next "&" or ";", over any "?" or "#", so that no reader sees a part of it;
+//     to the next "&", over any ";", "?" or "#", so that no reader sees a part of it;
 //   - ";" parameters of path segments (/a;token=x/b) are redacted too;
 //   - a parameter whose value or name, once decoded, holds a redacted parameter (a URL passed as
 //     a parameter, an encoded separator) has its value, or the whole parameter, redacted.
@@ -127,8 +127,9 @@ func (q *Query) redact(s string, query bool, depth int) (out string, changed boo
 		name, value, hasValue := strings.Cut(pair, "=")
 		switch {
 		case hasValue && q.matches(name):
-			// The value runs to the next "&" or ";", over "?" and "#".
-			stop = i + indexAnyOrLen(s[i:], "&;")
+			// The value runs to the next "&", over ";", "?" and "#": a reader that splits at "&"
+			// only reads all of it as the value ("token=;secret" is ";secret" to it).
+			stop = i + indexAnyOrLen(s[i:], "&")
 			if stop > i+len(name)+1 {
 				flush(i+len(name)+1, Marker, stop)
 			}

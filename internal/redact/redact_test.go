@@ -22,7 +22,9 @@ func TestTarget(t *testing.T) {
 		// ";" separates parameters for some readers.
 		{"/v1/x?a=1;token=s", "/v1/x?a=1;token=[redacted]"},
 		{"/v1/x?a=1;Token=s&b=2", "/v1/x?a=1;Token=[redacted]&b=2"},
-		{"/v1/x?token=s;b=2", "/v1/x?token=[redacted];b=2"},
+		// A reader that splits at "&" only reads ";b=2" as part of the value: it is hidden too.
+		{"/v1/x?token=s;b=2", "/v1/x?token=[redacted]"},
+		{"/v1/x?token=;s&b=2", "/v1/x?token=[redacted]&b=2"},
 		// Encoded names, once or twice; "+" as a space.
 		{"/v1/x?%74oken=s3cret", "/v1/x?%74oken=[redacted]"},
 		{"/v1/x?%54OKEN=s3cret", "/v1/x?%54OKEN=[redacted]"},
