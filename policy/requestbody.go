@@ -18,6 +18,8 @@ type parsedBody struct {
 	// the body, when decoded is set.
 	message any
 	decoded bool
+	// msg is that message itself, for the approval digest's canonical form (DecodedMessage).
+	msg protoreflect.Message
 }
 
 // parsed returns what was read of r.Body, or nil.
@@ -66,7 +68,7 @@ func (r *Request) readJSON(maxDepth int) (any, error) {
 	if p == nil || p.depth == 0 || maxDepth < p.depth {
 		nb := &parsedBody{value: v, of: r.Body, depth: maxDepth}
 		if p != nil {
-			nb.message, nb.decoded = p.message, p.decoded
+			nb.message, nb.decoded, nb.msg = p.message, p.decoded, p.msg
 		}
 		r.body = nb
 	}
@@ -107,6 +109,19 @@ func (r *Request) keepMessage(m protoreflect.Message) {
 	if old := r.parsed(); old != nil {
 		p = *old
 	}
-	p.message, p.decoded = messageView(m), true
+	p.message, p.decoded, p.msg = messageView(m), true, m
 	r.body = &p
+}
+
+// DecodedMessage returns the protobuf message the route's schema decoded from the body, when
+// Message has its view: what the approval digest binds on a gRPC route, in a canonical form, in
+// place of the message's bytes (which a gRPC library may write in another order each time). ok
+// is false when no stage decoded a message from this body.
+//
+// The message is shared by every stage: never modify it.
+func (r *Request) DecodedMessage() (m protoreflect.Message, ok bool) {
+	if p := r.parsed(); p != nil && p.decoded && p.msg != nil {
+		return p.msg, true
+	}
+	return nil, false
 }

@@ -17,6 +17,11 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/go-json-experiment/json/jsontext"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/agentauthz/agentauthz/policy/strictjson"
 )
 
@@ -34,6 +39,11 @@ import (
 // change (9007199254740993, 0.10000000000000001) is therefore digested as sent: otherwise two
 // bodies an upstream reads as different values (two account ids) would share one approval. So
 // is a JSON body nested deeper than strictjson.DefaultMaxDepth, or one that is not strict JSON.
+//
+// On a gRPC route whose schema decoded the message (the Gate's digest; Digest itself has only
+// the bytes), the message is bound in a canonical form (canonicalMessage), not as sent: gRPC
+// libraries write map entries, and dynamic messages' fields, in any order, so the identical
+// retry of an approved call need not repeat the held call's bytes.
 func Digest(agent, method, host, path, rule, contentType string, body []byte) string {
 	var v any
 	parsed := false
@@ -48,6 +58,13 @@ func Digest(agent, method, host, path, rule, contentType string, body []byte) st
 // digest is Digest of a body read already: when parsed, v is the body as strictjson reads it
 // (at any depth limit), and the body's content type is JSON.
 func digest(agent, method, host, path, rule string, body []byte, v any, parsed bool) string {
+	return digestMessage(agent, method, host, path, rule, body, v, parsed, nil)
+}
+
+// digestMessage is digest with msg, when not nil, the protobuf message a gRPC route decoded from
+// the body: it is bound in its canonical form, labelled apart from the JSON and bytes forms, in
+// place of the body's bytes. A message with no canonical form is bound by the bytes as sent.
+func digestMessage(agent, method, host, path, rule string, body []byte, v any, parsed bool, msg protoreflect.Message) string {
 	h := sha256.New()
 	part := func(b []byte) {
 		var n [8]byte
@@ -61,6 +78,13 @@ func digest(agent, method, host, path, rule string, body []byte, v any, parsed b
 	part([]byte(strings.ToLower(host)))
 	part([]byte(path))
 	part([]byte(rule))
+	if msg != nil {
+		if label, canon, ok := canonicalMessage(msg); ok {
+			part([]byte(label))
+			part(canon)
+			return hex.EncodeToString(h.Sum(nil))
+		}
+	}
 	if parsed {
 		buf := canonBufs.Get().(*[]byte)
 		canon, err := appendCanonical((*buf)[:0], v, 0)
@@ -79,6 +103,35 @@ func digest(agent, method, host, path, rule string, body []byte, v any, parsed b
 	part([]byte("bytes"))
 	part(body)
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// canonicalMessage is the form of a decoded protobuf message that an approval binds, the same
+// for every encoding of the same message (fields and map entries in any order, a repeated
+// scalar packed or not, a field sent twice): its protojson form canonicalised by RFC 8785
+// (label "proto"), which does not depend on protobuf-go's binary encoding and so holds across
+// versions of agentauthz. protojson writes 64-bit integers as strings, and a float or double in
+// its shortest form, so RFC 8785's float64 numbers lose nothing. A message protojson cannot
+// write (an Any of a type no registry knows) is bound by its deterministic binary form (label
+// "proto-wire": stable within one build). The gRPC route refused unknown fields, which neither
+// form would keep.
+func canonicalMessage(m protoreflect.Message) (label string, canon []byte, ok bool) {
+	if b, err := protojson.Marshal(m.Interface()); err == nil {
+		v := jsontext.Value(b)
+		if err := v.Canonicalize(); err == nil {
+			return "proto", v, true
+		}
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m.Interface())
+	if err != nil {
+		return "", nil, false
+	}
+	return "proto-wire", b, true
+}
+
+// isGRPC reports whether a content type is gRPC's: application/grpc or application/grpc+....
+func isGRPC(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && (mt == "application/grpc" || strings.HasPrefix(mt, "application/grpc+"))
 }
 
 // canonBufs hold canonical forms while they are hashed.

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/protobuf/reflect/protoreflect"
+
 	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
@@ -76,7 +78,12 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 	if len(r.Body) > 0 && isJSON(ct) {
 		body, parsed = r.JSON()
 	}
-	digest := digest(agent, r.Method, r.Host, r.Target, d.Hold.Rule, r.Body, body, parsed)
+	// A gRPC message the route decoded is bound in its canonical form, not its bytes.
+	var msg protoreflect.Message
+	if m, ok := r.DecodedMessage(); ok && isGRPC(ct) {
+		msg = m
+	}
+	digest := digestMessage(agent, r.Method, r.Host, r.Target, d.Hold.Rule, r.Body, body, parsed, msg)
 
 	id, n := r.Headers.Get(Header)
 	switch {

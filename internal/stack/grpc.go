@@ -3,7 +3,6 @@ package stack
 import (
 	"context"
 	"crypto/tls"
-	"fmt"
 	"net"
 	"slices"
 	"sync"
@@ -11,10 +10,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/agentauthz/agentauthz/internal/demo/helpdesk"
 )
@@ -84,41 +81,11 @@ func (u *GRPCUpstream) Calls() []Call {
 	return slices.Clone(u.calls)
 }
 
-// DeterministicCodec is gRPC's protobuf codec marshalling deterministically. An approval binds
-// a held gRPC call to its message's bytes, so the approved retry must marshal to the same bytes;
-// grpc-go's own codec does not promise that: it writes a dynamic message's fields (dynamicpb, as
-// the demo's clients use) and any message's map entries in random order.
-type DeterministicCodec struct{}
-
-// Marshal marshals v, a proto.Message, deterministically.
-func (DeterministicCodec) Marshal(v any) (mem.BufferSlice, error) {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return nil, fmt.Errorf("stack: %T is not a proto.Message", v)
-	}
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
-}
-
-// Unmarshal unmarshals data into v, a proto.Message.
-func (DeterministicCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return fmt.Errorf("stack: %T is not a proto.Message", v)
-	}
-	return proto.Unmarshal(data.Materialize(), m)
-}
-
-// Name is the content-subtype: plain application/grpc, as grpc-go's own codec sends.
-func (DeterministicCodec) Name() string { return "proto" }
-
 // GRPCConn is a gRPC client connection of agent to the helpdesk gRPC service through Envoy: it
 // presents the agent's X.509-SVID, accepts only Envoy's SPIFFE ID, and sends :authority
-// helpdesk-grpc.acme.internal. It marshals with DeterministicCodec. It is closed when the test
-// ends.
+// helpdesk-grpc.acme.internal. It marshals with grpc-go's own codec, which writes map entries
+// and a dynamic message's fields in random order: an approval binds the message, not its bytes.
+// It is closed when the test ends.
 func (s *Stack) GRPCConn(t testing.TB, agent string) *grpc.ClientConn {
 	t.Helper()
 	svid, ok := s.svids[agent]
@@ -127,8 +94,7 @@ func (s *Stack) GRPCConn(t testing.TB, agent string) *grpc.ClientConn {
 	}
 	conn, err := grpc.NewClient("passthrough:///"+s.Addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(s.PKI.ClientTLS(&svid, EnvoyID, "h2"))),
-		grpc.WithAuthority(HelpdeskGRPCHost),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(DeterministicCodec{})))
+		grpc.WithAuthority(HelpdeskGRPCHost))
 	if err != nil {
 		t.Fatal(err)
 	}
