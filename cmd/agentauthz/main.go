@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/agentauthz/agentauthz/internal/version"
 )
 
 const usage = `agentauthz: authorization for AI agents calling internal APIs through Envoy
@@ -26,6 +28,7 @@ Usage:
   agentauthz audit verify FILE   check that audit logs are intact (tamper-evident chain)
   agentauthz graphql-id FILE...  print the persisted-operation id of GraphQL documents
   agentauthz approvals ...       list, show, approve or deny held requests on a running server
+  agentauthz version             print the version, commit and Go version (also --version)
 
 Run "agentauthz COMMAND -h" for a command's flags.
 `
@@ -61,6 +64,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runAudit(args[1:], stdout, stderr)
 	case "approvals":
 		return runApprovals(args[1:], stdout, stderr)
+	case "version", "-version", "--version":
+		if len(args) > 1 {
+			fmt.Fprintf(stderr, "agentauthz version: unexpected argument %q\n", args[1])
+			return exitUsage
+		}
+		fmt.Fprintln(stdout, version.Get())
+		return exitOK
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return exitOK

@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/agentauthz/agentauthz/internal/audit"
+	"github.com/agentauthz/agentauthz/internal/version"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
@@ -101,6 +102,13 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications,
 		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused)
+	build := version.Get()
+	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "agentauthz_build_info",
+		Help: "The running build (value 1): version, commit and Go version.",
+	}, []string{"version", "commit", "goversion"})
+	buildInfo.WithLabelValues(build.Version, build.Commit, build.GoVersion).Set(1)
+	reg.MustRegister(buildInfo)
 	return m
 }
 
