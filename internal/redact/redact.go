@@ -124,7 +124,7 @@ func (q *Query) redact(s string, query bool, depth int) (out string, changed boo
 	for i <= len(s) {
 		stop := i + indexAnyOrLen(s[i:], "&;?#")
 		pair := s[i:stop]
-		name, value, hasValue := strings.Cut(pair, "=")
+		name, _, hasValue := strings.Cut(pair, "=")
 		switch {
 		case hasValue && q.matches(name):
 			// The value runs to the next "&", over ";", "?" and "#": a reader that splits at "&"
@@ -134,13 +134,18 @@ func (q *Query) redact(s string, query bool, depth int) (out string, changed boo
 				flush(i+len(name)+1, Marker, stop)
 			}
 		case depth < maxDepth && strings.ContainsAny(pair, "%+"):
-			// Encoded: a reader that decodes before it splits, or a parameter carrying a URL.
+			// Encoded: a reader that decodes before it splits, or a parameter carrying a URL. Such
+			// a reader may read on over ";", "?" and "#" up to the next "&", so that is what is
+			// looked into, and hidden.
+			wide := i + indexAnyOrLen(s[i:], "&")
 			if hasValue && !hasSeparator(decodeAll(name)) {
-				if _, hid := q.redact(decode(value), true, depth+1); hid {
-					flush(i+len(name)+1, Marker, stop)
+				if _, hid := q.redact(decode(s[i+len(name)+1:wide]), true, depth+1); hid {
+					flush(i+len(name)+1, Marker, wide)
+					stop = wide
 				}
-			} else if _, hid := q.redact(decode(pair), true, depth+1); hid {
-				flush(i, Marker, stop)
+			} else if _, hid := q.redact(decode(s[i:wide]), true, depth+1); hid {
+				flush(i, Marker, wide)
+				stop = wide
 			}
 		}
 		i = stop + 1
