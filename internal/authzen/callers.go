@@ -1,21 +1,15 @@
 package authzen
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
-	"go.yaml.in/yaml/v3"
+
+	"github.com/agentauthz/agentauthz/internal/tokenfile"
 )
 
 // Caller is who asks the AuthZEN API.
@@ -33,12 +27,7 @@ type Caller struct {
 // Tokens are the PEPs' bearer tokens, held as SHA-256 hashes: the tokens file never holds a
 // token itself.
 type Tokens struct {
-	entries []tokenEntry
-}
-
-type tokenEntry struct {
-	name string
-	hash [sha256.Size]byte
+	set tokenfile.Set[string] // PEP names
 }
 
 // tokensFile is the YAML of a PEP tokens file:
@@ -55,44 +44,34 @@ type tokensFile struct {
 
 // ReadTokens reads a PEP tokens file strictly, reporting every problem.
 func ReadTokens(path string) (*Tokens, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var f tokensFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: the file is empty; list the PEPs under the peps key", path)
-	} else if err != nil {
-		return nil, fmt.Errorf("%s: %s", path, strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", "; "))
+	if err := tokenfile.Decode(path, &f, "list the PEPs under the peps key"); err != nil {
+		return nil, err
 	}
 	t := &Tokens{}
 	var problems []string
 	names := map[string]bool{}
-	hashes := map[[sha256.Size]byte]string{}
+	hashes := map[tokenfile.Hash]string{}
 	for i, p := range f.PEPs {
-		raw, err := hex.DecodeString(p.TokenSHA256)
-		var hash [sha256.Size]byte
-		copy(hash[:], raw)
+		hash, ok := tokenfile.ParseHash(p.TokenSHA256)
 		switch {
 		case p.Name == "":
 			problems = append(problems, fmt.Sprintf("peps[%d]: name is empty", i))
 		case names[p.Name]:
 			problems = append(problems, fmt.Sprintf("peps[%d]: %s is listed twice", i, p.Name))
-		case err != nil || len(raw) != sha256.Size:
-			problems = append(problems, fmt.Sprintf("peps[%d]: token_sha256 must be 64 hex digits (sha256sum of the token)", i))
+		case !ok:
+			problems = append(problems, fmt.Sprintf("peps[%d]: %s", i, tokenfile.HashProblem))
 		case hashes[hash] != "":
 			problems = append(problems, fmt.Sprintf("peps[%d]: %s has the same token as %s; give each PEP its own", i, p.Name, hashes[hash]))
 		default:
 			names[p.Name], hashes[hash] = true, p.Name
-			t.entries = append(t.entries, tokenEntry{name: p.Name, hash: hash})
+			t.set.Add(hash, p.Name)
 		}
 	}
 	if len(problems) > 0 {
 		return nil, fmt.Errorf("%s: %s", path, strings.Join(problems, "; "))
 	}
-	if len(t.entries) == 0 {
+	if t.set.Len() == 0 {
 		return nil, fmt.Errorf("%s: no PEPs; list them under the peps key", path)
 	}
 	return t, nil
@@ -102,7 +81,7 @@ func ReadTokens(path string) (*Tokens, error) {
 func NewTokens(tokens map[string]string) *Tokens {
 	t := &Tokens{}
 	for token, name := range tokens {
-		t.entries = append(t.entries, tokenEntry{name: name, hash: sha256.Sum256([]byte(token))})
+		t.set.AddToken(token, name)
 	}
 	return t
 }
@@ -111,10 +90,10 @@ func NewTokens(tokens map[string]string) *Tokens {
 func (t *Tokens) Add(other *Tokens) *Tokens {
 	out := &Tokens{}
 	if t != nil {
-		out.entries = append(out.entries, t.entries...)
+		out.set.Merge(&t.set)
 	}
 	if other != nil {
-		out.entries = append(out.entries, other.entries...)
+		out.set.Merge(&other.set)
 	}
 	return out
 }
@@ -124,23 +103,15 @@ func (t *Tokens) Len() int {
 	if t == nil {
 		return 0
 	}
-	return len(t.entries)
+	return t.set.Len()
 }
 
-// lookup returns the name of token's PEP. Every entry is compared, in constant time, so the
-// time taken says nothing about which token is close.
+// lookup returns the name of token's PEP, comparing it with every entry in constant time.
 func (t *Tokens) lookup(token string) (string, bool) {
 	if t == nil {
 		return "", false
 	}
-	sum := sha256.Sum256([]byte(token))
-	name, found := "", false
-	for _, e := range t.entries {
-		if subtle.ConstantTimeCompare(sum[:], e.hash[:]) == 1 {
-			name, found = e.name, true
-		}
-	}
-	return name, found
+	return t.set.Lookup(token)
 }
 
 // authenticate establishes the caller: a bearer token of a PEP, or else, on a listener whose TLS

@@ -4,32 +4,20 @@
 package signin
 
 import (
-	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"strings"
-
-	"go.yaml.in/yaml/v3"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
 	"github.com/agentauthz/agentauthz/internal/approval/api"
+	"github.com/agentauthz/agentauthz/internal/tokenfile"
 )
 
 // Tokens authenticates approvers by bearer token, against SHA-256 hashes of the tokens: the
 // approvers file never holds a token itself.
 type Tokens struct {
-	entries []tokenEntry
-}
-
-type tokenEntry struct {
-	approver approval.Approver
-	hash     [sha256.Size]byte
+	set tokenfile.Set[approval.Approver]
 }
 
 var _ api.Authenticator = (*Tokens)(nil)
@@ -50,26 +38,16 @@ type approversFile struct {
 
 // ReadTokens reads an approvers file strictly, reporting every problem.
 func ReadTokens(path string) (*Tokens, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
 	var f approversFile
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&f); errors.Is(err, io.EOF) {
-		return nil, fmt.Errorf("%s: the file is empty; list the approvers under the approvers key", path)
-	} else if err != nil {
-		return nil, fmt.Errorf("%s: %s", path, strings.ReplaceAll(strings.TrimPrefix(err.Error(), "yaml: "), "\n", "; "))
+	if err := tokenfile.Decode(path, &f, "list the approvers under the approvers key"); err != nil {
+		return nil, err
 	}
 	t := &Tokens{}
 	var problems []string
 	seen := map[string]bool{}
-	hashes := map[[sha256.Size]byte]string{} // token hash → the approver it names
+	hashes := map[tokenfile.Hash]string{} // token hash → the approver it names
 	for i, a := range f.Approvers {
-		raw, err := hex.DecodeString(a.TokenSHA256)
-		var hash [sha256.Size]byte
-		copy(hash[:], raw)
+		hash, ok := tokenfile.ParseHash(a.TokenSHA256)
 		switch {
 		case a.Name == "":
 			problems = append(problems, fmt.Sprintf("approvers[%d]: name is empty", i))
@@ -77,14 +55,14 @@ func ReadTokens(path string) (*Tokens, error) {
 			problems = append(problems, fmt.Sprintf("approvers[%d]: %s is a workload identity; approvers are people", i, a.Name))
 		case seen[a.Name]:
 			problems = append(problems, fmt.Sprintf("approvers[%d]: %s is listed twice", i, a.Name))
-		case err != nil || len(raw) != sha256.Size:
-			problems = append(problems, fmt.Sprintf("approvers[%d]: token_sha256 must be 64 hex digits (sha256sum of the token)", i))
+		case !ok:
+			problems = append(problems, fmt.Sprintf("approvers[%d]: %s", i, tokenfile.HashProblem))
 		case hashes[hash] != "":
 			// One token for two people would make whoever uses it either of them.
 			problems = append(problems, fmt.Sprintf("approvers[%d]: %s has the same token as %s; give each approver their own", i, a.Name, hashes[hash]))
 		default:
 			seen[a.Name], hashes[hash] = true, a.Name
-			t.entries = append(t.entries, tokenEntry{approver: approval.Approver{Name: a.Name, Groups: a.Groups}, hash: hash})
+			t.set.Add(hash, approval.Approver{Name: a.Name, Groups: a.Groups})
 		}
 	}
 	if len(problems) > 0 {
@@ -97,27 +75,20 @@ func ReadTokens(path string) (*Tokens, error) {
 func NewTokens(entries map[string]approval.Approver) *Tokens {
 	t := &Tokens{}
 	for token, a := range entries {
-		t.entries = append(t.entries, tokenEntry{approver: a, hash: sha256.Sum256([]byte(token))})
+		t.set.AddToken(token, a)
 	}
 	return t
 }
 
-// Authenticate implements api.Authenticator. Every entry is compared, in constant time, so the time
-// taken says nothing about which token is close.
+// Authenticate implements api.Authenticator, comparing the token with every entry in constant
+// time.
 func (t *Tokens) Authenticate(r *http.Request) (approval.Approver, error) {
 	token, ok := bearer(r)
 	if !ok {
 		return approval.Approver{}, api.ErrUnauthenticated
 	}
-	sum := sha256.Sum256([]byte(token))
-	var found approval.Approver
-	match := 0
-	for _, e := range t.entries {
-		if subtle.ConstantTimeCompare(sum[:], e.hash[:]) == 1 {
-			found, match = e.approver, 1
-		}
-	}
-	if match == 0 {
+	found, ok := t.set.Lookup(token)
+	if !ok {
 		return approval.Approver{}, api.ErrUnauthenticated
 	}
 	return found, nil
