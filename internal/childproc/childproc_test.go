@@ -72,7 +72,7 @@ func TestStopKillsWhatIgnoresSIGTERM(t *testing.T) {
 func TestProgramBehind(t *testing.T) {
 	echo, err := exec.LookPath("echo")
 	if err != nil {
-		t.Skip("no echo")
+		t.Skip("the echo program is not on PATH; a launcher needs a program to exec")
 	}
 	if echo, err = filepath.EvalSymlinks(echo); err != nil {
 		t.Fatal(err)

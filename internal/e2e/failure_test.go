@@ -124,7 +124,12 @@ func TestAgentauthzSlow(t *testing.T) {
 		}
 	}
 	sent := rounds * len(allowedProbes)
-	time.Sleep(500 * time.Millisecond) // the last late decision is recorded
+	// Each late decision is recorded after Envoy gave up on it: wait until all are there.
+	for deadline := time.Now().Add(10 * time.Second); len(s.Authz.Decisions.All()) < decided+sent; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("agentauthz recorded %d of the %d late decisions within 10s", len(s.Authz.Decisions.All())-decided, sent)
+		}
+	}
 	allows := 0
 	for _, d := range s.Authz.Decisions.All()[decided:] {
 		if d.Outcome == "allow" {
