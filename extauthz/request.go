@@ -1,6 +1,7 @@
 package extauthz
 
 import (
+	"strings"
 	"unsafe"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -26,6 +27,15 @@ func (h mapHeaders) Get(name string) (string, int) {
 	return v, 1
 }
 
+// EachWithPrefix implements policy.HeaderLister.
+func (h mapHeaders) EachWithPrefix(prefix string, fn func(name, value string)) {
+	for k, v := range h {
+		if strings.HasPrefix(k, prefix) {
+			fn(k, v)
+		}
+	}
+}
+
 // rawHeaders reads Envoy's "header_map" (encode_raw_headers): one entry per header line. It is
 // used by pointer, so that holding it in policy.Headers costs no allocation.
 type rawHeaders struct{ h []*corev3.HeaderValue }
@@ -45,6 +55,15 @@ func (h *rawHeaders) Get(name string) (string, int) {
 	return first, n
 }
 
+// EachWithPrefix implements policy.HeaderLister: every line, repeated names included.
+func (h *rawHeaders) EachWithPrefix(prefix string, fn func(name, value string)) {
+	for _, hv := range h.h {
+		if strings.HasPrefix(hv.GetKey(), prefix) {
+			fn(hv.GetKey(), headerValue(hv))
+		}
+	}
+}
+
 // headerValue is a header line's value. A raw value is viewed, not copied: nothing writes to a
 // CheckRequest while it is decided, and Envoy fills raw_value with encode_raw_headers, so every
 // header read would otherwise cost an allocation.
@@ -58,6 +77,8 @@ func headerValue(hv *corev3.HeaderValue) string {
 var (
 	_ policy.Headers = mapHeaders(nil)
 	_ policy.Headers = (*rawHeaders)(nil)
+	_ policy.HeaderLister = mapHeaders(nil)
+	_ policy.HeaderLister = (*rawHeaders)(nil)
 )
 
 // malformed is a deny for a CheckRequest that Envoy could not have sent.

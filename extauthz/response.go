@@ -33,6 +33,7 @@ var (
 	statusUnauthenticated  = &rpcstatus.Status{Code: int32(codes.Unauthenticated)}
 	statusUnavailable      = &rpcstatus.Status{Code: int32(codes.Unavailable)}
 	problemContentType     = overwrite("content-type", decision.ProblemContentType)
+	jsonContentType        = overwrite("content-type", "application/json")
 	noStore                = overwrite("cache-control", "no-store")
 	grpcStatuses           = map[int]*corev3.HeaderValueOption{
 		400: grpcStatusHeader(codes.InvalidArgument),
@@ -166,18 +167,25 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 	}
 	p.resp.HttpResponse = &p.wrapper
 	p.wrapper.DeniedResponse = &p.denied
-	p.status.Code = typev3.StatusCode(httpStatus)
-	p.denied.Status = &p.status
 	p.idHdr = corev3.HeaderValue{Key: DecisionIDHeader, Value: id}
 	p.idOpt.Header = &p.idHdr
 	p.idOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 	p.headers = [4]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
 	p.denied.Headers = p.headers[:3]
-	if gs, ok := grpcStatuses[httpStatus]; grpc && ok {
-		p.headers[3] = gs
-		p.denied.Headers = p.headers[:]
+	if status, body, ok := d.MCPAnswer(id); ok {
+		// An MCP client reads JSON-RPC: the answer takes the form it gives the model.
+		httpStatus = status
+		p.headers[0] = jsonContentType
+		p.denied.Body = body
+	} else {
+		if gs, ok := grpcStatuses[httpStatus]; grpc && ok {
+			p.headers[3] = gs
+			p.denied.Headers = p.headers[:]
+		}
+		p.denied.Body = d.Problem(id)
 	}
-	p.denied.Body = d.Problem(id)
+	p.status.Code = typev3.StatusCode(httpStatus)
+	p.denied.Status = &p.status
 	pc.metadata(&p.meta, d, id, agent)
 	p.resp.DynamicMetadata = &p.meta
 	return &p.resp
@@ -225,7 +233,17 @@ func (rs *partsCache) metadata(m *structpb.Struct, d *decision.Decision, id, age
 	if code == "" {
 		code = decision.CodeInternal
 	}
-	parts := [4][]byte{rs.entry("outcome", d.Outcome.String()), rs.entry("code", string(code))}
+	parts := [6][]byte{rs.entry("outcome", d.Outcome.String()), rs.entry("code", string(code))}
+	if c := d.MCP; c != nil {
+		// What the ext_proc filter of the same route needs to show the agent its lists, and
+		// what an access log may print. Only names the policy lists are cached.
+		parts[4] = rs.entry("mcp_server", c.Server)
+		if c.Listed {
+			parts[5] = rs.entry("mcp_method", c.Method)
+		} else {
+			parts[5] = appendEntry(nil, "mcp_method", c.Method)
+		}
+	}
 	if agent != "" {
 		if knownAgent(code) {
 			parts[2] = rs.entry("agent", agent)

@@ -91,6 +91,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		refs:      map[string][]byte{},
 		graphql:   map[string]*graphqlAPI{},
 		notifiers: map[string]bool{},
+		mcp:       map[string]*mcpServer{},
 	}
 	c.protoFiles(sources)
 	for i := range sources {
@@ -111,7 +112,9 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	}
 	for _, src := range ordered {
 		c.graphqlAPIs(src)
+		c.mcpServers(src)
 	}
+	c.snap.mcp = c.mcp
 	for _, src := range ordered {
 		c.hosts(src)
 	}
@@ -144,6 +147,8 @@ type compiler struct {
 	graphql map[string]*graphqlAPI
 	// notifiers are the names of the policy's notifiers.
 	notifiers map[string]bool
+	// mcp are the policy's MCP servers, by name.
+	mcp map[string]*mcpServer
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -398,8 +403,11 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 	if r.GetGraphql() != "" && ok {
 		ok = c.routeGraphQL(src, at, r, cr)
 	}
+	if r.GetMcp() != "" && ok {
+		ok = c.routeMCP(src, at, r, cr)
+	}
 	if r.GetApproval() != nil {
-		cr.hold = c.holdRule(src, at+".approval", r, cr.grant)
+		cr.hold = c.holdRule(src, at+".approval", r.GetName(), r.GetApproval(), cr.grant)
 		ok = ok && cr.hold != nil
 	}
 	if !ok {

@@ -35,6 +35,8 @@ type Request struct {
 
 	// body is Body read as strict JSON by the first stage that needed it (see JSON).
 	body *parsedBody
+	// mcp is the MCP tool call an MCP route read from the body (see MCPToolCall).
+	mcp *mcpMessage
 }
 
 func isMethodOverrideParam(name string) bool {
@@ -97,6 +99,13 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 		tree = h.shadowRoot
 	}
 	rt := tree.match(r.Method, t.Path, &vals, 0)
+	// A shadow tool of an MCP server is reached through the server's live route.
+	liveOnly := false
+	if rt == nil && shadow {
+		if lr := h.root.match(r.Method, t.Path, &vals, 0); lr != nil && lr != ambiguousRoute && lr.mcp != nil && lr.mcp.hasShadow {
+			rt, liveOnly = lr, true
+		}
+	}
 	if rt == ambiguousRoute {
 		return decision.Denied(decision.CodePathAmbiguous,
 			"The path is ambiguous or malformed; send the plain, normalised path.",
@@ -107,18 +116,23 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 			"No route allows this method and path; do not retry it, use a documented endpoint.")
 	}
 	if !ag.holds(rt.scope, shadow) {
+		if liveOnly {
+			return decision.Decision{}
+		}
 		d := decision.Denied(decision.CodeScopeMissing,
 			"This route needs scope "+s.scopeNames[rt.scope]+", which you do not hold; do not retry.")
 		d.Rule = rt.name
 		return d
 	}
-	d := rt.check(r, ag, t, &vals)
-	d.Rule = rt.name
+	d := rt.check(r, ag, t, &vals, shadow, liveOnly)
+	if rt.mcp == nil || d.Rule == "" && !liveOnly {
+		d.Rule = rt.name
+	}
 	return d
 }
 
 // check validates what the route types: path parameters, query, body.
-func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathParams]string) decision.Decision {
+func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathParams]string, shadow, liveOnly bool) decision.Decision {
 	var violations []decision.Violation
 	for i := 0; i < rt.nparams; i++ {
 		if v, ok := rt.params[i].check(target.UnescapePath(vals[i])); !ok {
@@ -155,7 +169,13 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 	switch {
 	case rt.body != nil:
 		if d := rt.body.check(r, ag); d.Code != "" {
+			if rt.mcp != nil && liveOnly {
+				return decision.Decision{}
+			}
 			return d
+		}
+		if rt.mcp != nil {
+			return rt.checkMCP(r, ag, shadow, liveOnly)
 		}
 	case hasBody(r):
 		return decision.Denied(decision.CodeBodyNotAllowed,

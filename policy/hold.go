@@ -52,10 +52,9 @@ func holdEnv() (*cel.Env, error) {
 	)
 }
 
-func (c *compiler) holdRule(src *source, at string, r *policyv1.Route, grant *decision.Grant) *holdRule {
-	a := r.GetApproval()
+func (c *compiler) holdRule(src *source, at, rule string, a *policyv1.Approval, grant *decision.Grant) *holdRule {
 	h := &decision.Hold{
-		Rule:          r.GetName(),
+		Rule:          rule,
 		Reason:        a.GetReason(),
 		Approvers:     a.GetApprovers(),
 		ApproveWithin: defaultApprovalTTL,
@@ -93,7 +92,7 @@ func (c *compiler) holdRule(src *source, at string, r *policyv1.Route, grant *de
 		}
 		h.Redact = append(h.Redact, p)
 	}
-	rule := &holdRule{hold: h}
+	hr := &holdRule{hold: h}
 	if expr := a.GetWhen(); expr != "" {
 		env, err := holdEnv()
 		if err != nil {
@@ -119,12 +118,12 @@ func (c *compiler) holdRule(src *source, at string, r *policyv1.Route, grant *de
 			c.addf(src, at+".when", "%v", err)
 			return nil
 		}
-		rule.when = prg
+		hr.when = prg
 	}
 	if !ok {
 		return nil
 	}
-	return rule
+	return hr
 }
 
 // holds reports whether the request must be held. A condition that cannot be evaluated holds

@@ -38,6 +38,8 @@ type route struct {
 	segments []string
 	// hold, when set, holds allowed requests for human approval.
 	hold *holdRule
+	// mcp, on a route serving an MCP server's endpoint, is the server.
+	mcp *mcpServer
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

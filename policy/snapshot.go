@@ -30,6 +30,8 @@ type Snapshot struct {
 	hasShadow bool
 	// notifiers announce held requests.
 	notifiers []*policyv1.Notifier
+	// mcp are the policy's MCP servers, by name.
+	mcp map[string]*mcpServer
 }
 
 // Notifiers returns the policy's notifier configurations. They must not be modified.

@@ -105,6 +105,43 @@ func digestMessage(agent, method, host, path, rule string, body []byte, v any, p
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// digestTool binds an approval to one MCP tool call: the agent, the request line, the rule (the
+// server and tool), the tool's name and its arguments canonicalised by RFC 8785, labelled apart
+// from the other forms. Arguments that RFC 8785 would change (a number a float64 cannot hold
+// exactly) bind the body as sent, which no retry repeats: such a call can be held but not
+// retried, rather than share an approval with another call.
+func digestTool(agent, method, host, path, rule, tool string, args map[string]any, body []byte) string {
+	h := sha256.New()
+	part := func(b []byte) {
+		var n [8]byte
+		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
+		h.Write(n[:])
+		h.Write(b)
+	}
+	part([]byte("agentauthz-approval-v1"))
+	part([]byte(agent))
+	part([]byte(method))
+	part([]byte(strings.ToLower(host)))
+	part([]byte(path))
+	part([]byte(rule))
+	buf := canonBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 1<<20 {
+			canonBufs.Put(buf)
+		}
+	}()
+	canon, err := appendCanonical((*buf)[:0], map[string]any{"name": tool, "arguments": args}, 0)
+	*buf = canon[:0]
+	if err == nil {
+		part([]byte("mcp-tool"))
+		part(canon)
+	} else {
+		part([]byte("bytes"))
+		part(body)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // canonicalMessage is the form of a decoded protobuf message that an approval binds, the same
 // for every encoding of the same message (fields and map entries in any order, a repeated
 // scalar packed or not, a field sent twice): its protojson form canonicalised by RFC 8785

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -39,6 +40,10 @@ type Gate struct {
 	// API, the console, the CLI, notifications and approval events show. The digest binds the
 	// request as sent. Nil hides nothing.
 	RedactQuery *redact.Query
+	// ConsoleURL is the approval console's address as approvers reach it (scheme, host and
+	// any prefix before /approvals), told to agents whose client shows where their request is
+	// decided. Empty names no address.
+	ConsoleURL string
 }
 
 func (g *Gate) now() time.Time {
@@ -83,7 +88,16 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 	if m, ok := r.DecodedMessage(); ok && isGRPC(ct) {
 		msg = m
 	}
-	digest := digestMessage(agent, r.Method, r.Host, r.Target, d.Hold.Rule, r.Body, body, parsed, msg)
+	digest := ""
+	// An MCP tool call is bound by its tool and arguments: the JSON-RPC id and metadata around
+	// them change from one identical call to the next.
+	toolName, toolArgs, isTool := r.MCPToolCall()
+	if isTool {
+		digest = digestTool(agent, r.Method, r.Host, r.Target, d.Hold.Rule, toolName, toolArgs, r.Body)
+		body, parsed = toolArgs, true
+	} else {
+		digest = digestMessage(agent, r.Method, r.Host, r.Target, d.Hold.Rule, r.Body, body, parsed, msg)
+	}
 
 	id, n := r.Headers.Get(Header)
 	switch {
@@ -91,6 +105,11 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 		return deny(d, decision.CodeRequestMalformed, "Send the "+Header+" header once.", nil)
 	case n == 1:
 		return g.consume(ctx, r, d, id, agent, digest, now)
+	}
+	if isTool {
+		// A tools/call retry cannot carry the header: the shown form is the arguments, and
+		// the content type is the JSON-RPC body's.
+		ct = "application/json"
 	}
 	// What approvers see is rendered only for a new approval: a request held already is
 	// answered from its approval. On a route whose schema decodes a protobuf message, they see
@@ -120,7 +139,11 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 			g.Announce(a)
 		}
 	}
-	return held(d, a)
+	if !created && d.Hold.Implicit && a.State == Approved {
+		// The identical request again, approved since: it goes through, once.
+		return g.consume(ctx, r, d, a.ID, agent, digest, now)
+	}
+	return g.held(d, a)
 }
 
 func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decision, id, agent, digest string, now time.Time) decision.Decision {
@@ -136,7 +159,7 @@ func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decisi
 		d.Approval = &decision.ApprovalRef{ID: a.ID, State: string(Used)}
 		return d
 	case errors.Is(err, ErrPending):
-		return held(d, a)
+		return g.held(d, a)
 	case errors.Is(err, ErrDenied):
 		detail := "An approver denied this request; do not retry it."
 		if a.Comment != "" {
@@ -157,11 +180,26 @@ func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decisi
 }
 
 // held is the 428 that tells the agent which approval holds its request and what to do next.
-func held(d decision.Decision, a Approval) decision.Decision {
+func (g *Gate) held(d decision.Decision, a Approval) decision.Decision {
 	ref := &decision.ApprovalRef{ID: a.ID, State: string(a.State), Expires: a.ExpiresAt}
 	detail := "This request needs human approval"
 	if a.Reason != "" {
 		detail += " (" + a.Reason + ")"
+	}
+	if d.Hold.Implicit {
+		// An MCP tool call: the client repeats the call, it cannot add a header.
+		where := "Approvers decide it in the agentauthz console, in Slack or with the CLI"
+		if g.ConsoleURL != "" {
+			where = "Approvers decide it at " + strings.TrimSuffix(g.ConsoleURL, "/") + "/approvals/requests/" + a.ID
+		}
+		detail += ". It is held as approval " + a.ID + " until " + a.ExpiresAt.UTC().Format(time.RFC3339) + ". " + where +
+			". Once it is approved, make the identical call again (same tool, same arguments): it then goes through, once."
+		if a.State == Approved {
+			ref.Expires = a.UseBy
+			detail = "Approval " + a.ID + " is approved: make the identical call again before " + a.UseBy.UTC().Format(time.RFC3339) + "."
+		}
+		d.Outcome, d.Code, d.Detail, d.Approval = decision.Deny, decision.CodeApprovalRequired, detail, ref
+		return d
 	}
 	if a.State == Approved {
 		ref.Expires = a.UseBy

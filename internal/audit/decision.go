@@ -16,16 +16,19 @@ type Decision struct {
 	Latency time.Duration
 	// ShadowRule, ShadowCode and ShadowOutcome are set when a shadow rule was evaluated.
 	ShadowRule, ShadowCode, ShadowOutcome string
+	// MCPServer, MCPMethod and MCPName are set on a request to an MCP server whose JSON-RPC
+	// message was read: the server, the method and the tool or prompt name or resource URI.
+	MCPServer, MCPMethod, MCPName string
 }
 
 // Decision writes d as a record of kind "decision". Its fields, in this order, each omitted
 // when empty (or, for status, zero): id, request_id, agent, host, method, path, outcome, code,
 // status, rule, policy_revision, latency_us (always written: whole microseconds), body_digest,
-// shadow_rule, shadow_code, shadow_outcome. A field longer than MaxField (a huge request id or
+// shadow_rule, shadow_code, shadow_outcome, mcp_server, mcp_method, mcp_name. A field longer than MaxField (a huge request id or
 // path from a direct gRPC caller) is cut, ending with its length and SHA-256: the decision is
 // recorded whatever its size. An error is a *WriteError.
 func (l *Log) Decision(d Decision) error {
-	var buf [16]slog.Attr
+	var buf [20]slog.Attr
 	a := buf[:0]
 	a = l.appendString(a, "id", d.ID)
 	a = l.appendString(a, "request_id", d.RequestID)
@@ -45,6 +48,9 @@ func (l *Log) Decision(d Decision) error {
 	a = l.appendString(a, "shadow_rule", d.ShadowRule)
 	a = l.appendString(a, "shadow_code", d.ShadowCode)
 	a = l.appendString(a, "shadow_outcome", d.ShadowOutcome)
+	a = l.appendString(a, "mcp_server", d.MCPServer)
+	a = l.appendString(a, "mcp_method", d.MCPMethod)
+	a = l.appendString(a, "mcp_name", d.MCPName)
 	return l.write("decision", a)
 }
 

@@ -50,7 +50,19 @@ func (h headers) Get(name string) (string, int) {
 	return v, 1
 }
 
-var _ policy.Headers = headers(nil)
+// EachWithPrefix implements policy.HeaderLister.
+func (h headers) EachWithPrefix(prefix string, fn func(name, value string)) {
+	for k, v := range h {
+		if strings.HasPrefix(k, prefix) {
+			fn(k, v)
+		}
+	}
+}
+
+var (
+	_ policy.Headers      = headers(nil)
+	_ policy.HeaderLister = headers(nil)
+)
 
 func malformed(detail string) *decision.Decision {
 	d := decision.Denied(decision.CodeRequestMalformed, detail)

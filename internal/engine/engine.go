@@ -243,6 +243,8 @@ type noHeaders struct{}
 
 func (noHeaders) Get(string) (string, int) { return "", 0 }
 
+func (noHeaders) EachWithPrefix(string, func(string, string)) {}
+
 // idSource makes decision ids: a random per-process prefix and a counter, unique without a
 // system call per decision.
 type idSource struct {

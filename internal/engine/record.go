@@ -41,6 +41,9 @@ func (e *Engine) record(r *Request, res *Result, start time.Time) {
 		sum := sha256.Sum256(r.Body)
 		rec.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
 	}
+	if c := d.MCP; c != nil {
+		rec.MCPServer, rec.MCPMethod, rec.MCPName = c.Server, c.Method, c.Name
+	}
 	if d.ShadowRule != "" {
 		rec.ShadowRule, rec.ShadowCode, rec.ShadowOutcome = d.ShadowRule, string(d.ShadowCode), d.ShadowOutcome.String()
 	}

@@ -30,6 +30,8 @@ type Metrics struct {
 	logHead       prometheus.Gauge
 	signinFailed  *prometheus.CounterVec
 	signinRefused *prometheus.CounterVec
+	mcp           *prometheus.CounterVec
+	mcpFiltered   *prometheus.CounterVec
 
 	mu       sync.Mutex
 	revision string
@@ -100,8 +102,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		m.signinFailed.WithLabelValues(s) // every surface from 0, for alerts
 		m.signinRefused.WithLabelValues(s)
 	}
+	m.mcp = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_mcp_decisions_total",
+		Help: "Decisions on MCP messages, by MCP server, JSON-RPC method (\"other\" for a method neither MCP nor the policy names), tool, prompt or resource pattern the policy names (empty otherwise), and reason code.",
+	}, []string{"server", "method", "name", "code"})
+	m.mcpFiltered = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_mcp_list_entries_removed_total",
+		Help: "Entries removed from MCP list responses (tools/list, resources/list, resources/templates/list, prompts/list) because the agent may not use them, by MCP server and list method.",
+	}, []string{"server", "method"})
 	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications,
-		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused)
+		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused, m.mcp, m.mcpFiltered)
 	build := version.Get()
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "agentauthz_build_info",
@@ -156,6 +166,36 @@ func (m *Metrics) Check(d *decision.Decision, took time.Duration) {
 	}
 	m.checkDuration.WithLabelValues(Outcome(d)).Observe(took.Seconds())
 	m.decisions.WithLabelValues(string(code)).Inc()
+	if c := d.MCP; c != nil {
+		method, name := c.Method, ""
+		if !c.Listed && !mcpMethods[method] {
+			method = "other"
+		}
+		if c.Listed {
+			name = c.Name
+		}
+		m.mcp.WithLabelValues(c.Server, method, name, string(code)).Inc()
+	}
+}
+
+// ListFiltered records n entries removed from an MCP list response.
+func (m *Metrics) ListFiltered(server, method string, n int) {
+	if m == nil || n == 0 || !mcpMethods[method] {
+		return
+	}
+	m.mcpFiltered.WithLabelValues(server, method).Add(float64(n))
+}
+
+// mcpMethods are the JSON-RPC methods of MCP's protocol revisions that label metrics whether or
+// not a policy names them; any other method an agent sends is counted as "other".
+var mcpMethods = map[string]bool{
+	"initialize": true, "ping": true, "tools/list": true, "tools/call": true,
+	"resources/list": true, "resources/templates/list": true, "resources/read": true,
+	"resources/subscribe": true, "resources/unsubscribe": true, "prompts/list": true,
+	"prompts/get": true, "completion/complete": true, "logging/setLevel": true,
+	"notifications/initialized": true, "notifications/cancelled": true, "notifications/progress": true,
+	"notifications/roots/list_changed": true, "subscriptions/listen": true,
+	"tasks/get": true, "tasks/result": true, "tasks/list": true, "tasks/cancel": true,
 }
 
 // Shadow records the would-be decision of a shadow rule.

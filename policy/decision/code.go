@@ -37,6 +37,13 @@ const (
 	CodeGraphQLField        Code = "graphql_field"
 	CodeGraphQLNotPersisted Code = "graphql_not_persisted"
 	CodeGraphQLArgument     Code = "graphql_argument"
+	CodeMCPInvalid          Code = "mcp_invalid"
+	CodeMCPHeaderMismatch   Code = "mcp_header_mismatch"
+	CodeMCPMethod           Code = "mcp_method"
+	CodeMCPTool             Code = "mcp_tool"
+	CodeMCPArguments        Code = "mcp_arguments"
+	CodeMCPResource         Code = "mcp_resource"
+	CodeMCPPrompt           Code = "mcp_prompt"
 	CodeApprovalRequired    Code = "approval_required"
 	CodeApprovalDenied      Code = "approval_denied"
 	CodeApprovalUsed        Code = "approval_used"
@@ -136,6 +143,22 @@ var codes = [...]CodeInfo{
 		"Not one of the API's persisted operations."},
 	{CodeGraphQLArgument, 400, "GraphQL argument refused",
 		"An argument the API's `arguments` rules do not allow for the field, a required one missing, or a value outside its rules (a literal, a variable's value or the schema's default)."},
+
+	// MCP: what an agent asks of an MCP server.
+	{CodeMCPInvalid, 400, "Invalid MCP request",
+		"On an `mcp:` route, a body that is not one JSON-RPC request or notification (a batch, a response, a missing or mistyped member), or an unsupported protocol revision."},
+	{CodeMCPHeaderMismatch, 400, "MCP headers disagree with the body",
+		"On an `mcp:` route, an `Mcp-Method`, `Mcp-Name` or `Mcp-Param-*` header, or `MCP-Protocol-Version`, that is missing where revision 2026-07-28 requires it, malformed, or not what the body says."},
+	{CodeMCPMethod, 403, "MCP method not allowed",
+		"A JSON-RPC method the agent's scopes do not allow on this MCP server."},
+	{CodeMCPTool, 403, "MCP tool not allowed",
+		"A `tools/call` of a tool the policy does not grant the agent, or does not list."},
+	{CodeMCPArguments, 400, "MCP tool arguments refused",
+		"A `tools/call` whose arguments break the tool's schema or the policy's tighter one; each violation names the argument."},
+	{CodeMCPResource, 403, "MCP resource not allowed",
+		"A `resources/read` of a URI no resource pattern the agent holds matches."},
+	{CodeMCPPrompt, 403, "MCP prompt not allowed",
+		"A `prompts/get` of a prompt the policy does not grant the agent."},
 
 	// Human approval.
 	{CodeApprovalRequired, 428, "Approval required",

@@ -55,6 +55,10 @@ type Decision struct {
 	// Approval, on approval decisions, is the approval the agent is told about.
 	Approval *ApprovalRef
 
+	// MCP, on a request to an MCP server whose JSON-RPC message was read, is that message: what
+	// the denial's form (MCPAnswer), the record and the metrics follow.
+	MCP *MCPCall
+
 	// Cause, on a failure to decide, is what went wrong inside agentauthz. It is logged with the
 	// decision id for operators and never shown to the agent.
 	Cause error
@@ -73,6 +77,10 @@ type Hold struct {
 	// Retry is what an approved retry carries to the upstream: the route's Grant, and the
 	// approval header removed too. It is shared and must not be modified.
 	Retry *Grant
+	// Implicit lets an approved request through when the agent sends it again identically,
+	// without the approval header: MCP clients send what the model asks, and cannot add a header
+	// to one call. The approval still binds the agent and the exact call, and lets one through.
+	Implicit bool
 	// MaxPerAgent and MaxPerRule bound the live approvals (pending, or approved and unused) of
 	// the agent, across every rule, and of this rule, across every agent, that a new one may
 	// join: over either the request is refused (CodeApprovalLimit). Zero bounds nothing.

@@ -53,7 +53,11 @@ type Policy struct {
 	// ordinary file.
 	Shadow bool `protobuf:"varint,6,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	// Where held requests are announced (Approval.notify names them).
-	Notifiers     []*Notifier `protobuf:"bytes,7,rep,name=notifiers,proto3" json:"notifiers,omitempty"`
+	Notifiers []*Notifier `protobuf:"bytes,7,rep,name=notifiers,proto3" json:"notifiers,omitempty"`
+	// MCP servers (Model Context Protocol, Streamable HTTP) that agents reach through routes with
+	// `mcp:`: which JSON-RPC methods, tools, resources and prompts each agent may use, and each
+	// tool's arguments.
+	McpServers    []*MCPServer `protobuf:"bytes,8,rep,name=mcp_servers,json=mcpServers,proto3" json:"mcp_servers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -133,6 +137,13 @@ func (x *Policy) GetShadow() bool {
 func (x *Policy) GetNotifiers() []*Notifier {
 	if x != nil {
 		return x.Notifiers
+	}
+	return nil
+}
+
+func (x *Policy) GetMcpServers() []*MCPServer {
+	if x != nil {
+		return x.McpServers
 	}
 	return nil
 }
@@ -520,6 +531,12 @@ type Route struct {
 	// GraphQL request as a JSON body; a GET route takes it as the query parameters query,
 	// operationName and variables.
 	Graphql string `protobuf:"bytes,10,opt,name=graphql,proto3" json:"graphql,omitempty"`
+	// The name of an MCP server (Policy.mcp_servers) this route serves: its Streamable HTTP
+	// endpoint. A POST route takes one JSON-RPC request or notification as a JSON body, checked
+	// against the server's methods, tools, resources and prompts; GET (the session's event stream)
+	// and DELETE (end of session) routes of protocol revisions before 2026-07-28 take no body.
+	// The route's scope is needed for anything on the server.
+	Mcp string `protobuf:"bytes,13,opt,name=mcp,proto3" json:"mcp,omitempty"`
 	// Hold the route's requests until an approver signs off on the exact request.
 	Approval *Approval `protobuf:"bytes,12,opt,name=approval,proto3" json:"approval,omitempty"`
 	// Evaluate this route in shadow: requests it matches are decided as if it were absent, and
@@ -626,6 +643,13 @@ func (x *Route) GetBody() *Body {
 func (x *Route) GetGraphql() string {
 	if x != nil {
 		return x.Graphql
+	}
+	return ""
+}
+
+func (x *Route) GetMcp() string {
+	if x != nil {
+		return x.Mcp
 	}
 	return ""
 }
@@ -1686,11 +1710,460 @@ func (x *WebhookNotifier) GetSecretEnv() string {
 	return ""
 }
 
+// An MCP server: what agents may ask of it.
+type MCPServer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A name unique among the policy's MCP servers, named by routes (Route.mcp).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// A snapshot of the server's tools/list result (a JSON file beside the policy: {"tools":
+	// [...]}). Each tool's inputSchema is enforced on every call, in addition to the tool's
+	// arguments schema here, and lint reports tools here that the snapshot lacks. Without a
+	// snapshot, a tool's arguments are checked against its arguments schema only, and one is
+	// required.
+	ToolsSnapshot string `protobuf:"bytes,2,opt,name=tools_snapshot,json=toolsSnapshot,proto3" json:"tools_snapshot,omitempty"`
+	// The JSON-RPC methods agents may send, other than tools/call, resources/read and prompts/get
+	// (which the tools, resources and prompts below grant): initialize, ping,
+	// notifications/initialized, tools/list, resources/list, prompts/list, ... Every other
+	// method is refused.
+	Methods []*MCPMethods `protobuf:"bytes,3,rep,name=methods,proto3" json:"methods,omitempty"`
+	// The tools agents may call. A tool not listed is refused, and hidden from tools/list.
+	Tools []*MCPTool `protobuf:"bytes,4,rep,name=tools,proto3" json:"tools,omitempty"`
+	// The resources agents may read (resources/read), by URI pattern.
+	Resources []*MCPResource `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
+	// The prompts agents may get (prompts/get), by name.
+	Prompts []*MCPPrompt `protobuf:"bytes,6,rep,name=prompts,proto3" json:"prompts,omitempty"`
+	// Largest JSON-RPC body, in bytes (default 1 MiB).
+	MaxBytes *uint32 `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3,oneof" json:"max_bytes,omitempty"`
+	// Deepest nesting of the JSON-RPC body (default 64).
+	MaxDepth      *uint32 `protobuf:"varint,8,opt,name=max_depth,json=maxDepth,proto3,oneof" json:"max_depth,omitempty"`
+	Description   string  `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MCPServer) Reset() {
+	*x = MCPServer{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MCPServer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MCPServer) ProtoMessage() {}
+
+func (x *MCPServer) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MCPServer.ProtoReflect.Descriptor instead.
+func (*MCPServer) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *MCPServer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MCPServer) GetToolsSnapshot() string {
+	if x != nil {
+		return x.ToolsSnapshot
+	}
+	return ""
+}
+
+func (x *MCPServer) GetMethods() []*MCPMethods {
+	if x != nil {
+		return x.Methods
+	}
+	return nil
+}
+
+func (x *MCPServer) GetTools() []*MCPTool {
+	if x != nil {
+		return x.Tools
+	}
+	return nil
+}
+
+func (x *MCPServer) GetResources() []*MCPResource {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+func (x *MCPServer) GetPrompts() []*MCPPrompt {
+	if x != nil {
+		return x.Prompts
+	}
+	return nil
+}
+
+func (x *MCPServer) GetMaxBytes() uint32 {
+	if x != nil && x.MaxBytes != nil {
+		return *x.MaxBytes
+	}
+	return 0
+}
+
+func (x *MCPServer) GetMaxDepth() uint32 {
+	if x != nil && x.MaxDepth != nil {
+		return *x.MaxDepth
+	}
+	return 0
+}
+
+func (x *MCPServer) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// JSON-RPC methods granted to the holders of a scope.
+type MCPMethods struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Allow         []string               `protobuf:"bytes,1,rep,name=allow,proto3" json:"allow,omitempty"`
+	Scope         string                 `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MCPMethods) Reset() {
+	*x = MCPMethods{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MCPMethods) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MCPMethods) ProtoMessage() {}
+
+func (x *MCPMethods) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MCPMethods.ProtoReflect.Descriptor instead.
+func (*MCPMethods) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MCPMethods) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *MCPMethods) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// A tool agents holding its scope may call.
+type MCPTool struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tool's name, exactly as the server lists it.
+	Name  string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Scope string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	// A JSON Schema file (2020-12) the call's arguments must also satisfy: it tightens the tool's
+	// own inputSchema from the snapshot, never replaces it.
+	ArgumentsSchema string `protobuf:"bytes,3,opt,name=arguments_schema,json=argumentsSchema,proto3" json:"arguments_schema,omitempty"`
+	// Further schemas for some agents, applied in addition to the above.
+	Agents []*MCPAgentArguments `protobuf:"bytes,4,rep,name=agents,proto3" json:"agents,omitempty"`
+	// Hold each call until an approver signs off on this agent calling this tool with these exact
+	// arguments. Redaction pointers (Approval.redact) and conditions (Approval.when: body is the
+	// arguments object) refer to the arguments.
+	Approval *Approval `protobuf:"bytes,5,opt,name=approval,proto3" json:"approval,omitempty"`
+	// Evaluate this tool's grant in shadow: calls are decided as if it were absent, and what it
+	// would have decided is logged and counted.
+	Shadow bool `protobuf:"varint,6,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// Show agents the tightened schema in tools/list instead of the server's.
+	ShowTightenedSchema bool   `protobuf:"varint,7,opt,name=show_tightened_schema,json=showTightenedSchema,proto3" json:"show_tightened_schema,omitempty"`
+	Description         string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields       protoimpl.UnknownFields
+	sizeCache           protoimpl.SizeCache
+}
+
+func (x *MCPTool) Reset() {
+	*x = MCPTool{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MCPTool) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MCPTool) ProtoMessage() {}
+
+func (x *MCPTool) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MCPTool.ProtoReflect.Descriptor instead.
+func (*MCPTool) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MCPTool) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MCPTool) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *MCPTool) GetArgumentsSchema() string {
+	if x != nil {
+		return x.ArgumentsSchema
+	}
+	return ""
+}
+
+func (x *MCPTool) GetAgents() []*MCPAgentArguments {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *MCPTool) GetApproval() *Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+func (x *MCPTool) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
+}
+
+func (x *MCPTool) GetShowTightenedSchema() bool {
+	if x != nil {
+		return x.ShowTightenedSchema
+	}
+	return false
+}
+
+func (x *MCPTool) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// Argument schema for some agents only.
+type MCPAgentArguments struct {
+	state           protoimpl.MessageState `protogen:"open.v1"`
+	Agents          []string               `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	ArgumentsSchema string                 `protobuf:"bytes,2,opt,name=arguments_schema,json=argumentsSchema,proto3" json:"arguments_schema,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *MCPAgentArguments) Reset() {
+	*x = MCPAgentArguments{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MCPAgentArguments) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MCPAgentArguments) ProtoMessage() {}
+
+func (x *MCPAgentArguments) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MCPAgentArguments.ProtoReflect.Descriptor instead.
+func (*MCPAgentArguments) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MCPAgentArguments) GetAgents() []string {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *MCPAgentArguments) GetArgumentsSchema() string {
+	if x != nil {
+		return x.ArgumentsSchema
+	}
+	return ""
+}
+
+// Resources agents holding its scope may read.
+type MCPResource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A URI, or a URI template whose {name} parts each match one or more characters other than
+	// "/", "?" and "#", e.g. "helpdesk://tickets/{id}". Nothing else is a wildcard.
+	Uri           string `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MCPResource) Reset() {
+	*x = MCPResource{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MCPResource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MCPResource) ProtoMessage() {}
+
+func (x *MCPResource) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MCPResource.ProtoReflect.Descriptor instead.
+func (*MCPResource) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *MCPResource) GetUri() string {
+	if x != nil {
+		return x.Uri
+	}
+	return ""
+}
+
+func (x *MCPResource) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+// A prompt agents holding its scope may get.
+type MCPPrompt struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Scope         string                 `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MCPPrompt) Reset() {
+	*x = MCPPrompt{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MCPPrompt) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MCPPrompt) ProtoMessage() {}
+
+func (x *MCPPrompt) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MCPPrompt.ProtoReflect.Descriptor instead.
+func (*MCPPrompt) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *MCPPrompt) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *MCPPrompt) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 var File_agentauthz_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\x80\x03\n" +
+	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xc2\x03\n" +
 	"\x06Policy\x12D\n" +
 	"\rtrust_domains\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\x18\x01\"\x15r\x13\x18\xff\x012\x0e^[a-z0-9._-]+$R\ftrustDomains\x123\n" +
 	"\x06agents\x18\x02 \x03(\v2\x1b.agentauthz.policy.v1.AgentR\x06agents\x120\n" +
@@ -1700,7 +2173,9 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"protoFiles\x12:\n" +
 	"\agraphql\x18\x05 \x03(\v2 .agentauthz.policy.v1.GraphQLAPIR\agraphql\x12\x16\n" +
 	"\x06shadow\x18\x06 \x01(\bR\x06shadow\x12<\n" +
-	"\tnotifiers\x18\a \x03(\v2\x1e.agentauthz.policy.v1.NotifierR\tnotifiers\"\x9e\x01\n" +
+	"\tnotifiers\x18\a \x03(\v2\x1e.agentauthz.policy.v1.NotifierR\tnotifiers\x12@\n" +
+	"\vmcp_servers\x18\b \x03(\v2\x1f.agentauthz.policy.v1.MCPServerR\n" +
+	"mcpServers\"\x9e\x01\n" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
@@ -1722,7 +2197,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06prefix\x123\n" +
 	"\x03env\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$H\x00R\x03env\x12\x1d\n" +
 	"\x04file\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\x04fileB\x0f\n" +
-	"\x06source\x12\x05\xbaH\x02\b\x01\"\xf2\x06\n" +
+	"\x06source\x12\x05\xbaH\x02\b\x01\"\x8d\a\n" +
 	"\x05Route\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12,\n" +
 	"\x06method\x18\x02 \x01(\tB\x14\xbaH\x11r\x0f2\r^[A-Z]{1,16}$R\x06method\x12F\n" +
@@ -1734,7 +2209,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12.\n" +
 	"\x04body\x18\t \x01(\v2\x1a.agentauthz.policy.v1.BodyR\x04body\x12!\n" +
 	"\agraphql\x18\n" +
-	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x12:\n" +
+	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x12\x19\n" +
+	"\x03mcp\x18\r \x01(\tB\a\xbaH\x04r\x02\x18@R\x03mcp\x12:\n" +
 	"\bapproval\x18\f \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
 	"\x06shadow\x18\v \x01(\bR\x06shadow\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
@@ -1870,7 +2346,46 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x0fWebhookNotifier\x12\x1a\n" +
 	"\x03url\x18\x01 \x01(\tB\b\xbaH\x05r\x03\x88\x01\x01R\x03url\x12>\n" +
 	"\n" +
-	"secret_env\x18\x02 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$R\tsecretEnvBFZDgithub.com/agentauthz/agentauthz/proto/agentauthz/policy/v1;policyv1b\x06proto3"
+	"secret_env\x18\x02 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$R\tsecretEnv\"\x87\x04\n" +
+	"\tMCPServer\x126\n" +
+	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12/\n" +
+	"\x0etools_snapshot\x18\x02 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\rtoolsSnapshot\x12:\n" +
+	"\amethods\x18\x03 \x03(\v2 .agentauthz.policy.v1.MCPMethodsR\amethods\x123\n" +
+	"\x05tools\x18\x04 \x03(\v2\x1d.agentauthz.policy.v1.MCPToolR\x05tools\x12?\n" +
+	"\tresources\x18\x05 \x03(\v2!.agentauthz.policy.v1.MCPResourceR\tresources\x129\n" +
+	"\aprompts\x18\x06 \x03(\v2\x1f.agentauthz.policy.v1.MCPPromptR\aprompts\x12.\n" +
+	"\tmax_bytes\x18\a \x01(\rB\f\xbaH\t*\a\x18\x80\x80\x80\b \x00H\x00R\bmaxBytes\x88\x01\x01\x12,\n" +
+	"\tmax_depth\x18\b \x01(\rB\n" +
+	"\xbaH\a*\x05\x18\x80\x04 \x00H\x01R\bmaxDepth\x88\x01\x01\x12*\n" +
+	"\vdescription\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescriptionB\f\n" +
+	"\n" +
+	"_max_bytesB\f\n" +
+	"\n" +
+	"_max_depth\"\x8e\x01\n" +
+	"\n" +
+	"MCPMethods\x12C\n" +
+	"\x05allow\x18\x01 \x03(\tB-\xbaH*\x92\x01'\b\x01\x18\x01\"!r\x1f2\x1d^[a-z][A-Za-z0-9_/.-]{0,127}$R\x05allow\x12;\n" +
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"\xa3\x03\n" +
+	"\aMCPTool\x121\n" +
+	"\x04name\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18\x80\x012\x11^[A-Za-z0-9_.-]+$R\x04name\x12;\n" +
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\x123\n" +
+	"\x10arguments_schema\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\x0fargumentsSchema\x12?\n" +
+	"\x06agents\x18\x04 \x03(\v2'.agentauthz.policy.v1.MCPAgentArgumentsR\x06agents\x12:\n" +
+	"\bapproval\x18\x05 \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
+	"\x06shadow\x18\x06 \x01(\bR\x06shadow\x122\n" +
+	"\x15show_tightened_schema\x18\a \x01(\bR\x13showTightenedSchema\x12*\n" +
+	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"z\n" +
+	"\x11MCPAgentArguments\x121\n" +
+	"\x06agents\x18\x01 \x03(\tB\x19\xbaH\x16\x92\x01\x13\b\x01\x18\x01\"\rr\v:\tspiffe://R\x06agents\x122\n" +
+	"\x10arguments_schema\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x0fargumentsSchema\"h\n" +
+	"\vMCPResource\x12\x1c\n" +
+	"\x03uri\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x10R\x03uri\x12;\n" +
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"h\n" +
+	"\tMCPPrompt\x12\x1e\n" +
+	"\x04name\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x04name\x12;\n" +
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scopeBFZDgithub.com/agentauthz/agentauthz/proto/agentauthz/policy/v1;policyv1b\x06proto3"
 
 var (
 	file_agentauthz_policy_v1_policy_proto_rawDescOnce sync.Once
@@ -1884,7 +2399,7 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
 	(*Agent)(nil),               // 1: agentauthz.policy.v1.Agent
@@ -1902,38 +2417,51 @@ var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Notifier)(nil),            // 13: agentauthz.policy.v1.Notifier
 	(*SlackNotifier)(nil),       // 14: agentauthz.policy.v1.SlackNotifier
 	(*WebhookNotifier)(nil),     // 15: agentauthz.policy.v1.WebhookNotifier
-	nil,                         // 16: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                         // 17: agentauthz.policy.v1.Route.QueryEntry
-	nil,                         // 18: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	(*durationpb.Duration)(nil), // 19: google.protobuf.Duration
+	(*MCPServer)(nil),           // 16: agentauthz.policy.v1.MCPServer
+	(*MCPMethods)(nil),          // 17: agentauthz.policy.v1.MCPMethods
+	(*MCPTool)(nil),             // 18: agentauthz.policy.v1.MCPTool
+	(*MCPAgentArguments)(nil),   // 19: agentauthz.policy.v1.MCPAgentArguments
+	(*MCPResource)(nil),         // 20: agentauthz.policy.v1.MCPResource
+	(*MCPPrompt)(nil),           // 21: agentauthz.policy.v1.MCPPrompt
+	nil,                         // 22: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 23: agentauthz.policy.v1.Route.QueryEntry
+	nil,                         // 24: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
 	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
 	7,  // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
 	13, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
-	4,  // 4: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
-	5,  // 5: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
-	3,  // 6: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
-	16, // 7: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	17, // 8: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	6,  // 9: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	12, // 10: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
-	10, // 11: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	8,  // 12: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
-	18, // 13: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	19, // 14: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
-	19, // 15: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
-	14, // 16: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
-	15, // 17: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
-	11, // 18: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	11, // 19: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	9,  // 20: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	16, // 4: agentauthz.policy.v1.Policy.mcp_servers:type_name -> agentauthz.policy.v1.MCPServer
+	4,  // 5: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
+	5,  // 6: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
+	3,  // 7: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
+	22, // 8: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	23, // 9: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	6,  // 10: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	12, // 11: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	10, // 12: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	8,  // 13: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
+	24, // 14: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	25, // 15: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	25, // 16: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	14, // 17: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	15, // 18: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	17, // 19: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
+	18, // 20: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
+	20, // 21: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
+	21, // 22: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
+	19, // 23: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
+	12, // 24: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
+	11, // 25: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	11, // 26: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	9,  // 27: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -1957,13 +2485,14 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 		(*Notifier_Slack)(nil),
 		(*Notifier_Webhook)(nil),
 	}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[16].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   19,
+			NumMessages:   25,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
