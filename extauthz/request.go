@@ -75,8 +75,8 @@ func headerValue(hv *corev3.HeaderValue) string {
 }
 
 var (
-	_ policy.Headers = mapHeaders(nil)
-	_ policy.Headers = (*rawHeaders)(nil)
+	_ policy.Headers      = mapHeaders(nil)
+	_ policy.Headers      = (*rawHeaders)(nil)
 	_ policy.HeaderLister = mapHeaders(nil)
 	_ policy.HeaderLister = (*rawHeaders)(nil)
 )
