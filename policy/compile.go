@@ -396,7 +396,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 			cr.required = append(cr.required, cp)
 		}
 	}
-	if r.Body != nil {
+	if r.Body != nil && r.GetMcp() == "" {
 		cr.body = c.body(src, at+".body", r)
 		ok = ok && cr.body != nil
 	}

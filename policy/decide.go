@@ -169,8 +169,12 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 	switch {
 	case rt.body != nil:
 		if d := rt.body.check(r, ag); d.Code != "" {
-			if rt.mcp != nil && liveOnly {
-				return decision.Decision{}
+			if rt.mcp != nil {
+				if liveOnly {
+					return decision.Decision{}
+				}
+				// Not a message to read an id from: answered as JSON-RPC without one.
+				d.MCP = &decision.MCPCall{Server: rt.mcp.name}
 			}
 			return d
 		}

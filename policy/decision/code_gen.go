@@ -10,13 +10,15 @@ func (c Code) Status() int {
 		return 200
 	case CodeRequestMalformed, CodePathAmbiguous, CodeMethodOverride, CodeHeaderOverride,
 		CodePathParamInvalid, CodeQueryInvalid, CodeBodyNotAllowed, CodeBodyMissing,
-		CodeBodyMalformed, CodeBodySchema, CodeGraphQLInvalid, CodeGraphQLLimit, CodeGraphQLArgument:
+		CodeBodyMalformed, CodeBodySchema, CodeGraphQLInvalid, CodeGraphQLLimit, CodeGraphQLArgument,
+		CodeMCPInvalid, CodeMCPHeaderMismatch, CodeMCPArguments:
 		return 400
 	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown, CodeJWTSVIDInvalid:
 		return 401
 	case CodeAgentUnknown, CodeHostUnknown, CodeRouteUnknown, CodeScopeMissing,
-		CodeGraphQLOperation, CodeGraphQLField, CodeGraphQLNotPersisted, CodeApprovalDenied,
-		CodeApprovalUsed, CodeApprovalExpired, CodeApprovalMismatch, CodeApprovalUnknown:
+		CodeGraphQLOperation, CodeGraphQLField, CodeGraphQLNotPersisted, CodeMCPMethod, CodeMCPTool,
+		CodeMCPResource, CodeMCPPrompt, CodeApprovalDenied, CodeApprovalUsed, CodeApprovalExpired,
+		CodeApprovalMismatch, CodeApprovalUnknown:
 		return 403
 	case CodeBodyTooLarge, CodeBodyTruncated:
 		return 413
@@ -95,6 +97,20 @@ func (c Code) Title() string {
 		return "GraphQL operation not persisted"
 	case CodeGraphQLArgument:
 		return "GraphQL argument refused"
+	case CodeMCPInvalid:
+		return "Invalid MCP request"
+	case CodeMCPHeaderMismatch:
+		return "MCP headers disagree with the body"
+	case CodeMCPMethod:
+		return "MCP method not allowed"
+	case CodeMCPTool:
+		return "MCP tool not allowed"
+	case CodeMCPArguments:
+		return "MCP tool arguments refused"
+	case CodeMCPResource:
+		return "MCP resource not allowed"
+	case CodeMCPPrompt:
+		return "MCP prompt not allowed"
 	case CodeApprovalRequired:
 		return "Approval required"
 	case CodeApprovalDenied:
