@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +52,13 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&r.Path, "path", "", "raw path with query, e.g. '/v1/tickets?status=open'")
 	fs.Var(headers, "header", "request header \"name: value\" (repeatable)")
 	fs.StringVar(&r.Body, "body", "", "request body")
+	var mcp policytest.MCP
+	var mcpArgs, mcpParams string
+	fs.StringVar(&mcp.Tool, "mcp-tool", "", "on an MCP route: call this tool (a JSON-RPC tools/call POST built for you)")
+	fs.StringVar(&mcpArgs, "mcp-args", "", "on an MCP route: the tool's arguments, a JSON object")
+	fs.StringVar(&mcp.Method, "mcp-method", "", "on an MCP route: send this JSON-RPC method instead of a tool call (tools/list, resources/read, ...)")
+	fs.StringVar(&mcpParams, "mcp-params", "", "on an MCP route: the method's params, a JSON object")
+	fs.StringVar(&mcp.Version, "mcp-version", "", "on an MCP route: the MCP-Protocol-Version (default 2025-11-25)")
 	explain := fs.Bool("explain", false, "show which rules were considered and why each matched or not")
 	var bundles multiFlag
 	fs.Var(&bundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate a JWT-SVID the request carries (repeatable)")
@@ -86,6 +94,28 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "agentauthz check: give --request FILE, --check-request FILE, or at least --host and --path")
 			return exitUsage
 		}
+		if mcpGiven(fs) {
+			if given := mcpConflicts(fs); len(given) > 0 {
+				fmt.Fprintf(stderr, "agentauthz check: the --mcp-* flags build the method and body; drop %s\n", strings.Join(given, ", "))
+				return exitUsage
+			}
+			for _, f := range []struct {
+				flag, text string
+				into       *map[string]any
+			}{{"--mcp-args", mcpArgs, &mcp.Arguments}, {"--mcp-params", mcpParams, &mcp.Params}} {
+				if f.text == "" {
+					continue
+				}
+				if err := json.Unmarshal([]byte(f.text), f.into); err != nil {
+					fmt.Fprintf(stderr, "agentauthz check: %s is not a JSON object: %v\n", f.flag, err)
+					return exitUsage
+				}
+			}
+			if err := mcp.Apply(&r); err != nil {
+				fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
+				return exitUsage
+			}
+		}
 		cr = r.CheckRequest()
 	}
 
@@ -119,12 +149,31 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	return exitDeny
 }
 
+// mcpGiven reports whether any --mcp-* flag was given.
+func mcpGiven(fs *flag.FlagSet) bool {
+	given := false
+	fs.Visit(func(f *flag.Flag) { given = given || strings.HasPrefix(f.Name, "mcp-") })
+	return given
+}
+
+// mcpConflicts lists the flags given that an MCP message replaces.
+func mcpConflicts(fs *flag.FlagSet) []string {
+	var given []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "method" || f.Name == "body" {
+			given = append(given, "--"+f.Name)
+		}
+	})
+	return given
+}
+
 // requestFlags lists the flags given that describe the request, which --check-request replaces.
 func requestFlags(fs *flag.FlagSet) []string {
 	var given []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "request", "agent", "method", "host", "path", "header", "body":
+		case "request", "agent", "method", "host", "path", "header", "body",
+			"mcp-tool", "mcp-args", "mcp-method", "mcp-params", "mcp-version":
 			given = append(given, "--"+f.Name)
 		}
 	})
@@ -228,6 +277,13 @@ func printDecision(w io.Writer, d *decision.Decision) {
 			field = "(the whole body)"
 		}
 		fmt.Fprintf(w, "  %s: %s (%s)\n", field, v.Message, v.Rule)
+	}
+	if status, body, ok := d.MCPAnswer(""); ok {
+		form := "a JSON-RPC error"
+		if strings.Contains(body, `"isError":true`) {
+			form = "the tool's result, marked isError"
+		}
+		fmt.Fprintf(w, "  the MCP client gets %s, HTTP status %d\n", form, status)
 	}
 }
 

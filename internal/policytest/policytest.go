@@ -11,6 +11,7 @@
 //     path: /v1/tickets?status=open
 //     headers: {content-type: application/json}
 //     body: '{"body": "..."}'
+//     mcp: {tool: add_comment, arguments: {...}}  # on an MCP route, instead of method and body
 //     want: allow                       # allow or deny
 //     status: 200                       # optional
 //     code: allowed                     # optional: the stable reason code
@@ -59,6 +60,8 @@ type Case struct {
 	Path      string            `yaml:"path"`
 	Headers   map[string]string `yaml:"headers"`
 	Body      string            `yaml:"body"`
+	// MCP, on an MCP route, is the MCP message the case sends, in place of method and body.
+	MCP *MCP `yaml:"mcp"`
 	// CheckRequest names a protojson CheckRequest file, relative to the test file, that is the
 	// whole request instead of the fields above. ReadCases reads it.
 	CheckRequest string `yaml:"check_request"`
@@ -158,6 +161,16 @@ func ReadCases(path string) ([]Case, error) {
 			cases = append(cases, c)
 		case c.Host == "" || c.Path == "":
 			problems = append(problems, fmt.Sprintf("%s:%d: %s: a case needs host and path, or check_request", path, n.Line, c.Name))
+		case c.MCP != nil && (c.Method != "" || c.Body != ""):
+			problems = append(problems, fmt.Sprintf("%s:%d: %s: mcp is the message: drop method and body", path, n.Line, c.Name))
+		case c.MCP != nil:
+			r := extauthz.HTTPRequest{Headers: c.Headers}
+			if err := c.MCP.Apply(&r); err != nil {
+				problems = append(problems, fmt.Sprintf("%s:%d: %s: %v", path, n.Line, c.Name, err))
+				continue
+			}
+			c.Method, c.Headers, c.Body = r.Method, r.Headers, r.Body
+			cases = append(cases, c)
 		default:
 			cases = append(cases, c)
 		}
@@ -176,7 +189,7 @@ func (c *Case) requestFields() []string {
 		set bool
 	}{
 		{"principal", c.Principal != ""}, {"method", c.Method != ""}, {"host", c.Host != ""},
-		{"path", c.Path != ""}, {"headers", c.Headers != nil}, {"body", c.Body != ""},
+		{"path", c.Path != ""}, {"headers", c.Headers != nil}, {"body", c.Body != ""}, {"mcp", c.MCP != nil},
 	} {
 		if f.set {
 			given = append(given, f.key)
@@ -240,14 +253,20 @@ func Run(ctx context.Context, e *engine.Engine, cases []Case) []Result {
 
 func (c *Case) judge(d *decision.Decision) []string {
 	var why []string
-	got := fmt.Sprintf("%s %d %s", d.Outcome, d.Status(), d.Code)
+	// The status Envoy answers with: an MCP client's refusals are JSON-RPC answers, most of
+	// them with status 200.
+	status := d.Status()
+	if st, _, ok := d.MCPAnswer(""); ok {
+		status = st
+	}
+	got := fmt.Sprintf("%s %d %s", d.Outcome, status, d.Code)
 	if d.Rule != "" {
 		got += " (rule " + d.Rule + ")"
 	}
 	if (c.Want == "allow") != d.Allowed() {
 		why = append(why, "want "+c.Want+", got "+got)
 	}
-	if c.Status != 0 && c.Status != d.Status() {
+	if c.Status != 0 && c.Status != status {
 		why = append(why, fmt.Sprintf("want status %d, got %s", c.Status, got))
 	}
 	if c.Code != "" && c.Code != string(d.Code) {
