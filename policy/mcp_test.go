@@ -2,8 +2,8 @@ package policy_test
 
 import (
 	"encoding/base64"
-	"os"
 	"encoding/json"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
