@@ -235,10 +235,19 @@ func (c *compiler) mcpTool(src *source, at string, srv *mcpServer, t *policyv1.M
 		ok = false
 	}
 	if t.GetShowTightenedSchema() {
-		if shownFile == nil {
+		switch shown, err := paramHeaders(shownFile); {
+		case shownFile == nil:
 			c.addf(src, at+".show_tightened_schema", "only a tool with an arguments_schema has a tightened schema to show")
 			ok = false
-		} else {
+		case err != nil:
+			c.addf(src, at+".arguments_schema", "%v", err)
+			ok = false
+		case !sameHeaders(shown, tool.headers):
+			// Clients mirror the arguments the shown schema annotates into headers, and the
+			// server's annotations are what the call is checked against.
+			c.addf(src, at+".show_tightened_schema", "the schema shown must annotate the same arguments with x-mcp-header as the server's")
+			ok = false
+		default:
 			tool.shown = shownFile
 		}
 	}
@@ -459,4 +468,17 @@ func isToken(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// sameHeaders reports whether two schemas mirror the same arguments into the same headers.
+func sameHeaders(a, b []paramHeader) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].name != b[i].name || a[i].kind != b[i].kind || strings.Join(a[i].path, "\x00") != strings.Join(b[i].path, "\x00") {
+			return false
+		}
+	}
+	return true
 }

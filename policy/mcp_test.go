@@ -276,8 +276,8 @@ func TestMCPAnswers(t *testing.T) {
 	}{
 		{"arguments refused: the tool's error result", mcpCase{body: call("search", map[string]any{"query": "x", "limit": 100})}, 200, true, 0},
 		{"held: the tool's error result", mcpCase{body: call("delete_document", map[string]any{"id": "5"})}, 200, true, 0},
-		{"a tool not granted: a JSON-RPC error", mcpCase{body: call("admin_reset", map[string]any{})}, 200, false, -32003},
-		{"a method not granted: a JSON-RPC error", mcpCase{body: rpc("resources/subscribe", nil)}, 200, false, -32003},
+		{"a tool not granted: a JSON-RPC error", mcpCase{body: call("admin_reset", map[string]any{})}, 403, false, -32003},
+		{"a method not granted: a JSON-RPC error", mcpCase{body: rpc("resources/subscribe", nil)}, 403, false, -32003},
 		{"a header mismatch: 400 and HeaderMismatch", mcpCase{version: "2026-07-28", body: call2026("search", map[string]any{"query": "x"})}, 400, false, -32020},
 		{"a batch: 400 and Invalid Request", mcpCase{body: "[" + rpc("tools/list", nil) + "]"}, 400, false, -32600},
 	}
@@ -321,7 +321,7 @@ func TestMCPAnswers(t *testing.T) {
 func TestMCPView(t *testing.T) {
 	snap := loadMCP(t)
 	a := snap.MCPView(spiffeid.RequireFromString(mcpAgent), "docs")
-	if ok, schema := a.Tool("search"); !ok || !strings.Contains(string(schema), `"maximum": 50`) {
+	if ok, schema := a.Tool("search"); !ok || !strings.Contains(string(schema), `"maximum": 50,`) {
 		t.Errorf("search: %v %s; want visible with the tightened schema", ok, schema)
 	}
 	if ok, schema := a.Tool("delete_document"); !ok || schema != nil {
@@ -417,6 +417,12 @@ hosts:
     resources:
       - {uri: "docs://{a}{b}", scope: s}
 `, `side by side`},
+		{"showing a schema that mirrors other arguments", `mcp_servers:
+  - name: docs
+    tools_snapshot: tools.json
+    tools:
+      - {name: search, scope: s, arguments_schema: search-intern.schema.json, show_tightened_schema: true}
+`, `annotate the same arguments with x-mcp-header`},
 		{"showing a tightened schema there is none of", `mcp_servers:
   - name: docs
     tools_snapshot: tools.json
@@ -428,7 +434,9 @@ hosts:
 		t.Run(c.name, func(t *testing.T) {
 			dir := t.TempDir()
 			mcpCopy(t, filepath.Join(mcpDir, "tools.json"), filepath.Join(dir, "tools.json"))
-			mcpCopy(t, filepath.Join(mcpDir, "search-tight.schema.json"), filepath.Join(dir, "search-tight.schema.json"))
+			for _, f := range []string{"search-tight.schema.json", "search-intern.schema.json"} {
+				mcpCopy(t, filepath.Join(mcpDir, f), filepath.Join(dir, f))
+			}
 			mcpWrite(t, filepath.Join(dir, "p.yaml"), base+c.policy)
 			files, err := policy.ReadPath(filepath.Join(dir, "p.yaml"))
 			if err != nil {

@@ -44,15 +44,12 @@ const (
 // false for a decision without d.MCP, which is answered with Problem.
 //
 // A tools/call refused for its arguments, or held for (or refused by) human approval, is
-// answered as the tool's result marked isError, with status 200: MCP clients give a tool's
+// answered as the tool's result marked isError, with status 200: MCP clients hand a tool's
 // error result to the model, which can correct its arguments or tell its user about the
-// approval. Every other refusal of a request is a JSON-RPC error whose message says what to do
-// and whose data is the problem details, with status 200 too: MCP clients read a JSON-RPC error
-// from a successful HTTP exchange and keep the session, where many treat an HTTP error status
-// as a broken transport. A missing or invalid identity (401), a malformed message or header
-// (400, as MCP's Streamable HTTP transport requires for a header mismatch) and a failure to
-// decide (503) keep their HTTP status. A notification has no id to answer: its refusal keeps
-// the HTTP status, with a JSON-RPC error without an id.
+// approval. Every other refusal is a JSON-RPC error with the code's HTTP status, whose message
+// says what to do and whose data is the problem details: MCP clients read a JSON-RPC error from
+// an HTTP error status and keep the session, where a problem+json body would end it. A
+// notification has no id to answer: its refusal is a JSON-RPC error without an id.
 func (d *Decision) MCPAnswer(decisionID string) (status int, body string, ok bool) {
 	call := d.MCP
 	if call == nil || d.Allowed() {
@@ -87,9 +84,6 @@ func (d *Decision) MCPAnswer(decisionID string) (status int, body string, ok boo
 		rpc = rpcHeaderMismatch
 	case status == 400 || status == 413 || status == 415:
 		rpc = rpcInvalidRequest
-	}
-	if call.ID != "" && status != 401 && rpc == rpcRefused {
-		status = 200
 	}
 	b = append(b, `,"error":{"code":`...)
 	b = strconv.AppendInt(b, int64(rpc), 10)
