@@ -34,8 +34,8 @@ type MCP struct {
 }
 
 // Apply makes r carry the message: method POST, content-type application/json, the revision
-// headers and the JSON-RPC body (id 1, or none for a notification). Headers r has already are
-// kept unless the message sets them.
+// headers and the JSON-RPC body (id 1, or none for a notification). Mcp-Method and Mcp-Name
+// headers r has already are kept, so that a case can send ones that disagree with the body.
 func (m MCP) Apply(r *extauthz.HTTPRequest) error {
 	method := m.Method
 	switch {
@@ -71,12 +71,15 @@ func (m MCP) Apply(r *extauthz.HTTPRequest) error {
 	r.Headers["mcp-protocol-version"] = version
 	if version == "2026-07-28" {
 		params["_meta"] = map[string]any{"io.modelcontextprotocol/protocolVersion": version}
-		r.Headers["mcp-method"] = method
+		// Headers the request gives already stay: a case may send ones that disagree.
+		if _, set := r.Headers["mcp-method"]; !set {
+			r.Headers["mcp-method"] = method
+		}
 		name, _ := params["name"].(string)
 		if method == "resources/read" {
 			name, _ = params["uri"].(string)
 		}
-		if name != "" {
+		if _, set := r.Headers["mcp-name"]; !set && name != "" {
 			r.Headers["mcp-name"] = headerSafe(name)
 		}
 	}
