@@ -256,7 +256,7 @@ func TestLoadDemo(t *testing.T) {
 	const token = "demo-token-sentinel-51b0"
 	t.Setenv("AGENTAUTHZ_HELPDESK_TOKEN", token)
 	snap := loadDemo(t, Options{}) // the real credential source, as serve uses
-	if got, want := snap.Stats(), (Stats{Agents: 2, Hosts: 3, Routes: 8}); got != want {
+	if got, want := snap.Stats(), (Stats{Agents: 2, Hosts: 4, Routes: 9, MCPServers: 1, MCPTools: 4}); got != want {
 		t.Errorf("Stats() = %+v, want %+v", got, want)
 	}
 	if rev := snap.Revision(); !regexp.MustCompile(`^[0-9a-f]{12}$`).MatchString(rev) {

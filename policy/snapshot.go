@@ -50,11 +50,14 @@ func (s *Snapshot) trusts(td spiffeid.TrustDomain, shadow bool) bool {
 }
 
 // Stats counts what the snapshot holds.
-type Stats struct{ Agents, Hosts, Routes int }
+type Stats struct{ Agents, Hosts, Routes, MCPServers, MCPTools int }
 
 // Stats counts the snapshot's agents, hosts and routes.
 func (s *Snapshot) Stats() Stats {
-	st := Stats{Agents: len(s.agents), Hosts: len(s.hosts)}
+	st := Stats{Agents: len(s.agents), Hosts: len(s.hosts), MCPServers: len(s.mcp)}
+	for _, srv := range s.mcp {
+		st.MCPTools += len(srv.tools)
+	}
 	var count func(n *node)
 	count = func(n *node) {
 		st.Routes += len(n.routes)

@@ -43,7 +43,11 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 			status = exitUsage
 		default:
 			st := snap.Stats()
-			fmt.Fprintf(stdout, "%s: ok: %d agents, %d hosts, %d routes (revision %s)\n", p, st.Agents, st.Hosts, st.Routes, snap.Revision())
+			mcp := ""
+			if st.MCPServers > 0 {
+				mcp = fmt.Sprintf(", %d MCP servers with %d tools", st.MCPServers, st.MCPTools)
+			}
+			fmt.Fprintf(stdout, "%s: ok: %d agents, %d hosts, %d routes%s (revision %s)\n", p, st.Agents, st.Hosts, st.Routes, mcp, snap.Revision())
 		}
 	}
 	return status

@@ -86,7 +86,7 @@ func TestLintDemo(t *testing.T) {
 	r := cli(t, "lint", demoDir)
 	r.want(t, exitOK)
 	oneLine(t, "stdout", r.stdout)
-	if !regexp.MustCompile(`^\.\./\.\./internal/demo/policy: ok: 2 agents, 3 hosts, 8 routes \(revision [0-9a-f]{12}\)\n$`).MatchString(r.stdout) {
+	if !regexp.MustCompile(`^\.\./\.\./internal/demo/policy: ok: 2 agents, 4 hosts, 9 routes, 1 MCP servers with 4 tools \(revision [0-9a-f]{12}\)\n$`).MatchString(r.stdout) {
 		t.Errorf("stdout = %q", r.stdout)
 	}
 	if r.stderr != "" {
@@ -128,7 +128,7 @@ func TestLintSeveralPaths(t *testing.T) {
 	r := cli(t, "lint", demoDir, "testdata/bad-compile.yaml")
 	r.want(t, exitDeny)
 	for _, s := range []string{
-		"../../internal/demo/policy: ok: 2 agents, 3 hosts, 8 routes (revision " + demoRevision(t) + ")",
+		"../../internal/demo/policy: ok: 2 agents, 4 hosts, 9 routes, 1 MCP servers with 4 tools (revision " + demoRevision(t) + ")",
 		`testdata/bad-compile.yaml:4:9: agents[0].id: trust domain "partner.example" is not in trust_domains`,
 		"testdata/bad-compile.yaml:11:15: hosts[0].routes[0].path: path parameter {id} has no type: add it under params",
 		"testdata/bad-compile.yaml: 2 problem(s)",
