@@ -2,11 +2,13 @@ package extauthz_test
 
 import (
 	"context"
+	"strings"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
@@ -53,5 +55,42 @@ func BenchmarkCheck(b *testing.B) {
 				_ = resp
 			})
 		}
+	}
+}
+
+// BenchmarkCheckMCP measures one in-process Check of an MCP message on the demo policy's
+// helpdesk MCP server: a tools/call with about 1 KB of arguments, checked against the tool's
+// inputSchema (allowed, and refused for a schema violation), and a tools/list.
+func BenchmarkCheckMCP(b *testing.B) {
+	store, _ := servertest.DemoStore(b, helpdeskToken)
+	srv := extauthz.NewForStore(store)
+	const helpdesk = "spiffe://acme.internal/agent/helpdesk"
+	comment := strings.Repeat("The VPN gateway was restarted and the user reconnected. ", 18)[:990]
+	for _, bc := range []struct {
+		name  string
+		mcp   policytest.MCP
+		allow bool
+	}{
+		{"tools-call-1k", policytest.MCP{Tool: "add_comment", Arguments: map[string]any{"ticket_id": "4711", "body": comment}}, true},
+		{"tools-call-1k-refused", policytest.MCP{Tool: "add_comment", Arguments: map[string]any{"ticket_id": "4711x", "body": comment}}, false},
+		{"tools-list", policytest.MCP{Method: "tools/list"}, true},
+	} {
+		req := extauthz.HTTPRequest{Principal: helpdesk, Host: "mcp.acme.internal", Path: "/mcp",
+			Headers: map[string]string{"authorization": "Bearer agent-own-token", "x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35"}}
+		if err := bc.mcp.Apply(&req); err != nil {
+			b.Fatal(err)
+		}
+		cr := req.CheckRequest()
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			if resp, err := srv.Check(ctx, cr); err != nil || (resp.GetOkResponse() != nil) != bc.allow {
+				b.Fatalf("Check = %v, %v; want allow=%v", resp, err, bc.allow)
+			}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(req.Body)))
+			for b.Loop() {
+				_, _ = srv.Check(ctx, cr)
+			}
+		})
 	}
 }

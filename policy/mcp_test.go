@@ -494,3 +494,53 @@ func mcpCopy(t *testing.T, from, to string) {
 	}
 	mcpWrite(t, to, string(b))
 }
+
+// TestMCPShadowTool: a shadow tool decides nothing; what it would decide is recorded, for the
+// tool's own calls only, and tools/list does not show it.
+func TestMCPShadowTool(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"tools.json", "search-tight.schema.json"} {
+		mcpCopy(t, filepath.Join(mcpDir, f), filepath.Join(dir, f))
+	}
+	mcpWrite(t, filepath.Join(dir, "p.yaml"), `trust_domains: [example.org]
+agents:
+  - id: spiffe://example.org/agent/a
+    scopes: [docs:connect, docs:search, docs:delete]
+mcp_servers:
+  - name: docs
+    tools_snapshot: tools.json
+    methods:
+      - {allow: [tools/list], scope: docs:connect}
+    tools:
+      - {name: search, scope: docs:search}
+      - {name: delete_document, scope: docs:delete, shadow: true}
+hosts:
+  - name: mcp.example.org
+    routes:
+      - {name: docs-mcp, method: POST, path: /mcp, scope: docs:connect, mcp: docs}
+`)
+	files, err := policy.ReadPath(filepath.Join(dir, "p.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := policy.Load(files, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := snap.Decide(mcpRequest(mcpCase{body: call("delete_document", map[string]any{"id": "5"})}))
+	if d.Code != decision.CodeMCPTool || d.ShadowRule != "docs/delete_document" || d.ShadowOutcome != decision.Allow {
+		t.Errorf("a shadow tool's call: %s, shadow %q %s %s; want mcp_tool, and allowed in shadow", d.Code, d.ShadowRule, d.ShadowOutcome, d.ShadowCode)
+	}
+	d = snap.Decide(mcpRequest(mcpCase{body: call("delete_document", map[string]any{"id": "x y"})}))
+	if d.ShadowRule != "docs/delete_document" || d.ShadowCode != decision.CodeMCPArguments {
+		t.Errorf("a shadow tool's bad call: shadow %q %s, want mcp_arguments", d.ShadowRule, d.ShadowCode)
+	}
+	for _, body := range []string{call("search", map[string]any{"query": "x"}), rpc("tools/list", nil)} {
+		if d := snap.Decide(mcpRequest(mcpCase{body: body})); !d.Allowed() || d.ShadowRule != "" {
+			t.Errorf("%s: %s, shadow %q; want allowed and nothing shadowed", body, d.Code, d.ShadowRule)
+		}
+	}
+	if ok, _ := snap.MCPView(spiffeid.RequireFromString(mcpAgent), "docs").Tool("delete_document"); ok {
+		t.Error("tools/list shows a shadow tool")
+	}
+}
