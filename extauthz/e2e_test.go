@@ -555,7 +555,7 @@ func TestHTTPHealth(t *testing.T) {
 	}
 	wantReady := map[string]any{
 		"status": "ready", "policy_revision": snap.Revision(),
-		"agents": 2.0, "hosts": 3.0, "routes": 8.0,
+		"agents": 2.0, "hosts": 4.0, "routes": 9.0, "mcp_servers": 1.0, "mcp_tools": 4.0,
 	}
 	if diff := cmp.Diff(wantReady, body); status != 200 || diff != "" {
 		t.Errorf("/readyz = %d, body (-want +got):\n%s", status, diff)

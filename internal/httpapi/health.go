@@ -52,6 +52,8 @@ func (h Health) readyz(w http.ResponseWriter, _ *http.Request) {
 		"agents":          st.Agents,
 		"hosts":           st.Hosts,
 		"routes":          st.Routes,
+		"mcp_servers":     st.MCPServers,
+		"mcp_tools":       st.MCPTools,
 	}
 	if failure != nil {
 		// Still ready: the last good policy serves. Operators see why the new one did not load.
