@@ -73,8 +73,10 @@ func (c *compiler) routeMCP(src *source, at string, r *policyv1.Route, cr *route
 
 // mcpMessage is the MCP call the policy read, kept on the Request for the approval gate.
 type mcpMessage struct {
-	name string
-	args map[string]any
+	name      string
+	args      map[string]any
+	state     string
+	elicitURL bool
 }
 
 // MCPToolCall returns the tool name and arguments of the MCP tools/call the policy read from
@@ -88,6 +90,16 @@ func (r *Request) MCPToolCall() (name string, args map[string]any, ok bool) {
 		return "", nil, false
 	}
 	return r.mcp.name, r.mcp.args, true
+}
+
+// MCPRetry returns, for the MCP tools/call MCPToolCall returns, the requestState the client
+// echoed (empty when none), and whether it takes a URL elicitation in an input-required result
+// (revision 2026-07-28, with the capability declared).
+func (r *Request) MCPRetry() (requestState string, urlElicitation bool) {
+	if r.mcp == nil || r.parsed() == nil {
+		return "", false
+	}
+	return r.mcp.state, r.mcp.elicitURL
 }
 
 // checkMCP decides one message to an MCP server, after the route's path, query and body
@@ -205,7 +217,9 @@ func (rt *route) checkTool(r *Request, ag *agent, tool *mcpTool, msg *rpcMessage
 				"The arguments break this tool's schema; fix the listed arguments and call the tool again.", vs...)
 		}
 	}
-	r.mcp = &mcpMessage{name: msg.name, args: msg.args}
+	current, _ := r.Headers.Get("mcp-protocol-version")
+	r.mcp = &mcpMessage{name: msg.name, args: msg.args, state: msg.state,
+		elicitURL: msg.elicitURL && current == mcpRevision20260728}
 	if tool.hold != nil && tool.hold.holdsArgs(r, msg.args) {
 		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
 			Detail: "This call needs human approval.", Grant: rt.grant, Hold: tool.hold.hold}

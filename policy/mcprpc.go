@@ -22,6 +22,11 @@ type rpcMessage struct {
 	name string
 	// args is params.arguments of a tools/call: an object, empty when absent.
 	args map[string]any
+	// state is params.requestState: what a revision 2026-07-28 client echoes on the retry of a
+	// call answered with an input-required result.
+	state string
+	// elicitURL says the client declared, in params._meta, that it takes URL elicitations.
+	elicitURL bool
 }
 
 // Largest method and name an MCP message may carry.
@@ -104,6 +109,24 @@ func readRPC(v any) (m rpcMessage, d decision.Decision) {
 		}
 		m.name = name
 		if method == "tools/call" {
+			if st, present := m.params["requestState"]; present {
+				state, ok := st.(string)
+				if !ok || state == "" || len(state) > maxRPCName {
+					return m, mcpInvalid("body.params.requestState", "type", "must be the string the gateway gave",
+						"Send requestState back exactly as it was given.")
+				}
+				m.state = state
+			}
+			if ir, present := m.params["inputResponses"]; present {
+				if _, ok := ir.(map[string]any); !ok {
+					return m, mcpInvalid("body.params.inputResponses", "type", "must be an object",
+						"inputResponses must be an object.")
+				}
+			}
+			meta, _ := m.params["_meta"].(map[string]any)
+			caps, _ := meta["io.modelcontextprotocol/clientCapabilities"].(map[string]any)
+			elicit, _ := caps["elicitation"].(map[string]any)
+			_, m.elicitURL = elicit["url"].(map[string]any)
 			switch a := m.params["arguments"].(type) {
 			case map[string]any:
 				m.args = a

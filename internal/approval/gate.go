@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -44,6 +43,10 @@ type Gate struct {
 	// any prefix before /approvals), told to agents whose client shows where their request is
 	// decided. Empty names no address.
 	ConsoleURL string
+	// StateKey signs the request state of MCP tool calls held for clients of revision
+	// 2026-07-28 (at least 32 bytes; replicas share it). Without it, or without ConsoleURL,
+	// those clients are answered as older ones are.
+	StateKey []byte
 }
 
 func (g *Gate) now() time.Time {
@@ -107,6 +110,11 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 		return g.consume(ctx, r, d, id, agent, digest, now)
 	}
 	if isTool {
+		if state, _ := r.MCPRetry(); state != "" && !g.validState(state, digest, now) {
+			return deny(d, decision.CodeApprovalMismatch, "The requestState is not one this gateway gave for this call, or it expired; call the tool again without it.", nil)
+		}
+	}
+	if isTool {
 		// A tools/call retry cannot carry the header: the shown form is the arguments, and
 		// the content type is the JSON-RPC body's.
 		ct = "application/json"
@@ -143,7 +151,12 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 		// The identical request again, approved since: it goes through, once.
 		return g.consume(ctx, r, d, a.ID, agent, digest, now)
 	}
-	return g.held(d, a)
+	d = g.held(d, a)
+	if _, elicit := r.MCPRetry(); isTool && elicit && a.State == Pending && g.ConsoleURL != "" && len(g.StateKey) >= 32 {
+		d.Approval.URL = g.approvalURL(a.ID)
+		d.Approval.RequestState = g.signState(a.ID, digest, a.ExpiresAt.Add(a.UseWithin))
+	}
+	return d
 }
 
 func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decision, id, agent, digest string, now time.Time) decision.Decision {
@@ -190,7 +203,7 @@ func (g *Gate) held(d decision.Decision, a Approval) decision.Decision {
 		// An MCP tool call: the client repeats the call, it cannot add a header.
 		where := "Approvers decide it in the agentauthz console, in Slack or with the CLI"
 		if g.ConsoleURL != "" {
-			where = "Approvers decide it at " + strings.TrimSuffix(g.ConsoleURL, "/") + "/approvals/requests/" + a.ID
+			where = "Approvers decide it at " + g.approvalURL(a.ID)
 		}
 		detail += ". It is held as approval " + a.ID + " until " + a.ExpiresAt.UTC().Format(time.RFC3339) + ". " + where +
 			". Once it is approved, make the identical call again (same tool, same arguments): it then goes through, once."

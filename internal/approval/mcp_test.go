@@ -140,3 +140,105 @@ func TestGateMCPToolCall(t *testing.T) {
 		t.Errorf("the identical call once more: %+v; want a new pending approval (an approval lets one call through)", next)
 	}
 }
+
+// TestGateMCPRequestState: a client of revision 2026-07-28 that takes URL elicitations is told
+// where its held call is decided and given a request state bound to the call; a tampered or
+// foreign state is refused; once approved, the retry with the state passes, once.
+func TestGateMCPRequestState(t *testing.T) {
+	t.Setenv("MCP_GATE_TEST_TOKEN", "srv-secret")
+	dir := t.TempDir()
+	for name, data := range map[string]string{"p.yaml": mcpPolicy, "tools.json": mcpTools} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := policy.ReadPath(filepath.Join(dir, "p.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := policy.Load(files, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+	store := memstore.New()
+	gate := &approval.Gate{Store: store, Clock: func() time.Time { return now },
+		ConsoleURL: "https://approvals.example.org", StateKey: []byte("0123456789abcdef0123456789abcdef")}
+	ctx := context.Background()
+	check := func(args, state string, elicit bool) decision.Decision {
+		t.Helper()
+		params := map[string]any{"name": "delete_document", "arguments": json.RawMessage(args),
+			"_meta": map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}
+		if elicit {
+			params["_meta"].(map[string]any)["io.modelcontextprotocol/clientCapabilities"] = map[string]any{"elicitation": map[string]any{"url": map[string]any{}}}
+		}
+		if state != "" {
+			params["requestState"] = state
+			params["inputResponses"] = map[string]any{"agentauthz_approval": map[string]any{"action": "accept"}}
+		}
+		body, _ := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": params})
+		r := &policy.Request{Agent: spiffeid.RequireFromString("spiffe://example.org/agent/a"), Method: "POST", Host: "mcp.example.org", Target: "/mcp",
+			Headers: mcpHeaders{"content-type": "application/json", "mcp-protocol-version": "2026-07-28", "mcp-method": "tools/call", "mcp-name": "delete_document"},
+			Body:    body}
+		d := snap.Decide(r)
+		if d.Code != decision.CodeApprovalRequired {
+			t.Fatalf("policy decided %s %v, want approval_required", d.Code, d.Violations)
+		}
+		return gate.Resolve(ctx, r, d)
+	}
+	args := `{"id":"42"}`
+	if plain := check(args, "", false); plain.Approval == nil || plain.Approval.RequestState != "" {
+		t.Fatalf("a client without URL elicitation got %+v", plain.Approval)
+	}
+	held := check(args, "", true)
+	a := held.Approval
+	if a == nil || a.URL != "https://approvals.example.org/approvals/requests/"+a.ID || a.RequestState == "" {
+		t.Fatalf("held: %+v; want the console URL and a request state", a)
+	}
+	_, body, _ := held.MCPAnswer("dec-1")
+	var answer struct {
+		Result struct {
+			ResultType    string `json:"resultType"`
+			RequestState  string `json:"requestState"`
+			InputRequests map[string]struct {
+				Method string `json:"method"`
+				Params struct {
+					Mode, URL, ElicitationID string
+				} `json:"params"`
+			} `json:"inputRequests"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal([]byte(body), &answer); err != nil {
+		t.Fatal(err)
+	}
+	ir := answer.Result.InputRequests["agentauthz_approval"]
+	if answer.Result.ResultType != "input_required" || answer.Result.RequestState != a.RequestState ||
+		ir.Method != "elicitation/create" || ir.Params.Mode != "url" || ir.Params.URL != a.URL || ir.Params.ElicitationID != a.ID {
+		t.Fatalf("answer %s", body)
+	}
+	for name, bad := range map[string]string{
+		"tampered":     a.RequestState[:len(a.RequestState)-2] + "AA",
+		"not a state":  "hello",
+		"another call": check(`{"id":"43"}`, "", true).Approval.RequestState,
+	} {
+		if d := check(args, bad, true); d.Code != decision.CodeApprovalMismatch {
+			t.Errorf("a %s state: %s, want approval_mismatch", name, d.Code)
+		}
+	}
+	if pending := check(args, a.RequestState, true); pending.Code != decision.CodeApprovalRequired || pending.Approval.ID != a.ID {
+		t.Errorf("the retry while pending: %s %+v", pending.Code, pending.Approval)
+	}
+	if _, err := store.Decide(ctx, a.ID, approval.Verdict{Approve: true, By: "user:alice"}, now); err != nil {
+		t.Fatal(err)
+	}
+	if passed := check(args, a.RequestState, true); !passed.Allowed() || passed.Approval.ID != a.ID {
+		t.Fatalf("the retry after approval: %s %+v", passed.Code, passed.Approval)
+	}
+	if again := check(args, a.RequestState, true); again.Allowed() || again.Approval == nil || again.Approval.ID == a.ID {
+		t.Errorf("the state once more: %s %+v; want a new hold", again.Code, again.Approval)
+	}
+	now = now.Add(time.Hour)
+	if late := check(args, a.RequestState, true); late.Code != decision.CodeApprovalMismatch {
+		t.Errorf("a lapsed state: %s, want approval_mismatch", late.Code)
+	}
+}

@@ -1,12 +1,14 @@
 package service
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -36,6 +38,10 @@ type ApprovalConfig struct {
 	OIDCIssuer, OIDCClientID, OIDCNameClaim, OIDCGroupsClaim string
 	// SlackUsers maps Slack member IDs to approvers, for Slack's buttons.
 	SlackUsers string
+	// ConsoleURL is where approvers reach the console, told to MCP clients whose call is held.
+	ConsoleURL string
+	// StateKeyFile holds the key that signs held MCP calls' request state; empty generates one.
+	StateKeyFile string
 }
 
 // approvals is the running approval machinery of serve.
@@ -107,8 +113,19 @@ func openApprovals(f ApprovalConfig, demo bool, events approval.EventLog, m *met
 	if len(auth) == 0 {
 		log.Warn("no approvers configured (--approvers FILE): held requests cannot be approved")
 	}
+	key, err := stateKey(f, log)
+	if err != nil {
+		store.Close()
+		return nil, err
+	}
+	if f.ConsoleURL != "" {
+		if u, err := url.Parse(f.ConsoleURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			store.Close()
+			return nil, fmt.Errorf("--approvals-url %q: give the console's address, https://host[:port][/prefix]", f.ConsoleURL)
+		}
+	}
 	a := &approvals{store: store, slackUsers: slackUsers}
-	a.gate = &approval.Gate{Store: store, Events: events, Log: log}
+	a.gate = &approval.Gate{Store: store, Events: events, Log: log, ConsoleURL: f.ConsoleURL, StateKey: key}
 	a.api = &api.API{Store: store, Auth: auth, Events: events, Log: log,
 		Throttle: &throttle.Limiter{Log: log, Observe: m.Signin}}
 	return a, nil
@@ -195,4 +212,27 @@ func (a *approvals) stopNotifiers() {
 func (a *approvals) maintain(ctx context.Context, m *metrics.Metrics, log *slog.Logger) {
 	approval.Maintain(ctx, a.store, approval.Retention{Keep: 7 * 24 * time.Hour, Every: 30 * time.Second},
 		m.SetPending, log)
+}
+
+// stateKey reads the key that signs held MCP calls' request state, or generates one: a state
+// then holds only on this process, and an MCP client retrying on another replica, or after a
+// restart, is asked to call again without it.
+func stateKey(f ApprovalConfig, log *slog.Logger) ([]byte, error) {
+	if f.StateKeyFile == "" {
+		key := make([]byte, 32)
+		_, _ = rand.Read(key) // crypto/rand.Read never fails on supported platforms
+		if f.ConsoleURL != "" {
+			log.Info("MCP request states are signed with a key generated at start; give --mcp-state-key-file to share one across replicas")
+		}
+		return key, nil
+	}
+	key, err := os.ReadFile(f.StateKeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("--mcp-state-key-file: %v", err)
+	}
+	key = bytes.TrimRight(key, "\r\n")
+	if len(key) < 32 {
+		return nil, fmt.Errorf("--mcp-state-key-file: the key must be at least 32 bytes, not %d", len(key))
+	}
+	return key, nil
 }

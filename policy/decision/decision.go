@@ -93,6 +93,10 @@ type ApprovalRef struct {
 	State string
 	// Expires is when the approval lapses in its current state.
 	Expires time.Time
+	// URL, when set, is where approvers decide it, and RequestState an integrity-protected token
+	// bound to the held call: together they let an MCP client of revision 2026-07-28 show its
+	// user where the call is decided and retry it in the protocol's own form (MCPAnswer).
+	URL, RequestState string
 }
 
 // Allowed reports whether the decision lets the request through.

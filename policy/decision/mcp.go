@@ -43,8 +43,12 @@ const (
 // JSON-RPC call (d.MCP): the HTTP status and a JSON body its MCP client reads, and ok. ok is
 // false for a decision without d.MCP, which is answered with Problem.
 //
+// A tools/call held for approval whose approval carries a URL and a request state is answered,
+// for a client of revision 2026-07-28 that takes URL elicitations, with an input-required
+// result: a URL elicitation of where it is decided, and the request state to send back.
+//
 // A tools/call refused for its arguments, or held for (or refused by) human approval, is
-// answered as the tool's result marked isError, with status 200: MCP clients hand a tool's
+// otherwise answered as the tool's result marked isError, with status 200: MCP clients hand a tool's
 // error result to the model, which can correct its arguments or tell its user about the
 // approval. Every other refusal is a JSON-RPC error with the code's HTTP status, whose message
 // says what to do and whose data is the problem details: MCP clients read a JSON-RPC error from
@@ -68,6 +72,21 @@ func (d *Decision) MCPAnswer(decisionID string) (status int, body string, ok boo
 	b := make([]byte, 0, 256+2*len(problem)+len(id))
 	b = append(b, `{"jsonrpc":"2.0","id":`...)
 	b = append(b, id...)
+	if a := d.Approval; call.ID != "" && call.Method == "tools/call" && code == CodeApprovalRequired &&
+		a != nil && a.URL != "" && a.RequestState != "" {
+		// Revision 2026-07-28's own retry form: the client shows its user where the call is
+		// decided (a URL elicitation) and calls again with the request state once they are done.
+		b = append(b, `,"result":{"resultType":"input_required","inputRequests":{"agentauthz_approval":{"method":"elicitation/create","params":{"mode":"url","elicitationId":`...)
+		b = appendJSONString(b, a.ID)
+		b = append(b, `,"url":`...)
+		b = appendJSONString(b, a.URL)
+		b = append(b, `,"message":`...)
+		b = appendJSONString(b, d.mcpText(code, decisionID))
+		b = append(b, `}}},"requestState":`...)
+		b = appendJSONString(b, a.RequestState)
+		b = append(b, `}}`...)
+		return 200, bytesString(b), true
+	}
 	if call.ID != "" && call.Method == "tools/call" && toolResultCode(code) {
 		b = append(b, `,"result":{"content":[{"type":"text","text":`...)
 		b = appendJSONString(b, d.mcpText(code, decisionID))
