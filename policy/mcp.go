@@ -17,7 +17,7 @@ import (
 
 // Defaults of an MCP server's JSON-RPC bodies.
 const (
-	defaultMCPMaxBytes = 1 << 20
+	defaultMCPMaxBytes = defaultMaxBodyBytes
 	defaultMCPMaxDepth = 64
 )
 

@@ -1732,7 +1732,7 @@ type MCPServer struct {
 	Resources []*MCPResource `protobuf:"bytes,5,rep,name=resources,proto3" json:"resources,omitempty"`
 	// The prompts agents may get (prompts/get), by name.
 	Prompts []*MCPPrompt `protobuf:"bytes,6,rep,name=prompts,proto3" json:"prompts,omitempty"`
-	// Largest JSON-RPC body, in bytes (default 1 MiB).
+	// Largest JSON-RPC body, in bytes (default 65536, as for other bodies).
 	MaxBytes *uint32 `protobuf:"varint,7,opt,name=max_bytes,json=maxBytes,proto3,oneof" json:"max_bytes,omitempty"`
 	// Deepest nesting of the JSON-RPC body (default 64).
 	MaxDepth      *uint32 `protobuf:"varint,8,opt,name=max_depth,json=maxDepth,proto3,oneof" json:"max_depth,omitempty"`
