@@ -139,6 +139,9 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController flush through it, for a guarded handler that streams.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // ServeHTTP authenticates the caller, serves the request and logs it.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.rest.ServeHTTP(w, r) }
 
