@@ -51,7 +51,7 @@ func New(api *helpdesk.API, log *slog.Logger) *mcp.Server {
 	}
 	s := mcp.NewServer(&mcp.Implementation{Name: Name, Title: "ACME IT helpdesk", Version: Version}, &mcp.ServerOptions{
 		Instructions: "ACME's IT helpdesk: read tickets, comment on them, and reset a user's password.",
-		Logger:       log,
+		Logger:       quiet(log),
 		// Tools only: no logging capability (the SDK's default) and no list-changed
 		// notifications, since the tools never change.
 		Capabilities: &mcp.ServerCapabilities{Tools: &mcp.ToolCapabilities{}},
@@ -76,7 +76,7 @@ func Handler(api *helpdesk.API, log *slog.Logger) http.Handler {
 		Stateless:                  true,
 		JSONResponse:               true,
 		DisableLocalhostProtection: true,
-		Logger:                     log,
+		Logger:                     quiet(log),
 	})
 	return api.Guard(h)
 }
@@ -88,6 +88,30 @@ func Routes(api *helpdesk.API, log *slog.Logger) http.Handler {
 	mux.Handle("/", api)
 	return mux
 }
+
+// quiet is log for the SDK: warnings and errors only, since a stateless server would otherwise
+// log a session's start and end around every request.
+func quiet(log *slog.Logger) *slog.Logger {
+	if log == nil {
+		return nil
+	}
+	return slog.New(minLevel{log.Handler(), slog.LevelWarn})
+}
+
+// minLevel drops records below min.
+type minLevel struct {
+	slog.Handler
+	min slog.Level
+}
+
+func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= h.min && h.Handler.Enabled(ctx, l)
+}
+
+func (h minLevel) WithAttrs(as []slog.Attr) slog.Handler {
+	return minLevel{h.Handler.WithAttrs(as), h.min}
+}
+func (h minLevel) WithGroup(g string) slog.Handler { return minLevel{h.Handler.WithGroup(g), h.min} }
 
 // logCalls logs each tool call: the tool, and whether it failed.
 func logCalls(log *slog.Logger) mcp.Middleware {

@@ -180,3 +180,15 @@ func TestSDKClient(t *testing.T) {
 		t.Errorf("comments %+v", tk.Comments)
 	}
 }
+
+// The log has one line per request and one per tool call, not the SDK's per-request session
+// chatter.
+func TestLogLines(t *testing.T) {
+	s := start(t)
+	s.callTool(t, "get_ticket", `{"id":"4711"}`)
+	lines := strings.Split(strings.TrimSpace(s.logs.String()), "\n")
+	if len(lines) != 2 || !strings.Contains(lines[0], `"msg":"tool call","tool":"get_ticket","outcome":"ok"`) ||
+		!strings.Contains(lines[1], `"msg":"request","method":"POST","path":"/mcp"`) {
+		t.Errorf("log:\n%s", s.logs)
+	}
+}
