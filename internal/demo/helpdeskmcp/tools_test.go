@@ -230,9 +230,10 @@ func TestArgumentLimits(t *testing.T) {
 	}
 }
 
-// The input schemas of the snapshot, compiled as the policy compiles a JSON Schema, accept and
-// refuse exactly what the server does: a front proxy that imports them agrees with the server.
-func TestSnapshotSchemasAgreeWithTheServer(t *testing.T) {
+// snapshotSchemas compiles the input schemas of the snapshot as the policy compiles a JSON
+// Schema.
+func snapshotSchemas(t testing.TB) map[string]*jsonschema.Schema {
+	t.Helper()
 	data, err := os.ReadFile(snapshot)
 	if err != nil {
 		t.Fatal(err)
@@ -263,6 +264,13 @@ func TestSnapshotSchemasAgreeWithTheServer(t *testing.T) {
 			t.Fatalf("%s: %v", tool.Name, err)
 		}
 	}
+	return schemas
+}
+
+// The input schemas of the snapshot, compiled as the policy compiles a JSON Schema, accept and
+// refuse exactly what the server does: a front proxy that imports them agrees with the server.
+func TestSnapshotSchemasAgreeWithTheServer(t *testing.T) {
+	schemas := snapshotSchemas(t)
 	for _, c := range argumentCases {
 		v, err := jsonschema.UnmarshalJSON(strings.NewReader(c.args))
 		if err != nil {
