@@ -109,7 +109,6 @@ func (s *mcpSession) connect(ctx context.Context) error {
 		Endpoint: s.endpoint, HTTPClient: s.http,
 		// The agent asks and the server answers; it needs no stream of the server's own.
 		DisableStandaloneSSE: true,
-		MaxRetries:           -1,
 	}, &mcp.ClientSessionOptions{ProtocolVersion: s.version})
 	if err != nil {
 		return err

@@ -112,7 +112,8 @@ func TestProtocolRevisions(t *testing.T) {
 	}
 
 	// 2026-07-28 (SEP-2243): the server itself refuses a call whose Mcp-Name header names
-	// another tool than its body, or that lacks the header, with HTTP 400 and a JSON-RPC error.
+	// another tool than its body, or that lacks the header, with HTTP 400 and JSON-RPC error
+	// -32020.
 	call := `{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"list_tickets","arguments":{},` + meta + `}}`
 	for _, h := range [][]string{
 		{"Mcp-Method", "tools/call", "Mcp-Name", "get_ticket"},
@@ -120,8 +121,8 @@ func TestProtocolRevisions(t *testing.T) {
 		{"Mcp-Method", "tools/list", "Mcp-Name", "list_tickets"},
 	} {
 		a := s.post(t, "Bearer "+token, "2026-07-28", call, h...)
-		if a.status != http.StatusBadRequest || a.msg.Error == nil {
-			t.Errorf("headers %v: %d %s, want 400 with a JSON-RPC error", h, a.status, a.raw)
+		if a.status != http.StatusBadRequest || a.msg.Error == nil || a.msg.Error.Code != -32020 {
+			t.Errorf("headers %v: %d %s, want 400 with JSON-RPC error -32020 (header mismatch)", h, a.status, a.raw)
 		}
 	}
 	a = s.post(t, "Bearer "+token, "2026-07-28", call, "Mcp-Method", "tools/call", "Mcp-Name", "list_tickets")
