@@ -1,6 +1,15 @@
 // Command demo-agent is the demo's scripted AI agent. It plays the helpdesk story (tickets, a
 // comment, a password reset held for an IT admin's approval) and the BI story (allowed reports,
-// refused personal data and mutation) against Envoy's front door, printing each step.
+// refused personal data and mutation) against Envoy's front door, printing each step. The
+// stories helpdesk-mcp and bi-mcp play the same agents at the helpdesk's MCP server
+// (mcp.acme.internal/mcp) with the MCP Go SDK's client:
+//
+//	demo-agent -envoy https://envoy:8443 -spiffe-socket unix:///run/spire/agent/public/api.sock -story helpdesk-mcp
+//
+// Against the helpdesk MCP server itself, with no agentauthz in front (the agent then sends the
+// server's own token, and expects the server's own answers):
+//
+//	demo-agent -story helpdesk-mcp,bi-mcp -direct -mcp http://127.0.0.1:8081/mcp -agent-token "$AGENTAUTHZ_HELPDESK_TOKEN"
 //
 // In compose (compose/README.md), against the real Envoy over mTLS with the agent's X.509-SVID
 // from the SPIRE agent:
@@ -44,7 +53,7 @@ func run(args []string) int {
 	fs := flag.NewFlagSet("demo-agent", flag.ContinueOnError)
 	envoy := fs.String("envoy", "http://127.0.0.1:8443", "Envoy's front door")
 	biEnvoy := fs.String("bi-envoy", "", "the BI agent's front door, when it is another one (default -envoy)")
-	story := fs.String("story", "helpdesk,bi", "stories to play: helpdesk, bi, or both, comma-separated")
+	story := fs.String("story", "helpdesk,bi", "stories to play, comma-separated: "+strings.Join(slices.Concat(demoagent.Stories, demoagent.MCPStories), ", "))
 	socket := fs.String("spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket: call Envoy over mTLS with this workload's X.509-SVID")
 	envoyID := fs.String("envoy-id", "spiffe://acme.internal/envoy", "Envoy's SPIFFE ID, the only server the agent trusts over mTLS")
 	approvals := fs.String("approvals-url", "http://localhost:9002", "agentauthz's approval API and console, as a human reaches them")
@@ -52,6 +61,9 @@ func run(args []string) int {
 	wait := fs.Duration("approval-timeout", 15*time.Minute, "how long to wait for an approval")
 	startup := fs.Duration("startup-wait", time.Minute, "how long to retry while the front door is starting")
 	token := fs.String("agent-token", demoagent.DefaultAgentToken, "the agent's own credential, which agentauthz must strip")
+	mcpURL := fs.String("mcp", "", "the MCP endpoint of the MCP stories (default -envoy, or -bi-envoy for the BI agent, with /mcp)")
+	mcpVersion := fs.String("mcp-protocol", "", "the MCP revision to ask for, e.g. 2025-11-25 (default the SDK's newest)")
+	direct := fs.Bool("direct", false, "the MCP stories talk to the MCP server with no agentauthz in front, and expect its own answers")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -64,8 +76,8 @@ func run(args []string) int {
 		if s = strings.TrimSpace(s); s == "" {
 			continue
 		}
-		if !slices.Contains(demoagent.Stories, s) {
-			fmt.Fprintf(os.Stderr, "demo-agent: -story: no story %q; the stories are %s\n", s, strings.Join(demoagent.Stories, ", "))
+		if all := slices.Concat(demoagent.Stories, demoagent.MCPStories); !slices.Contains(all, s) {
+			fmt.Fprintf(os.Stderr, "demo-agent: -story: no story %q; the stories are %s\n", s, strings.Join(all, ", "))
 			return 2
 		}
 		stories = append(stories, s)
@@ -73,6 +85,10 @@ func run(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 
+	if *direct && *mcpURL == "" {
+		fmt.Fprintln(os.Stderr, "demo-agent: -direct needs -mcp, the MCP server's own endpoint")
+		return 2
+	}
 	client, closeClient, err := httpClient(ctx, *envoy, *socket, *envoyID)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo-agent:", err)
@@ -80,16 +96,19 @@ func run(args []string) int {
 	}
 	defer closeClient()
 	_, err = demoagent.Run(ctx, demoagent.Config{
-		Envoy:           strings.TrimSuffix(*envoy, "/"),
-		BIEnvoy:         strings.TrimSuffix(*biEnvoy, "/"),
-		Stories:         stories,
-		Client:          client,
-		Out:             os.Stdout,
-		AgentToken:      *token,
-		PollInterval:    *poll,
-		ApprovalTimeout: *wait,
-		ApprovalsURL:    *approvals,
-		StartupWait:     *startup,
+		Envoy:              strings.TrimSuffix(*envoy, "/"),
+		BIEnvoy:            strings.TrimSuffix(*biEnvoy, "/"),
+		Stories:            stories,
+		Client:             client,
+		Out:                os.Stdout,
+		AgentToken:         *token,
+		PollInterval:       *poll,
+		ApprovalTimeout:    *wait,
+		ApprovalsURL:       *approvals,
+		StartupWait:        *startup,
+		MCP:                *mcpURL,
+		MCPProtocolVersion: *mcpVersion,
+		Direct:             *direct,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo-agent:", err)

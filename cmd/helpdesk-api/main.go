@@ -1,7 +1,8 @@
 // Command helpdesk-api serves the demo's helpdesk API (helpdesk.acme.internal): tickets and users
 // in memory, behind the bearer token agentauthz injects. It refuses every request without that
 // token, the agent's own included, and logs each request with whether the injected credential
-// was present.
+// was present. Path /mcp is the same helpdesk as an MCP server (Streamable HTTP; the demo routes
+// mcp.acme.internal/mcp to it), over the same data and behind the same token.
 //
 //	AGENTAUTHZ_HELPDESK_TOKEN=... helpdesk-api [-addr 127.0.0.1:8081]
 //
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/agentauthz/agentauthz/internal/demo/helpdesk"
+	"github.com/agentauthz/agentauthz/internal/demo/helpdeskmcp"
 )
 
 func main() { os.Exit(run(os.Args[1:])) }
@@ -44,7 +46,7 @@ func run(args []string) int {
 		fmt.Fprintln(os.Stderr, "helpdesk-api:", err)
 		return 2
 	}
-	srv := &http.Server{Handler: api, ReadHeaderTimeout: 5 * time.Second}
+	srv := &http.Server{Handler: helpdeskmcp.Routes(api, log), ReadHeaderTimeout: 5 * time.Second}
 	log.Info("helpdesk API serving", "addr", lis.Addr().String())
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -8,6 +8,15 @@
 //     approved, succeeds once, and shows that replaying it is refused.
 //   - bi: as the BI agent, run allowed GraphQL queries, then get refused a field holding
 //     personal data (customers' e-mail) and a mutation, printing each refusal's problem details.
+//   - helpdesk-mcp: the helpdesk agent again, at the helpdesk's MCP server (mcp.acme.internal,
+//     Streamable HTTP) with the MCP Go SDK's client: list the tools, list open tickets, comment,
+//     get refused a listing over the tool's limit and a tool it does not hold, and ask for the
+//     password reset, held like the REST one until approved, then repeated with the approval.
+//   - bi-mcp: the BI agent at the same MCP server: it sees no tool and may call none.
+//
+// An MCP refusal reaches the agent as a JSON-RPC error (CallTool's Go error), as a tool result
+// whose isError is true, or as an HTTP status the SDK reports without its body; the MCP stories
+// print each as the agent's model gets it.
 //
 // The agent also sends its own credential (Authorization: Bearer AgentToken) on every request, as
 // an agent framework might: agentauthz must strip it, and the backends must never see it.
@@ -24,6 +33,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 )
@@ -35,8 +45,12 @@ const (
 	ApprovalHeader = "x-agentauthz-approval"
 )
 
-// Stories are the names Config.Stories accepts, in the order they run.
-var Stories = []string{"helpdesk", "bi"}
+// Stories are the REST stories, played when Config.Stories is empty; MCPStories are played
+// when named. Config.Stories accepts the names of both.
+var (
+	Stories    = []string{"helpdesk", "bi"}
+	MCPStories = []string{"helpdesk-mcp", "bi-mcp"}
+)
 
 // Config configures Run. Envoy is required.
 type Config struct {
@@ -47,7 +61,7 @@ type Config struct {
 	// BIEnvoy is the front door of the BI story when the BI agent calls through another one;
 	// "" means Envoy.
 	BIEnvoy string
-	// Stories to play, of "helpdesk" and "bi"; empty plays both.
+	// Stories to play, of Stories and MCPStories; empty plays Stories.
 	Stories []string
 	// Client makes the requests (in compose it presents the agent's X.509-SVID); nil means a
 	// plain HTTP client.
@@ -65,6 +79,17 @@ type Config struct {
 	// StartupWait retries each story's first request, every PollInterval, while the front door
 	// is not reachable or answers 503, for services still starting; zero tries once.
 	StartupWait time.Duration
+
+	// MCP is the MCP endpoint as the agent reaches it; "" means Envoy's (BIEnvoy's for the BI
+	// agent) with MCPPath. Every MCP request names MCPHost as its host.
+	MCP string
+	// MCPProtocolVersion is the MCP revision the agent asks for; "" means the SDK's newest.
+	MCPProtocolVersion string
+	// Direct says that the MCP stories talk to the MCP server with no agentauthz in front
+	// (Client and AgentToken then carry the server's own credential): the story expects the
+	// server's own answers, which let through what agentauthz would hold or refuse, and
+	// still refuse what the server's input schemas and tool list refuse.
+	Direct bool
 }
 
 // DefaultAgentToken is the agent's own credential when Config.AgentToken is empty.
@@ -84,6 +109,10 @@ type Step struct {
 	DecisionID string
 	// ApprovalID is the approval that held or let through the request.
 	ApprovalID string
+	// Tool is an MCP step's tool ("" for a session opened or the tools listed), and Outcome
+	// what the SDK's client handed the agent (OutcomeResult, ...).
+	Tool    string
+	Outcome string
 }
 
 // Report is what Run did.
@@ -142,8 +171,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			err = a.helpdeskStory(ctx)
 		case "bi":
 			err = a.biStory(ctx)
+		case "helpdesk-mcp":
+			err = a.helpdeskMCPStory(ctx)
+		case "bi-mcp":
+			err = a.biMCPStory(ctx)
 		default:
-			err = fmt.Errorf("no story %q; the stories are %s", s, strings.Join(Stories, ", "))
+			err = fmt.Errorf("no story %q; the stories are %s", s, strings.Join(slices.Concat(Stories, MCPStories), ", "))
 		}
 		if err != nil {
 			a.printf("   ✗ the %s story stopped: %v\n\n", s, err)

@@ -70,7 +70,7 @@ func (a *API) resetGRPC(ctx context.Context, req *dynamicpb.Message, out protore
 	if reason == "" {
 		return nil, status.Error(codes.InvalidArgument, "send a reset with a reason")
 	}
-	pr, ok := a.resetPassword(user, reason, field(reset, "notify_user").Bool())
+	pr, ok := a.ResetPassword(user, reason, field(reset, "notify_user").Bool())
 	if !ok {
 		return nil, status.Error(codes.NotFound, "no such user")
 	}

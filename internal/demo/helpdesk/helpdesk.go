@@ -9,7 +9,9 @@
 //	DELETE /v1/tickets/{id}
 //
 // and, over gRPC (RegisterGRPC), acme.helpdesk.v1.Helpdesk/ResetPassword, the password reset
-// again, its messages from the demo policy's helpdesk.proto.
+// again, its messages from the demo policy's helpdesk.proto. Other front ends of the same data
+// (the MCP server, internal/demo/helpdeskmcp) use Tickets, Ticket, AddComment and ResetPassword
+// behind Guard, so what one changes the others show.
 //
 // cmd/helpdesk-api serves it; the end-to-end tests (internal/e2e) run it in process behind real Envoy.
 package helpdesk
@@ -72,7 +74,7 @@ type API struct {
 	token []byte
 	log   *slog.Logger
 	clock func() time.Time
-	mux   *http.ServeMux
+	rest  http.Handler // the REST routes behind Guard
 
 	mu      sync.Mutex
 	tickets map[string]*Ticket
@@ -107,12 +109,13 @@ func New(cfg Config) (*API, error) {
 		a.tickets[t.ID] = &t
 		a.users[t.Requester] = true
 	}
-	a.mux = http.NewServeMux()
-	a.mux.HandleFunc("GET /v1/tickets", a.list)
-	a.mux.HandleFunc("GET /v1/tickets/{id}", a.get)
-	a.mux.HandleFunc("POST /v1/tickets/{id}/comments", a.comment)
-	a.mux.HandleFunc("DELETE /v1/tickets/{id}", a.delete)
-	a.mux.HandleFunc("POST /v1/users/{username}/password-reset", a.reset)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/tickets", a.list)
+	mux.HandleFunc("GET /v1/tickets/{id}", a.get)
+	mux.HandleFunc("POST /v1/tickets/{id}/comments", a.comment)
+	mux.HandleFunc("DELETE /v1/tickets/{id}", a.delete)
+	mux.HandleFunc("POST /v1/users/{username}/password-reset", a.reset)
+	a.rest = a.Guard(mux)
 	return a, nil
 }
 
@@ -136,20 +139,30 @@ func (w *statusWriter) Write(b []byte) (int, error) {
 	return w.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController flush through it, for a guarded handler that streams.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 // ServeHTTP authenticates the caller, serves the request and logs it.
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	sw := &statusWriter{ResponseWriter: w}
-	cred := a.credential(r)
-	defer func() {
-		a.log.Info("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
-			"credential", cred, "status", sw.status)
-	}()
-	if cred != "injected" {
-		sw.Header().Set("www-authenticate", `Bearer realm="helpdesk"`)
-		problem(sw, http.StatusUnauthorized, "unauthenticated", "Call this API through agentauthz, which holds its credential.")
-		return
-	}
-	a.mux.ServeHTTP(sw, r)
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.rest.ServeHTTP(w, r) }
+
+// Guard puts h behind the API's credential, as the REST routes are: a request without exactly
+// one Authorization: Bearer <token> header holding the configured token is answered 401 and
+// never reaches h. Each request is logged with whether the injected credential was present.
+func (a *API) Guard(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		sw := &statusWriter{ResponseWriter: w}
+		cred := a.credential(r)
+		defer func() {
+			a.log.Info("request", "method", r.Method, "path", r.URL.Path, "query", r.URL.RawQuery,
+				"credential", cred, "status", sw.status)
+		}()
+		if cred != "injected" {
+			sw.Header().Set("www-authenticate", `Bearer realm="helpdesk"`)
+			problem(sw, http.StatusUnauthorized, "unauthenticated", "Call this API through agentauthz, which holds its credential.")
+			return
+		}
+		h.ServeHTTP(sw, r)
+	})
 }
 
 // credential says what the request carried: "injected" (the configured token), "missing" or
@@ -183,15 +196,27 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "query_invalid", "status must be open, pending or closed.")
 		return
 	}
-	limit := 20
+	limit := DefaultLimit
 	if s := q.Get("limit"); s != "" {
 		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 || n > 100 {
+		if err != nil || n < 1 || n > MaxLimit {
 			problem(w, http.StatusBadRequest, "query_invalid", "limit must be an integer from 1 to 100.")
 			return
 		}
 		limit = n
 	}
+	reply(w, http.StatusOK, map[string]any{"tickets": a.Tickets(status, limit)})
+}
+
+// DefaultLimit and MaxLimit bound a ticket listing.
+const (
+	DefaultLimit = 20
+	MaxLimit     = 100
+)
+
+// Tickets returns copies of the tickets with status (any when "") in order of id, at most limit
+// of them. The caller has checked status and limit.
+func (a *API) Tickets(status string, limit int) []Ticket {
 	a.mu.Lock()
 	out := []Ticket{}
 	for _, t := range a.tickets {
@@ -202,9 +227,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
 	if len(out) > limit {
-		out = out[:limit]
+		out = out[:max(limit, 0)]
 	}
-	reply(w, http.StatusOK, map[string]any{"tickets": out})
+	return out
 }
 
 func (a *API) get(w http.ResponseWriter, r *http.Request) {
@@ -230,19 +255,26 @@ func (a *API) comment(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "body_invalid", `Send {"body": "..."} with a non-empty comment.`)
 		return
 	}
-	a.mu.Lock()
-	t, ok := a.tickets[r.PathValue("id")]
-	var c Comment
-	if ok {
-		c = Comment{ID: len(t.Comments) + 1, Body: body.Body, CreatedAt: a.clock().UTC()}
-		t.Comments = append(t.Comments, c)
-	}
-	a.mu.Unlock()
+	c, ok := a.AddComment(r.PathValue("id"), body.Body)
 	if !ok {
 		problem(w, http.StatusNotFound, "not_found", "No such ticket.")
 		return
 	}
 	reply(w, http.StatusCreated, c)
+}
+
+// AddComment adds a comment to a ticket; ok is false for an unknown ticket. The caller has
+// checked the body.
+func (a *API) AddComment(id, body string) (c Comment, ok bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	t, ok := a.tickets[id]
+	if !ok {
+		return Comment{}, false
+	}
+	c = Comment{ID: len(t.Comments) + 1, Body: body, CreatedAt: a.clock().UTC()}
+	t.Comments = append(t.Comments, c)
+	return c, true
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {
@@ -266,7 +298,7 @@ func (a *API) reset(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "body_invalid", `Send {"reason": "...", "notify_user": true|false}.`)
 		return
 	}
-	pr, ok := a.resetPassword(r.PathValue("username"), body.Reason, body.NotifyUser != nil && *body.NotifyUser)
+	pr, ok := a.ResetPassword(r.PathValue("username"), body.Reason, body.NotifyUser != nil && *body.NotifyUser)
 	if !ok {
 		problem(w, http.StatusNotFound, "not_found", "No such user.")
 		return
@@ -277,9 +309,9 @@ func (a *API) reset(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// resetPassword resets a known user's password, for the REST route and the gRPC method alike;
-// ok is false for an unknown user.
-func (a *API) resetPassword(user, reason string, notify bool) (pr PasswordReset, ok bool) {
+// ResetPassword resets a known user's password, for the REST route, the gRPC method and the MCP
+// tool alike; ok is false for an unknown user.
+func (a *API) ResetPassword(user, reason string, notify bool) (pr PasswordReset, ok bool) {
 	a.mu.Lock()
 	if a.users[user] {
 		pr = PasswordReset{Username: user, Reason: reason, NotifyUser: notify, At: a.clock().UTC()}

@@ -157,3 +157,72 @@ func TestPasswordReset(t *testing.T) {
 		t.Error("the reset is not logged")
 	}
 }
+
+func TestGuardPutsAnotherHandlerBehindTheToken(t *testing.T) {
+	var logs bytes.Buffer
+	api, err := helpdesk.New(helpdesk.Config{Token: token, Log: slog.New(slog.NewJSONHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reached := 0
+	srv := httptest.NewServer(api.Guard(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reached++
+		w.WriteHeader(http.StatusTeapot)
+	})))
+	t.Cleanup(srv.Close)
+	for _, auth := range []string{"", "Bearer agent-own-token", "Bearer " + token + "x"} {
+		status, body := call(t, srv, "POST", "/mcp", auth, "")
+		if status != http.StatusUnauthorized || body["code"] != "unauthenticated" {
+			t.Errorf("Authorization %q: %d %v, want 401 unauthenticated", auth, status, body)
+		}
+	}
+	if reached != 0 {
+		t.Fatalf("the guarded handler was reached %d times without the token", reached)
+	}
+	if status, _ := call(t, srv, "POST", "/mcp", "Bearer "+token, ""); status != http.StatusTeapot || reached != 1 {
+		t.Errorf("with the token: status %d, reached %d", status, reached)
+	}
+	if !strings.Contains(logs.String(), `"path":"/mcp"`) || !strings.Contains(logs.String(), `"status":418`) {
+		t.Errorf("the guarded requests are not logged:\n%s", logs.String())
+	}
+}
+
+// What AddComment adds the REST routes show, and what the REST routes add Ticket and Tickets show.
+func TestAccessorsShareTheRESTData(t *testing.T) {
+	api, srv, _ := start(t)
+	auth := "Bearer " + token
+	c, ok := api.AddComment("4712", "Called the user back.")
+	if !ok || c.ID != 1 {
+		t.Fatalf("AddComment: %+v %v", c, ok)
+	}
+	if _, ok := api.AddComment("9999", "x"); ok {
+		t.Error("AddComment on an unknown ticket succeeded")
+	}
+	_, body := call(t, srv, "GET", "/v1/tickets/4712", auth, "")
+	if cs, _ := body["comments"].([]any); len(cs) != 1 || cs[0].(map[string]any)["body"] != "Called the user back." {
+		t.Errorf("REST does not show the comment: %v", body)
+	}
+	call(t, srv, "POST", "/v1/tickets/4712/comments", auth, `{"body":"Second."}`)
+	if tk, _ := api.Ticket("4712"); len(tk.Comments) != 2 || tk.Comments[1].ID != 2 {
+		t.Errorf("Ticket does not show the REST comment: %+v", tk.Comments)
+	}
+	var ids []string
+	for _, tk := range api.Tickets("open", 2) {
+		ids = append(ids, tk.ID)
+	}
+	if strings.Join(ids, ",") != "4711,4712" {
+		t.Errorf("Tickets(open, 2): %v", ids)
+	}
+	if n := len(api.Tickets("", helpdesk.MaxLimit)); n != 5 {
+		t.Errorf("Tickets(any, max): %d tickets, want 5", n)
+	}
+	if got := api.Tickets("closed", 0); len(got) != 0 {
+		t.Errorf("Tickets(closed, 0): %v", got)
+	}
+	if _, ok := api.ResetPassword("nobody", "reason enough", false); ok {
+		t.Error("ResetPassword of an unknown user succeeded")
+	}
+	if pr, ok := api.ResetPassword("clee", "Locked out of the finance share", true); !ok || pr.Username != "clee" || len(api.Resets()) != 1 {
+		t.Errorf("ResetPassword: %+v %v, resets %v", pr, ok, api.Resets())
+	}
+}
