@@ -30,6 +30,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/internal/demo/bi"
 	"github.com/agentauthz/agentauthz/internal/demo/helpdesk"
+	"github.com/agentauthz/agentauthz/internal/demo/helpdeskmcp"
 	"github.com/agentauthz/agentauthz/internal/envoyproc"
 )
 
@@ -81,7 +82,7 @@ func Start(t testing.TB, opts Options) *Stack {
 	if s.BIAPI, err = bi.New(nil); err != nil {
 		t.Fatal(err)
 	}
-	s.Helpdesk = startUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
+	s.Helpdesk = startUpstream(t, helpdeskmcp.Routes(s.HelpdeskAPI, nil), p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.BI = startUpstream(t, s.BIAPI, p.BackendTLS(p.Issue(t, BIAPIID)))
 	s.HelpdeskGRPC = StartGRPCUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.Authz = startAuthz(t, p, HelpdeskToken, opts.CheckTimeout)

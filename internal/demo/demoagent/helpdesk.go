@@ -127,13 +127,21 @@ func (a *agent) helpdeskStory(ctx context.Context) error {
 }
 
 // instructions tell the human what to do about a held request.
-func (a *agent) instructions(id string) {
+func (a *agent) instructions(id string) { a.instructionsFor(id, false) }
+
+// instructionsFor tells how to approve id; mcp says the retry is the identical call with no
+// header, as an MCP client makes it.
+func (a *agent) instructionsFor(id string, mcp bool) {
 	api := strings.TrimSuffix(a.cfg.ApprovalsURL, "/")
 	a.printf("    Held as approval %s. An IT admin (group it-admins) must approve it, in one of:\n", id)
 	a.printf("      console: %s/approvals/\n", api)
 	a.printf("      CLI:     AGENTAUTHZ_APPROVER_TOKEN=<alice's token> agentauthz approvals approve %s --url %s\n", id, api)
 	a.printf("      curl:    curl -X POST -H \"Authorization: Bearer <alice's token>\" %s/v1/approvals/%s/approve\n", api, id)
 	a.printf("    (alice's token is AGENTAUTHZ_DEMO_APPROVER_TOKEN, or the approver_token agentauthz logged at start.)\n")
+	if mcp {
+		a.printf("    Waiting: repeating the identical call every %s, for up to %s.\n", a.cfg.PollInterval, a.cfg.ApprovalTimeout)
+		return
+	}
 	a.printf("    Waiting: retrying the identical request with %s: %s every %s, for up to %s.\n",
 		ApprovalHeader, id, a.cfg.PollInterval, a.cfg.ApprovalTimeout)
 }

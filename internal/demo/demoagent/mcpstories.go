@@ -335,7 +335,7 @@ func (a *agent) helpdeskMCPStory(ctx context.Context) error {
 		return err
 	}
 	id := ans.approvalID()
-	a.instructions(id)
+	a.instructionsFor(id, true)
 
 	ans, err = a.awaitMCPApproval(ctx, s, reset, id)
 	if err != nil {
@@ -344,27 +344,29 @@ func (a *agent) helpdeskMCPStory(ctx context.Context) error {
 	a.showMCP(ans)
 	a.printf("    (approval %s is now used up)\n", id)
 
+	// An approval lets one call through: the same call once more is a new request, held anew.
 	replay := reset
-	replay.name, replay.approval = "replay the approved reset", id
+	replay.name = "the identical reset once more"
 	ans, err = a.doMCP(ctx, s, replay)
 	if err != nil {
 		return err
 	}
-	if err := a.expectMCP(ans, wantRefused); err != nil {
+	if err := a.expectMCP(ans, wantHeld); err != nil {
 		return err
 	}
-	if ans.problem.Code != "" && ans.problem.Code != "approval_used" {
-		return fmt.Errorf("step %d got %s, want approval_used", a.n, ans.problem.Code)
+	if again := ans.approvalID(); again == id {
+		return fmt.Errorf("step %d: the identical call after its approval was used is held as the same approval %s", a.n, id)
 	}
-	a.printf("\n")
+	a.printf("    (held anew as approval %s: an approval lets one call through)\n\n", ans.approvalID())
 	return nil
 }
 
-// awaitMCPApproval repeats the held call with the approval id until it goes through, is
-// refused for good, or the wait times out, as the REST story does.
+// awaitMCPApproval repeats the held call, identically and without any header (an MCP client
+// sends what the model asks, nothing more), until it goes through, is refused for good, or the
+// wait times out.
 func (a *agent) awaitMCPApproval(ctx context.Context, s *mcpSession, held mcpCall, id string) (mcpAnswer, error) {
 	retry := held
-	retry.name, retry.approval, retry.quiet = "repeat the identical call with approval "+id, id, true
+	retry.name, retry.quiet = "repeat the identical call", true
 	start := time.Now()
 	lastSaid := start
 	for {
@@ -383,8 +385,8 @@ func (a *agent) awaitMCPApproval(ctx context.Context, s *mcpSession, held mcpCal
 		case ans.outcome == OutcomeResult:
 			a.recordMCP(retry, ans)
 			a.n++
-			a.printf("%2d. %s (approved after %s)\n    tools/call %s %s with %s: %s\n", a.n, retry.name,
-				time.Since(start).Round(time.Second), retry.tool, argsJSON(retry.args), ApprovalHeader, id)
+			a.printf("%2d. %s (approval %s, approved after %s)\n    tools/call %s %s\n", a.n, retry.name, id,
+				time.Since(start).Round(time.Second), retry.tool, argsJSON(retry.args))
 			return ans, nil
 		case pending:
 			if time.Since(lastSaid) >= 30*time.Second {

@@ -23,7 +23,11 @@ import (
 	"github.com/agentauthz/agentauthz/internal/demo/demoagent"
 )
 
-const mcpApprovalID = "apr_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+const (
+	mcpApprovalID = "apr_bbbbbbbbbbbbbbbbbbbbbbbbbb"
+	// mcpApprovalID2 holds the same call once the first approval is used.
+	mcpApprovalID2 = "apr_cccccccccccccccccccccccccc"
+)
 
 func playMCP(t *testing.T, cfg demoagent.Config) (*demoagent.Report, string, error) {
 	t.Helper()
@@ -111,14 +115,17 @@ type mcpDoor struct {
 	form     string // "rpc", "tool", "text" or "http"
 	bi       bool
 
-	// approveAfter approves the held call when this many retries found it pending.
+	// approveAfter decides the held call (verdict, approved when unset) when this many calls
+	// found it pending.
 	approveAfter int32
+	verdict      [2]any // status, code
 
 	mu       sync.Mutex
 	decision int    // 0 while pending
-	code     string // the code of a refused retry
+	code     string // the code of a refused call
+	held     string // the approval holding the call
 	seen     []string
-	retries  atomic.Int32
+	calls    atomic.Int32
 }
 
 func newMCPDoor(t *testing.T, base, form string, bi bool) (*mcpDoor, string) {
@@ -127,7 +134,7 @@ func newMCPDoor(t *testing.T, base, form string, bi bool) (*mcpDoor, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &mcpDoor{form: form, bi: bi}
+	d := &mcpDoor{form: form, bi: bi, held: mcpApprovalID, verdict: [2]any{200, ""}}
 	d.upstream = &httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
 		r.SetURL(u)
 		r.Out.Header.Set("Authorization", "Bearer "+helpdeskToken)
@@ -174,13 +181,23 @@ func (d *mcpDoor) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d.refuse(w, msg.ID, http.StatusForbidden, "tool_arguments", "The arguments do not match the tool's input schema.", "")
 	case msg.Params.Name == "delete_ticket":
 		d.refuse(w, msg.ID, http.StatusForbidden, "tool_not_held", "This agent does not hold delete_ticket.", "")
-	case msg.Params.Name == "reset_password" && (approval == "" || decision == 0):
-		if approval != "" && d.retries.Add(1) == d.approveAfter {
-			d.decide(200, "")
+	case msg.Params.Name == "reset_password" && approval != "":
+		// An MCP client sends what the model asks: it has no header to add.
+		d.refuse(w, msg.ID, http.StatusBadRequest, "request_malformed", "An MCP call carries no approval header.", "")
+	case msg.Params.Name == "reset_password" && decision == 0:
+		d.mu.Lock()
+		held := d.held
+		d.mu.Unlock()
+		if d.calls.Add(1) == d.approveAfter {
+			d.decide(d.verdict[0].(int), d.verdict[1].(string))
 		}
-		d.refuse(w, msg.ID, http.StatusPreconditionRequired, "approval_required", "An IT admin must approve this call.", mcpApprovalID)
+		d.refuse(w, msg.ID, http.StatusPreconditionRequired, "approval_required", "An IT admin must approve this call.", held)
 	case msg.Params.Name == "reset_password" && decision == 200:
-		d.decide(http.StatusForbidden, "approval_used")
+		// The identical call, approved: through once; the same call again is held anew.
+		d.mu.Lock()
+		d.decision, d.held = 0, mcpApprovalID2
+		d.mu.Unlock()
+		d.calls.Store(-1 << 20)
 		d.upstream.ServeHTTP(w, r)
 	case msg.Params.Name == "reset_password":
 		d.refuse(w, msg.ID, decision, code, "Refused.", "")
@@ -224,7 +241,7 @@ func TestMCPStoryThroughAGateway(t *testing.T) {
 		t.Run(form, func(t *testing.T) {
 			api, base := startHelpdesk(t)
 			d, door := newMCPDoor(t, base, form, false)
-			d.approveAfter = 2
+			d.approveAfter = 3
 			report, out, err := playMCP(t, demoagent.Config{Envoy: door, Stories: []string{"helpdesk-mcp"}, AgentToken: "own"})
 			if err != nil {
 				t.Fatalf("%v\n%s", err, out)
@@ -243,7 +260,7 @@ func TestMCPStoryThroughAGateway(t *testing.T) {
 			}
 			for _, want := range []string{
 				"agentauthz approvals approve " + mcpApprovalID,
-				"repeat the identical call with approval " + mcpApprovalID + " (approved after",
+				"repeat the identical call (approval " + mcpApprovalID + ", approved after",
 				"← jdoe's password was reset",
 			} {
 				if !strings.Contains(out, want) {
@@ -253,19 +270,22 @@ func TestMCPStoryThroughAGateway(t *testing.T) {
 			if form == "http" && !strings.Contains(out, "what the SDK did not pass on: 428 approval_required") {
 				t.Errorf("the narration does not show the dropped problem details:\n%s", out)
 			}
+			if last := steps[len(steps)-1]; last.ApprovalID != mcpApprovalID2 {
+				t.Errorf("the identical call after the approval was used: %+v; want held anew as %s", last, mcpApprovalID2)
+			}
 			d.mu.Lock()
 			defer d.mu.Unlock()
-			retried := 0
+			resets := 0
 			for _, s := range d.seen {
-				if !strings.HasPrefix(s, "mcp.acme.internal ") || !strings.Contains(s, `"Bearer own"`) {
-					t.Errorf("a request not as the agent sends it: %s", s)
+				if !strings.HasPrefix(s, "mcp.acme.internal ") || !strings.Contains(s, `"Bearer own"`) || strings.Contains(s, "apr_") {
+					t.Errorf("a request not as an MCP client sends it: %s", s)
 				}
-				if strings.HasSuffix(s, " "+mcpApprovalID) {
-					retried++
+				if strings.Contains(s, "reset_password") {
+					resets++
 				}
 			}
-			if retried < 3 { // two while pending, the approved one, the replay
-				t.Errorf("%d requests carried the approval:\n%s", retried, strings.Join(d.seen, "\n"))
+			if resets < 4 { // held, pending twice, approved, held anew
+				t.Errorf("%d reset calls:\n%s", resets, strings.Join(d.seen, "\n"))
 			}
 		})
 	}
@@ -274,7 +294,7 @@ func TestMCPStoryThroughAGateway(t *testing.T) {
 func TestMCPStoryStopsWhenTheApprovalIsDenied(t *testing.T) {
 	_, base := startHelpdesk(t)
 	d, door := newMCPDoor(t, base, "rpc", false)
-	d.decide(http.StatusForbidden, "approval_denied")
+	d.approveAfter, d.verdict = 2, [2]any{http.StatusForbidden, "approval_denied"}
 	report, out, err := playMCP(t, demoagent.Config{Envoy: door, Stories: []string{"helpdesk-mcp"}})
 	if err == nil || !strings.Contains(err.Error(), "approval_denied") {
 		t.Fatalf("err %v\n%s", err, out)
