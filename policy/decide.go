@@ -122,6 +122,9 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 		d := decision.Denied(decision.CodeScopeMissing,
 			"This route needs scope "+s.scopeNames[rt.scope]+", which you do not hold; do not retry.")
 		d.Rule = rt.name
+		if rt.mcp != nil {
+			d.MCP = rt.mcpCallOf(r)
+		}
 		return d
 	}
 	d := rt.check(r, ag, t, &vals, shadow, liveOnly)

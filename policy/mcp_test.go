@@ -276,8 +276,8 @@ func TestMCPAnswers(t *testing.T) {
 	}{
 		{"arguments refused: the tool's error result", mcpCase{body: call("search", map[string]any{"query": "x", "limit": 100})}, 200, true, 0},
 		{"held: the tool's error result", mcpCase{body: call("delete_document", map[string]any{"id": "5"})}, 200, true, 0},
-		{"a tool not granted: a JSON-RPC error", mcpCase{body: call("admin_reset", map[string]any{})}, 403, false, -32003},
-		{"a method not granted: a JSON-RPC error", mcpCase{body: rpc("resources/subscribe", nil)}, 403, false, -32003},
+		{"a tool not granted: a JSON-RPC error", mcpCase{body: call("admin_reset", map[string]any{})}, 403, false, -30403},
+		{"a method not granted: a JSON-RPC error", mcpCase{body: rpc("resources/subscribe", nil)}, 403, false, -30403},
 		{"a header mismatch: 400 and HeaderMismatch", mcpCase{version: "2026-07-28", body: call2026("search", map[string]any{"query": "x"})}, 400, false, -32020},
 		{"a batch: 400 and Invalid Request", mcpCase{body: "[" + rpc("tools/list", nil) + "]"}, 400, false, -32600},
 	}

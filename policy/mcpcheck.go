@@ -162,6 +162,21 @@ func (rt *route) checkMCP(r *Request, ag *agent, shadow, liveOnly bool) decision
 		"You may not use the JSON-RPC method "+clip(msg.method, 64)+" on this MCP server; do not retry it."), call, liveOnly)
 }
 
+// mcpCallOf is the MCP call of a request refused before its message is checked: the id, for
+// the answer, when the body is a JSON-RPC message of the server's size and depth.
+func (rt *route) mcpCallOf(r *Request) *decision.MCPCall {
+	call := &decision.MCPCall{Server: rt.mcp.name}
+	if len(r.Body) == 0 || len(r.Body) > rt.mcp.maxBytes {
+		return call
+	}
+	if v, err := r.readJSON(rt.mcp.maxDepth); err == nil {
+		if msg, d := readRPC(v); d.Code == "" {
+			call.ID, call.Method = msg.id, msg.method
+		}
+	}
+	return call
+}
+
 // mcpAllowed allows a message that is not a tool call.
 func (rt *route) mcpAllowed(call *decision.MCPCall, liveOnly bool) decision.Decision {
 	if liveOnly {

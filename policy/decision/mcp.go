@@ -29,14 +29,17 @@ type MCPCall struct {
 	Listed bool
 }
 
-// JSON-RPC error codes of MCP denials. A refusal by policy has no code in JSON-RPC or MCP;
-// agentauthz uses -32003, in the range JSON-RPC leaves to servers, and puts the reason code in
-// error.data.code.
+// JSON-RPC error codes of MCP denials: JSON-RPC's own for a message that is not a valid request
+// and for a failure to decide, MCP's HeaderMismatch, and for a refusal by policy, which neither
+// defines, -30000 minus the HTTP status (-30403, -30401, -30428, ...). Those lie outside the
+// range -32768..-32000 that JSON-RPC reserves, which MCP and its SDKs use for codes of their own
+// (the Go SDK's client reads -32003 as "client is closing" and ends its session). The reason code
+// is in error.data.code.
 const (
 	rpcInvalidRequest = -32600
 	rpcInternal       = -32603
 	rpcHeaderMismatch = -32020 // MCP 2026-07-28, Streamable HTTP: HeaderMismatch
-	rpcRefused        = -32003
+	rpcRefusedBase    = -30000
 )
 
 // MCPAnswer is the answer to an MCP client for a denied request whose decision carries its
@@ -95,7 +98,7 @@ func (d *Decision) MCPAnswer(decisionID string) (status int, body string, ok boo
 		b = append(b, `}}}`...)
 		return 200, bytesString(b), true
 	}
-	rpc := rpcRefused
+	rpc := rpcRefusedBase - status
 	switch {
 	case code.IsFailure():
 		rpc = rpcInternal

@@ -17,6 +17,9 @@ import (
 
 // The outcomes of an MCP step: what the SDK's client handed the agent.
 const (
+	// ProblemMetaKey is where agentauthz puts its problem details in a tool result it answers
+	// with.
+	ProblemMetaKey = "agentauthz/problem"
 	// OutcomeResult is an answer: a tool result, the tools listed, a session opened.
 	OutcomeResult = "result"
 	// OutcomeToolError is a tool result with isError: the model reads its text.
@@ -189,8 +192,13 @@ func classify(res *mcp.CallToolResult, err error, ex *exchange) (mcpAnswer, erro
 	switch {
 	case err == nil && res.IsError:
 		a.outcome = OutcomeToolError
-		if res.StructuredContent != nil {
-			if b, err := json.Marshal(res.StructuredContent); err == nil {
+		// agentauthz puts its problem details in the result's _meta, where they cannot clash
+		// with the tool's output schema; a gateway may also put them in structured content.
+		for _, v := range []any{res.Meta[ProblemMetaKey], res.StructuredContent} {
+			if v == nil || a.problem.Code != "" {
+				continue
+			}
+			if b, err := json.Marshal(v); err == nil {
 				_ = json.Unmarshal(b, &a.problem) // content that is no problem leaves it empty
 			}
 		}
