@@ -1,5 +1,5 @@
-// Package docs holds agentauthz's documentation for the people who write policy:
-// policy-reference.md and writing-policy.md.
+// Package docs holds agentauthz's documentation for the people who write policy and run it:
+// policy-reference.md, writing-policy.md, mcp.md, authzen.md and operating.md.
 //
 // It has no code of its own. Its tests keep the documents true to the product:
 //
@@ -15,7 +15,9 @@
 //     names;
 //   - TestGuideCodes and TestReadmeCodes compare the guide's table of reason codes and the
 //     README's table of statuses with the code table of package decision, and
-//     TestOperatingFailureCodes the failure codes operating.md tells operators to alert on.
+//     TestOperatingFailureCodes the failure codes operating.md tells operators to alert on;
+//   - TestMCPAnswerTable compares mcp.md's table of what an MCP client gets for each refusal
+//     with what package decision answers.
 //
 // After changing the schema or the code table, rewrite the reference and the code tables with
 //
