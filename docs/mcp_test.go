@@ -11,10 +11,11 @@ import (
 
 const mcpFile = "mcp.md"
 
-// mcpBodyCodes are the codes outside mcp_* and approval_* that a route serving an MCP server
-// answers in JSON-RPC: those of its body rule, decided before the message is read but after the
-// route is known to be an MCP endpoint, and the gate's failure to decide.
-var mcpBodyCodes = map[decision.Code]bool{
+// mcpRouteCodes are the codes outside mcp_* and approval_* that a route serving an MCP server
+// answers in JSON-RPC: the route's scope and its body rule, decided before the message is
+// checked but once the route is known to be an MCP endpoint, and the gate's failure to decide.
+var mcpRouteCodes = map[decision.Code]bool{
+	decision.CodeScopeMissing:     true,
 	decision.CodeRequestMalformed: true, decision.CodeBodyMissing: true, decision.CodeBodyTooLarge: true,
 	decision.CodeBodyTruncated: true, decision.CodeBodyContentType: true, decision.CodeBodyEncoding: true,
 	decision.CodeBodyUnavailable: true, decision.CodeInternal: true,
@@ -28,7 +29,7 @@ func TestMCPAnswerTable(t *testing.T) {
 	b.WriteString("| code | HTTP status | the answer | what the Go SDK client's `CallTool` returns |\n|---|---|---|---|\n")
 	for _, c := range decision.Codes() {
 		name := string(c.Code)
-		if c.Code == decision.CodeAllowed || !strings.HasPrefix(name, "mcp_") && !strings.HasPrefix(name, "approval_") && !mcpBodyCodes[c.Code] {
+		if c.Code == decision.CodeAllowed || !strings.HasPrefix(name, "mcp_") && !strings.HasPrefix(name, "approval_") && !mcpRouteCodes[c.Code] {
 			continue
 		}
 		d := decision.Decision{Outcome: decision.Deny, Code: c.Code, Detail: "Refused.",
@@ -67,8 +68,8 @@ func TestMCPAnswerTable(t *testing.T) {
 // sdkReturns is what CallTool of the MCP Go SDK's client (v1.8.0) returns for an answer, as
 // measured with each form and status: a tool's error result is a result; a JSON-RPC error is an
 // error holding it, except at status 5xx, whose body the client does not read, and with code
-// -32003, which the client takes for its own "client is closing". The session goes on in every
-// case.
+// -32003, which the client takes for its own "client is closing" (no answer uses it now; the
+// line keeps the table true if one did). The session goes on in every case.
 func sdkReturns(status int, toolResult bool, rpc int) string {
 	switch {
 	case toolResult:
