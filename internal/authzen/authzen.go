@@ -141,16 +141,16 @@ func (h *Handler) authorize(c Caller, req *request) bool {
 // evaluate decides one evaluation, appends its Decision object to b, and reports whether it
 // permits.
 func (h *Handler) evaluate(ctx context.Context, ev *evaluation, requestID string, b []byte) ([]byte, bool) {
+	var req engine.Request
 	switch ev.resource.typ {
 	case ResourceHTTP:
+		req = readHTTP(ev)
 	case ResourceMCPTool:
-		return appendError(b, http.StatusNotImplemented,
-			"MCP tool calls (resource type mcp_tool) are not supported yet; describe the HTTP request (resource type http)"), false
+		req = readMCPTool(ev)
 	default:
 		return appendError(b, http.StatusBadRequest,
-			"resource.type must be http: agentauthz decides agents' HTTP requests"), false
+			"resource.type must be http (an HTTP request) or mcp_tool (an MCP tool call)"), false
 	}
-	req := readHTTP(ev)
 	req.RequestID = requestID
 	if req.Headers != nil {
 		if id, n := req.Headers.Get("x-request-id"); n == 1 {

@@ -2,6 +2,8 @@ package authzen
 
 import (
 	"encoding/base64"
+	"encoding/json"
+	"strconv"
 	"strings"
 
 	"github.com/agentauthz/agentauthz/internal/engine"
@@ -16,8 +18,9 @@ const (
 	// ResourceHTTP is an HTTP request; its id is https://HOST/PATH?QUERY, the request's host and
 	// raw target, and action.name is its method.
 	ResourceHTTP = "http"
-	// ResourceMCPTool is an MCP tool call. It is not supported yet: such an evaluation is a deny
-	// with a 501 error in its context.
+	// ResourceMCPTool is an MCP tool call: its id is the tool's name, action.name is tools/call,
+	// and its properties name the MCP server's endpoint (server: HOST/PATH) and hold the call's
+	// arguments (an object).
 	ResourceMCPTool = "mcp_tool"
 )
 
@@ -247,4 +250,57 @@ func asciiEqualFold(a, b string) bool {
 		}
 	}
 	return true
+}
+
+// mcpRevision is the MCP revision an MCP tool call of an evaluation is read as: one whose
+// headers (Mcp-Method, Mcp-Name) are not mirrored, since the evaluation states the call once.
+const mcpRevision = "2025-11-25"
+
+// readMCPTool reads an evaluation of an MCP tool call into the engine's facts: the JSON-RPC
+// POST an MCP client sends to the server's endpoint, with the tool's name and arguments, so
+// that the policy decides it as the same call through Envoy. An evaluation that does not
+// describe one tool call is returned with Unreadable set.
+func readMCPTool(ev *evaluation) engine.Request {
+	var r engine.Request
+	if ev.subject.typ == SubjectAgent {
+		r.Principal = ev.subject.id
+	}
+	r.Method = "POST"
+	if deny := readMCPToolParts(ev, &r); deny != nil {
+		r.Unreadable = deny
+	}
+	return r
+}
+
+func readMCPToolParts(ev *evaluation, r *engine.Request) *decision.Decision {
+	server, _ := ev.resource.props["server"].(string)
+	host, path, ok := strings.Cut(server, "/")
+	r.Host, r.Target = host, "/"+path
+	switch {
+	case ev.subject.typ != SubjectAgent:
+		return malformed(`subject.type must be "agent": the subject is the agent's SPIFFE ID.`)
+	case ev.action != "tools/call":
+		return malformed(`action.name must be "tools/call" for an mcp_tool resource.`)
+	case ev.resource.id == "":
+		return malformed("resource.id must be the tool's name.")
+	case !ok || host == "" || strings.ContainsAny(server, "?#@ ") || strings.Contains(host, ":"):
+		return malformed("resource.properties.server must be the MCP endpoint as HOST/PATH, e.g. mcp.acme.internal/mcp.")
+	}
+	args := map[string]any{}
+	if raw, present := ev.resource.props["arguments"]; present {
+		a, ok := raw.(map[string]any)
+		if !ok {
+			return malformed("resource.properties.arguments must be an object: the tool's arguments.")
+		}
+		args = a
+	}
+	body, err := json.Marshal(map[string]any{"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+		"params": map[string]any{"name": ev.resource.id, "arguments": args}})
+	if err != nil {
+		return malformed("resource.properties.arguments cannot be written as JSON.")
+	}
+	r.Body = body
+	r.Headers = headers{"content-type": "application/json", "mcp-protocol-version": mcpRevision,
+		"content-length": strconv.Itoa(len(body))}
+	return nil
 }

@@ -29,10 +29,13 @@ const (
 	PermitOnFirstPermit Semantic = "permit_on_first_permit"
 )
 
-// entity is a Subject or a Resource as read: type and id. Properties are checked to be an
-// object and otherwise ignored: the policy decides from the HTTP request itself.
+// entity is a Subject or a Resource as read: type, id and properties. An HTTP request's
+// properties are ignored (the policy decides from the request itself); an MCP tool's name its
+// server and arguments.
 type entity struct {
 	typ, id string
+	// props are the entity's properties, when it has any: an MCP tool's server and arguments.
+	props map[string]any
 }
 
 // evaluation is one access evaluation request, with defaults applied.
@@ -251,7 +254,8 @@ func readEntity(raw any, path string) (entity, error) {
 	if err := optionalObject(m, "properties", path); err != nil {
 		return entity{}, err
 	}
-	return entity{typ: typ, id: id}, nil
+	props, _ := m["properties"].(map[string]any)
+	return entity{typ: typ, id: id, props: props}, nil
 }
 
 func requiredString(m map[string]any, key, path string) (string, error) {
