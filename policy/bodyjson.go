@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path"
+	"sort"
 	"strings"
 	"unicode/utf8"
 
@@ -65,6 +66,18 @@ func schemaViolations(ve *jsonschema.ValidationError) []decision.Violation {
 		}
 	}
 	walk(ve.BasicOutput())
+	// The schema library visits a schema's keywords in no fixed order: the same body must list
+	// the same violations the same way every time.
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Field != b.Field {
+			return a.Field < b.Field
+		}
+		if a.Rule != b.Rule {
+			return a.Rule < b.Rule
+		}
+		return a.Message < b.Message
+	})
 	if len(out) == 0 {
 		out = append(out, decision.Violation{Field: "body", Rule: "schema", Message: "does not match the schema"})
 	}

@@ -63,6 +63,11 @@ func (s *Snapshot) Explain(r *Request) (decision.Decision, []string) {
 		case d.Rule == rt.name:
 			add("  %s %s (%s %s): matched; needs scope %s (%s); decides %s %s", kind, rt.name, rt.method, rt.template,
 				s.scopeNames[rt.scope], held(ag.holds(rt.scope, rt.shadow)), d.Outcome, d.Code)
+		case rt.mcp != nil && d.MCP != nil && d.MCP.Server == rt.mcp.name && !rt.shadow:
+			// An MCP route: the tool the message calls decided, under the route.
+			add("  %s %s (%s %s): matched; needs scope %s (%s); MCP server %s", kind, rt.name, rt.method, rt.template,
+				s.scopeNames[rt.scope], held(ag.holds(rt.scope, false)), rt.mcp.name)
+			s.explainMCP(rt.mcp, ag, &d, add)
 		case rt.shadow && d.ShadowRule == "", !rt.shadow && d.Rule == "":
 			// No route of its kind decided: the request was refused before routes were looked at.
 			add("  %s %s (%s %s): matches, but the request was refused before a route could decide", kind, rt.name, rt.method, rt.template)
@@ -115,4 +120,24 @@ func (rt *route) matchesPath(path string) bool {
 	}
 	_, _, more := target.NextSegment(rest)
 	return !more
+}
+
+// explainMCP says what decided an MCP message: its method, and the tool, resource or prompt.
+func (s *Snapshot) explainMCP(srv *mcpServer, ag *agent, d *decision.Decision, add func(string, ...any)) {
+	c := d.MCP
+	switch {
+	case c.Method == "":
+		add("    message: not read (%s)", d.Code)
+	case c.Method == "tools/call":
+		t := srv.tools[c.Name]
+		switch {
+		case t == nil || t.shadow:
+			add("    tools/call %s: the policy lists no such tool; decides %s %s", clip(c.Name, 64), d.Outcome, d.Code)
+		default:
+			add("    tools/call %s: rule %s; needs scope %s (%s); checked against %d schema(s); decides %s %s", c.Name, t.rule,
+				t.scopeName, held(ag.holds(t.scope, false)), len(t.schemas)+len(t.perAgent[ag.id]), d.Outcome, d.Code)
+		}
+	default:
+		add("    %s: decides %s %s", clip(c.Method, 64), d.Outcome, d.Code)
+	}
 }

@@ -190,6 +190,7 @@ func TestMCPDecisions(t *testing.T) {
 		{name: "2026: a header twice", version: "2026-07-28", headers: cur("search", [2]string{"mcp-param-region", "eu"}, [2]string{"mcp-param-region", "eu"}), body: call2026("search", map[string]any{"query": "x", "region": "eu"}), want: decision.CodeMCPHeaderMismatch},
 		{name: "2026: a header the tool does not define", version: "2026-07-28", headers: cur("search", [2]string{"mcp-param-tenant", "acme"}), body: call2026("search", map[string]any{"query": "x"}), want: decision.CodeMCPHeaderMismatch},
 		{name: "2026: the body's revision disagrees", version: "2026-07-28", headers: cur("search"), body: call("search", map[string]any{"query": "x"}), want: decision.CodeMCPHeaderMismatch},
+		{name: "an argument header on another method", version: "2026-07-28", headers: mcpHeaders{{"mcp-method", "tools/list"}, {"mcp-param-region", "eu"}}, body: rpc("tools/list", map[string]any{"_meta": map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}), want: decision.CodeMCPHeaderMismatch, field: "header.mcp-param-region"},
 		{name: "2026: tools/list", version: "2026-07-28", headers: mcpHeaders{{"mcp-method", "tools/list"}}, body: rpc("tools/list", map[string]any{"_meta": map[string]any{"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}), want: decision.CodeAllowed},
 
 		{name: "a held call", body: call("delete_document", map[string]any{"id": "5", "reason": "duplicate"}), want: decision.CodeApprovalRequired, rule: "docs/delete_document"},

@@ -306,6 +306,17 @@ func checkMCPHeaders(r *Request, msg *rpcMessage, call *decision.MCPCall) decisi
 	case named && current:
 		return headerMismatch("mcp-name", "is required")
 	}
+	if msg.method != "tools/call" {
+		// Only a tool call mirrors arguments into headers: one on any other message names
+		// something the body does not say.
+		var extra string
+		if lister, ok := r.Headers.(HeaderLister); ok {
+			lister.EachWithPrefix("mcp-param-", func(name, _ string) { extra = name })
+		}
+		if extra != "" {
+			return headerMismatch(extra, "only a tools/call mirrors arguments into headers")
+		}
+	}
 	if current {
 		meta, _ := msg.params["_meta"].(map[string]any)
 		if pv, _ := meta["io.modelcontextprotocol/protocolVersion"].(string); pv != version {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -197,7 +198,7 @@ func (g *Gate) held(d decision.Decision, a Approval) decision.Decision {
 	ref := &decision.ApprovalRef{ID: a.ID, State: string(a.State), Expires: a.ExpiresAt}
 	detail := "This request needs human approval"
 	if a.Reason != "" {
-		detail += " (" + a.Reason + ")"
+		detail += " (" + strings.TrimRight(a.Reason, ". ") + ")"
 	}
 	if d.Hold.Implicit {
 		// An MCP tool call: the client repeats the call, it cannot add a header.

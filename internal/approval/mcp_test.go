@@ -98,7 +98,7 @@ func TestGateMCPToolCall(t *testing.T) {
 		t.Fatalf("first call: %+v", first)
 	}
 	id := first.Approval.ID
-	for _, want := range []string{id, "https://approvals.example.org/approvals/requests/" + id, "identical call", "Deleting is final."} {
+	for _, want := range []string{id, "https://approvals.example.org/approvals/requests/" + id, "identical call", "(Deleting is final)."} {
 		if !strings.Contains(first.Detail, want) {
 			t.Errorf("the held call's detail %q does not say %q", first.Detail, want)
 		}

@@ -43,6 +43,9 @@ func (e *Engine) record(r *Request, res *Result, start time.Time) {
 	}
 	if c := d.MCP; c != nil {
 		rec.MCPServer, rec.MCPMethod, rec.MCPName = c.Server, c.Method, c.Name
+		if status, _, ok := d.MCPAnswer(""); ok {
+			rec.Status = status // what the MCP client got: a tool's error result is a 200
+		}
 	}
 	if d.ShadowRule != "" {
 		rec.ShadowRule, rec.ShadowCode, rec.ShadowOutcome = d.ShadowRule, string(d.ShadowCode), d.ShadowOutcome.String()
