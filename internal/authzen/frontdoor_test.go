@@ -14,6 +14,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/internal/servertest"
 )
 
@@ -185,5 +186,49 @@ func TestSameAnswerAsEnvoy(t *testing.T) {
 		compared, allowed, approvalsN, refused, len(skipped), strings.Join(skipped, "\n  "))
 	if compared < 120 || allowed < 15 || approvalsN < 1 {
 		t.Errorf("only %d CheckRequests compared (%d allowed, %d held); the end-to-end tests have more", compared, allowed, approvalsN)
+	}
+}
+
+// TestSameAnswerAsEnvoyMCP: every MCP tool call of the demo policy's test cases gets the same
+// decision asked as an AuthZEN mcp_tool evaluation as sent through Envoy's door as a JSON-RPC
+// POST: outcome, reason code, rule, and, for a held call, the same approval.
+func TestSameAnswerAsEnvoyMCP(t *testing.T) {
+	cases, err := policytest.ReadCases("../demo/policy/acme_test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := startPDP(t)
+	client := servertest.Client(t, p.srv)
+	compared := 0
+	for _, c := range cases {
+		if c.MCP == nil || c.MCP.Tool == "" || c.MCP.Version == "2026-07-28" {
+			continue
+		}
+		t.Run(c.Name, func(t *testing.T) {
+			cr := extauthz.HTTPRequest{Principal: c.Principal, Method: c.Method, Host: c.Host, Path: c.Path,
+				Headers: c.Headers, Body: c.Body}.CheckRequest()
+			envoy := servertest.Check(t, client, cr)
+			ev := map[string]any{
+				"subject": map[string]any{"type": "agent", "id": c.Principal},
+				"action":  map[string]any{"name": "tools/call"},
+				"resource": map[string]any{"type": "mcp_tool", "id": c.MCP.Tool,
+					"properties": map[string]any{"server": c.Host + c.Path, "arguments": c.MCP.Arguments}},
+			}
+			az := p.evaluation(t, ev)
+			if az.Decision != envoy.Allow || az.Code != envoy.Code || az.Rule != envoy.Rule {
+				t.Errorf("Envoy's door: allow=%v %s rule=%q; AuthZEN: allow=%v %s rule=%q", envoy.Allow, envoy.Code, envoy.Rule, az.Decision, az.Code, az.Rule)
+			}
+			if az.Code == "approval_required" {
+				meta, _ := envoy.Problem["result"].(map[string]any)["_meta"].(map[string]any)
+				problem, _ := meta["agentauthz/problem"].(map[string]any)
+				if id := problem["approval_id"]; id == nil || az.Context["approval_id"] != id {
+					t.Errorf("Envoy's door held approval %v, AuthZEN %v: one call, one approval", id, az.Context["approval_id"])
+				}
+			}
+			compared++
+		})
+	}
+	if compared < 6 {
+		t.Errorf("only %d MCP tool calls compared", compared)
 	}
 }
