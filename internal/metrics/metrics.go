@@ -32,6 +32,7 @@ type Metrics struct {
 	signinRefused *prometheus.CounterVec
 	mcp           *prometheus.CounterVec
 	mcpFiltered   *prometheus.CounterVec
+	mcpLists      *prometheus.CounterVec
 
 	mu       sync.Mutex
 	revision string
@@ -110,8 +111,12 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "agentauthz_mcp_list_entries_removed_total",
 		Help: "Entries removed from MCP list responses (tools/list, resources/list, resources/templates/list, prompts/list) because the agent may not use them, by MCP server and list method.",
 	}, []string{"server", "method"})
+	m.mcpLists = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_mcp_list_responses_total",
+		Help: "MCP server answers seen by the ext_proc front door, by JSON-RPC method (tools/list, resources/list, resources/templates/list, prompts/list; other: not a list) and outcome (filtered; passed: no list in it; emptied: unreadable, replaced by an empty list).",
+	}, []string{"method", "outcome"})
 	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications,
-		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused, m.mcp, m.mcpFiltered)
+		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused, m.mcp, m.mcpFiltered, m.mcpLists)
 	build := version.Get()
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "agentauthz_build_info",
@@ -136,6 +141,15 @@ func (m *Metrics) Signin(surface string, throttled bool) {
 		return
 	}
 	m.signinFailed.WithLabelValues(surface).Inc()
+}
+
+// MCPList counts one MCP server answer the ext_proc front door saw: its list method ("other"
+// for any other) and what became of it (filtered, passed, emptied).
+func (m *Metrics) MCPList(method, outcome string) {
+	if m == nil {
+		return
+	}
+	m.mcpLists.WithLabelValues(method, outcome).Inc()
 }
 
 // Handler serves the metrics of g in the Prometheus text format.

@@ -254,6 +254,20 @@ func TestSetPending(t *testing.T) {
 	compare(t, reg, pendingHeader+"agentauthz_approvals_pending 0\n", "agentauthz_approvals_pending")
 }
 
+func TestMCPList(t *testing.T) {
+	m, reg := newMetrics(t)
+	m.MCPList("tools/list", "filtered")
+	m.MCPList("tools/list", "filtered")
+	m.MCPList("prompts/list", "emptied")
+	m.MCPList("other", "passed")
+	compare(t, reg, `# HELP agentauthz_mcp_list_responses_total MCP server answers seen by the ext_proc front door, by JSON-RPC method (tools/list, resources/list, resources/templates/list, prompts/list; other: not a list) and outcome (filtered; passed: no list in it; emptied: unreadable, replaced by an empty list).
+# TYPE agentauthz_mcp_list_responses_total counter
+agentauthz_mcp_list_responses_total{method="other",outcome="passed"} 1
+agentauthz_mcp_list_responses_total{method="prompts/list",outcome="emptied"} 1
+agentauthz_mcp_list_responses_total{method="tools/list",outcome="filtered"} 2
+`, "agentauthz_mcp_list_responses_total")
+}
+
 // TestNil: a nil *Metrics records nothing and does not panic: no method panics, the decision
 // is left as it was, and nothing lands on Prometheus's global registry in its place.
 func TestNil(t *testing.T) {
@@ -268,6 +282,7 @@ func TestNil(t *testing.T) {
 		{"Reload(true)", func() { m.Reload(true, "rev") }},
 		{"Reload(false)", func() { m.Reload(false, "") }},
 		{"SetPending", func() { m.SetPending(2) }},
+		{"MCPList", func() { m.MCPList("tools/list", "filtered") }},
 	} {
 		func() {
 			defer func() {

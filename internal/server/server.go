@@ -1,5 +1,6 @@
 // Package server runs agentauthz's listeners: the gRPC listener (Envoy's ext_authz v3
-// Authorization service, gRPC health and server reflection), the HTTP listener (health,
+// Authorization service, Envoy's ext_proc ExternalProcessor when configured, gRPC health and
+// server reflection), the HTTP listener (health,
 // readiness, metrics, the approval API and console, Slack's interactions, and the AuthZEN API
 // when configured) and, when configured, a listener of the AuthZEN API's own. Each is served
 // over TLS, or in plaintext on loopback, or in plaintext elsewhere only when told Insecure. Both
@@ -23,6 +24,7 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"google.golang.org/grpc"
@@ -34,6 +36,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/extproc"
 	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/httpapi"
@@ -93,6 +96,10 @@ type Config struct {
 	// AuthZENTLS, when set, serves AuthZENAddr over TLS (authzen.TLSConfig): callers may then
 	// authenticate with a SPIFFE client certificate as well as a token.
 	AuthZENTLS *tls.Config
+	// MCPLists, when set, serves Envoy's External Processing API (package extproc) on the gRPC
+	// listener, next to ext_authz: it decides what agents see of MCP servers' answers to the
+	// list methods.
+	MCPLists extproc.Lists
 }
 
 // Server is a running agentauthz.
@@ -194,6 +201,10 @@ func Start(cfg Config) (*Server, error) {
 		JWTBundles:  cfg.JWTBundles,
 	})
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(eng))
+	if cfg.MCPLists != nil {
+		extprocv3.RegisterExternalProcessorServer(s.grpc, extproc.New(extproc.Config{
+			Lists: cfg.MCPLists, Log: cfg.Log, Metrics: cfg.Metrics}))
+	}
 	s.health = health.NewServer()
 	s.draining = make(chan struct{})
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})
@@ -310,6 +321,9 @@ func (s *Server) SetReady(ready bool) {
 	}
 	s.health.SetServingStatus("", st)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
+	if s.cfg.MCPLists != nil {
+		s.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, st)
+	}
 }
 
 // GRPCAddr is the address the gRPC listener is bound to.
