@@ -132,10 +132,15 @@ func (x *exchange) body(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 		return x.refuse("the response body arrived in pieces")
 	}
 	x.req.Body = b.GetBody()
+	if len(x.req.Body) > x.s.cfg.MaxBody {
+		// Too long a list is a fault of the deployment, not of the list: 502 says so to the
+		// agent and to whoever watches the gateway's errors, where an empty list with 200 would
+		// tell the agent, wrongly, that it may use nothing. Envoy's own limit on what it buffers
+		// answers 500 the same way, before anything reaches the Server.
+		return x.refuse(fmt.Sprintf("the response body is larger than %d bytes", x.s.cfg.MaxBody))
+	}
 	var res ListResult
 	switch {
-	case len(x.req.Body) > x.s.cfg.MaxBody:
-		res = x.emptied(nil, fmt.Sprintf("the response body is larger than %d bytes", x.s.cfg.MaxBody))
 	case x.req.Agent == "":
 		// ext_authz named no agent: nobody may see anything. Filtering with a view that shows
 		// nothing keeps the response's id.
@@ -196,8 +201,9 @@ func (x *exchange) replaceAtHeaders(body []byte, reason string) *extprocv3.Proce
 		}}}}
 }
 
-// refuse answers what Envoy should never send with a local reply, 502 and an empty list: the
-// answer may have begun to pass, so the exchange ends.
+// refuse ends the exchange with a local reply, 502 and an empty list, for a body the Server will
+// not hand to Lists: too long, or sent in pieces (what Envoy should never send: the answer may
+// have begun to pass).
 func (x *exchange) refuse(reason string) *extprocv3.ProcessingResponse {
 	x.record(mcpfilter.Emptied, reason)
 	body := mcpfilter.Empty(x.req.Method, nil)

@@ -197,8 +197,6 @@ func TestFailsClosed(t *testing.T) {
 			body: ptr(toolsJSON), want: `{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}`},
 		{name: "an agent the view does not know", head: step{allowed(biAgent, "tools/list"), buffered, false, json},
 			body: ptr(toolsJSON), want: `{"jsonrpc":"2.0","id":7,"result":{"tools":[]}}`, outcome: "filtered"},
-		{name: "too large", cfg: extproc.Config{MaxBody: 64}, head: step{allowed(helpdeskAgent, "tools/list"), buffered, false, json},
-			body: ptr(toolsJSON), want: emptyTools},
 		{name: "filtering panics", head: step{allowed(helpdeskAgent, "tools/list"), buffered, false, json},
 			body: ptr(toolsJSON), want: emptyTools, lists: func(l *viewLists) { l.panicFor = helpdeskAgent }},
 		{name: "filtering returns nothing", head: step{allowed(helpdeskAgent, "tools/list"), buffered, false, json},
@@ -275,6 +273,24 @@ func TestNotAList(t *testing.T) {
 	}
 	if n := counted(t, ps.reg, "other", "passed"); n != 2 {
 		t.Errorf("passed counted %v times", n)
+	}
+}
+
+// TestTooLarge: a body over MaxBody is not handed to Lists; the agent gets 502 with an empty
+// list.
+func TestTooLarge(t *testing.T) {
+	ps := startProc(t, extproc.Config{MaxBody: 64})
+	md := allowed(helpdeskAgent, "tools/list")
+	resps := ps.exchange(t, headersMsg(md, buffered, false, ":status", "200", "content-type", "application/json"), bodyMsg(nil, toolsJSON))
+	ir := resps[1].GetImmediateResponse()
+	if ir.GetStatus().GetCode() != 502 || string(ir.GetBody()) != emptyTools {
+		t.Fatalf("answered %v, want 502 with an empty list", resps[1])
+	}
+	if len(ps.lists.requests()) != 0 {
+		t.Error("Lists was handed a body over the limit")
+	}
+	if n := counted(t, ps.reg, "tools/list", "emptied"); n != 1 {
+		t.Errorf("emptied counted %v times", n)
 	}
 }
 
