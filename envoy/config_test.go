@@ -21,7 +21,9 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
@@ -69,7 +71,7 @@ const (
 // TestConfigs checks every Envoy configuration in this directory.
 func TestConfigs(t *testing.T) {
 	files := configFiles(t)
-	for _, want := range []string{"front-proxy.yaml", "sidecar.yaml"} {
+	for _, want := range []string{"front-proxy.yaml", "sidecar.yaml", "mcp.yaml"} {
 		if !contains(files, want) {
 			t.Errorf("%s is missing", want)
 		}
@@ -528,6 +530,10 @@ func checkSafety(boot *bootstrapv3.Bootstrap, nodes []node, limits checkLimits) 
 		case *hcmv3.HttpConnectionManager:
 			nHCM++
 			checkHCM(n.path, m, fail)
+		case *extprocv3.ExternalProcessor:
+			checkExtProc(n.path, m, fail)
+		case *matchingv3.ExtensionWithMatcher:
+			checkExtProcMatcher(n.path, m, fail)
 		case *tlsv3.UpstreamTlsContext:
 			checkTLSVersions(n.path, m.GetCommonTlsContext().GetTlsParams(), "upstream", tlsv3.TlsParameters_TLSv1_2, fail)
 		case *tlsv3.DownstreamTlsContext:
@@ -696,15 +702,16 @@ func checkHCM(p string, m *hcmv3.HttpConnectionManager, fail failFunc) {
 			}
 		}
 	}
-	// ext_authz must run, and before the router; the router must be last.
-	authz, router := -1, -1
+	// ext_authz must run, and before the router; the router must be last. ext_proc, where it
+	// runs, comes after ext_authz, whose answer its matcher and agentauthz read.
+	authz, router, proc := -1, -1, -1
 	filters := m.GetHttpFilters()
 	for i, f := range filters {
 		inner, err := f.GetTypedConfig().UnmarshalNew()
 		if err != nil {
 			continue // reported by validateDeep
 		}
-		switch inner.(type) {
+		switch inner := inner.(type) {
 		case *extauthzv3.ExtAuthz:
 			if authz < 0 {
 				authz = i
@@ -714,7 +721,16 @@ func checkHCM(p string, m *hcmv3.HttpConnectionManager, fail failFunc) {
 			}
 		case *routerv3.Router:
 			router = i
+		case *extprocv3.ExternalProcessor:
+			proc = i
+		case *matchingv3.ExtensionWithMatcher:
+			if inner.GetExtensionConfig().GetTypedConfig().MessageIs(&extprocv3.ExternalProcessor{}) {
+				proc = i
+			}
 		}
+	}
+	if proc >= 0 && proc < authz {
+		fail(p, "ext_proc comes before ext_authz: ext_authz's answer (the agent, the MCP method) is not there when ext_proc's matcher reads it")
 	}
 	switch {
 	case authz < 0:

@@ -172,9 +172,19 @@ type mcpProxy struct {
 	release  chan struct{}
 }
 
-// startMCPProxy runs envoy/mcp.yaml, with settings (exact text → replacement) rewritten beyond
-// the addresses when not nil, and the ExternalProcessor's cfg (Lists set here).
-func startMCPProxy(t *testing.T, settings map[string]string, cfg extproc.Config) *mcpProxy {
+// proxyOptions vary how startMCPProxy runs mcp.yaml.
+type proxyOptions struct {
+	// config is the configuration run; envoy/mcp.yaml when empty.
+	config string
+	// settings rewrites settings (exact text → replacement) beyond the addresses.
+	settings map[string]string
+	// proc is the ExternalProcessor's configuration (its Lists is set here).
+	proc extproc.Config
+}
+
+// startMCPProxy runs envoy/mcp.yaml (or opts.config), only addresses, ports and the SDS socket
+// rewritten unless opts says otherwise.
+func startMCPProxy(t *testing.T, opts proxyOptions) *mcpProxy {
 	t.Helper()
 	envoyproc.Binary(t) // skip, or fail under CI, before building anything
 	p := stack.NewPKI(t)
@@ -185,8 +195,8 @@ func startMCPProxy(t *testing.T, settings map[string]string, cfg extproc.Config)
 	// agentauthz's place: ext_authz, ext_proc and health on one gRPC listener, over mTLS.
 	g := grpc.NewServer(grpc.Creds(credentials.NewTLS(p.ServerTLS(p.Issue(t, stack.AgentauthzID)))))
 	authv3.RegisterAuthorizationServer(g, &authzStandIn{})
-	cfg.Lists = px.lists
-	extprocv3.RegisterExternalProcessorServer(g, extproc.New(cfg))
+	opts.proc.Lists = px.lists
+	extprocv3.RegisterExternalProcessorServer(g, extproc.New(opts.proc))
 	hs := health.NewServer()
 	hs.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 	healthpb.RegisterHealthServer(g, hs)
@@ -202,15 +212,18 @@ func startMCPProxy(t *testing.T, settings map[string]string, cfg extproc.Config)
 		io.WriteString(w, `{"tickets":[{"id":4711,"tools":[{"name":"reset_password"}]}]}`)
 	}), p.BackendTLS(p.Issue(t, stack.HelpdeskAPIID)))
 
-	conf := envoyproc.RenderFile(t, mcpConfig(), map[string]string{
+	if opts.config == "" {
+		opts.config = mcpConfig()
+	}
+	conf := envoyproc.RenderFile(t, opts.config, map[string]string{
 		endpointAddr(10, "0.0.0.0", "8443"):                            endpointAddr(10, "127.0.0.1", "0"),
 		endpointAddr(22, "agentauthz.acme.internal", "9001"):           endpointAt(22, l.Addr().String()),
 		endpointAddr(22, "helpdesk-mcp-backend.acme.internal", "8443"): endpointAt(22, px.mcp.Addr()),
 		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"):     endpointAt(22, px.api.Addr()),
 		"path: /run/spire/agent/public/api.sock":                       "path: " + sock,
 	})
-	if settings != nil {
-		conf = envoyproc.RenderFile(t, conf, settings)
+	if opts.settings != nil {
+		conf = envoyproc.RenderFile(t, conf, opts.settings)
 	}
 	px.envoy = envoyproc.Start(t, envoyproc.Options{Config: conf})
 	px.addr = px.envoy.ListenerAddr("agents_ingress")
@@ -306,7 +319,7 @@ func (px *mcpProxy) extProcStats(t *testing.T) map[string]uint64 {
 // the ExternalProcessor, and, from Envoy's own ext_proc counters, which responses are never sent
 // to it.
 func TestRealEnvoyMCPLists(t *testing.T) {
-	px := startMCPProxy(t, nil, extproc.Config{})
+	px := startMCPProxy(t, proxyOptions{})
 
 	t.Run("tools/list as JSON: only the tools the agent may use, with the metadata of its check", func(t *testing.T) {
 		d := px.delta(t)
@@ -420,7 +433,7 @@ func TestRealEnvoyMCPLists(t *testing.T) {
 // of one that is not a list. Envoy 1.40 honours it: a tools/call costs the headers' round trip
 // only, and its body passes unbuffered and unchanged.
 func TestRealEnvoyModeOverride(t *testing.T) {
-	px := startMCPProxy(t, map[string]string{"value: {present_match: true}": "value: {null_match: {}}"}, extproc.Config{})
+	px := startMCPProxy(t, proxyOptions{settings: map[string]string{"value: {present_match: true}": "value: {null_match: {}}"}})
 	d := px.delta(t)
 	r := px.post(t, mcpHost, "json", "tools/call")
 	checkLength(t, r)
@@ -436,7 +449,7 @@ func TestRealEnvoyModeOverride(t *testing.T) {
 // TestRealEnvoyNoMetadata runs envoy/mcp.yaml forwarding another namespace than ext_authz's: the
 // ExternalProcessor cannot tell who asked, and the list is replaced.
 func TestRealEnvoyNoMetadata(t *testing.T) {
-	px := startMCPProxy(t, map[string]string{`untyped: ["envoy.filters.http.ext_authz"]`: `untyped: ["not.ext_authz"]`}, extproc.Config{})
+	px := startMCPProxy(t, proxyOptions{settings: map[string]string{`untyped: ["envoy.filters.http.ext_authz"]`: `untyped: ["not.ext_authz"]`}})
 	r := px.post(t, mcpHost, "json", "tools/list")
 	// Replaced in answer to the headers, the body goes without a content-length, chunked:
 	// Envoy removes the one agentauthz sets there.
@@ -451,12 +464,28 @@ func TestRealEnvoyNoMetadata(t *testing.T) {
 // TestRealEnvoyOverMaxBody: with agentauthz's limit below Envoy's buffer, a longer list reaches
 // the agent as 502 with an empty list.
 func TestRealEnvoyOverMaxBody(t *testing.T) {
-	px := startMCPProxy(t, nil, extproc.Config{MaxBody: 256})
+	px := startMCPProxy(t, proxyOptions{proc: extproc.Config{MaxBody: 256}})
 	r := px.post(t, mcpHost, "json", "tools/list")
 	checkLength(t, r)
 	if r.status != 502 || r.body != `{"jsonrpc":"2.0","id":null,"result":{"tools":[]}}` || r.header.Get("content-type") != "application/json" {
 		t.Errorf("%d %v %s", r.status, r.header, r.body)
 	}
+}
+
+// TestRealEnvoyValueMatchSkipsEveryList runs the broken copy of mcp.yaml whose matcher skips
+// ext_proc unless a plain value_match names a list method: Envoy hands metadata to custom
+// matchers only, so the value_match never matches, and every list reaches the agent unfiltered.
+// envoy/config_test.go refuses that matcher.
+func TestRealEnvoyValueMatchSkipsEveryList(t *testing.T) {
+	_, file, _, _ := runtime.Caller(0)
+	px := startMCPProxy(t, proxyOptions{config: filepath.Join(filepath.Dir(file), "..", "envoy", "testdata", "broken",
+		"mcp-extproc-matcher-value-match.yaml")})
+	d := px.delta(t)
+	r := px.post(t, mcpHost, "json", "tools/list")
+	if !strings.Contains(r.body, "reset_password") {
+		t.Errorf("the list was filtered: %s", r.body)
+	}
+	d.check(t, 0, 0)
 }
 
 // statsDelta is the ext_proc counters at one moment.
