@@ -45,6 +45,9 @@ func checkExtProc(p string, m *extprocv3.ExternalProcessor, fail failFunc) {
 	if !slices.Contains(m.GetMetadataOptions().GetForwardingNamespaces().GetUntyped(), extproc.MetadataNamespace) {
 		fail(p, "ext_proc does not forward the %s metadata namespace: agentauthz cannot tell whose list it filters, and empties every one", extproc.MetadataNamespace)
 	}
+	if !slices.Contains(m.GetResponseAttributes(), extproc.AttributeRequestMethod) {
+		fail(p, "ext_proc response_attributes lacks %s: agentauthz cannot tell an event stream opened by GET from an answer it was not told the MCP method of, and replaces both", extproc.AttributeRequestMethod)
+	}
 	if m.GetAllowModeOverride() {
 		if len(m.GetAllowedOverrideModes()) == 0 {
 			fail(p, "ext_proc allow_mode_override without allowed_override_modes: any mode could be asked for")

@@ -27,8 +27,9 @@ type exchange struct {
 	// configured: Envoy said how it sends bodies (protocol_config); buffered: the whole
 	// response body comes in one message.
 	configured, buffered bool
-	list                 bool // the answer to a list method
-	bodies               int  // response body messages received
+	list                 bool   // the answer to a list method
+	bodies               int    // response body messages received
+	httpMethod           string // the request's, from the attribute request.method
 }
 
 // ended is Process's return for the error ending the stream.
@@ -48,6 +49,11 @@ func (x *exchange) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processin
 		x.buffered = pc.GetResponseBodyMode() == procv3.ProcessingMode_BUFFERED
 	}
 	x.readMetadata(req.GetMetadataContext())
+	for _, attrs := range req.GetAttributes() {
+		if m := attrs.GetFields()[AttributeRequestMethod].GetStringValue(); m != "" {
+			x.httpMethod = m
+		}
+	}
 	switch r := req.GetRequest().(type) {
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
 		return x.headers(r.ResponseHeaders)
@@ -95,13 +101,19 @@ func (x *exchange) headers(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespon
 	x.req.ContentType = header(hs, "content-type")
 	x.req.ContentEncoding = header(hs, "content-encoding")
 	if !mcpfilter.IsList(x.req.Method) {
-		if x.req.Agent == "" && x.req.Method == "" {
+		switch {
+		case x.req.Agent == "" && x.req.Method == "":
 			// No answer from ext_authz at all: Envoy is not forwarding its metadata. What was
 			// asked is unknown, so the body is replaced by a JSON-RPC error.
 			return x.replaceAtHeaders(mcpfilter.Empty("", nil), "the ext_authz metadata is not forwarded")
+		case x.req.Method == "" && x.httpMethod != "GET" && x.httpMethod != "DELETE" && !h.GetEndOfStream():
+			// ext_authz named no JSON-RPC method, yet this is not the answer to a request that
+			// has none (GET: an event stream; DELETE: the end of a session; or a request whose
+			// HTTP method Envoy did not send): it is not known not to be a list.
+			return x.replaceAtHeaders(mcpfilter.Empty("", nil), "the request has no mcp_method, and is not a GET or DELETE")
 		}
-		// Not a list (an event stream opened by GET has no JSON-RPC method): the body passes,
-		// and Envoy need not send it, where allow_mode_override lets the Server say so.
+		// Not a list: the body passes, and Envoy need not send it, where allow_mode_override
+		// lets the Server say so.
 		x.s.cfg.Metrics.MCPList("other", string(mcpfilter.Passed))
 		return &extprocv3.ProcessingResponse{
 			Response:     &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}},

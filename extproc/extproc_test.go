@@ -250,13 +250,28 @@ func TestFailsClosed(t *testing.T) {
 	}
 }
 
+// withMethod is m with the request's HTTP method as Envoy sends the attribute.
+func withMethod(m *extprocv3.ProcessingRequest, method string) *extprocv3.ProcessingRequest {
+	attrs, _ := structpb.NewStruct(map[string]any{extproc.AttributeRequestMethod: method})
+	m.Attributes = map[string]*structpb.Struct{"envoy.filters.http.ext_proc": attrs}
+	return m
+}
+
 // TestNotAList: the answer to any other method passes, and Envoy is told not to send its body;
-// sent anyway, it passes unchanged.
+// sent anyway, it passes unchanged. Without a method, only the answer to a GET or DELETE does.
 func TestNotAList(t *testing.T) {
 	ps := startProc(t, extproc.Config{})
-	for _, md := range []*corev3.Metadata{allowed(helpdeskAgent, "tools/call"), authzMetadata(map[string]any{"agent": helpdeskAgent})} {
+	for _, c := range []struct {
+		md         *corev3.Metadata
+		httpMethod string
+	}{
+		{allowed(helpdeskAgent, "tools/call"), "POST"},
+		{allowed(helpdeskAgent, "notifications/initialized"), ""},
+		{authzMetadata(map[string]any{"agent": helpdeskAgent}), "GET"},
+		{authzMetadata(map[string]any{"agent": helpdeskAgent}), "DELETE"},
+	} {
 		resps := ps.exchange(t,
-			headersMsg(md, buffered, false, ":status", "200", "content-type", "text/event-stream"),
+			withMethod(headersMsg(c.md, buffered, false, ":status", "200", "content-type", "text/event-stream"), c.httpMethod),
 			bodyMsg(nil, `data: {"jsonrpc":"2.0","id":1,"result":{"tools":[{"name":"reset_password"}]}}`+"\n\n"))
 		if h := resps[0].GetResponseHeaders(); h == nil || h.GetResponse() != nil {
 			t.Errorf("headers answered %v, want a plain continue", resps[0])
@@ -271,8 +286,28 @@ func TestNotAList(t *testing.T) {
 	if len(ps.lists.requests()) != 0 {
 		t.Error("Lists was asked about an answer that is not a list")
 	}
-	if n := counted(t, ps.reg, "other", "passed"); n != 2 {
+	if n := counted(t, ps.reg, "other", "passed"); n != 4 {
 		t.Errorf("passed counted %v times", n)
+	}
+}
+
+// TestNoMethod: an answer to a request that is not a GET or DELETE, for which ext_authz named no
+// JSON-RPC method, is not known not to be a list: its body is replaced, unless it has none.
+func TestNoMethod(t *testing.T) {
+	ps := startProc(t, extproc.Config{})
+	md := authzMetadata(map[string]any{"agent": helpdeskAgent})
+	for _, httpMethod := range []string{"POST", ""} {
+		resps := ps.exchange(t, withMethod(headersMsg(md, buffered, false, ":status", "200", "content-type", "application/json"), httpMethod))
+		a := readCommon(t, resps[0].GetResponseHeaders().GetResponse())
+		if a.status != extprocv3.CommonResponse_CONTINUE_AND_REPLACE {
+			t.Errorf("%q: headers answered with %v", httpMethod, a.status)
+		}
+		checkReplaced(t, a, `{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the response could not be checked"}}`, "application/json")
+	}
+	// A 202 without a body (the answer to a JSON-RPC response the agent sent) passes.
+	resps := ps.exchange(t, withMethod(headersMsg(md, buffered, true, ":status", "202"), "POST"))
+	if h := resps[0].GetResponseHeaders(); h == nil || h.GetResponse() != nil {
+		t.Errorf("headers answered %v, want a plain continue", resps[0])
 	}
 }
 

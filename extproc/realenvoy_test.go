@@ -408,6 +408,16 @@ func TestRealEnvoyMCPLists(t *testing.T) {
 		d.check(t, 0, 0)
 	})
 
+	t.Run("a POST ext_authz named no method for: its answer is replaced", func(t *testing.T) {
+		d := px.delta(t)
+		r := px.send(t, "POST", mcpHost, "/mcp", []string{"content-type: application/json", "x-answer: json"},
+			`{"jsonrpc":"2.0","id":5,"result":{}}`)
+		if r.body != `{"jsonrpc":"2.0","id":null,"error":{"code":-32603,"message":"the response could not be checked"}}` {
+			t.Errorf("%d %s", r.status, r.body)
+		}
+		d.check(t, 1, 1)
+	})
+
 	t.Run("an event stream opened by GET: headers only, then streamed, not buffered", func(t *testing.T) {
 		d := px.delta(t)
 		resp, conn := px.open(t, "GET", mcpHost, "/mcp", []string{"accept: text/event-stream"}, "")

@@ -2,49 +2,62 @@
 // (envoy.service.ext_proc.v3.ExternalProcessor): on MCP routes it hands each answer to an MCP
 // list method (tools/list, resources/list, resources/templates/list, prompts/list) to a Lists
 // implementation, which decides what the agent may see, and writes the body it returns back to
-// Envoy. It decides nothing itself.
+// Envoy. It decides nothing itself. docs/mcp-responses.md is the operator's guide.
 //
 // # Where the facts come from
 //
 // The ext_authz filter that checked the request leaves agentauthz's answer in Envoy's dynamic
 // metadata, namespace MetadataNamespace: agent (the SPIFFE ID), decision_id, rule, and on MCP
 // routes mcp_method (the JSON-RPC method) and mcp_server (the MCP server's name in the policy).
-// The ext_proc filter forwards that namespace (metadata_options.forwarding_namespaces.untyped) in
-// every ProcessingRequest's metadata_context, where the Server reads it. The request checked is
-// the request answered: an agent cannot send these values itself.
+// The ext_proc filter forwards that namespace (metadata_options.forwarding_namespaces.untyped),
+// and Envoy 1.40 puts it in the metadata_context of every ProcessingRequest, where the Server
+// reads it. The request checked is the request answered: an agent cannot set these values.
 //
-// # What Envoy must send
+// # What Envoy sends
 //
-// Only response headers and the whole buffered response body, only for the list methods:
-// request headers SKIP, response headers SEND, response body BUFFERED (envoy/mcp.yaml). The
-// ext_proc filter is wrapped in a matcher on mcp_method, so that no other answer (a tools/call
-// result, the GET event stream) is sent to agentauthz at all. Should one be sent anyway, the
-// Server passes it, and asks Envoy (mode_override, when allow_mode_override lets it) not to
-// send its body.
+// envoy/mcp.yaml sends no part of the request, the response headers, and the whole response body
+// in one message (BUFFERED), and only where it may be a list: a matcher around the filter skips
+// it for every request whose mcp_method is there and is not a list method, so a tools/call
+// result is never sent to agentauthz, and a route that is not MCP disables the filter. A
+// response without mcp_method (the event stream an agent opens with GET) still comes, headers
+// only: the Server answers it with mode_override (response_body_mode NONE, which the
+// configuration allows), and Envoy then streams the body past without buffering it. A matcher
+// that could not read the metadata therefore costs a round trip, never a list passed unseen.
+// Such an answer passes only to a GET or DELETE, which carry no JSON-RPC method (the request's
+// HTTP method comes as the attribute AttributeRequestMethod); to any other request, ext_authz
+// should have named its method, and the body is replaced.
 //
 // # Failing closed
 //
 // An answer to a list method reaches the agent only as the Lists implementation returned it.
-// Whenever that cannot be done, the agent gets an empty list instead (mcpfilter.Empty):
+// When that cannot be done, the agent gets an empty list (mcpfilter.Empty) instead, or an error:
 //
-//   - the metadata names no agent (Envoy is not forwarding ext_authz's metadata);
-//   - the filter is not configured to buffer the body (protocol_config), so that the body would
-//     pass without being seen: the headers' answer replaces the body then;
-//   - the body is larger than Config.MaxBody, or arrives in pieces;
-//   - the Lists implementation panics, or returns no body.
+//   - the metadata names no agent: the list is filtered with a View that shows nothing (which
+//     keeps the response's id);
+//   - the filter is not configured to buffer the body (protocol_config), or the response has no
+//     body: the answer to the headers replaces the body by an empty list (Envoy then sends it
+//     chunked, without the content-length set);
+//   - the Lists implementation panics or returns no body: an empty list;
+//   - no ext_authz metadata at all (the namespace is not forwarded), or none naming the
+//     JSON-RPC method of a request other than GET or DELETE: the body is replaced by a JSON-RPC
+//     error, since what was asked is unknown;
+//   - the body is larger than Config.MaxBody, or arrives in pieces: 502 with an empty list, as a
+//     local reply. A list too long to read is a fault of the deployment, not of the list; an
+//     empty list with 200 would tell the agent, wrongly, that it may use nothing. Envoy's own
+//     limit on what it buffers (the listener's per_connection_buffer_limit_bytes) comes first
+//     when it is lower: Envoy then answers 500 itself (response_payload_too_large) and sends
+//     agentauthz nothing but the headers.
 //
-// A changed body is sent with its exact content-length (Envoy refuses a mutated body whose
-// content-length disagrees), without content-encoding (the body sent is not encoded), and with
-// the content type the implementation gives. Envoy's own limit on a buffered body (the
-// listener's per_connection_buffer_limit_bytes) comes first for a larger answer: Envoy then
-// answers the agent 500 itself, without sending anything to agentauthz (envoy/mcp.yaml and
-// docs/mcp-responses.md say what was measured).
+// A changed body is sent with its exact content-length (Envoy refuses a buffered body mutation
+// whose content-length disagrees, and keeps the one set), without content-encoding (the body
+// sent is not encoded), and with the content type Lists gives.
 //
 // # Cost
 //
-// Each list answer costs one gRPC stream of two round trips (headers, then the body) and one
+// Each list answer costs one gRPC stream of two round trips (the headers, then the body) and a
 // copy of the body each way; filtering a list of 100 tools takes about 0.15 ms
-// (internal/mcpfilter's benchmark). Other answers cost nothing.
+// (internal/mcpfilter's benchmark). Other MCP answers cost nothing, but for responses without
+// mcp_method, which cost the headers' round trip.
 package extproc
 
 import (
@@ -69,6 +82,11 @@ const (
 	KeyMCPMethod  = "mcp_method"
 	KeyMCPServer  = "mcp_server"
 )
+
+// AttributeRequestMethod is the Envoy attribute the Server reads the request's HTTP method from
+// (the ext_proc filter's response_attributes must name it): an answer without mcp_method passes
+// only to a GET or DELETE.
+const AttributeRequestMethod = "request.method"
 
 // DefaultMaxBody bounds the body the Server hands to Lists when Config.MaxBody is zero: 1 MiB,
 // Envoy's default per_connection_buffer_limit_bytes, which bounds what Envoy buffers first.

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/agentauthz/agentauthz/internal/mcpfilter"
+	"github.com/agentauthz/agentauthz/policy/strictjson"
 )
 
 // toolsList is a tools/list response of n tools, each with a description, an input schema of
@@ -34,7 +35,8 @@ func toolsList(n int) ([]byte, *view) {
 
 // BenchmarkFilterToolsList filters a tools/list response of 100 tools, half of them visible:
 // as application/json, as one event of an event stream, and with the policy's own schema for
-// every visible tool.
+// every visible tool. strictjson-check is the floor: only checking the same body with
+// policy/strictjson, which every filtering does first.
 func BenchmarkFilterToolsList(b *testing.B) {
 	body, v := toolsList(100)
 	schemas := &view{tools: map[string][]byte{}}
@@ -50,8 +52,19 @@ func BenchmarkFilterToolsList(b *testing.B) {
 		{"json", mcpfilter.Response{Method: "tools/list", ContentType: "application/json", Body: body}, v},
 		{"sse", mcpfilter.Response{Method: "tools/list", ContentType: "text/event-stream", Body: sse}, v},
 		{"json-schemas", mcpfilter.Response{Method: "tools/list", ContentType: "application/json", Body: body}, schemas},
+		{"strictjson-check", mcpfilter.Response{Body: body}, nil},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			if bc.v == nil {
+				b.SetBytes(int64(len(bc.r.Body)))
+				b.ReportAllocs()
+				for b.Loop() {
+					if err := strictjson.Check(bc.r.Body, mcpfilter.MaxDepth); err != nil {
+						b.Fatal(err)
+					}
+				}
+				return
+			}
 			res := mcpfilter.Filter(bc.r, bc.v)
 			if res.Outcome != mcpfilter.Filtered || len(res.Removed) != 50 {
 				b.Fatalf("outcome %s, %d removed (%s)", res.Outcome, len(res.Removed), res.Reason)
