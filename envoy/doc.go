@@ -1,5 +1,6 @@
 // Package envoy holds Envoy configurations for running agentauthz: front-proxy.yaml, a front
-// proxy in front of the agents' APIs, and sidecar.yaml, Envoy next to one API. See README.md.
+// proxy in front of the agents' APIs, sidecar.yaml, Envoy next to one API, and mcp.yaml, a front
+// proxy in front of an MCP server whose lists agentauthz filters. See README.md.
 //
 // The package has no code. Its test loads every *.yaml here into Envoy's bootstrap proto,
 // strictly (an unknown field or a bad enum value fails), runs Envoy's own proto validation on

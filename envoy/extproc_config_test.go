@@ -73,10 +73,10 @@ func checkExtProcMatcher(p string, m *matchingv3.ExtensionWithMatcher, fail fail
 	if _, ok := inner.(*extprocv3.ExternalProcessor); !ok {
 		return
 	}
-	if m.GetMatcher() != nil {
-		fail(p, "the matcher around ext_proc uses the deprecated matcher field; use xds_matcher")
-	}
 	xm := m.GetXdsMatcher()
+	if xm == nil {
+		fail(p, "the matcher around ext_proc is not an xds_matcher, the one form whose skips are checked")
+	}
 	if xm.GetMatcherTree() != nil || xm.GetOnNoMatch() != nil {
 		fail(p, "the matcher around ext_proc has a matcher_tree or on_no_match: only a matcher_list of checked skips is safe")
 	}
