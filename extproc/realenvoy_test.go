@@ -143,6 +143,10 @@ func mcpServer(release <-chan struct{}) http.Handler {
 		}
 		resp := `{"jsonrpc":"2.0","id":` + string(msg.ID) + `,"result":` + result + `}`
 		switch r.Header.Get("x-answer") {
+		case "empty":
+			w.Header().Set("content-type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			return
 		case "sse":
 			w.Header().Set("content-type", "text/event-stream")
 			io.WriteString(w, "id: s0\ndata:\n\n: a comment\nid: s1\nevent: message\ndata: "+resp+"\n\n")
@@ -371,6 +375,15 @@ func TestRealEnvoyMCPLists(t *testing.T) {
 			}
 		})
 	}
+
+	t.Run("a list answer without a body: an empty list is added, chunked", func(t *testing.T) {
+		d := px.delta(t)
+		r := px.post(t, mcpHost, "empty", "tools/list")
+		if r.status != 200 || r.body != `{"jsonrpc":"2.0","id":null,"result":{"tools":[]}}` || !r.chunked || r.header.Get("content-length") != "" {
+			t.Errorf("%d %v (chunked %v) %q", r.status, r.header, r.chunked, r.body)
+		}
+		d.check(t, 1, 1)
+	})
 
 	t.Run("a list over Envoy's buffer: Envoy's own 500, nothing of the list", func(t *testing.T) {
 		d := px.delta(t)
