@@ -43,9 +43,8 @@ import (
 )
 
 const (
-	mcpHost    = "helpdesk-mcp.acme.internal"
+	mcpHost    = "mcp.acme.internal"
 	apiHost    = "helpdesk.acme.internal"
-	mcpAPIID   = "spiffe://acme.internal/api/helpdesk-mcp"
 	statPrefix = "http.agents_ingress.ext_proc.mcp_lists."
 )
 
@@ -94,12 +93,18 @@ func (a *authzStandIn) Check(_ context.Context, cr *authv3.CheckRequest) (*authv
 // The test MCP server's tools; the helpdesk agent may see list_tickets and comment_ticket.
 var serverTools = []string{"list_tickets", "reset_password", "comment_ticket", "export_users"}
 
-// mcpServer is a test MCP server (Streamable HTTP). A POST is answered as its x-answer header
-// says: json (the default), sse, garbage (JSON with data after it), gzip, or big (a list over
-// Envoy's 1 MiB buffer). A GET opens an event stream that sends one notification, then holds
-// until release is closed.
-func mcpServer(release <-chan struct{}) http.Handler {
+// helpdeskServer is the test upstream: an MCP server (Streamable HTTP) at /mcp, and an ordinary
+// API at every other path. A POST to /mcp is answered as its x-answer header says: json (the
+// default), sse, garbage (JSON with data after it), gzip, empty (no body), or big (a list over
+// Envoy's 1 MiB buffer). A GET of /mcp opens an event stream that sends one notification, then
+// holds until release is closed.
+func helpdeskServer(release <-chan struct{}) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/mcp" {
+			w.Header().Set("content-type", "application/json")
+			io.WriteString(w, `{"tickets":[{"id":4711,"tools":[{"name":"reset_password"}]}]}`)
+			return
+		}
 		if r.Method == http.MethodGet {
 			w.Header().Set("content-type", "text/event-stream")
 			io.WriteString(w, "id: g1\ndata: {\"jsonrpc\":\"2.0\",\"method\":\"notifications/tools/list_changed\"}\n\n")
@@ -172,7 +177,7 @@ type mcpProxy struct {
 	addr     string
 	agentTLS *tls.Config
 	lists    *viewLists
-	mcp, api *stack.Upstream
+	upstream *stack.Upstream
 	release  chan struct{}
 }
 
@@ -210,21 +215,16 @@ func startMCPProxy(t *testing.T, opts proxyOptions) *mcpProxy {
 	}
 	stack.ServeGRPC(t, g, l)
 
-	px.mcp = stack.StartUpstream(t, mcpServer(px.release), p.BackendTLS(p.Issue(t, mcpAPIID)))
-	px.api = stack.StartUpstream(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("content-type", "application/json")
-		io.WriteString(w, `{"tickets":[{"id":4711,"tools":[{"name":"reset_password"}]}]}`)
-	}), p.BackendTLS(p.Issue(t, stack.HelpdeskAPIID)))
+	px.upstream = stack.StartUpstream(t, helpdeskServer(px.release), p.BackendTLS(p.Issue(t, stack.HelpdeskAPIID)))
 
 	if opts.config == "" {
 		opts.config = mcpConfig()
 	}
 	conf := envoyproc.RenderFile(t, opts.config, map[string]string{
-		endpointAddr(10, "0.0.0.0", "8443"):                            endpointAddr(10, "127.0.0.1", "0"),
-		endpointAddr(22, "agentauthz.acme.internal", "9001"):           endpointAt(22, l.Addr().String()),
-		endpointAddr(22, "helpdesk-mcp-backend.acme.internal", "8443"): endpointAt(22, px.mcp.Addr()),
-		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"):     endpointAt(22, px.api.Addr()),
-		"path: /run/spire/agent/public/api.sock":                       "path: " + sock,
+		endpointAddr(10, "0.0.0.0", "8443"):                        endpointAddr(10, "127.0.0.1", "0"),
+		endpointAddr(22, "agentauthz.acme.internal", "9001"):       endpointAt(22, l.Addr().String()),
+		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"): endpointAt(22, px.upstream.Addr()),
+		"path: /run/spire/agent/public/api.sock":                   "path: " + sock,
 	})
 	if opts.settings != nil {
 		conf = envoyproc.RenderFile(t, conf, opts.settings)
@@ -540,6 +540,17 @@ func checkLength(t *testing.T, r response) {
 	t.Helper()
 	if r.chunked || r.contentLength != int64(len(r.body)) {
 		t.Errorf("content-length %d (chunked %v) for a body of %d bytes", r.contentLength, r.chunked, len(r.body))
+	}
+}
+
+// checkFraming checks that the response is chunked, or has a content-length that is its body's
+// length: an answer that passes unchanged keeps the MCP server's framing.
+func checkFraming(t *testing.T, r response) {
+	t.Helper()
+	if !r.chunked {
+		checkLength(t, r)
+	} else if r.header.Get("content-length") != "" {
+		t.Errorf("a chunked response with content-length %s", r.header.Get("content-length"))
 	}
 }
 
