@@ -7,15 +7,14 @@ package extproc_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
+	"sync"
 	"testing"
 
-	"github.com/spiffe/go-spiffe/v2/spiffeid"
-
-	"github.com/agentauthz/agentauthz/extproc"
 	"github.com/agentauthz/agentauthz/internal/demo/helpdesk"
 	"github.com/agentauthz/agentauthz/internal/demo/helpdeskmcp"
 	"github.com/agentauthz/agentauthz/internal/envoyproc"
@@ -28,24 +27,6 @@ import (
 
 // The policy's view of an MCP server is the View the filter asks.
 var _ mcpfilter.View = (*policy.MCPView)(nil)
-
-// policyLists is extproc.Lists over the policy in force: the agent's view of the MCP server,
-// and mcpfilter. An agent the metadata does not name as a SPIFFE ID sees nothing.
-type policyLists struct {
-	store *policy.Store
-	asked chan extproc.ListRequest
-}
-
-func (l policyLists) FilterMCPList(_ context.Context, req extproc.ListRequest) extproc.ListResult {
-	l.asked <- extproc.ListRequest{Agent: req.Agent, Server: req.Server, Method: req.Method, DecisionID: req.DecisionID, Rule: req.Rule}
-	var v mcpfilter.View = view{}
-	if id, err := spiffeid.FromString(req.Agent); err == nil {
-		v = l.store.Load().MCPView(id, req.Server)
-	}
-	res := mcpfilter.Filter(mcpfilter.Response{Method: req.Method, ContentType: req.ContentType,
-		ContentEncoding: req.ContentEncoding, Body: req.Body}, v)
-	return extproc.ListResult{Body: res.Body, ContentType: res.ContentType, Outcome: res.Outcome, Reason: res.Reason}
-}
 
 // triageAgent may read tickets, and nothing else.
 const triageAgent = "spiffe://acme.internal/agent/triage"
@@ -106,8 +87,10 @@ func TestRealAgentauthz(t *testing.T) {
 	p := stack.NewPKI(t)
 	sock := filepath.Join(stack.ShortTempDir(t), "sds.sock")
 	stack.StartSDS(t, sock, p, p.Issue(t, stack.EnvoyID))
-	lists := policyLists{store: store, asked: make(chan extproc.ListRequest, 10)}
-	srv := servertest.Start(t, server.Config{Store: store, MCPLists: lists,
+	// The server filters with the engine, over the policy in force; what it removed it logs
+	// with the request's decision.
+	logged := &filterLog{}
+	srv := servertest.Start(t, server.Config{Store: store, Log: slog.New(logged),
 		TLS: p.ServerTLSFor(p.Issue(t, stack.AgentauthzID), stack.EnvoyID)})
 	api, err := helpdesk.New(helpdesk.Config{Token: stack.HelpdeskToken})
 	if err != nil {
@@ -151,10 +134,43 @@ func TestRealAgentauthz(t *testing.T) {
 			if !slices.Equal(names, c.tools) || string(msg.ID) != "3" {
 				t.Errorf("%s sees %v (id %s), want %v:\n%s", c.agent, names, msg.ID, c.tools, r.body)
 			}
-			got := <-lists.asked
-			if got.Agent != c.agent || got.Server != "helpdesk" || got.Method != "tools/list" || got.Rule != "helpdesk-mcp" || got.DecisionID == "" {
-				t.Errorf("agentauthz's ext_authz metadata reached its ExternalProcessor as %+v", got)
+			if c.filtered {
+				got := logged.last()
+				if got["agent"] != c.agent || got["mcp_server"] != "helpdesk" || got["mcp_method"] != "tools/list" || got["decision_id"] == "" {
+					t.Errorf("agentauthz's ext_authz metadata reached its ExternalProcessor as %v", got)
+				}
 			}
 		})
 	}
+}
+
+// filterLog keeps the attributes of the engine's "MCP list answer filtered" lines.
+type filterLog struct {
+	mu    sync.Mutex
+	lines []map[string]string
+}
+
+func (l *filterLog) Enabled(context.Context, slog.Level) bool { return true }
+func (l *filterLog) WithAttrs([]slog.Attr) slog.Handler       { return l }
+func (l *filterLog) WithGroup(string) slog.Handler            { return l }
+
+func (l *filterLog) Handle(_ context.Context, r slog.Record) error {
+	if r.Message != "MCP list answer filtered" {
+		return nil
+	}
+	m := map[string]string{}
+	r.Attrs(func(a slog.Attr) bool { m[a.Key] = a.Value.String(); return true })
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.lines = append(l.lines, m)
+	return nil
+}
+
+func (l *filterLog) last() map[string]string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.lines) == 0 {
+		return nil
+	}
+	return l.lines[len(l.lines)-1]
 }

@@ -96,9 +96,9 @@ type Config struct {
 	// AuthZENTLS, when set, serves AuthZENAddr over TLS (authzen.TLSConfig): callers may then
 	// authenticate with a SPIFFE client certificate as well as a token.
 	AuthZENTLS *tls.Config
-	// MCPLists, when set, serves Envoy's External Processing API (package extproc) on the gRPC
-	// listener, next to ext_authz: it decides what agents see of MCP servers' answers to the
-	// list methods.
+	// MCPLists decides what agents see of MCP servers' answers to the list methods, which the
+	// gRPC listener serves Envoy's External Processing API (package extproc) for, next to
+	// ext_authz. Nil means the engine's: the policy in force (engine.(*Engine).FilterList).
 	MCPLists extproc.Lists
 }
 
@@ -201,10 +201,12 @@ func Start(cfg Config) (*Server, error) {
 		JWTBundles:  cfg.JWTBundles,
 	})
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(eng))
-	if cfg.MCPLists != nil {
-		extprocv3.RegisterExternalProcessorServer(s.grpc, extproc.New(extproc.Config{
-			Lists: cfg.MCPLists, Log: cfg.Log, Metrics: cfg.Metrics}))
+	lists := cfg.MCPLists
+	if lists == nil {
+		lists = engineLists{eng}
 	}
+	extprocv3.RegisterExternalProcessorServer(s.grpc, extproc.New(extproc.Config{
+		Lists: lists, Log: cfg.Log, Metrics: cfg.Metrics}))
 	s.health = health.NewServer()
 	s.draining = make(chan struct{})
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})
@@ -321,9 +323,7 @@ func (s *Server) SetReady(ready bool) {
 	}
 	s.health.SetServingStatus("", st)
 	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
-	if s.cfg.MCPLists != nil {
-		s.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, st)
-	}
+	s.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, st)
 }
 
 // GRPCAddr is the address the gRPC listener is bound to.
@@ -475,4 +475,14 @@ func (w *watchStream) Send(r *healthpb.HealthCheckResponse) error {
 	default:
 	}
 	return nil
+}
+
+// engineLists is the engine's filtering of MCP list answers, as the ext_proc front door asks
+// for it.
+type engineLists struct{ e *engine.Engine }
+
+func (l engineLists) FilterMCPList(ctx context.Context, req extproc.ListRequest) extproc.ListResult {
+	res := l.e.FilterList(ctx, engine.List{Agent: req.Agent, Server: req.Server, Method: req.Method,
+		DecisionID: req.DecisionID, ContentType: req.ContentType, ContentEncoding: req.ContentEncoding, Body: req.Body})
+	return extproc.ListResult{Body: res.Body, ContentType: res.ContentType, Outcome: res.Outcome, Reason: res.Reason}
 }
