@@ -86,21 +86,21 @@ func TestParseSocketMode(t *testing.T) {
 		}
 	}
 	for in, why := range map[string]string{
-		"":       "three or four octal digits",
-		"66":     "three or four octal digits",
-		"06600":  "three or four octal digits",
-		"0o660":  "three or four octal digits",
-		"0x1b0":  "three or four octal digits",
-		"0680":   "three or four octal digits",
-		"ug=rw":  "three or four octal digits",
-		" 660":   "three or four octal digits",
-		"+660":   "three or four octal digits",
-		"-660":   "three or four octal digits",
-		"1660":   "setuid, setgid or sticky",
-		"4755":   "setuid, setgid or sticky",
-		"0000":   "nobody",
-		"000":    "nobody",
-		"０６６０": "three or four octal digits",
+		"":      "three or four octal digits",
+		"66":    "three or four octal digits",
+		"06600": "three or four octal digits",
+		"0o660": "three or four octal digits",
+		"0x1b0": "three or four octal digits",
+		"0680":  "three or four octal digits",
+		"ug=rw": "three or four octal digits",
+		" 660":  "three or four octal digits",
+		"+660":  "three or four octal digits",
+		"-660":  "three or four octal digits",
+		"1660":  "setuid, setgid or sticky",
+		"4755":  "setuid, setgid or sticky",
+		"0000":  "nobody",
+		"000":   "nobody",
+		"０６６０":  "three or four octal digits",
 	} {
 		got, err := server.ParseSocketMode(in)
 		if err == nil || !strings.Contains(err.Error(), why) || !strings.HasPrefix(err.Error(), "server: ") {
