@@ -51,7 +51,8 @@ func chartService(t *testing.T, file string) (*corev1.Service, labels.Set) {
 
 // TestIstio: the mesh configuration declares agentauthz as a gRPC ext_authz provider that fails
 // closed, sends the whole body as bytes, waits longer than agentauthz's check timeout and points
-// at the chart's Service; path normalisation is off; the API's AuthorizationPolicy sends every
+// at the chart's Service; path normalisation is off, headers with underscores refused, slashes
+// kept as sent; the API's AuthorizationPolicy sends every
 // request to that provider; agentauthz admits only mTLS, and Check only from the API.
 func TestIstio(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("istio", "mesh-config.yaml"))
@@ -81,6 +82,12 @@ func TestIstio(t *testing.T) {
 	}
 	if mesh.GetPathNormalization().GetNormalization() != meshv1alpha1.MeshConfig_ProxyPathNormalization_NONE {
 		t.Errorf("pathNormalization %v, want NONE", mesh.GetPathNormalization())
+	}
+	cs := mesh.GetDefaultConfig().GetConnectionSettings()
+	if cs.GetHttpHeadersWithUnderscoresAction() != meshv1alpha1.ProxyConfig_ConnectionSettings_HEADERS_WITH_UNDERSCORES_REJECT_REQUEST ||
+		cs.GetHttpMergeSlashes() == nil || cs.GetHttpMergeSlashes().GetValue() ||
+		cs.GetHttpPathWithEscapedSlashesAction() != meshv1alpha1.ProxyConfig_ConnectionSettings_KEEP_UNCHANGED {
+		t.Errorf("connectionSettings %v: want underscores refused, slashes neither merged nor unescaped", cs)
 	}
 	svc, podLabels := chartService(t, "istio/values-istio.yaml")
 	if want := svc.Name + "." + releaseNamespace + ".svc.cluster.local"; g.GetService() != want {
