@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -23,6 +25,8 @@ func runServe(args []string, _, stderr io.Writer) int {
 	var cfg service.Config
 	fs.StringVar(&cfg.PolicyPath, "policy", "", "policy file or directory (default: the embedded demo policy)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", server.DefaultGRPCAddr, "gRPC listen address, host:port or unix:/path")
+	fs.Var((*socketModeFlag)(&cfg.GRPCSocket.Mode), "grpc-socket-mode", "permission bits of the unix socket of --grpc-addr unix:/path, in octal: 0660 lets the socket's owner and group connect (connecting needs write permission); default: as the umask leaves them")
+	fs.StringVar(&cfg.GRPCSocket.Group, "grpc-socket-group", "", "group (name or numeric gid) the unix socket of --grpc-addr belongs to, with --grpc-socket-mode: share it with the user Envoy runs as; agentauthz must be a member")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", server.DefaultHTTPAddr, "HTTP listen address, host:port, serving health (/healthz), readiness (/readyz), metrics (/metrics), the approvals API (/v1/approvals), the approvers' console (/approvals/), Slack interactions (/v1/slack/interactions), the decision log's head (/v1/decision-log/head) and the AuthZEN API (/access/v1/...); plaintext only on loopback unless --http-tls-cert, --http-tls-spiffe or --insecure; empty disables it")
 	fs.StringVar(&cfg.HTTP.TLSCert, "http-tls-cert", "", "PEM certificate (chain) FILE: serve the HTTP listener over TLS 1.2+, reloaded when the file changes and on SIGHUP (with --http-tls-key)")
 	fs.StringVar(&cfg.HTTP.TLSKey, "http-tls-key", "", "PEM private key FILE of --http-tls-cert")
@@ -77,6 +81,10 @@ func runServe(args []string, _, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentauthz serve: --grpc-addr: %v\n", err)
 		return exitUsage
 	}
+	if err := server.CheckSocketAccess(cfg.GRPCAddr, cfg.GRPCSocket); err != nil {
+		fmt.Fprintf(stderr, "agentauthz serve: --grpc-socket-mode, --grpc-socket-group: %s\n", strings.TrimPrefix(err.Error(), "server: "))
+		return exitUsage
+	}
 	if cfg.HTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(cfg.HTTPAddr); err != nil {
 			fmt.Fprintf(stderr, "agentauthz serve: --http-addr: %q is not host:port\n", cfg.HTTPAddr)
@@ -117,6 +125,25 @@ func runServe(args []string, _, stderr io.Writer) int {
 		return exitUsage
 	}
 	return exitOK
+}
+
+// socketModeFlag is a unix socket's permission bits in octal (server.ParseSocketMode).
+type socketModeFlag fs.FileMode
+
+func (m *socketModeFlag) String() string {
+	if *m == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%04o", uint32(*m))
+}
+
+func (m *socketModeFlag) Set(v string) error {
+	mode, err := server.ParseSocketMode(v)
+	if err != nil {
+		return errors.New(strings.TrimPrefix(err.Error(), "server: "))
+	}
+	*m = socketModeFlag(mode)
+	return nil
 }
 
 // multiFlag collects a repeatable flag.

@@ -67,3 +67,36 @@ func TestServeHelpHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestServeSocketFlags: --grpc-socket-mode and --grpc-socket-group that cannot apply are one
+// line and exit 2, before anything is loaded or listened on.
+func TestServeSocketFlags(t *testing.T) {
+	sock := "unix:" + filepath.Join(t.TempDir(), "authz.sock")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--grpc-socket-mode", "0660"}, "agentauthz serve: --grpc-socket-mode, --grpc-socket-group: a socket mode and group apply to a unix socket (unix:/path), not to 127.0.0.1:0\n"},
+		{[]string{"--grpc-addr", sock, "--grpc-socket-group", "0"}, "agentauthz serve: --grpc-socket-mode, --grpc-socket-group: a socket group needs a socket mode that lets the group write, like 0660\n"},
+		{[]string{"--grpc-addr", sock, "--grpc-socket-mode", "0660", "--grpc-socket-group", "no-such-group-agentauthz"}, "socket group \"no-such-group-agentauthz\""},
+		{[]string{"--grpc-addr", sock, "--grpc-socket-mode", "u=rw"}, "agentauthz serve: invalid value \"u=rw\" for flag -grpc-socket-mode: socket mode \"u=rw\" is not three or four octal digits, like 0660\n"},
+		{[]string{"--grpc-addr", sock, "--grpc-socket-mode", "2660"}, "setuid, setgid or sticky"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			unsetCredential(t)
+			args := append([]string{"serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--data-dir", filepath.Join(t.TempDir(), "data")}, tc.args...)
+			r := cli(t, args...)
+			r.want(t, exitUsage)
+			oneLine(t, "stderr", r.stderr)
+			if !strings.Contains(r.stderr, tc.want) || r.stdout != "" {
+				t.Errorf("stdout %q, stderr %q; want %q", r.stdout, r.stderr, tc.want)
+			}
+		})
+	}
+	r := cli(t, "serve", "-h")
+	for _, want := range []string{"-grpc-socket-mode", "0660", "-grpc-socket-group", "Envoy"} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("serve -h does not say %q", want)
+		}
+	}
+}

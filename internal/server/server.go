@@ -55,6 +55,8 @@ const (
 type Config struct {
 	// GRPCAddr is host:port, or unix:/path for a unix socket.
 	GRPCAddr string
+	// GRPCSocket sets the unix socket's mode and group (a unix GRPCAddr only).
+	GRPCSocket SocketAccess
 	// HTTPAddr is host:port of the HTTP listener (health, readiness, metrics, the approval API
 	// and console, Slack's interactions, AuthZEN); empty disables it. Plaintext on a
 	// non-loopback address needs Insecure.
@@ -147,17 +149,27 @@ func Start(cfg Config) (*Server, error) {
 	} else if cfg.HTTPTLS != nil {
 		return nil, errors.New("server: HTTP TLS needs an HTTP listener address")
 	}
+	if err := CheckSocketAccess(cfg.GRPCAddr, cfg.GRPCSocket); err != nil {
+		return nil, err
+	}
 	if network == "unix" {
 		if err := removeStaleSocket(addr); err != nil {
 			return nil, err
+		}
+		if cfg.GRPCSocket.Mode&0o002 != 0 {
+			cfg.Log.Warn("the gRPC socket lets every user write to it: anyone on this host who can reach its directory can ask for decisions",
+				"addr", addr, "mode", fmt.Sprintf("%04o", uint32(cfg.GRPCSocket.Mode)))
 		}
 	}
 	if err := checkAuthZEN(&cfg); err != nil {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, serveErr: make(chan error, 3)}
-	s.grpcLis, err = net.Listen(network, addr)
-	if err != nil {
+	if network == "unix" {
+		if s.grpcLis, err = listenUnix(addr, cfg.GRPCSocket); err != nil {
+			return nil, err
+		}
+	} else if s.grpcLis, err = net.Listen(network, addr); err != nil {
 		return nil, fmt.Errorf("server: gRPC listener: %w", err)
 	}
 	if cfg.HTTPAddr != "" {

@@ -49,6 +49,9 @@ func (c Config) checkListeners() error {
 	if err := server.RefusePlaintext("gRPC", c.GRPCAddr, spiffeTLS, c.Insecure); err != nil {
 		return err
 	}
+	if err := server.CheckSocketAccess(c.GRPCAddr, c.GRPCSocket); err != nil {
+		return err
+	}
 	if c.HTTPAddr != "" {
 		if err := server.RefusePlaintext("HTTP", c.HTTPAddr, h.tls(), c.Insecure); err != nil {
 			return err

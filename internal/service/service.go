@@ -38,6 +38,8 @@ type Config struct {
 	// listeners on non-loopback addresses.
 	GRPCAddr, HTTPAddr string
 	Insecure           bool
+	// GRPCSocket sets the mode and group of a unix-socket GRPCAddr.
+	GRPCSocket server.SocketAccess
 	// HTTP secures the HTTP listener: TLS, and a TLS-terminating proxy in front.
 	HTTP HTTPConfig
 	// DecisionLog is where the decision log goes: a file, "-" for Stdout, or "off".
@@ -134,6 +136,7 @@ func Start(cfg Config) (_ *Service, err error) {
 	httpTLS, httpTLSFrom := s.httpTLS()
 	s.srv, err = server.Start(server.Config{
 		GRPCAddr:     cfg.GRPCAddr,
+		GRPCSocket:   cfg.GRPCSocket,
 		HTTPAddr:     cfg.HTTPAddr,
 		HTTPTLS:      httpTLS,
 		Insecure:     cfg.Insecure,

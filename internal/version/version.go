@@ -1,12 +1,21 @@
 // Package version says which build of agentauthz is running, from the build information the Go
 // toolchain records in every binary: the module version (a release tag when installed with
 // `go install ...@vX.Y.Z`), the VCS commit and whether the tree was modified, and the Go version.
+// A release build (.goreleaser.yaml) also stamps its version and commit with -ldflags -X, and
+// those win: they hold even where the toolchain recorded none (a build outside a repository).
 package version
 
 import (
 	"fmt"
 	"runtime"
 	"runtime/debug"
+)
+
+// Set by a release build: -X github.com/agentauthz/agentauthz/internal/version.releaseVersion=v1.2.3
+// and -X ...releaseCommit=FULL_COMMIT.
+var (
+	releaseVersion string
+	releaseCommit  string
 )
 
 // Info is one build's identity.
@@ -26,20 +35,24 @@ type Info struct {
 // Get reads the running binary's build information.
 func Get() Info {
 	info := Info{Version: "(unknown)", GoVersion: runtime.Version()}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return info
-	}
-	if v := bi.Main.Version; v != "" {
-		info.Version = v
-	}
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			info.Commit = s.Value
-		case "vcs.modified":
-			info.Modified = s.Value == "true"
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v := bi.Main.Version; v != "" {
+			info.Version = v
 		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				info.Commit = s.Value
+			case "vcs.modified":
+				info.Modified = s.Value == "true"
+			}
+		}
+	}
+	if releaseVersion != "" {
+		info.Version = releaseVersion
+	}
+	if releaseCommit != "" {
+		info.Commit = releaseCommit
 	}
 	return info
 }

@@ -35,3 +35,17 @@ func TestString(t *testing.T) {
 		}
 	}
 }
+
+// TestRelease: a release build's stamped version and commit are what Get reports.
+func TestRelease(t *testing.T) {
+	defer version.SetRelease("v1.2.3", "0123456789abcdef0123456789abcdef01234567")()
+	info := version.Get()
+	if info.Version != "v1.2.3" || info.Commit != "0123456789abcdef0123456789abcdef01234567" || info.GoVersion != runtime.Version() {
+		t.Errorf("Get() = %+v, want the stamped version and commit", info)
+	}
+	restore := version.SetRelease("", "")
+	defer restore()
+	if info := version.Get(); info.Version == "v1.2.3" || info.Commit == "0123456789abcdef0123456789abcdef01234567" {
+		t.Errorf("Get() = %+v without a stamp", info)
+	}
+}
