@@ -4,12 +4,18 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/go-jose/go-jose/v4"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/engine"
+	"github.com/agentauthz/agentauthz/internal/oauthkeys"
+	"github.com/agentauthz/agentauthz/internal/oauthtest"
 	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/internal/servertest"
+	"github.com/agentauthz/agentauthz/policy"
 )
 
 // BenchmarkCheck measures one in-process Check: reading the CheckRequest, deciding and building
@@ -88,6 +94,43 @@ func BenchmarkCheckMCP(b *testing.B) {
 			}
 			b.ReportAllocs()
 			b.SetBytes(int64(len(req.Body)))
+			for b.Loop() {
+				_, _ = srv.Check(ctx, cr)
+			}
+		})
+	}
+}
+
+// BenchmarkCheckOAuth measures one in-process Check on a host that accepts OAuth access tokens:
+// the agent identified by an ES256 token whose key is cached, and, for comparison, by its
+// certificate.
+func BenchmarkCheckOAuth(b *testing.B) {
+	iss := oauthtest.Start(b)
+	snap, err := policy.Load([]policy.File{{Name: "oauth.yaml", Data: []byte(oauthtest.Policy(iss.URL))}}, policy.Options{Secrets: policy.Placeholders})
+	if err != nil {
+		b.Fatal(err)
+	}
+	keys := oauthkeys.New(oauthkeys.Config{})
+	srv := extauthz.New(engine.New(engine.Config{Store: policy.NewStore(snap), OAuthKeys: keys}))
+	c := iss.Claims(oauthtest.HelpdeskClient, "tickets.read")
+	c["exp"] = time.Now().Add(time.Hour).Unix() // valid however long the benchmark runs
+	token := iss.Token(b, jose.ES256, c)
+	for _, bc := range []struct {
+		name string
+		req  extauthz.HTTPRequest
+	}{
+		{"token-es256", extauthz.HTTPRequest{Host: "helpdesk.acme.internal", Path: "/v1/tickets",
+			Headers: map[string]string{"authorization": "Bearer " + token, "x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35"}}},
+		{"certificate", extauthz.HTTPRequest{Principal: oauthtest.Helpdesk, Host: "helpdesk.acme.internal", Path: "/v1/tickets/4711",
+			Headers: map[string]string{"x-request-id": "7cd45d69-b3e7-4ed5-a5ce-ae5e23339c35"}}},
+	} {
+		cr := bc.req.CheckRequest()
+		b.Run(bc.name, func(b *testing.B) {
+			ctx := context.Background()
+			if resp, err := srv.Check(ctx, cr); err != nil || resp.GetOkResponse() == nil {
+				b.Fatalf("Check = %v, %v; want an allow", resp, err)
+			}
+			b.ReportAllocs()
 			for b.Loop() {
 				_, _ = srv.Check(ctx, cr)
 			}

@@ -47,6 +47,10 @@ var (
 	}
 )
 
+// WWWAuthenticateHeader carries a denial's Bearer challenge, on hosts that accept OAuth access
+// tokens.
+const WWWAuthenticateHeader = "www-authenticate"
+
 // GRPCStatusHeader is set on the denial of a gRPC request: the status a gRPC client reports.
 // Envoy answers a gRPC request's denial as a gRPC error (HTTP 200, grpc-status, and grpc-message
 // holding agentauthz's problem details, in trailers), deriving grpc-status from the HTTP status
@@ -126,7 +130,9 @@ type denyParts struct {
 	status  typev3.HttpStatus
 	idOpt   corev3.HeaderValueOption
 	idHdr   corev3.HeaderValue
-	headers [4]*corev3.HeaderValueOption
+	headers [5]*corev3.HeaderValueOption
+	chOpt   corev3.HeaderValueOption
+	chHdr   corev3.HeaderValue
 	meta    structpb.Struct
 }
 
@@ -170,8 +176,16 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 	p.idHdr = corev3.HeaderValue{Key: DecisionIDHeader, Value: id}
 	p.idOpt.Header = &p.idHdr
 	p.idOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-	p.headers = [4]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
-	p.denied.Headers = p.headers[:3]
+	p.headers = [5]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
+	hs := p.headers[:3]
+	if d.Challenge != "" {
+		// A 401 tells the agent how to authenticate, a 403 for lack of OAuth scope which ones
+		// to ask for (RFC 6750 §3).
+		p.chHdr = corev3.HeaderValue{Key: WWWAuthenticateHeader, Value: d.Challenge}
+		p.chOpt.Header = &p.chHdr
+		p.chOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		hs = append(hs, &p.chOpt)
+	}
 	if status, body, ok := d.MCPAnswer(id); ok {
 		// An MCP client reads JSON-RPC: the answer takes the form it gives the model.
 		httpStatus = status
@@ -179,11 +193,11 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 		p.denied.Body = body
 	} else {
 		if gs, ok := grpcStatuses[httpStatus]; grpc && ok {
-			p.headers[3] = gs
-			p.denied.Headers = p.headers[:]
+			hs = append(hs, gs)
 		}
 		p.denied.Body = d.Problem(id)
 	}
+	p.denied.Headers = hs
 	p.status.Code = typev3.StatusCode(httpStatus)
 	p.denied.Status = &p.status
 	pc.metadata(&p.meta, d, id, agent)
@@ -316,7 +330,9 @@ func knownAgent(c decision.Code) bool {
 	switch c {
 	case decision.CodeIdentityMissing, decision.CodeIdentityInvalid, decision.CodeTrustDomainUnknown,
 		decision.CodeAgentUnknown, decision.CodeRequestMalformed, decision.CodeInternal,
-		decision.CodeDeadlineExceeded, decision.CodePolicyNotLoaded:
+		decision.CodeDeadlineExceeded, decision.CodePolicyNotLoaded,
+		// An access token refused before the certificate's agent was looked up.
+		decision.CodeOAuthTokenInvalid, decision.CodeIdentityConflict, decision.CodeOAuthKeysUnavailable:
 		return false
 	}
 	return true

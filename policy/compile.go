@@ -11,6 +11,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
@@ -80,18 +81,23 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 			trustDomains:       map[spiffeid.TrustDomain]struct{}{},
 			shadowTrustDomains: map[spiffeid.TrustDomain]struct{}{},
 			agents:             map[spiffeid.ID]*agent{},
+			oauthAgents:        map[oauthSubject]spiffeid.ID{},
 			hosts:              map[string]*host{},
 			scopeIndex:         map[string]int{},
 		},
-		agentAt:   map[spiffeid.ID]string{},
-		shadowAt:  map[spiffeid.ID]string{},
-		hostAt:    map[string]string{},
-		routeAt:   map[string]string{},
-		messages:  map[string]protoreflect.MessageType{},
-		refs:      map[string][]byte{},
-		graphql:   map[string]*graphqlAPI{},
-		notifiers: map[string]bool{},
-		mcp:       map[string]*mcpServer{},
+		agentAt:     map[spiffeid.ID]string{},
+		shadowAt:    map[spiffeid.ID]string{},
+		hostAt:      map[string]string{},
+		routeAt:     map[string]string{},
+		messages:    map[string]protoreflect.MessageType{},
+		refs:        map[string][]byte{},
+		graphql:     map[string]*graphqlAPI{},
+		notifiers:   map[string]bool{},
+		mcp:         map[string]*mcpServer{},
+		issuers:     map[string]*accesstoken.Issuer{},
+		issuerAt:    map[string]string{},
+		issuerURLAt: map[string]string{},
+		audienceAt:  map[string]string{},
 	}
 	c.protoFiles(sources)
 	for i := range sources {
@@ -111,6 +117,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		c.notifierNames(src)
 	}
 	for _, src := range ordered {
+		c.oauthIssuers(src)
 		c.graphqlAPIs(src)
 		c.mcpServers(src)
 	}
@@ -149,6 +156,10 @@ type compiler struct {
 	notifiers map[string]bool
 	// mcp are the policy's MCP servers, by name.
 	mcp map[string]*mcpServer
+	// issuers are the OAuth issuers by name; issuerAt and issuerURLAt say where each name and
+	// issuer URL is defined, audienceAt where each host's OAuth audience is.
+	issuers                           map[string]*accesstoken.Issuer
+	issuerAt, issuerURLAt, audienceAt map[string]string
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -232,10 +243,16 @@ func (c *compiler) hosts(src *source) {
 			if len(h.GetRefuseHeaders()) > 0 || len(h.GetTrustForwardedHeaders()) > 0 {
 				c.addf(src, at, "a shadow file cannot change the headers host %s refuses or trusts: set them in %s", name, c.hostAt[name])
 			}
+			if h.GetOauth() != nil {
+				c.addf(src, at+".oauth", "a shadow file cannot change the tokens host %s accepts: set oauth in %s", name, c.hostAt[name])
+			}
 		case hs != nil:
 			c.addf(src, at+".name", "host %s is already defined at %s", name, c.hostAt[name])
 			continue
 		case shadow:
+			if h.GetOauth() != nil {
+				c.addf(src, at+".oauth", "a shadow file cannot define the tokens a host accepts: set oauth in an ordinary file")
+			}
 			refused, _ := c.hostHeaders(src, at, h.GetRefuseHeaders(), h.GetTrustForwardedHeaders(), h.GetRemoveHeaders())
 			hs = &host{name: name, root: &node{}, shadowRoot: &node{}, grant: &decision.Grant{}, refuse: refused}
 			c.snap.hosts[name] = hs
@@ -248,16 +265,11 @@ func (c *compiler) hosts(src *source) {
 				if hs.jwt.Header == "" {
 					hs.jwt.Header = "authorization"
 				}
-				// The token is the agent's credential: the upstream never sees it. A header the host
-				// injects replaces it already; removing it too would drop the injected credential,
-				// since Envoy removes headers after setting them.
-				injected := false
-				for _, h := range hs.grant.Set {
-					injected = injected || h.Name == hs.jwt.Header
-				}
-				if !injected && !contains(hs.grant.Remove, hs.jwt.Header) {
-					hs.grant.Remove = append(hs.grant.Remove, hs.jwt.Header)
-				}
+				// The token is the agent's credential: the upstream never sees it.
+				removeAgentCredential(hs.grant, hs.jwt.Header)
+			}
+			if h.GetOauth() != nil {
+				c.hostOAuth(src, at, h, hs)
 			}
 			c.snap.hosts[name] = hs
 		}
@@ -410,6 +422,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		cr.hold = c.holdRule(src, at+".approval", r.GetName(), r.GetApproval(), cr.grant)
 		ok = ok && cr.hold != nil
 	}
+	ok = c.routeOAuth(src, at, hs, r, cr) && ok
 	if !ok {
 		return
 	}

@@ -5,6 +5,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
 	"github.com/agentauthz/agentauthz/policy/target"
 )
@@ -32,6 +33,10 @@ type Request struct {
 	Body []byte
 	// BodyPartial is set when Envoy cut the body short (x-envoy-auth-partial-body: true).
 	BodyPartial bool
+	// Token is the validated OAuth access token that identified the agent, or that agreed with
+	// its certificate; nil when the request carried none. Routes' oauth_scopes are checked
+	// against it.
+	Token *accesstoken.Token
 
 	// body is Body read as strict JSON by the first stage that needed it (see JSON).
 	body *parsedBody
@@ -127,11 +132,36 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 		}
 		return d
 	}
+	if r.Token != nil && len(rt.oauthScopes) > 0 {
+		if missing := rt.missingOAuthScopes(r.Token); missing != "" {
+			if liveOnly {
+				return decision.Decision{}
+			}
+			d := decision.Denied(decision.CodeOAuthScopeMissing,
+				"Your access token does not grant scope "+missing+", which this route needs; ask the authorization server for a token with "+strings.Join(rt.oauthScopes, " ")+" and retry.")
+			d.Rule, d.Challenge = rt.name, rt.scopeChallenge
+			if rt.mcp != nil {
+				d.MCP = rt.mcpCallOf(r)
+			}
+			return d
+		}
+	}
 	d := rt.check(r, ag, t, &vals, shadow, liveOnly)
 	if rt.mcp == nil || d.Rule == "" && !liveOnly {
 		d.Rule = rt.name
 	}
 	return d
+}
+
+// missingOAuthScopes returns the first of the route's OAuth scopes the token does not grant,
+// or "".
+func (rt *route) missingOAuthScopes(tok *accesstoken.Token) string {
+	for _, s := range rt.oauthScopes {
+		if !tok.HasScope(s) {
+			return s
+		}
+	}
+	return ""
 }
 
 // check validates what the route types: path parameters, query, body.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
 	"github.com/agentauthz/agentauthz/policy/target"
 )
@@ -61,8 +62,8 @@ func (s *Snapshot) Explain(r *Request) (decision.Decision, []string) {
 		case rt.shadow && d.ShadowRule == rt.name:
 			add("  %s %s (%s %s): matched; would decide %s %s (recorded, not enforced)", kind, rt.name, rt.method, rt.template, d.ShadowOutcome, d.ShadowCode)
 		case d.Rule == rt.name:
-			add("  %s %s (%s %s): matched; needs scope %s (%s); decides %s %s", kind, rt.name, rt.method, rt.template,
-				s.scopeNames[rt.scope], held(ag.holds(rt.scope, rt.shadow)), d.Outcome, d.Code)
+			add("  %s %s (%s %s): matched; needs scope %s (%s)%s; decides %s %s", kind, rt.name, rt.method, rt.template,
+				s.scopeNames[rt.scope], held(ag.holds(rt.scope, rt.shadow)), rt.explainOAuthScopes(r.Token), d.Outcome, d.Code)
 		case rt.mcp != nil && d.MCP != nil && d.MCP.Server == rt.mcp.name && !rt.shadow:
 			// An MCP route: the tool the message calls decided, under the route.
 			add("  %s %s (%s %s): matched; needs scope %s (%s); MCP server %s", kind, rt.name, rt.method, rt.template,
@@ -79,6 +80,19 @@ func (s *Snapshot) Explain(r *Request) (decision.Decision, []string) {
 		add("no route decided: %s", d.Code)
 	}
 	return d, steps
+}
+
+// explainOAuthScopes says what the route needs of an access token, and whether tok grants it.
+func (rt *route) explainOAuthScopes(tok *accesstoken.Token) string {
+	switch {
+	case len(rt.oauthScopes) == 0:
+		return ""
+	case tok == nil:
+		return " and OAuth scopes " + strings.Join(rt.oauthScopes, " ") + " of a token (no token: not checked)"
+	case rt.missingOAuthScopes(tok) != "":
+		return " and OAuth scopes " + strings.Join(rt.oauthScopes, " ") + " (not granted)"
+	}
+	return " and OAuth scopes " + strings.Join(rt.oauthScopes, " ") + " (granted)"
 }
 
 func accepted(ok bool) string {

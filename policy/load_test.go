@@ -142,6 +142,8 @@ var badCases = map[string]struct {
 		`inject-pseudo-header.yaml:10:15: hosts[0].inject_headers[1].name: does not match regex pattern`,
 	}},
 	"no-trust-domains": {must: []string{`policy: no trust_domains`}, unpositioned: true},
+	"oauth":            {},
+	"oauth-schema":     {},
 }
 
 // TestLoadBadPolicies loads each policy under testdata/bad (a file, or a directory of files)

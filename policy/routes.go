@@ -40,6 +40,10 @@ type route struct {
 	hold *holdRule
 	// mcp, on a route serving an MCP server's endpoint, is the server.
 	mcp *mcpServer
+	// oauthScopes are the OAuth scopes a request's access token must grant; scopeChallenge is the
+	// WWW-Authenticate challenge naming them.
+	oauthScopes    []string
+	scopeChallenge string
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

@@ -12,6 +12,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
@@ -32,6 +33,10 @@ type Snapshot struct {
 	notifiers []*policyv1.Notifier
 	// mcp are the policy's MCP servers, by name.
 	mcp map[string]*mcpServer
+	// oauthIssuers are the OAuth issuers, in policy order; oauthAgents maps their subjects to
+	// agents.
+	oauthIssuers []*accesstoken.Issuer
+	oauthAgents  map[oauthSubject]spiffeid.ID
 }
 
 // Notifiers returns the policy's notifier configurations. They must not be modified.
@@ -127,6 +132,8 @@ type host struct {
 	routes []*route
 	// jwt, when set, accepts JWT-SVIDs from agents without an X.509 identity.
 	jwt *JWTSVIDConfig
+	// oauth, when set, accepts OAuth access tokens.
+	oauth *OAuthConfig
 	// refuse are the headers the host refuses beside overrideHeaders (refuse_headers).
 	refuse []string
 }

@@ -19,9 +19,11 @@ import (
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/engine"
+	"github.com/agentauthz/agentauthz/internal/oauthkeys"
 	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/internal/service"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
@@ -62,11 +64,17 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	explain := fs.Bool("explain", false, "show which rules were considered and why each matched or not")
 	var bundles multiFlag
 	fs.Var(&bundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate a JWT-SVID the request carries (repeatable)")
+	tokenFile := fs.String("token", "", "file holding an OAuth access token the request carries as Authorization: Bearer; validated against its issuer's keys (the policy's jwks_file, or fetched from the issuer)")
+	claimsFile := fs.String("claims", "", "YAML or JSON file of an access token's claims, signed offline and sent as Authorization: Bearer (exp, nbf, iat may be durations from now)")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "agentauthz check: unexpected argument %q\n", fs.Arg(0))
+		return exitUsage
+	}
+	if *tokenFile != "" && *claimsFile != "" {
+		fmt.Fprintln(stderr, "agentauthz check: give --token or --claims, not both")
 		return exitUsage
 	}
 	var cr *authv3.CheckRequest
@@ -87,7 +95,6 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
 			return exitUsage
 		}
-		cr = r.CheckRequest()
 	default:
 		r.Headers = headers
 		if r.Host == "" || r.Path == "" {
@@ -116,7 +123,10 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 				return exitUsage
 			}
 		}
-		cr = r.CheckRequest()
+	}
+	if (*tokenFile != "" || *claimsFile != "") && hasHeader(r.Headers, "authorization") {
+		fmt.Fprintln(stderr, "agentauthz check: --token and --claims are sent as the authorization header; drop the request's own")
+		return exitUsage
 	}
 
 	snap, err := loadOffline(*policyPath)
@@ -124,10 +134,27 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		printLoadError(stderr, "check", err)
 		return exitUsage
 	}
-	e, err := offlineEngine(snap, bundles)
+	// check may fetch issuers' keys: it validates a real token as the server would.
+	e, claims, err := offlineEngine(snap, bundles, oauthkeys.New(oauthkeys.Config{}))
 	if err != nil {
 		fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
 		return exitUsage
+	}
+	if cr == nil {
+		tok, err := checkToken(*tokenFile, *claimsFile, claims)
+		if err != nil {
+			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
+			return exitUsage
+		}
+		if tok != "" {
+			h := make(map[string]string, len(r.Headers)+1)
+			for k, v := range r.Headers {
+				h[k] = v
+			}
+			h["authorization"] = "Bearer " + tok
+			r.Headers = h
+		}
+		cr = r.CheckRequest()
 	}
 	req := extauthz.ReadRequest(cr)
 	req.Explain = *explain
@@ -172,7 +199,7 @@ func requestFlags(fs *flag.FlagSet) []string {
 	var given []string
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {
-		case "request", "agent", "method", "host", "path", "header", "body",
+		case "request", "agent", "method", "host", "path", "header", "body", "token", "claims",
 			"mcp-tool", "mcp-args", "mcp-method", "mcp-params", "mcp-version":
 			given = append(given, "--"+f.Name)
 		}
@@ -199,18 +226,59 @@ func readRequestFile(path string) (extauthz.HTTPRequest, error) {
 	return r, nil
 }
 
+// checkToken reads the access token of --token, or signs the claims of --claims; "" for
+// neither.
+func checkToken(tokenFile, claimsFile string, claims *policytest.Claims) (string, error) {
+	switch {
+	case tokenFile != "":
+		data, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return "", err
+		}
+		tok := strings.TrimSuffix(strings.TrimSuffix(string(data), "\n"), "\r")
+		if tok == "" {
+			return "", fmt.Errorf("%s holds no token", tokenFile)
+		}
+		return tok, nil
+	case claimsFile != "":
+		data, err := os.ReadFile(claimsFile)
+		if err != nil {
+			return "", err
+		}
+		var c map[string]any
+		dec := yaml.NewDecoder(bytes.NewReader(data))
+		if err := dec.Decode(&c); err != nil || c == nil {
+			return "", fmt.Errorf("%s: not a mapping of claims", claimsFile)
+		}
+		return claims.Token(c)
+	}
+	return "", nil
+}
+
+// hasHeader reports whether h names header name, in any case.
+func hasHeader(h map[string]string, name string) bool {
+	for k := range h {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
 // offlineEngine is the engine check and test decide with: the server's pipeline, with JWT
-// bundles from files and approvals held in memory.
-func offlineEngine(snap *policy.Snapshot, bundleSpecs []string) (*engine.Engine, error) {
+// bundles from files, approvals held in memory, and OAuth access tokens validated against the
+// policy's keys, next (nil: no others) and the offline key of the claims it returns.
+func offlineEngine(snap *policy.Snapshot, bundleSpecs []string, next accesstoken.Keys) (*engine.Engine, *policytest.Claims, error) {
 	var bundles jwtbundle.Source
 	if len(bundleSpecs) > 0 {
 		set, err := service.LoadJWTBundles(bundleSpecs)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		bundles = set
 	}
-	return policytest.Engine(snap, bundles), nil
+	claims := policytest.NewClaims(snap, next)
+	return policytest.Engine(snap, bundles, claims), claims, nil
 }
 
 // loadOffline loads a policy without reading its credentials.
@@ -271,6 +339,9 @@ func printDecision(w io.Writer, d *decision.Decision) {
 		return
 	}
 	fmt.Fprintf(w, "deny %d %s  rule=%s\n  %s\n", d.Status(), d.Code, rule, d.Detail)
+	if d.Challenge != "" {
+		fmt.Fprintf(w, "  www-authenticate: %s\n", d.Challenge)
+	}
 	for _, v := range d.Violations {
 		field := v.Field
 		if field == "" {

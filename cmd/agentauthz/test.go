@@ -35,7 +35,9 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 			printLoadError(stderr, "test", err)
 			return exitUsage
 		}
-		e, err := offlineEngine(snap, bundles)
+		// Tests need no network: access tokens verify against the policy's keys, or are signed
+		// offline from the cases' claims.
+		e, claims, err := offlineEngine(snap, bundles, nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "agentauthz test: %v\n", err)
 			return exitUsage
@@ -55,7 +57,7 @@ func runTest(args []string, stdout, stderr io.Writer) int {
 				fmt.Fprintf(stderr, "agentauthz test: %v\n", err)
 				return exitUsage
 			}
-			for _, r := range policytest.Run(context.Background(), e, cases) {
+			for _, r := range policytest.Run(context.Background(), e, claims, cases) {
 				if r.Passed() {
 					passed++
 					if *verbose {

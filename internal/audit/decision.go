@@ -10,6 +10,9 @@ import (
 // redact.Query.Target.
 type Decision struct {
 	ID, RequestID, Agent, Host, Method, Path, Rule, Outcome, Code, PolicyRevision, BodyDigest string
+	// IdentitySource says where Agent came from: x509, jwt_svid or oauth. Issuer and Subject
+	// are those of a validated OAuth access token; the token itself is never recorded.
+	IdentitySource, Issuer, Subject string
 	// Status is the HTTP status of the answer: 200 on allow.
 	Status int
 	// Latency is how long deciding took.
@@ -22,17 +25,21 @@ type Decision struct {
 }
 
 // Decision writes d as a record of kind "decision". Its fields, in this order, each omitted
-// when empty (or, for status, zero): id, request_id, agent, host, method, path, outcome, code,
+// when empty (or, for status, zero): id, request_id, agent, identity_source, issuer, subject,
+// host, method, path, outcome, code,
 // status, rule, policy_revision, latency_us (always written: whole microseconds), body_digest,
 // shadow_rule, shadow_code, shadow_outcome, mcp_server, mcp_method, mcp_name. A field longer than MaxField (a huge request id or
 // path from a direct gRPC caller) is cut, ending with its length and SHA-256: the decision is
 // recorded whatever its size. An error is a *WriteError.
 func (l *Log) Decision(d Decision) error {
-	var buf [20]slog.Attr
+	var buf [23]slog.Attr
 	a := buf[:0]
 	a = l.appendString(a, "id", d.ID)
 	a = l.appendString(a, "request_id", d.RequestID)
 	a = l.appendString(a, "agent", d.Agent)
+	a = l.appendString(a, "identity_source", d.IdentitySource)
+	a = l.appendString(a, "issuer", d.Issuer)
+	a = l.appendString(a, "subject", d.Subject)
 	a = l.appendString(a, "host", d.Host)
 	a = l.appendString(a, "method", d.Method)
 	a = l.appendString(a, "path", d.Path)

@@ -28,6 +28,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
@@ -64,6 +65,9 @@ type Config struct {
 	Approvals Approvals
 	// JWTBundles validate JWT-SVIDs on hosts whose policy accepts them; nil refuses every token.
 	JWTBundles jwtbundle.Source
+	// OAuthKeys find the keys of OAuth issuers whose keys the policy does not hold
+	// (oauthkeys.Cache fetches them); nil means the policy's keys only.
+	OAuthKeys accesstoken.Keys
 	// Timeout bounds one decision: a decision not reached in time is a deadline_exceeded deny.
 	// Zero means DefaultTimeout.
 	Timeout time.Duration
@@ -120,8 +124,10 @@ type Request struct {
 	// Explain asks for the policy's reasoning, step by step, in Result.Explain.
 	Explain bool
 
-	// policy is the request as the policy reads it, filled by Decide.
+	// policy is the request as the policy reads it, filled by Decide; token is the access token
+	// it points to, when one was validated.
 	policy policy.Request
+	token  accesstoken.Token
 }
 
 // Result is the engine's answer to one request.
@@ -132,6 +138,11 @@ type Result struct {
 	ID string
 	// Agent is the caller's SPIFFE ID once established; empty before.
 	Agent string
+	// Source is where Agent came from (SourceX509, SourceJWTSVID, SourceOAuth); empty before.
+	Source string
+	// Issuer and Subject are the issuer URL and subject of a validated OAuth access token,
+	// whether it identified the agent or agreed with its certificate; never the token itself.
+	Issuer, Subject string
 	// Revision is the revision of the policy that decided; empty when none was in force.
 	Revision string
 	// Explain is the policy's reasoning, when Request.Explain asked for it.
@@ -204,12 +215,18 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 				"Your certificate's identity is not a SPIFFE ID; use your SPIFFE certificate.")
 		}
 		req.Agent = id
-		res.Agent = id.String()
+		res.Agent, res.Source = id.String(), SourceX509
 	}
 	if r.Unreadable != nil {
 		return *r.Unreadable
 	}
-	if req.Agent.IsZero() {
+	if oc := snap.OAuth(req.Host); oc != nil {
+		// On a host that accepts access tokens, a token identifies the agent, or must agree with
+		// its certificate.
+		if deny := e.oauthIdentity(ctx, snap, oc, r, res); deny != nil {
+			return *deny
+		}
+	} else if req.Agent.IsZero() {
 		// Without a certificate, a JWT-SVID identifies the agent on a host whose policy accepts
 		// them; without either, the policy refuses the request for lack of identity.
 		if jc := snap.JWTSVID(req.Host); jc != nil {
@@ -217,13 +234,14 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 				return *deny
 			}
 			if !req.Agent.IsZero() {
-				res.Agent = req.Agent.String()
+				res.Agent, res.Source = req.Agent.String(), SourceJWTSVID
 			}
 		}
 	}
 	var d decision.Decision
 	if r.Explain {
 		d, res.Explain = snap.Explain(req)
+		res.Explain = append(explainIdentity(res), res.Explain...)
 	} else {
 		d = snap.Decide(req)
 	}
@@ -236,6 +254,20 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 		d = e.cfg.Approvals.Resolve(ctx, req, d)
 	}
 	return d
+}
+
+// explainIdentity says where the agent's identity came from, when not from its certificate
+// alone.
+func explainIdentity(res *Result) []string {
+	switch {
+	case res.Source == SourceOAuth:
+		return []string{"identity source: OAuth access token from " + res.Issuer + ", subject " + res.Subject}
+	case res.Source == SourceX509 && res.Issuer != "":
+		return []string{"identity source: X.509 certificate, with an access token from " + res.Issuer + " for the same agent"}
+	case res.Source == SourceJWTSVID:
+		return []string{"identity source: JWT-SVID"}
+	}
+	return nil
 }
 
 // noHeaders is a request without headers.

@@ -14,6 +14,11 @@ func (e *Engine) record(r *Request, res *Result, start time.Time) {
 	d := &res.Decision
 	took := e.cfg.Clock().Sub(start)
 	e.cfg.Metrics.Check(d, took)
+	source := res.Source
+	if source == "" {
+		source = SourceNone
+	}
+	e.cfg.Metrics.Identity(source, d)
 	if d.ShadowRule != "" {
 		e.cfg.Metrics.Shadow(d.ShadowRule, d.ShadowCode)
 	}
@@ -24,6 +29,9 @@ func (e *Engine) record(r *Request, res *Result, start time.Time) {
 		ID:             res.ID,
 		RequestID:      r.RequestID,
 		Agent:          res.Agent,
+		IdentitySource: res.Source,
+		Issuer:         res.Issuer,
+		Subject:        res.Subject,
 		Host:           r.Host,
 		Method:         r.Method,
 		Path:           e.cfg.RedactQuery.Target(r.Target),

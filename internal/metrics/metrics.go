@@ -33,6 +33,8 @@ type Metrics struct {
 	mcp           *prometheus.CounterVec
 	mcpFiltered   *prometheus.CounterVec
 	mcpLists      *prometheus.CounterVec
+	identities    *prometheus.CounterVec
+	oauthFetches  *prometheus.CounterVec
 
 	mu       sync.Mutex
 	revision string
@@ -115,8 +117,16 @@ func New(reg prometheus.Registerer) *Metrics {
 		Name: "agentauthz_mcp_list_responses_total",
 		Help: "MCP server answers seen by the ext_proc front door, by JSON-RPC method (tools/list, resources/list, resources/templates/list, prompts/list; other: not a list) and outcome (filtered; passed: no list in it; emptied: unreadable, replaced by an empty list).",
 	}, []string{"method", "outcome"})
+	m.identities = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_decisions_by_identity_total",
+		Help: "Decisions by where the agent's identity came from (x509, jwt_svid, oauth, or none when none was established) and outcome (allow, deny, error).",
+	}, []string{"source", "outcome"})
+	m.oauthFetches = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_oauth_key_fetches_total",
+		Help: "Fetches of OAuth issuers' keys (metadata and JWKS), by issuer and result (success, failure). A failure leaves cached keys verifying.",
+	}, []string{"issuer", "result"})
 	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications,
-		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused, m.mcp, m.mcpFiltered, m.mcpLists)
+		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused, m.mcp, m.mcpFiltered, m.mcpLists, m.identities, m.oauthFetches)
 	build := version.Get()
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "agentauthz_build_info",
@@ -210,6 +220,26 @@ var mcpMethods = map[string]bool{
 	"notifications/initialized": true, "notifications/cancelled": true, "notifications/progress": true,
 	"notifications/roots/list_changed": true, "subscriptions/listen": true,
 	"tasks/get": true, "tasks/result": true, "tasks/list": true, "tasks/cancel": true,
+}
+
+// Identity counts an answered decision by the source of the agent's identity.
+func (m *Metrics) Identity(source string, d *decision.Decision) {
+	if m == nil {
+		return
+	}
+	m.identities.WithLabelValues(source, Outcome(d)).Inc()
+}
+
+// OAuthKeyFetch records one fetch of an OAuth issuer's keys: oauthkeys.Config.Observe.
+func (m *Metrics) OAuthKeyFetch(issuer string, ok bool) {
+	if m == nil {
+		return
+	}
+	result := "success"
+	if !ok {
+		result = "failure"
+	}
+	m.oauthFetches.WithLabelValues(issuer, result).Inc()
 }
 
 // Shadow records the would-be decision of a shadow rule.

@@ -19,6 +19,20 @@
 //     violations: [query.limit]         # optional: fields the denial must name
 //     shadow_code: scope_missing        # optional: what a shadow rule would decide
 //
+// A case may give the claims of an OAuth access token the agent sends (as Authorization: Bearer)
+// instead of, or beside, its principal; exp, nbf and iat may be durations from now, and exp
+// defaults to five minutes from now (see Claims for how the token is made and checked):
+//
+//   - name: the helpdesk client's token lists tickets
+//     claims:
+//     iss: https://idp.acme.internal/oauth2/default
+//     aud: https://helpdesk.acme.internal
+//     client_id: 0oa8helpdesk
+//     scope: tickets.read
+//     host: helpdesk.acme.internal
+//     path: /v1/tickets
+//     want: allow
+//
 // Instead of principal, method, host, path, headers and body, a case may name a CheckRequest as
 // Envoy sends it (protojson, as captured from Envoy or grpcurl), by a path relative to the test
 // file; a case gives one or the other, never both:
@@ -48,6 +62,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/approval/memstore"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
@@ -62,6 +77,8 @@ type Case struct {
 	Body      string            `yaml:"body"`
 	// MCP, on an MCP route, is the MCP message the case sends, in place of method and body.
 	MCP *MCP `yaml:"mcp"`
+	// Claims are the claims of an access token the request carries as Authorization: Bearer.
+	Claims map[string]any `yaml:"claims"`
 	// CheckRequest names a protojson CheckRequest file, relative to the test file, that is the
 	// whole request instead of the fields above. ReadCases reads it.
 	CheckRequest string `yaml:"check_request"`
@@ -161,6 +178,8 @@ func ReadCases(path string) ([]Case, error) {
 			cases = append(cases, c)
 		case c.Host == "" || c.Path == "":
 			problems = append(problems, fmt.Sprintf("%s:%d: %s: a case needs host and path, or check_request", path, n.Line, c.Name))
+		case c.Claims != nil && hasHeader(c.Headers, "authorization"):
+			problems = append(problems, fmt.Sprintf("%s:%d: %s: claims are sent as the authorization header; drop headers.authorization", path, n.Line, c.Name))
 		case c.MCP != nil && (c.Method != "" || c.Body != ""):
 			problems = append(problems, fmt.Sprintf("%s:%d: %s: mcp is the message: drop method and body", path, n.Line, c.Name))
 		case c.MCP != nil:
@@ -189,7 +208,7 @@ func (c *Case) requestFields() []string {
 		set bool
 	}{
 		{"principal", c.Principal != ""}, {"method", c.Method != ""}, {"host", c.Host != ""},
-		{"path", c.Path != ""}, {"headers", c.Headers != nil}, {"body", c.Body != ""}, {"mcp", c.MCP != nil},
+		{"path", c.Path != ""}, {"headers", c.Headers != nil}, {"body", c.Body != ""}, {"mcp", c.MCP != nil}, {"claims", c.Claims != nil},
 	} {
 		if f.set {
 			given = append(given, f.key)
@@ -220,15 +239,27 @@ func mustMarshal(n *yaml.Node) []byte {
 	return b
 }
 
+// hasHeader reports whether h names header, in any case.
+func hasHeader(h map[string]string, header string) bool {
+	for k := range h {
+		if strings.EqualFold(k, header) {
+			return true
+		}
+	}
+	return false
+}
+
 // Engine returns the engine that `agentauthz test` and `agentauthz check` decide with: the
-// policy in snap, JWT-SVIDs validated against bundles (nil refuses every token), and approvals
-// held in memory, so that a held request is answered as the server answers it (428 with an
-// approval id) while nothing is stored.
-func Engine(snap *policy.Snapshot, bundles jwtbundle.Source) *engine.Engine {
+// policy in snap, JWT-SVIDs validated against bundles (nil refuses every token), OAuth access
+// tokens against keys (nil: the policy's; a Claims answers for the tokens it signs too), and
+// approvals held in memory, so that a held request is answered as the server answers it (428
+// with an approval id) while nothing is stored.
+func Engine(snap *policy.Snapshot, bundles jwtbundle.Source, keys accesstoken.Keys) *engine.Engine {
 	return engine.New(engine.Config{
 		Store:      policy.NewStore(snap),
 		Approvals:  &approval.Gate{Store: memstore.New()},
 		JWTBundles: bundles,
+		OAuthKeys:  keys,
 		// Offline, nothing waits on a network: the deadline only guards against a policy that
 		// takes pathologically long, and must not turn a slow CI machine's answer into a deny.
 		Timeout: time.Minute,
@@ -236,19 +267,40 @@ func Engine(snap *policy.Snapshot, bundles jwtbundle.Source) *engine.Engine {
 }
 
 // Run decides every case with the engine, through the same reading of Envoy's CheckRequest
-// that the server uses: a case gets the answer Envoy would get.
-func Run(ctx context.Context, e *engine.Engine, cases []Case) []Result {
+// that the server uses: a case gets the answer Envoy would get. The claims of cases are signed
+// by claims, which the engine must have as its keys (nil: cases with claims fail).
+func Run(ctx context.Context, e *engine.Engine, claims *Claims, cases []Case) []Result {
 	out := make([]Result, 0, len(cases))
 	for _, c := range cases {
 		cr := c.req
 		if cr == nil {
-			cr = extauthz.HTTPRequest{Principal: c.Principal, Method: c.Method, Host: c.Host, Path: c.Path, Headers: c.Headers, Body: c.Body}.CheckRequest()
+			headers := c.Headers
+			if c.Claims != nil {
+				tok, err := claimsToken(claims, c.Claims)
+				if err != nil {
+					out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: []string{err.Error()}})
+					continue
+				}
+				headers = make(map[string]string, len(c.Headers)+1)
+				for k, v := range c.Headers {
+					headers[k] = v
+				}
+				headers["authorization"] = "Bearer " + tok
+			}
+			cr = extauthz.HTTPRequest{Principal: c.Principal, Method: c.Method, Host: c.Host, Path: c.Path, Headers: headers, Body: c.Body}.CheckRequest()
 		}
 		r := extauthz.ReadRequest(cr)
 		res := e.Decide(ctx, &r)
 		out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: c.judge(&res.Decision), Decision: res.Decision})
 	}
 	return out
+}
+
+func claimsToken(claims *Claims, c map[string]any) (string, error) {
+	if claims == nil {
+		return "", fmt.Errorf("this run signs no claims")
+	}
+	return claims.Token(c)
 }
 
 func (c *Case) judge(d *decision.Decision) []string {

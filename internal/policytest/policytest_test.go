@@ -43,7 +43,7 @@ func TestDemoPolicyTests(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range policytest.Run(context.Background(), policytest.Engine(snap, nil), cases) {
+		for _, r := range policytest.Run(context.Background(), policytest.Engine(snap, nil, nil), nil, cases) {
 			if !r.Passed() {
 				t.Errorf("%s:%d %s: %s", r.File, r.Line, r.Name, strings.Join(r.Problems, "; "))
 			}
@@ -82,7 +82,7 @@ func TestFailureNamesTheCase(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := policytest.Run(context.Background(), policytest.Engine(snap, nil), cases)
+	res := policytest.Run(context.Background(), policytest.Engine(snap, nil, nil), nil, cases)
 	if len(res) != 2 || res[0].Passed() || res[1].Passed() {
 		t.Fatalf("want both cases to fail, got %+v", res)
 	}
@@ -159,7 +159,7 @@ func TestCheckRequestCases(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := policytest.Run(context.Background(), policytest.Engine(snap, nil), cases)
+	res := policytest.Run(context.Background(), policytest.Engine(snap, nil, nil), nil, cases)
 	if len(res) != 3 {
 		t.Fatalf("%d results, want 3", len(res))
 	}

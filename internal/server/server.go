@@ -43,6 +43,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/policy"
+	"github.com/agentauthz/agentauthz/policy/accesstoken"
 )
 
 // Defaults for the listeners: loopback only.
@@ -70,6 +71,9 @@ type Config struct {
 	TLS *tls.Config
 	// JWTBundles validate agents' JWT-SVIDs where the policy accepts them.
 	JWTBundles jwtbundle.Source
+	// OAuthKeys find the keys of OAuth issuers the policy names without a JWKS file
+	// (oauthkeys.Cache); nil means the policy's keys only.
+	OAuthKeys accesstoken.Keys
 	// Store holds the policy in force.
 	Store *policy.Store
 	Log   *slog.Logger
@@ -211,6 +215,7 @@ func Start(cfg Config) (*Server, error) {
 		Timeout:     cfg.CheckTimeout,
 		Approvals:   cfg.Approvals,
 		JWTBundles:  cfg.JWTBundles,
+		OAuthKeys:   cfg.OAuthKeys,
 	})
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(eng))
 	lists := cfg.MCPLists

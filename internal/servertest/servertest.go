@@ -117,6 +117,10 @@ type Answer struct {
 	Code, Rule, DecisionID string
 	// Problem is the denial's problem-details body; nil on allow.
 	Problem map[string]any
+	// Headers are the headers the answer sets: the denial's on the agent's answer, or the
+	// allow's on the upstream request. Removed are the allow's headers_to_remove.
+	Headers map[string]string
+	Removed []string
 }
 
 // ProblemString is the problem's member key if it is a string, or "".
@@ -135,12 +139,20 @@ func Read(resp *authv3.CheckResponse) (Answer, error) {
 		Rule:       meta["rule"].GetStringValue(),
 		DecisionID: meta["decision_id"].GetStringValue(),
 	}
+	a.Headers = map[string]string{}
 	switch {
 	case resp.GetOkResponse() != nil:
 		a.Allow, a.Status = a.GRPCCode == codes.OK, 200
+		for _, h := range resp.GetOkResponse().GetHeaders() {
+			a.Headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
+		a.Removed = resp.GetOkResponse().GetHeadersToRemove()
 	case resp.GetDeniedResponse() != nil:
 		d := resp.GetDeniedResponse()
 		a.Status = int(d.GetStatus().GetCode())
+		for _, h := range d.GetHeaders() {
+			a.Headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+		}
 		if err := json.Unmarshal([]byte(d.GetBody()), &a.Problem); err != nil || a.Problem == nil {
 			return a, fmt.Errorf("servertest: the denial's body is not a problem: %v: %q", err, d.GetBody())
 		}

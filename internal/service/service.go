@@ -23,6 +23,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/demo"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/metrics"
+	"github.com/agentauthz/agentauthz/internal/oauthkeys"
 	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/internal/reload"
 	"github.com/agentauthz/agentauthz/internal/server"
@@ -72,6 +73,7 @@ type Service struct {
 	certs     *server.CertFiles // the HTTP listener's certificate files, or nil
 	srv       *server.Server
 	reloader  *reload.Reloader
+	oauthKeys *oauthkeys.Cache
 }
 
 // Start loads the policy and starts serving. A policy that does not load is returned as
@@ -104,6 +106,11 @@ func Start(cfg Config) (_ *Service, err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics = metrics.New(reg)
 	s.metrics.Reload(true, snap.Revision())
+
+	// OAuth issuers' keys: fetching starts now, and again for each reloaded policy before it is
+	// put in force, so that requests find them cached.
+	s.oauthKeys = oauthkeys.New(oauthkeys.Config{Log: cfg.Log, Observe: s.metrics.OAuthKeyFetch})
+	s.oauthKeys.Prepare(snap.OAuthIssuers())
 
 	if s.decisions, err = openDecisionLog(cfg, s.metrics); err != nil {
 		return nil, fmt.Errorf("--decision-log: %v", err)
@@ -150,6 +157,7 @@ func Start(cfg Config) (_ *Service, err error) {
 		Approvals:    s.appr.gate,
 		TLS:          s.spiffe.tls,
 		JWTBundles:   s.spiffe.bundles,
+		OAuthKeys:    s.oauthKeys,
 		APIHandler:   s.register,
 		AuthZEN:      az,
 		AuthZENAddr:  cfg.AuthZEN.Addr,
@@ -161,7 +169,7 @@ func Start(cfg Config) (_ *Service, err error) {
 	if cfg.PolicyPath != "" {
 		s.reloader = &reload.Reloader{
 			Path:    cfg.PolicyPath,
-			Load:    s.appr.withNotifiers(loadFiles),
+			Load:    s.withOAuthKeys(s.appr.withNotifiers(loadFiles)),
 			Store:   s.store,
 			Log:     cfg.Log,
 			Metrics: s.metrics,
@@ -298,6 +306,18 @@ func loadFiles(path string) (*policy.Snapshot, error) {
 		return nil, err
 	}
 	return policy.Load(files, policy.Options{})
+}
+
+// withOAuthKeys wraps a policy loader so that the keys of a loaded policy's OAuth issuers are
+// being fetched before it is put in force.
+func (s *Service) withOAuthKeys(load func(string) (*policy.Snapshot, error)) func(string) (*policy.Snapshot, error) {
+	return func(path string) (*policy.Snapshot, error) {
+		snap, err := load(path)
+		if err == nil {
+			s.oauthKeys.Prepare(snap.OAuthIssuers())
+		}
+		return snap, err
+	}
 }
 
 // IsPolicyProblem reports whether err is a policy that did not load, and its problems.

@@ -14,6 +14,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/demo"
+	"github.com/agentauthz/agentauthz/internal/oauthkeys"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/policy"
 )
@@ -38,6 +39,8 @@ type Authz struct {
 	Approvals *memstore.Store
 	// Decisions records every decision agentauthz made.
 	Decisions *DecisionRecord
+	// OAuthKeys are the fetched keys of the OAuth issuers the policy in force names.
+	OAuthKeys *oauthkeys.Cache
 
 	mu  sync.Mutex
 	srv *server.Server
@@ -45,7 +48,8 @@ type Authz struct {
 
 func startAuthz(t testing.TB, p *PKI, token string, checkTimeout time.Duration) *Authz {
 	t.Helper()
-	a := &Authz{t: t, token: token, Store: &policy.Store{}, Approvals: memstore.New(), Decisions: &DecisionRecord{}}
+	a := &Authz{t: t, token: token, Store: &policy.Store{}, Approvals: memstore.New(), Decisions: &DecisionRecord{},
+		OAuthKeys: oauthkeys.New(oauthkeys.Config{})}
 	a.ReloadDemo()
 	approvers := &api.API{
 		Store: a.Approvals,
@@ -58,6 +62,7 @@ func startAuthz(t testing.TB, p *PKI, token string, checkTimeout time.Duration) 
 		Store:     a.Store,
 		Decisions: a.Decisions,
 		Approvals: &approval.Gate{Store: a.Approvals},
+		OAuthKeys: a.OAuthKeys,
 		APIHandler: func(mux *http.ServeMux) {
 			approvers.Register(mux)
 			(&console.Console{API: approvers}).Register(mux)
@@ -133,6 +138,7 @@ func (a *Authz) Reload(files []policy.File) *policy.Snapshot {
 	if err != nil {
 		a.t.Fatalf("stack: loading the policy: %v", err)
 	}
+	a.OAuthKeys.Prepare(snap.OAuthIssuers())
 	a.Store.Swap(snap)
 	return snap
 }

@@ -44,6 +44,12 @@ type Options struct {
 	CheckTimeout time.Duration
 	// EnvoyLogLevel is Envoy's --log-level; "" means info.
 	EnvoyLogLevel string
+	// CertificateOptional lets agents reach Envoy without a client certificate, as agents that
+	// authenticate with OAuth access tokens do: require_client_certificate false, and no SAN
+	// matcher on the agents' listener (Envoy asks for a certificate whenever one is set). A
+	// certificate presented is still verified against the trust bundle, and agentauthz still
+	// checks its SPIFFE ID against the policy.
+	CertificateOptional bool
 }
 
 // Stack is the running deployment.
@@ -87,8 +93,8 @@ func Start(t testing.TB, opts Options) *Stack {
 	s.HelpdeskGRPC = StartGRPCUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.Authz = startAuthz(t, p, HelpdeskToken, opts.CheckTimeout)
 
-	cfg := RenderFrontProxy(t, Addrs{Agents: "127.0.0.1:0", Authz: s.Authz.GRPCAddr(),
-		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), HelpdeskGRPC: s.HelpdeskGRPC.Addr(), SDSSocket: sock})
+	cfg := renderFrontProxy(t, Addrs{Agents: "127.0.0.1:0", Authz: s.Authz.GRPCAddr(),
+		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), HelpdeskGRPC: s.HelpdeskGRPC.Addr(), SDSSocket: sock}, opts.CertificateOptional)
 	s.Envoy = envoyproc.Start(t, envoyproc.Options{Config: cfg, LogLevel: opts.EnvoyLogLevel})
 	s.Addr = s.Envoy.ListenerAddr("agents_ingress")
 	return s
@@ -111,15 +117,33 @@ type Addrs struct {
 // replaced (envoyproc.Render), and returns the file's path.
 func RenderFrontProxy(t testing.TB, a Addrs) string {
 	t.Helper()
-	return envoyproc.RenderFile(t, FrontProxyConfig(), map[string]string{
+	return renderFrontProxy(t, a, false)
+}
+
+func renderFrontProxy(t testing.TB, a Addrs, certificateOptional bool) string {
+	t.Helper()
+	replace := map[string]string{
 		endpointAddr(10, "0.0.0.0", "8443"):                             endpointAddr(10, host(a.Agents), port(a.Agents)),
 		endpointAddr(22, "agentauthz.acme.internal", "9001"):            endpointAddr(22, host(a.Authz), port(a.Authz)),
 		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"):      endpointAddr(22, host(a.Helpdesk), port(a.Helpdesk)),
 		endpointAddr(22, "bi-backend.acme.internal", "8443"):            endpointAddr(22, host(a.BI), port(a.BI)),
 		endpointAddr(22, "helpdesk-grpc-backend.acme.internal", "8443"): endpointAddr(22, host(a.HelpdeskGRPC), port(a.HelpdeskGRPC)),
 		"path: /run/spire/agent/public/api.sock":                        "path: " + a.SDSSocket,
-	})
+	}
+	if certificateOptional {
+		replace["require_client_certificate: true"] = "require_client_certificate: false"
+		replace[agentsSANMatcher] = "                  default_validation_context: {}\n"
+	}
+	return envoyproc.RenderFile(t, FrontProxyConfig(), replace)
 }
+
+// agentsSANMatcher is the agents' listener's SAN matcher in the shipped front-proxy.yaml.
+const agentsSANMatcher = `                  default_validation_context:
+                    match_typed_subject_alt_names:
+                      - san_type: URI
+                        matcher:
+                          prefix: "spiffe://acme.internal/agent/"
+`
 
 // URL is Envoy's front door as a base URL: https://127.0.0.1:port.
 func (s *Stack) URL() string { return "https://" + s.Addr }

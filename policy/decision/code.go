@@ -7,53 +7,58 @@ type Code string
 // The reason codes. Each has exactly one entry in the code table (see Codes): its HTTP status,
 // its problem title and what it means.
 const (
-	CodeAllowed             Code = "allowed"
-	CodeIdentityMissing     Code = "identity_missing"
-	CodeIdentityInvalid     Code = "identity_invalid"
-	CodeTrustDomainUnknown  Code = "trust_domain_unknown"
-	CodeJWTSVIDInvalid      Code = "jwt_svid_invalid"
-	CodeAgentUnknown        Code = "agent_unknown"
-	CodeHostUnknown         Code = "host_unknown"
-	CodeRouteUnknown        Code = "route_unknown"
-	CodeScopeMissing        Code = "scope_missing"
-	CodeRequestMalformed    Code = "request_malformed"
-	CodePathAmbiguous       Code = "path_ambiguous"
-	CodeMethodOverride      Code = "method_override"
-	CodeHeaderOverride      Code = "header_override"
-	CodePathParamInvalid    Code = "path_param_invalid"
-	CodeQueryInvalid        Code = "query_invalid"
-	CodeBodyNotAllowed      Code = "body_not_allowed"
-	CodeBodyMissing         Code = "body_missing"
-	CodeBodyTooLarge        Code = "body_too_large"
-	CodeBodyTruncated       Code = "body_truncated"
-	CodeBodyContentType     Code = "body_content_type"
-	CodeBodyEncoding        Code = "body_encoding"
-	CodeBodyMalformed       Code = "body_malformed"
-	CodeBodySchema          Code = "body_schema"
-	CodeBodyUnavailable     Code = "body_unavailable"
-	CodeGraphQLInvalid      Code = "graphql_invalid"
-	CodeGraphQLLimit        Code = "graphql_limit"
-	CodeGraphQLOperation    Code = "graphql_operation"
-	CodeGraphQLField        Code = "graphql_field"
-	CodeGraphQLNotPersisted Code = "graphql_not_persisted"
-	CodeGraphQLArgument     Code = "graphql_argument"
-	CodeMCPInvalid          Code = "mcp_invalid"
-	CodeMCPHeaderMismatch   Code = "mcp_header_mismatch"
-	CodeMCPMethod           Code = "mcp_method"
-	CodeMCPTool             Code = "mcp_tool"
-	CodeMCPArguments        Code = "mcp_arguments"
-	CodeMCPResource         Code = "mcp_resource"
-	CodeMCPPrompt           Code = "mcp_prompt"
-	CodeApprovalRequired    Code = "approval_required"
-	CodeApprovalDenied      Code = "approval_denied"
-	CodeApprovalUsed        Code = "approval_used"
-	CodeApprovalExpired     Code = "approval_expired"
-	CodeApprovalMismatch    Code = "approval_mismatch"
-	CodeApprovalUnknown     Code = "approval_unknown"
-	CodeApprovalLimit       Code = "approval_limit"
-	CodeInternal            Code = "internal_error"
-	CodeDeadlineExceeded    Code = "deadline_exceeded"
-	CodePolicyNotLoaded     Code = "policy_not_loaded"
+	CodeAllowed              Code = "allowed"
+	CodeIdentityMissing      Code = "identity_missing"
+	CodeIdentityInvalid      Code = "identity_invalid"
+	CodeTrustDomainUnknown   Code = "trust_domain_unknown"
+	CodeJWTSVIDInvalid       Code = "jwt_svid_invalid"
+	CodeOAuthTokenInvalid    Code = "oauth_token_invalid"
+	CodeIdentityConflict     Code = "identity_conflict"
+	CodeAgentUnknown         Code = "agent_unknown"
+	CodeHostUnknown          Code = "host_unknown"
+	CodeRouteUnknown         Code = "route_unknown"
+	CodeScopeMissing         Code = "scope_missing"
+	CodeOAuthSubjectUnknown  Code = "oauth_subject_unknown"
+	CodeOAuthScopeMissing    Code = "oauth_scope_missing"
+	CodeRequestMalformed     Code = "request_malformed"
+	CodePathAmbiguous        Code = "path_ambiguous"
+	CodeMethodOverride       Code = "method_override"
+	CodeHeaderOverride       Code = "header_override"
+	CodePathParamInvalid     Code = "path_param_invalid"
+	CodeQueryInvalid         Code = "query_invalid"
+	CodeBodyNotAllowed       Code = "body_not_allowed"
+	CodeBodyMissing          Code = "body_missing"
+	CodeBodyTooLarge         Code = "body_too_large"
+	CodeBodyTruncated        Code = "body_truncated"
+	CodeBodyContentType      Code = "body_content_type"
+	CodeBodyEncoding         Code = "body_encoding"
+	CodeBodyMalformed        Code = "body_malformed"
+	CodeBodySchema           Code = "body_schema"
+	CodeBodyUnavailable      Code = "body_unavailable"
+	CodeGraphQLInvalid       Code = "graphql_invalid"
+	CodeGraphQLLimit         Code = "graphql_limit"
+	CodeGraphQLOperation     Code = "graphql_operation"
+	CodeGraphQLField         Code = "graphql_field"
+	CodeGraphQLNotPersisted  Code = "graphql_not_persisted"
+	CodeGraphQLArgument      Code = "graphql_argument"
+	CodeMCPInvalid           Code = "mcp_invalid"
+	CodeMCPHeaderMismatch    Code = "mcp_header_mismatch"
+	CodeMCPMethod            Code = "mcp_method"
+	CodeMCPTool              Code = "mcp_tool"
+	CodeMCPArguments         Code = "mcp_arguments"
+	CodeMCPResource          Code = "mcp_resource"
+	CodeMCPPrompt            Code = "mcp_prompt"
+	CodeApprovalRequired     Code = "approval_required"
+	CodeApprovalDenied       Code = "approval_denied"
+	CodeApprovalUsed         Code = "approval_used"
+	CodeApprovalExpired      Code = "approval_expired"
+	CodeApprovalMismatch     Code = "approval_mismatch"
+	CodeApprovalUnknown      Code = "approval_unknown"
+	CodeApprovalLimit        Code = "approval_limit"
+	CodeInternal             Code = "internal_error"
+	CodeDeadlineExceeded     Code = "deadline_exceeded"
+	CodePolicyNotLoaded      Code = "policy_not_loaded"
+	CodeOAuthKeysUnavailable Code = "oauth_keys_unavailable"
 )
 
 // CodeInfo is everything agentauthz says about one code.
@@ -78,13 +83,17 @@ var codes = [...]CodeInfo{
 
 	// Who is calling.
 	{CodeIdentityMissing, 401, "No agent identity",
-		"The request carries no agent identity: the agent did not call through the mesh with its certificate."},
+		"The request carries no agent identity: the agent did not call through the mesh with its certificate (nor, on a host with `oauth`, with an access token: then the answer carries `WWW-Authenticate: Bearer`)."},
 	{CodeIdentityInvalid, 401, "Agent identity is not a SPIFFE ID",
 		"The peer's identity is not a SPIFFE ID."},
 	{CodeTrustDomainUnknown, 401, "Trust domain not accepted",
 		"The SPIFFE ID's trust domain is not in `trust_domains`."},
 	{CodeJWTSVIDInvalid, 401, "Invalid JWT-SVID",
 		"On a host with `jwt_svid`, a JWT-SVID that does not validate: expired, wrong audience, unknown key or trust domain, or a forbidden algorithm."},
+	{CodeOAuthTokenInvalid, 401, "Invalid access token",
+		"On a host with `oauth`, an access token that does not validate: malformed, expired or not yet valid, for another audience, from an issuer the host does not trust, signed with an unknown key or an algorithm the issuer is not allowed. The answer carries `WWW-Authenticate: Bearer error=\"invalid_token\"`."},
+	{CodeIdentityConflict, 401, "Identities disagree",
+		"The request's SPIFFE certificate and its access token name different agents (or the token's subject names none)."},
 
 	// What it may call.
 	{CodeAgentUnknown, 403, "Unknown agent",
@@ -95,6 +104,10 @@ var codes = [...]CodeInfo{
 		"No route on the host allows this method and path."},
 	{CodeScopeMissing, 403, "Scope missing",
 		"A route matched, but the agent does not hold its scope."},
+	{CodeOAuthSubjectUnknown, 403, "Token subject is not an agent",
+		"A valid access token whose subject its issuer's `agents` maps to no agent."},
+	{CodeOAuthScopeMissing, 403, "OAuth scope missing",
+		"A route matched and the agent holds its scope, but the access token does not grant the route's `oauth_scopes`. The answer carries `WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"...\"` naming them."},
 
 	// The request line.
 	{CodeRequestMalformed, 400, "Malformed request",
@@ -183,6 +196,8 @@ var codes = [...]CodeInfo{
 		"No decision in time."},
 	{CodePolicyNotLoaded, 503, "Authorization not ready",
 		"No policy loaded yet."},
+	{CodeOAuthKeysUnavailable, 503, "Token keys unavailable",
+		"The access token's issuer keys could not be fetched in time (the issuer is unreachable, or answered with no usable keys)."},
 }
 
 // failedTitle is the title of internal_error, and of any code not in the table.

@@ -13,12 +13,14 @@ func (c Code) Status() int {
 		CodeBodyMalformed, CodeBodySchema, CodeGraphQLInvalid, CodeGraphQLLimit, CodeGraphQLArgument,
 		CodeMCPInvalid, CodeMCPHeaderMismatch, CodeMCPArguments:
 		return 400
-	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown, CodeJWTSVIDInvalid:
+	case CodeIdentityMissing, CodeIdentityInvalid, CodeTrustDomainUnknown, CodeJWTSVIDInvalid,
+		CodeOAuthTokenInvalid, CodeIdentityConflict:
 		return 401
 	case CodeAgentUnknown, CodeHostUnknown, CodeRouteUnknown, CodeScopeMissing,
-		CodeGraphQLOperation, CodeGraphQLField, CodeGraphQLNotPersisted, CodeMCPMethod, CodeMCPTool,
-		CodeMCPResource, CodeMCPPrompt, CodeApprovalDenied, CodeApprovalUsed, CodeApprovalExpired,
-		CodeApprovalMismatch, CodeApprovalUnknown:
+		CodeOAuthSubjectUnknown, CodeOAuthScopeMissing, CodeGraphQLOperation, CodeGraphQLField,
+		CodeGraphQLNotPersisted, CodeMCPMethod, CodeMCPTool, CodeMCPResource, CodeMCPPrompt,
+		CodeApprovalDenied, CodeApprovalUsed, CodeApprovalExpired, CodeApprovalMismatch,
+		CodeApprovalUnknown:
 		return 403
 	case CodeBodyTooLarge, CodeBodyTruncated:
 		return 413
@@ -28,7 +30,8 @@ func (c Code) Status() int {
 		return 428
 	case CodeApprovalLimit:
 		return 429
-	case CodeBodyUnavailable, CodeInternal, CodeDeadlineExceeded, CodePolicyNotLoaded:
+	case CodeBodyUnavailable, CodeInternal, CodeDeadlineExceeded, CodePolicyNotLoaded,
+		CodeOAuthKeysUnavailable:
 		return 503
 	}
 	return 503
@@ -47,6 +50,10 @@ func (c Code) Title() string {
 		return "Trust domain not accepted"
 	case CodeJWTSVIDInvalid:
 		return "Invalid JWT-SVID"
+	case CodeOAuthTokenInvalid:
+		return "Invalid access token"
+	case CodeIdentityConflict:
+		return "Identities disagree"
 	case CodeAgentUnknown:
 		return "Unknown agent"
 	case CodeHostUnknown:
@@ -55,6 +62,10 @@ func (c Code) Title() string {
 		return "Route not allowed"
 	case CodeScopeMissing:
 		return "Scope missing"
+	case CodeOAuthSubjectUnknown:
+		return "Token subject is not an agent"
+	case CodeOAuthScopeMissing:
+		return "OAuth scope missing"
 	case CodeRequestMalformed:
 		return "Malformed request"
 	case CodePathAmbiguous:
@@ -131,6 +142,8 @@ func (c Code) Title() string {
 		return "Authorization timed out"
 	case CodePolicyNotLoaded:
 		return "Authorization not ready"
+	case CodeOAuthKeysUnavailable:
+		return "Token keys unavailable"
 	}
 	return failedTitle
 }

@@ -59,6 +59,10 @@ type Decision struct {
 	// the denial's form (MCPAnswer), the record and the metrics follow.
 	MCP *MCPCall
 
+	// Challenge, on a denial, is the WWW-Authenticate header value the agent gets: a Bearer
+	// challenge (RFC 6750) on hosts that accept OAuth access tokens. Empty: none.
+	Challenge string
+
 	// Cause, on a failure to decide, is what went wrong inside agentauthz. It is logged with the
 	// decision id for operators and never shown to the agent.
 	Cause error

@@ -57,7 +57,12 @@ type Policy struct {
 	// MCP servers (Model Context Protocol, Streamable HTTP) that agents reach through routes with
 	// `mcp:`: which JSON-RPC methods, tools, resources and prompts each agent may use, and each
 	// tool's arguments.
-	McpServers    []*MCPServer `protobuf:"bytes,8,rep,name=mcp_servers,json=mcpServers,proto3" json:"mcp_servers,omitempty"`
+	McpServers []*MCPServer `protobuf:"bytes,8,rep,name=mcp_servers,json=mcpServers,proto3" json:"mcp_servers,omitempty"`
+	// OAuth 2.0 authorization servers whose access tokens identify agents that have no SPIFFE
+	// identity, on the hosts that accept them (Host.oauth). Each maps the subjects of its tokens to
+	// agents of this policy. Issuer names and issuer URLs are unique across the policy; shadow
+	// files cannot define issuers.
+	OauthIssuers  []*OAuthIssuer `protobuf:"bytes,9,rep,name=oauth_issuers,json=oauthIssuers,proto3" json:"oauth_issuers,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -144,6 +149,13 @@ func (x *Policy) GetNotifiers() []*Notifier {
 func (x *Policy) GetMcpServers() []*MCPServer {
 	if x != nil {
 		return x.McpServers
+	}
+	return nil
+}
+
+func (x *Policy) GetOauthIssuers() []*OAuthIssuer {
+	if x != nil {
+		return x.OauthIssuers
 	}
 	return nil
 }
@@ -250,8 +262,15 @@ type Host struct {
 	// Envoy's own x-forwarded-for, x-forwarded-proto, x-request-id, x-envoy-external-address and
 	// x-forwarded-client-cert are never removed: Envoy sets them before the check.
 	TrustForwardedHeaders []string `protobuf:"bytes,7,rep,name=trust_forwarded_headers,json=trustForwardedHeaders,proto3" json:"trust_forwarded_headers,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// Accept OAuth access tokens (JWTs, RFC 9068) as the agent's identity on this host, sent as
+	// "Authorization: Bearer <token>". The token's subject is mapped to an agent by its issuer
+	// (Policy.oauth_issuers), and the request is then decided as that agent's. A request with a
+	// SPIFFE X.509 identity too is decided as the certificate's agent, and refused (401
+	// identity_conflict) when the token names another agent. The authorization header is removed
+	// before the upstream sees the request. Not with jwt_svid on the same host.
+	Oauth         *OAuthResource `protobuf:"bytes,8,opt,name=oauth,proto3" json:"oauth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Host) Reset() {
@@ -333,6 +352,301 @@ func (x *Host) GetTrustForwardedHeaders() []string {
 	return nil
 }
 
+func (x *Host) GetOauth() *OAuthResource {
+	if x != nil {
+		return x.Oauth
+	}
+	return nil
+}
+
+// OAuthResource says which access tokens a host (an OAuth resource server) accepts.
+type OAuthResource struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Names of the issuers (OAuthIssuer.name) whose tokens are accepted here.
+	Issuers []string `protobuf:"bytes,1,rep,name=issuers,proto3" json:"issuers,omitempty"`
+	// This resource's own identifiers: a token's "aud" must name one of them, e.g.
+	// "https://helpdesk.acme.internal". A token issued for another resource is refused with 401.
+	// An audience belongs to one host: two hosts cannot share one.
+	Audiences     []string `protobuf:"bytes,2,rep,name=audiences,proto3" json:"audiences,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthResource) Reset() {
+	*x = OAuthResource{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthResource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthResource) ProtoMessage() {}
+
+func (x *OAuthResource) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthResource.ProtoReflect.Descriptor instead.
+func (*OAuthResource) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OAuthResource) GetIssuers() []string {
+	if x != nil {
+		return x.Issuers
+	}
+	return nil
+}
+
+func (x *OAuthResource) GetAudiences() []string {
+	if x != nil {
+		return x.Audiences
+	}
+	return nil
+}
+
+// OAuthIssuer is one OAuth 2.0 authorization server (an OpenID Connect provider, say) whose
+// signed access tokens identify agents. Its signing keys come from a JWKS file, from jwks_url, or
+// when neither is given from its metadata (/.well-known/openid-configuration, then RFC 8414's
+// /.well-known/oauth-authorization-server), fetched when the policy loads, cached, and fetched
+// again when a token names a key id not yet seen (at most once every 30 seconds per issuer).
+type OAuthIssuer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A name unique within the policy, for hosts to refer to, e.g. "corp-idp".
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The issuer identifier, exactly as tokens carry it in "iss", e.g.
+	// "https://idp.acme.internal/oauth2/default": https, or http to a loopback address.
+	Issuer string `protobuf:"bytes,2,opt,name=issuer,proto3" json:"issuer,omitempty"`
+	// Where the issuer's public signing keys come from; neither: from its metadata.
+	//
+	// Types that are valid to be assigned to Keys:
+	//
+	//	*OAuthIssuer_JwksFile
+	//	*OAuthIssuer_JwksUrl
+	Keys isOAuthIssuer_Keys `protobuf_oneof:"keys"`
+	// The signature algorithms accepted from this issuer. A token's "alg" must be one of them and
+	// fit the key its "kid" names. "none" and the shared-secret HMAC algorithms are never accepted.
+	Algorithms []string `protobuf:"bytes,5,rep,name=algorithms,proto3" json:"algorithms,omitempty"`
+	// How far the issuer's clock and agentauthz's may differ when "exp", "nbf" and "iat" are
+	// checked. Default 30s; at most 5m.
+	ClockSkew *durationpb.Duration `protobuf:"bytes,6,opt,name=clock_skew,json=clockSkew,proto3" json:"clock_skew,omitempty"`
+	// The claim naming the agent: "sub" (the default), "client_id", "azp", or another claim
+	// holding a string. For tokens an agent gets for itself (client credentials), "sub" or
+	// "client_id"; for tokens on behalf of a user, "client_id" or "azp" names the agent.
+	SubjectClaim string `protobuf:"bytes,7,opt,name=subject_claim,json=subjectClaim,proto3" json:"subject_claim,omitempty"`
+	// The claim holding the token's scopes: a space-separated string (RFC 9068's "scope", the
+	// default) or a list of strings (some issuers' "scp").
+	ScopeClaim string `protobuf:"bytes,8,opt,name=scope_claim,json=scopeClaim,proto3" json:"scope_claim,omitempty"`
+	// The token types ("typ" header) accepted, compared without case and without an
+	// "application/" prefix. Default ["at+jwt"], RFC 9068's access tokens, which an ID token or
+	// another JWT the issuer signs cannot pass for. Issuers that mark access tokens "JWT", or not
+	// at all, need "jwt" or "" (no typ header) listed.
+	TokenTypes []string `protobuf:"bytes,9,rep,name=token_types,json=tokenTypes,proto3" json:"token_types,omitempty"`
+	// Which agent each subject is: a token whose subject is not listed is refused with 403
+	// oauth_subject_unknown. Subjects are unique within the issuer; several may map to one agent.
+	Agents        []*OAuthSubject `protobuf:"bytes,10,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthIssuer) Reset() {
+	*x = OAuthIssuer{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthIssuer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthIssuer) ProtoMessage() {}
+
+func (x *OAuthIssuer) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthIssuer.ProtoReflect.Descriptor instead.
+func (*OAuthIssuer) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OAuthIssuer) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *OAuthIssuer) GetIssuer() string {
+	if x != nil {
+		return x.Issuer
+	}
+	return ""
+}
+
+func (x *OAuthIssuer) GetKeys() isOAuthIssuer_Keys {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *OAuthIssuer) GetJwksFile() string {
+	if x != nil {
+		if x, ok := x.Keys.(*OAuthIssuer_JwksFile); ok {
+			return x.JwksFile
+		}
+	}
+	return ""
+}
+
+func (x *OAuthIssuer) GetJwksUrl() string {
+	if x != nil {
+		if x, ok := x.Keys.(*OAuthIssuer_JwksUrl); ok {
+			return x.JwksUrl
+		}
+	}
+	return ""
+}
+
+func (x *OAuthIssuer) GetAlgorithms() []string {
+	if x != nil {
+		return x.Algorithms
+	}
+	return nil
+}
+
+func (x *OAuthIssuer) GetClockSkew() *durationpb.Duration {
+	if x != nil {
+		return x.ClockSkew
+	}
+	return nil
+}
+
+func (x *OAuthIssuer) GetSubjectClaim() string {
+	if x != nil {
+		return x.SubjectClaim
+	}
+	return ""
+}
+
+func (x *OAuthIssuer) GetScopeClaim() string {
+	if x != nil {
+		return x.ScopeClaim
+	}
+	return ""
+}
+
+func (x *OAuthIssuer) GetTokenTypes() []string {
+	if x != nil {
+		return x.TokenTypes
+	}
+	return nil
+}
+
+func (x *OAuthIssuer) GetAgents() []*OAuthSubject {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+type isOAuthIssuer_Keys interface {
+	isOAuthIssuer_Keys()
+}
+
+type OAuthIssuer_JwksFile struct {
+	// A JWKS file, relative to this policy file, read when the policy loads: for networks that
+	// cannot reach the issuer. Public keys only, each with a "kid".
+	JwksFile string `protobuf:"bytes,3,opt,name=jwks_file,json=jwksFile,proto3,oneof"`
+}
+
+type OAuthIssuer_JwksUrl struct {
+	// The JWKS URL itself, when the issuer publishes no metadata: https, or http to a loopback
+	// address.
+	JwksUrl string `protobuf:"bytes,4,opt,name=jwks_url,json=jwksUrl,proto3,oneof"`
+}
+
+func (*OAuthIssuer_JwksFile) isOAuthIssuer_Keys() {}
+
+func (*OAuthIssuer_JwksUrl) isOAuthIssuer_Keys() {}
+
+// OAuthSubject maps one subject of an issuer's tokens to one of the policy's agents.
+type OAuthSubject struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The value of the issuer's subject_claim, exactly, e.g. "0oa8helpdesk".
+	Subject string `protobuf:"bytes,1,opt,name=subject,proto3" json:"subject,omitempty"`
+	// The agent (Agent.id, in an ordinary policy file) whose scopes and rules apply to the token's
+	// requests, e.g. "spiffe://acme.internal/agent/helpdesk".
+	Agent         string `protobuf:"bytes,2,opt,name=agent,proto3" json:"agent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OAuthSubject) Reset() {
+	*x = OAuthSubject{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OAuthSubject) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OAuthSubject) ProtoMessage() {}
+
+func (x *OAuthSubject) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OAuthSubject.ProtoReflect.Descriptor instead.
+func (*OAuthSubject) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OAuthSubject) GetSubject() string {
+	if x != nil {
+		return x.Subject
+	}
+	return ""
+}
+
+func (x *OAuthSubject) GetAgent() string {
+	if x != nil {
+		return x.Agent
+	}
+	return ""
+}
+
 // JWTSVID reads an agent's identity from a JWT-SVID, validated against the trust domain's JWT
 // bundle. The token's header is removed before the upstream sees the request.
 type JWTSVID struct {
@@ -348,7 +662,7 @@ type JWTSVID struct {
 
 func (x *JWTSVID) Reset() {
 	*x = JWTSVID{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -360,7 +674,7 @@ func (x *JWTSVID) String() string {
 func (*JWTSVID) ProtoMessage() {}
 
 func (x *JWTSVID) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -373,7 +687,7 @@ func (x *JWTSVID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSVID.ProtoReflect.Descriptor instead.
 func (*JWTSVID) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *JWTSVID) GetAudiences() []string {
@@ -411,7 +725,7 @@ type InjectHeader struct {
 
 func (x *InjectHeader) Reset() {
 	*x = InjectHeader{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -423,7 +737,7 @@ func (x *InjectHeader) String() string {
 func (*InjectHeader) ProtoMessage() {}
 
 func (x *InjectHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -436,7 +750,7 @@ func (x *InjectHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectHeader.ProtoReflect.Descriptor instead.
 func (*InjectHeader) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *InjectHeader) GetName() string {
@@ -542,14 +856,20 @@ type Route struct {
 	// Evaluate this route in shadow: requests it matches are decided as if it were absent, and
 	// what it would have decided is logged and counted. A shadow route may have the same method
 	// and path as an ordinary one (a stricter version being rolled out), or be new.
-	Shadow        bool `protobuf:"varint,11,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	Shadow bool `protobuf:"varint,11,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// OAuth scopes the access token must grant, every one, besides the agent's scope: least
+	// privilege on the issuer's side too. A token without them is refused with 403
+	// oauth_scope_missing and a WWW-Authenticate challenge naming them (error="insufficient_scope"),
+	// so that the client can ask for them. Applies to requests that carry an access token; the
+	// host must accept them (Host.oauth).
+	OauthScopes   []string `protobuf:"bytes,14,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +881,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +894,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Route) GetName() string {
@@ -668,6 +988,13 @@ func (x *Route) GetShadow() bool {
 	return false
 }
 
+func (x *Route) GetOauthScopes() []string {
+	if x != nil {
+		return x.OauthScopes
+	}
+	return nil
+}
+
 // Body says what request body a route takes. Whatever the schema, the body must arrive whole
 // (Envoy's x-envoy-auth-partial-body: false), unencoded (no content-encoding), with the content
 // type the schema reads, and within max_bytes.
@@ -696,7 +1023,7 @@ type Body struct {
 
 func (x *Body) Reset() {
 	*x = Body{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -708,7 +1035,7 @@ func (x *Body) String() string {
 func (*Body) ProtoMessage() {}
 
 func (x *Body) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -721,7 +1048,7 @@ func (x *Body) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Body.ProtoReflect.Descriptor instead.
 func (*Body) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Body) GetMaxBytes() uint32 {
@@ -856,7 +1183,7 @@ type GraphQLAPI struct {
 
 func (x *GraphQLAPI) Reset() {
 	*x = GraphQLAPI{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -868,7 +1195,7 @@ func (x *GraphQLAPI) String() string {
 func (*GraphQLAPI) ProtoMessage() {}
 
 func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -881,7 +1208,7 @@ func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLAPI.ProtoReflect.Descriptor instead.
 func (*GraphQLAPI) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GraphQLAPI) GetName() string {
@@ -998,7 +1325,7 @@ type GraphQLArguments struct {
 
 func (x *GraphQLArguments) Reset() {
 	*x = GraphQLArguments{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1010,7 +1337,7 @@ func (x *GraphQLArguments) String() string {
 func (*GraphQLArguments) ProtoMessage() {}
 
 func (x *GraphQLArguments) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1023,7 +1350,7 @@ func (x *GraphQLArguments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLArguments.ProtoReflect.Descriptor instead.
 func (*GraphQLArguments) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GraphQLArguments) GetField() string {
@@ -1069,7 +1396,7 @@ type GraphQLArgument struct {
 
 func (x *GraphQLArgument) Reset() {
 	*x = GraphQLArgument{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1081,7 +1408,7 @@ func (x *GraphQLArgument) String() string {
 func (*GraphQLArgument) ProtoMessage() {}
 
 func (x *GraphQLArgument) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1094,7 +1421,7 @@ func (x *GraphQLArgument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLArgument.ProtoReflect.Descriptor instead.
 func (*GraphQLArgument) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GraphQLArgument) GetRequired() bool {
@@ -1173,7 +1500,7 @@ type GraphQLFields struct {
 
 func (x *GraphQLFields) Reset() {
 	*x = GraphQLFields{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1185,7 +1512,7 @@ func (x *GraphQLFields) String() string {
 func (*GraphQLFields) ProtoMessage() {}
 
 func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1198,7 +1525,7 @@ func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLFields.ProtoReflect.Descriptor instead.
 func (*GraphQLFields) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GraphQLFields) GetAgents() []string {
@@ -1247,7 +1574,7 @@ type Param struct {
 
 func (x *Param) Reset() {
 	*x = Param{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1259,7 +1586,7 @@ func (x *Param) String() string {
 func (*Param) ProtoMessage() {}
 
 func (x *Param) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1272,7 +1599,7 @@ func (x *Param) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Param.ProtoReflect.Descriptor instead.
 func (*Param) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Param) GetType() string {
@@ -1395,7 +1722,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1407,7 +1734,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1420,7 +1747,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Approval) GetApprovers() []string {
@@ -1502,7 +1829,7 @@ type Notifier struct {
 
 func (x *Notifier) Reset() {
 	*x = Notifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1514,7 +1841,7 @@ func (x *Notifier) String() string {
 func (*Notifier) ProtoMessage() {}
 
 func (x *Notifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1527,7 +1854,7 @@ func (x *Notifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notifier.ProtoReflect.Descriptor instead.
 func (*Notifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Notifier) GetName() string {
@@ -1598,7 +1925,7 @@ type SlackNotifier struct {
 
 func (x *SlackNotifier) Reset() {
 	*x = SlackNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1610,7 +1937,7 @@ func (x *SlackNotifier) String() string {
 func (*SlackNotifier) ProtoMessage() {}
 
 func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1623,7 +1950,7 @@ func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlackNotifier.ProtoReflect.Descriptor instead.
 func (*SlackNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{14}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *SlackNotifier) GetChannel() string {
@@ -1668,7 +1995,7 @@ type WebhookNotifier struct {
 
 func (x *WebhookNotifier) Reset() {
 	*x = WebhookNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +2007,7 @@ func (x *WebhookNotifier) String() string {
 func (*WebhookNotifier) ProtoMessage() {}
 
 func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +2020,7 @@ func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookNotifier.ProtoReflect.Descriptor instead.
 func (*WebhookNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{15}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WebhookNotifier) GetUrl() string {
@@ -1743,7 +2070,7 @@ type MCPServer struct {
 
 func (x *MCPServer) Reset() {
 	*x = MCPServer{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +2082,7 @@ func (x *MCPServer) String() string {
 func (*MCPServer) ProtoMessage() {}
 
 func (x *MCPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +2095,7 @@ func (x *MCPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPServer.ProtoReflect.Descriptor instead.
 func (*MCPServer) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *MCPServer) GetName() string {
@@ -1845,7 +2172,7 @@ type MCPMethods struct {
 
 func (x *MCPMethods) Reset() {
 	*x = MCPMethods{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1857,7 +2184,7 @@ func (x *MCPMethods) String() string {
 func (*MCPMethods) ProtoMessage() {}
 
 func (x *MCPMethods) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1870,7 +2197,7 @@ func (x *MCPMethods) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPMethods.ProtoReflect.Descriptor instead.
 func (*MCPMethods) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *MCPMethods) GetAllow() []string {
@@ -1914,7 +2241,7 @@ type MCPTool struct {
 
 func (x *MCPTool) Reset() {
 	*x = MCPTool{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1926,7 +2253,7 @@ func (x *MCPTool) String() string {
 func (*MCPTool) ProtoMessage() {}
 
 func (x *MCPTool) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1939,7 +2266,7 @@ func (x *MCPTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPTool.ProtoReflect.Descriptor instead.
 func (*MCPTool) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MCPTool) GetName() string {
@@ -2009,7 +2336,7 @@ type MCPAgentArguments struct {
 
 func (x *MCPAgentArguments) Reset() {
 	*x = MCPAgentArguments{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2348,7 @@ func (x *MCPAgentArguments) String() string {
 func (*MCPAgentArguments) ProtoMessage() {}
 
 func (x *MCPAgentArguments) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2361,7 @@ func (x *MCPAgentArguments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPAgentArguments.ProtoReflect.Descriptor instead.
 func (*MCPAgentArguments) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{19}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MCPAgentArguments) GetAgents() []string {
@@ -2064,7 +2391,7 @@ type MCPResource struct {
 
 func (x *MCPResource) Reset() {
 	*x = MCPResource{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2076,7 +2403,7 @@ func (x *MCPResource) String() string {
 func (*MCPResource) ProtoMessage() {}
 
 func (x *MCPResource) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2089,7 +2416,7 @@ func (x *MCPResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPResource.ProtoReflect.Descriptor instead.
 func (*MCPResource) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{20}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MCPResource) GetUri() string {
@@ -2117,7 +2444,7 @@ type MCPPrompt struct {
 
 func (x *MCPPrompt) Reset() {
 	*x = MCPPrompt{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2456,7 @@ func (x *MCPPrompt) String() string {
 func (*MCPPrompt) ProtoMessage() {}
 
 func (x *MCPPrompt) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2469,7 @@ func (x *MCPPrompt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPPrompt.ProtoReflect.Descriptor instead.
 func (*MCPPrompt) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{21}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MCPPrompt) GetName() string {
@@ -2163,7 +2490,7 @@ var File_agentauthz_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xc2\x03\n" +
+	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\x8a\x04\n" +
 	"\x06Policy\x12D\n" +
 	"\rtrust_domains\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\x18\x01\"\x15r\x13\x18\xff\x012\x0e^[a-z0-9._-]+$R\ftrustDomains\x123\n" +
 	"\x06agents\x18\x02 \x03(\v2\x1b.agentauthz.policy.v1.AgentR\x06agents\x120\n" +
@@ -2175,11 +2502,12 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06shadow\x18\x06 \x01(\bR\x06shadow\x12<\n" +
 	"\tnotifiers\x18\a \x03(\v2\x1e.agentauthz.policy.v1.NotifierR\tnotifiers\x12@\n" +
 	"\vmcp_servers\x18\b \x03(\v2\x1f.agentauthz.policy.v1.MCPServerR\n" +
-	"mcpServers\"\x9e\x01\n" +
+	"mcpServers\x12F\n" +
+	"\roauth_issuers\x18\t \x03(\v2!.agentauthz.policy.v1.OAuthIssuerR\foauthIssuers\"\x9e\x01\n" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
-	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\xfc\x05\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\xb7\x06\n" +
 	"\x04Host\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x18\xfd\x01h\x01R\x04name\x12O\n" +
@@ -2188,7 +2516,36 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06routes\x18\x04 \x03(\v2\x1b.agentauthz.policy.v1.RouteB\b\xbaH\x05\x92\x01\x02\b\x01R\x06routes\x128\n" +
 	"\bjwt_svid\x18\x05 \x01(\v2\x1d.agentauthz.policy.v1.JWTSVIDR\ajwtSvid\x12O\n" +
 	"\x0erefuse_headers\x18\x06 \x03(\tB(\xbaH%\x92\x01\"\x18\x01\"\x1er\x1c2\x1a^[a-z0-9!#$%&'*+.^_`|~-]+$R\rrefuseHeaders\x12\xed\x02\n" +
-	"\x17trust_forwarded_headers\x18\a \x03(\tB\xb4\x02\xbaH\xb0\x02\x92\x01\xac\x02\x18\x01\"\xa7\x02r\xa4\x02R\tforwardedR\x10x-forwarded-hostR\x12x-forwarded-serverR\x12x-forwarded-prefixR\x10x-forwarded-portR\x12x-forwarded-schemeR\x14x-forwarded-protocolR\x0fx-forwarded-sslR\fx-url-schemeR\x0ffront-end-httpsR\x06x-hostR\tx-real-ipR\vx-client-ipR\x0etrue-client-ipR\x13x-cluster-client-ipR\x10x-originating-ipR\vx-remote-ipR\rx-remote-addrR\x15trustForwardedHeaders\"l\n" +
+	"\x17trust_forwarded_headers\x18\a \x03(\tB\xb4\x02\xbaH\xb0\x02\x92\x01\xac\x02\x18\x01\"\xa7\x02r\xa4\x02R\tforwardedR\x10x-forwarded-hostR\x12x-forwarded-serverR\x12x-forwarded-prefixR\x10x-forwarded-portR\x12x-forwarded-schemeR\x14x-forwarded-protocolR\x0fx-forwarded-sslR\fx-url-schemeR\x0ffront-end-httpsR\x06x-hostR\tx-real-ipR\vx-client-ipR\x0etrue-client-ipR\x13x-cluster-client-ipR\x10x-originating-ipR\vx-remote-ipR\rx-remote-addrR\x15trustForwardedHeaders\x129\n" +
+	"\x05oauth\x18\b \x01(\v2#.agentauthz.policy.v1.OAuthResourceR\x05oauth\"\x89\x01\n" +
+	"\rOAuthResource\x12E\n" +
+	"\aissuers\x18\x01 \x03(\tB+\xbaH(\x92\x01%\b\x01\x18\x01\"\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\aissuers\x121\n" +
+	"\taudiences\x18\x02 \x03(\tB\x13\xbaH\x10\x92\x01\r\b\x01\x18\x01\"\ar\x05\x10\x01\x18\x80\x04R\taudiences\"\x9e\x05\n" +
+	"\vOAuthIssuer\x126\n" +
+	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12\"\n" +
+	"\x06issuer\x18\x02 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x10R\x06issuer\x12&\n" +
+	"\tjwks_file\x18\x03 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\bjwksFile\x12'\n" +
+	"\bjwks_url\x18\x04 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x10H\x00R\ajwksUrl\x12t\n" +
+	"\n" +
+	"algorithms\x18\x05 \x03(\tBT\xbaHQ\x92\x01N\b\x01\x18\x01\"HrFR\x05ES256R\x05ES384R\x05ES512R\x05RS256R\x05RS384R\x05RS512R\x05PS256R\x05PS384R\x05PS512R\x05EdDSAR\n" +
+	"algorithms\x12G\n" +
+	"\n" +
+	"clock_skew\x18\x06 \x01(\v2\x19.google.protobuf.DurationB\r\xbaH\n" +
+	"\xaa\x01\a\"\x03\b\xac\x022\x00R\tclockSkew\x12F\n" +
+	"\rsubject_claim\x18\a \x01(\tB!\xbaH\x1er\x1c2\x1a^([A-Za-z0-9_.:-]{1,64})?$R\fsubjectClaim\x12B\n" +
+	"\vscope_claim\x18\b \x01(\tB!\xbaH\x1er\x1c2\x1a^([A-Za-z0-9_.:-]{1,64})?$R\n" +
+	"scopeClaim\x12I\n" +
+	"\vtoken_types\x18\t \x03(\tB(\xbaH%\x92\x01\"\x18\x01\"\x1er\x1c2\x1a^([A-Za-z0-9.+/-]{1,64})?$R\n" +
+	"tokenTypes\x12D\n" +
+	"\x06agents\x18\n" +
+	" \x03(\v2\".agentauthz.policy.v1.OAuthSubjectB\b\xbaH\x05\x92\x01\x02\b\x01R\x06agentsB\x06\n" +
+	"\x04keys\"_\n" +
+	"\fOAuthSubject\x12$\n" +
+	"\asubject\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\asubject\x12)\n" +
+	"\x05agent\x18\x02 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x05agent\"l\n" +
 	"\aJWTSVID\x121\n" +
 	"\taudiences\x18\x01 \x03(\tB\x13\xbaH\x10\x92\x01\r\b\x01\x18\x01\"\ar\x05\x10\x01\x18\x80\x02R\taudiences\x12.\n" +
 	"\x06header\x18\x02 \x01(\tB\x16\xbaH\x13r\x112\x0f^([a-z0-9-]+)?$R\x06header\"\xcd\x01\n" +
@@ -2197,7 +2554,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06prefix\x123\n" +
 	"\x03env\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$H\x00R\x03env\x12\x1d\n" +
 	"\x04file\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\x04fileB\x0f\n" +
-	"\x06source\x12\x05\xbaH\x02\b\x01\"\x8d\a\n" +
+	"\x06source\x12\x05\xbaH\x02\b\x01\"\xd6\a\n" +
 	"\x05Route\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12,\n" +
 	"\x06method\x18\x02 \x01(\tB\x14\xbaH\x11r\x0f2\r^[A-Z]{1,16}$R\x06method\x12F\n" +
@@ -2212,7 +2569,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	" \x01(\tB\a\xbaH\x04r\x02\x18@R\agraphql\x12\x19\n" +
 	"\x03mcp\x18\r \x01(\tB\a\xbaH\x04r\x02\x18@R\x03mcp\x12:\n" +
 	"\bapproval\x18\f \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
-	"\x06shadow\x18\v \x01(\bR\x06shadow\x1aV\n" +
+	"\x06shadow\x18\v \x01(\bR\x06shadow\x12G\n" +
+	"\foauth_scopes\x18\x0e \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\x1aU\n" +
@@ -2399,69 +2757,76 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 25)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
 	(*Agent)(nil),               // 1: agentauthz.policy.v1.Agent
 	(*Host)(nil),                // 2: agentauthz.policy.v1.Host
-	(*JWTSVID)(nil),             // 3: agentauthz.policy.v1.JWTSVID
-	(*InjectHeader)(nil),        // 4: agentauthz.policy.v1.InjectHeader
-	(*Route)(nil),               // 5: agentauthz.policy.v1.Route
-	(*Body)(nil),                // 6: agentauthz.policy.v1.Body
-	(*GraphQLAPI)(nil),          // 7: agentauthz.policy.v1.GraphQLAPI
-	(*GraphQLArguments)(nil),    // 8: agentauthz.policy.v1.GraphQLArguments
-	(*GraphQLArgument)(nil),     // 9: agentauthz.policy.v1.GraphQLArgument
-	(*GraphQLFields)(nil),       // 10: agentauthz.policy.v1.GraphQLFields
-	(*Param)(nil),               // 11: agentauthz.policy.v1.Param
-	(*Approval)(nil),            // 12: agentauthz.policy.v1.Approval
-	(*Notifier)(nil),            // 13: agentauthz.policy.v1.Notifier
-	(*SlackNotifier)(nil),       // 14: agentauthz.policy.v1.SlackNotifier
-	(*WebhookNotifier)(nil),     // 15: agentauthz.policy.v1.WebhookNotifier
-	(*MCPServer)(nil),           // 16: agentauthz.policy.v1.MCPServer
-	(*MCPMethods)(nil),          // 17: agentauthz.policy.v1.MCPMethods
-	(*MCPTool)(nil),             // 18: agentauthz.policy.v1.MCPTool
-	(*MCPAgentArguments)(nil),   // 19: agentauthz.policy.v1.MCPAgentArguments
-	(*MCPResource)(nil),         // 20: agentauthz.policy.v1.MCPResource
-	(*MCPPrompt)(nil),           // 21: agentauthz.policy.v1.MCPPrompt
-	nil,                         // 22: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                         // 23: agentauthz.policy.v1.Route.QueryEntry
-	nil,                         // 24: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	(*durationpb.Duration)(nil), // 25: google.protobuf.Duration
+	(*OAuthResource)(nil),       // 3: agentauthz.policy.v1.OAuthResource
+	(*OAuthIssuer)(nil),         // 4: agentauthz.policy.v1.OAuthIssuer
+	(*OAuthSubject)(nil),        // 5: agentauthz.policy.v1.OAuthSubject
+	(*JWTSVID)(nil),             // 6: agentauthz.policy.v1.JWTSVID
+	(*InjectHeader)(nil),        // 7: agentauthz.policy.v1.InjectHeader
+	(*Route)(nil),               // 8: agentauthz.policy.v1.Route
+	(*Body)(nil),                // 9: agentauthz.policy.v1.Body
+	(*GraphQLAPI)(nil),          // 10: agentauthz.policy.v1.GraphQLAPI
+	(*GraphQLArguments)(nil),    // 11: agentauthz.policy.v1.GraphQLArguments
+	(*GraphQLArgument)(nil),     // 12: agentauthz.policy.v1.GraphQLArgument
+	(*GraphQLFields)(nil),       // 13: agentauthz.policy.v1.GraphQLFields
+	(*Param)(nil),               // 14: agentauthz.policy.v1.Param
+	(*Approval)(nil),            // 15: agentauthz.policy.v1.Approval
+	(*Notifier)(nil),            // 16: agentauthz.policy.v1.Notifier
+	(*SlackNotifier)(nil),       // 17: agentauthz.policy.v1.SlackNotifier
+	(*WebhookNotifier)(nil),     // 18: agentauthz.policy.v1.WebhookNotifier
+	(*MCPServer)(nil),           // 19: agentauthz.policy.v1.MCPServer
+	(*MCPMethods)(nil),          // 20: agentauthz.policy.v1.MCPMethods
+	(*MCPTool)(nil),             // 21: agentauthz.policy.v1.MCPTool
+	(*MCPAgentArguments)(nil),   // 22: agentauthz.policy.v1.MCPAgentArguments
+	(*MCPResource)(nil),         // 23: agentauthz.policy.v1.MCPResource
+	(*MCPPrompt)(nil),           // 24: agentauthz.policy.v1.MCPPrompt
+	nil,                         // 25: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 26: agentauthz.policy.v1.Route.QueryEntry
+	nil,                         // 27: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	(*durationpb.Duration)(nil), // 28: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
 	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
-	7,  // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
-	13, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
-	16, // 4: agentauthz.policy.v1.Policy.mcp_servers:type_name -> agentauthz.policy.v1.MCPServer
-	4,  // 5: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
-	5,  // 6: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
-	3,  // 7: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
-	22, // 8: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	23, // 9: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	6,  // 10: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	12, // 11: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
-	10, // 12: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	8,  // 13: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
-	24, // 14: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	25, // 15: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
-	25, // 16: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
-	14, // 17: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
-	15, // 18: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
-	17, // 19: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
-	18, // 20: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
-	20, // 21: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
-	21, // 22: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
-	19, // 23: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
-	12, // 24: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
-	11, // 25: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	11, // 26: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	9,  // 27: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	10, // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
+	16, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
+	19, // 4: agentauthz.policy.v1.Policy.mcp_servers:type_name -> agentauthz.policy.v1.MCPServer
+	4,  // 5: agentauthz.policy.v1.Policy.oauth_issuers:type_name -> agentauthz.policy.v1.OAuthIssuer
+	7,  // 6: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
+	8,  // 7: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
+	6,  // 8: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
+	3,  // 9: agentauthz.policy.v1.Host.oauth:type_name -> agentauthz.policy.v1.OAuthResource
+	28, // 10: agentauthz.policy.v1.OAuthIssuer.clock_skew:type_name -> google.protobuf.Duration
+	5,  // 11: agentauthz.policy.v1.OAuthIssuer.agents:type_name -> agentauthz.policy.v1.OAuthSubject
+	25, // 12: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	26, // 13: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	9,  // 14: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	15, // 15: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	13, // 16: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	11, // 17: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
+	27, // 18: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	28, // 19: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	28, // 20: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	17, // 21: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	18, // 22: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	20, // 23: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
+	21, // 24: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
+	23, // 25: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
+	24, // 26: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
+	22, // 27: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
+	15, // 28: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
+	14, // 29: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	14, // 30: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	12, // 31: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
+	32, // [32:32] is the sub-list for method output_type
+	32, // [32:32] is the sub-list for method input_type
+	32, // [32:32] is the sub-list for extension type_name
+	32, // [32:32] is the sub-list for extension extendee
+	0,  // [0:32] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -2470,29 +2835,33 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 		return
 	}
 	file_agentauthz_policy_v1_policy_proto_msgTypes[4].OneofWrappers = []any{
+		(*OAuthIssuer_JwksFile)(nil),
+		(*OAuthIssuer_JwksUrl)(nil),
+	}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[7].OneofWrappers = []any{
 		(*InjectHeader_Env)(nil),
 		(*InjectHeader_File)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[6].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[9].OneofWrappers = []any{
 		(*Body_JsonSchema)(nil),
 		(*Body_Message)(nil),
 		(*Body_GrpcMessage)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[7].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[9].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[11].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[13].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[10].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[12].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[14].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[16].OneofWrappers = []any{
 		(*Notifier_Slack)(nil),
 		(*Notifier_Webhook)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[16].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[19].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   25,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
