@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/demo/demoagent"
 	"github.com/agentauthz/agentauthz/internal/stack"
@@ -235,5 +237,66 @@ func TestMCPDenialsThroughEnvoy(t *testing.T) {
 				t.Errorf("%d requests reached the MCP server", n)
 			}
 		})
+	}
+}
+
+// hostTransport sends every request with the MCP server's host name, as an agent configured with
+// the server's URL does, through the stack's loopback address.
+type hostTransport struct{ base http.RoundTripper }
+
+func (h hostTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Host = demoagent.MCPHost
+	return h.base.RoundTrip(r)
+}
+
+// TestMCPApprovalByURLElicitation: an unmodified MCP Go SDK client of revision 2026-07-28 that
+// takes URL elicitations gets, for a held call, an input-required result naming the console's
+// page of the approval; its user (here, the test) approves there; the SDK calls again with the
+// request state, and the call goes through, once (tampered and foreign states: approval tests).
+func TestMCPApprovalByURLElicitation(t *testing.T) {
+	s := stack.Start(t, stack.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	base := s.Client(stack.HelpdeskAgent)
+	httpClient := &http.Client{Transport: hostTransport{base.Transport}}
+	var asked []string
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, &mcp.ClientOptions{
+		Capabilities: &mcp.ClientCapabilities{Elicitation: &mcp.ElicitationCapabilities{URL: &mcp.URLElicitationCapabilities{}}},
+		ElicitationHandler: func(_ context.Context, req *mcp.ElicitRequest) (*mcp.ElicitResult, error) {
+			asked = append(asked, req.Params.URL)
+			id, found := strings.CutPrefix(req.Params.URL, stack.ConsoleURL+"/approvals/requests/")
+			if req.Params.Mode != "url" || !found {
+				t.Errorf("elicitation %+v, want the console's page of the approval", req.Params)
+				return &mcp.ElicitResult{Action: "decline"}, nil
+			}
+			if len(asked) == 1 {
+				// The user opens the page; an IT admin approves there.
+				if status, body := approvalCall(t, s, "POST", "/v1/approvals/"+id+"/approve", `{"comment":"ok"}`); status != http.StatusOK {
+					t.Errorf("approving %s: %d %v", id, status, body)
+				}
+			}
+			return &mcp.ElicitResult{Action: "accept"}, nil
+		},
+	})
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.URL() + demoagent.MCPPath, HTTPClient: httpClient,
+		DisableStandaloneSSE: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	if v := cs.InitializeResult().ProtocolVersion; v != "2026-07-28" {
+		t.Fatalf("the session speaks %s, want 2026-07-28", v)
+	}
+	args := map[string]any{"username": "jdoe", "reason": demoagent.ResetReason}
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "reset_password", Arguments: args})
+	if err != nil || res.IsError {
+		t.Fatalf("the held call, approved through its URL: %v %+v", err, res)
+	}
+	if len(asked) != 1 {
+		t.Errorf("the client was asked %d times (%v), want once", len(asked), asked)
+	}
+	if n := len(s.HelpdeskAPI.Resets()); n != 1 {
+		t.Errorf("%d password resets at the server, want 1", n)
 	}
 }

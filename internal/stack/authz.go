@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"crypto/rand"
 	"net/http"
 	"slices"
 	"sync"
@@ -61,7 +62,9 @@ func startAuthz(t testing.TB, p *PKI, token string, checkTimeout time.Duration) 
 		TLS:       p.ServerTLSFor(p.Issue(t, AgentauthzID), EnvoyID),
 		Store:     a.Store,
 		Decisions: a.Decisions,
-		Approvals: &approval.Gate{Store: a.Approvals},
+		// MCP clients of revision 2026-07-28 are told the console's page of their held call,
+		// at the address approvers would use, and given a signed request state.
+		Approvals: &approval.Gate{Store: a.Approvals, ConsoleURL: ConsoleURL, StateKey: stateKey()},
 		OAuthKeys: a.OAuthKeys,
 		APIHandler: func(mux *http.ServeMux) {
 			approvers.Register(mux)
@@ -79,6 +82,17 @@ func startAuthz(t testing.TB, p *PKI, token string, checkTimeout time.Duration) 
 
 // GRPCAddr is where agentauthz serves Envoy (host:port).
 func (a *Authz) GRPCAddr() string { return a.cfg.GRPCAddr }
+
+// ConsoleURL is the approval console's address as the stack tells MCP clients: the name
+// approvers would reach it by. Tests reach it at ApprovalsURL.
+const ConsoleURL = "https://agentauthz.acme.internal:9002"
+
+// stateKey is a fresh key for held MCP calls' request states.
+func stateKey() []byte {
+	k := make([]byte, 32)
+	_, _ = rand.Read(k) // crypto/rand.Read never fails on supported platforms
+	return k
+}
 
 // ApprovalsURL is agentauthz's HTTP listener: /v1/approvals, the console at /approvals/.
 func (a *Authz) ApprovalsURL() string { return "http://" + a.cfg.HTTPAddr }
