@@ -30,6 +30,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/encoding"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
@@ -154,6 +155,20 @@ func h2Std(method, target string, body string) func(*testing.T, *goldenEnvoy) in
 func grpcReset(reason string) func(*testing.T, *goldenEnvoy) int {
 	return func(t *testing.T, e *goldenEnvoy) int { return grpcResetCall(t, e, reason) }
 }
+
+// orderedCodec is grpc-go's proto codec writing fields in a fixed order, in place of grpc-go's
+// own in this test binary: that one writes a dynamic message's fields in any order, and the body
+// Envoy captures must be the same each run. (agentauthz binds gRPC approvals to a canonical form
+// of the message for that reason; this only keeps the captures comparable.)
+type orderedCodec struct{}
+
+func init() { encoding.RegisterCodec(orderedCodec{}) }
+
+func (orderedCodec) Marshal(v any) ([]byte, error) {
+	return proto.MarshalOptions{Deterministic: true}.Marshal(v.(proto.Message))
+}
+func (orderedCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
+func (orderedCodec) Name() string                       { return "proto" }
 
 func grpcResetCall(t *testing.T, e *goldenEnvoy, reason string) int {
 	fd, err := demo.HelpdeskProto()
