@@ -167,8 +167,10 @@ func init() { encoding.RegisterCodec(orderedCodec{}) }
 func (orderedCodec) Marshal(v any) ([]byte, error) {
 	return proto.MarshalOptions{Deterministic: true}.Marshal(v.(proto.Message))
 }
-func (orderedCodec) Unmarshal(data []byte, v any) error { return proto.Unmarshal(data, v.(proto.Message)) }
-func (orderedCodec) Name() string                       { return "proto" }
+func (orderedCodec) Unmarshal(data []byte, v any) error {
+	return proto.Unmarshal(data, v.(proto.Message))
+}
+func (orderedCodec) Name() string { return "proto" }
 
 func grpcResetCall(t *testing.T, e *goldenEnvoy, reason string) int {
 	fd, err := demo.HelpdeskProto()
