@@ -104,6 +104,10 @@ const MaxRecord = 1 << 20
 // decision's fields, each at most MaxField, always fit in MaxRecord.
 const MaxField = 8 << 10
 
+// maxBatch is the size past which a batch is written before more records are added to it. A
+// batch buffer grown past 4 times that (by one huge event) is not kept for the next one.
+const maxBatch = 64 << 10
+
 // DefaultSyncEvery is how often a Log opened with Open fsyncs by default.
 const DefaultSyncEvery = time.Second
 
@@ -157,15 +161,24 @@ type Observer interface {
 
 // Log appends events to a writer, chaining each to the previous one. Safe for concurrent use.
 type Log struct {
-	mu       sync.Mutex
-	w        io.Writer
-	f        *os.File                // set by Open: synced, rotated and closed by the Log
-	file     atomic.Pointer[os.File] // f, for the sync loop
-	path     string
-	h        slog.Handler
-	line     lineBuf // what h writes, then the chain fields
-	head     [64]byte
-	seq      uint64
+	mu      sync.Mutex
+	w       io.Writer
+	f       *os.File                // set by Open: synced, rotated and closed by the Log
+	file    atomic.Pointer[os.File] // f, for the sync loop
+	path    string
+	h       slog.Handler
+	line    lineBuf // what h writes, then the chain fields
+	batch   []byte  // records rendered and chained, not yet written
+	batched int     // how many records batch holds
+	held    heldRecord
+	head    [64]byte
+	seq     uint64 // head and seq: the last record chained (written or batched)
+	sumBuf  [sha256.Size]byte
+	// wmu guards wseq and whash: the last record written, which Head reads without waiting
+	// for a write in progress.
+	wmu      sync.Mutex
+	wseq     uint64
+	whash    [64]byte
 	sum      hash.Hash // SHA-256, or HMAC-SHA256 under the key
 	keyed    bool
 	clock    func() time.Time
@@ -288,6 +301,7 @@ func newLog(w io.Writer, opts Options) *Log {
 	}
 	copy(l.head[:], from)
 	l.seq = opts.From.Seq
+	l.wseq, l.whash = l.seq, l.head
 	return l
 }
 
@@ -320,6 +334,14 @@ var reserved = []string{slog.TimeKey, slog.LevelKey, slog.MessageKey, "kind", "s
 // written; a long string is cut to MaxField, and a record still too long is shortened (see the
 // package doc). An error is a *WriteError.
 func (l *Log) Write(kind string, attrs ...slog.Attr) error {
+	if err := l.checkEvent(kind, attrs); err != nil {
+		return err
+	}
+	return l.write(kind, l.boundAttrs(kind, attrs))
+}
+
+// checkEvent refuses an event whose kind is empty or whose keys are reserved or repeated.
+func (l *Log) checkEvent(kind string, attrs []slog.Attr) error {
 	if kind == "" {
 		return l.refuse(kind, ReasonInvalid, errors.New("audit: event kind is empty"))
 	}
@@ -327,7 +349,16 @@ func (l *Log) Write(kind string, attrs ...slog.Attr) error {
 	if _, err := checkKeys(attrs, buf[:0]); err != nil {
 		return l.refuse(kind, ReasonInvalid, err)
 	}
-	return l.write(kind, l.boundAttrs(kind, attrs))
+	return nil
+}
+
+// addEvent is Write for a Queue's writer: the record is batched, not written. Called with l.mu
+// held.
+func (l *Log) addEvent(kind string, attrs []slog.Attr) error {
+	if err := l.checkEvent(kind, attrs); err != nil {
+		return err
+	}
+	return l.add(kind, l.boundAttrs(kind, attrs))
 }
 
 // refuse reports a record not written for a reason of its own, without touching the log.
@@ -367,57 +398,150 @@ func checkKeys(attrs []slog.Attr, seen []string) ([]string, error) {
 func (l *Log) write(kind string, attrs []slog.Attr) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	fail := func(reason string, err error) error {
-		we := &WriteError{Reason: reason, Kind: kind, Err: err}
-		if l.obs != nil {
+	if err := l.add(kind, attrs); err != nil {
+		return err
+	}
+	if n, err := l.flush(); err != nil {
+		return l.fail(kind, ReasonOf(err), err, n)
+	}
+	return nil
+}
+
+// fail reports a record not written (n records, for a batch lost to one failed write), and
+// returns the error.
+func (l *Log) fail(kind, reason string, err error, n int) error {
+	we := &WriteError{Reason: reason, Kind: kind, Err: err}
+	if e, ok := errors.AsType[*WriteError](err); ok {
+		we = &WriteError{Reason: e.Reason, Kind: kind, Err: e.Err}
+	}
+	if l.obs != nil {
+		for range n {
 			l.obs.Failed(we)
 		}
-		return we
 	}
+	return we
+}
+
+// add renders and chains one record into the batch, which flush writes. Called with l.mu held.
+// A record add refuses is reported to the observer here; one it accepts is reported by flush.
+func (l *Log) add(kind string, attrs []slog.Attr) error {
+	return l.addRecord(kind, attrs, nil)
+}
+
+// addRecord is add for an event (attrs, rendered by slog's JSON handler) or a decision (d,
+// rendered by appendDecision into the same bytes).
+func (l *Log) addRecord(kind string, attrs []slog.Attr, d *Decision) error {
 	if l.closed {
-		return fail(ReasonClosed, ErrClosed)
+		return l.fail(kind, ReasonClosed, ErrClosed, 1)
 	}
 	if l.err != nil {
-		return fail(ReasonStopped, l.err)
+		return l.fail(kind, ReasonStopped, l.err, 1)
 	}
 	t := l.clock().UTC()
 	if y := t.Year(); t.IsZero() || y < 0 || y > 9999 {
-		return fail(ReasonClock, fmt.Errorf("audit: the clock says %v; records need a time in years 0001-9999", t))
+		return l.fail(kind, ReasonClock, fmt.Errorf("audit: the clock says %v; records need a time in years 0001-9999", t), 1)
 	}
-	h, err := l.render(kind, t, attrs)
-	if err != nil {
-		return fail(ReasonInvalid, err)
-	}
-	if len(l.line.b) > MaxRecord {
-		full := sha256.Sum256(l.line.b)
-		if h, err = l.render(kind, t, oversize(attrs, len(l.line.b), full)); err != nil || len(l.line.b) > MaxRecord {
-			return fail(ReasonInvalid, fmt.Errorf("audit: a %q record cannot be shortened to %d bytes", kind, MaxRecord))
+	var h [64]byte
+	if d != nil {
+		// A decision's fields are each at most MaxField: it always fits in MaxRecord.
+		l.line.b = l.appendDecision(l.line.b[:0], t, d)
+		h = l.seal()
+	} else {
+		var err error
+		if h, err = l.render(kind, t, attrs); err != nil {
+			return l.fail(kind, ReasonInvalid, err, 1)
 		}
-		if l.obs != nil {
-			l.obs.Truncated(kind, "")
+		if len(l.line.b) > MaxRecord {
+			full := sha256.Sum256(l.line.b)
+			if h, err = l.render(kind, t, oversize(attrs, len(l.line.b), full)); err != nil || len(l.line.b) > MaxRecord {
+				return l.fail(kind, ReasonInvalid, fmt.Errorf("audit: a %q record cannot be shortened to %d bytes", kind, MaxRecord), 1)
+			}
+			if l.obs != nil {
+				l.obs.Truncated(kind, "")
+			}
 		}
 	}
-	b := l.line.b
-	l.rotateIfDue(kind, t, len(b))
-	if _, err := l.w.Write(b); err != nil {
-		l.err = fmt.Errorf("audit: write failed, no further records accepted: %w", err)
-		return fail(ReasonWrite, l.err)
+	if l.rotationDue(t, len(l.line.b)) {
+		if l.batched > 0 {
+			// The file rotates between records: what is batched goes to the old file first.
+			l.held = heldRecord{kind: kind, t: t, hash: h, ok: true}
+			return errFlushFirst
+		}
+		l.rotateNow(kind, t)
 	}
+	l.append(h)
+	return nil
+}
+
+// heldRecord is a record add rendered but could not batch before a flush (errFlushFirst).
+type heldRecord struct {
+	kind string
+	t    time.Time
+	hash [64]byte
+	ok   bool
+}
+
+// addHeld batches the record add held back for a flush, rotating the file first. Called with
+// l.mu held, after flush.
+func (l *Log) addHeld() error {
+	r := l.held
+	l.held = heldRecord{}
+	if !r.ok {
+		return errors.New("audit: no record held")
+	}
+	if l.err != nil {
+		return l.fail(r.kind, ReasonStopped, l.err, 1)
+	}
+	l.rotateNow(r.kind, r.t)
+	l.append(r.hash)
+	return nil
+}
+
+// append batches the record in l.line.b, whose hash is h.
+func (l *Log) append(h [64]byte) {
+	l.batch = append(l.batch, l.line.b...)
+	l.batched++
 	l.head = h
 	l.seq++
+}
+
+// errFlushFirst is add's answer when the file must rotate before the record and records are
+// batched for the old file: flush them, then add the record again. Nothing was changed.
+var errFlushFirst = errors.New("audit: flush before rotating")
+
+// flush writes the batched records with one Write call. It returns how many records were
+// batched, and, if the write or the fsync after it failed, an error: the log then stops, and
+// those records are lost. Called with l.mu held.
+func (l *Log) flush() (int, error) {
+	n := l.batched
+	if n == 0 {
+		return 0, nil
+	}
+	b := l.batch
+	l.batch, l.batched = l.batch[:0], 0
+	if cap(l.batch) > 4*maxBatch {
+		l.batch = nil // do not keep one huge batch's buffer
+	}
+	if _, err := l.w.Write(b); err != nil {
+		l.err = fmt.Errorf("audit: write failed, no further records accepted: %w", err)
+		return n, &WriteError{Reason: ReasonWrite, Err: l.err}
+	}
 	l.size += int64(len(b))
 	if l.syncEach {
 		if err := l.f.Sync(); err != nil {
 			l.err = fmt.Errorf("audit: fsync failed, no further records accepted: %w", err)
-			return fail(ReasonSync, l.err)
+			return n, &WriteError{Reason: ReasonSync, Err: l.err}
 		}
 	} else if l.f != nil {
 		l.dirty.Store(true)
 	}
+	l.wmu.Lock()
+	l.wseq, l.whash = l.seq, l.head
+	l.wmu.Unlock()
 	if l.obs != nil {
 		l.obs.Written(Head{Seq: l.seq, Hash: string(l.head[:])})
 	}
-	return nil
+	return n, nil
 }
 
 // render writes the record into l.line.b with its chain fields and returns its hash.
@@ -435,15 +559,21 @@ func (l *Log) render(kind string, t time.Time, attrs []slog.Attr) (h [64]byte, e
 	if len(b) < 2 || b[len(b)-2] != '}' || b[len(b)-1] != '\n' {
 		return h, errors.New("audit: slog wrote an unexpected line")
 	}
-	b = append(b[:len(b)-2], seqField...)
+	l.line.b = b[:len(b)-2]
+	return l.seal(), nil
+}
+
+// seal appends the chain fields to the record in l.line.b (its fields, without the closing
+// brace) and returns its hash.
+func (l *Log) seal() (h [64]byte) {
+	b := append(l.line.b, seqField...)
 	b = strconv.AppendUint(b, l.seq+1, 10)
 	b = append(b, prevField...)
 	b = append(b, l.head[:]...)
 	b = append(b, '"')
 	l.sum.Reset()
 	l.sum.Write(b)
-	var sum [sha256.Size]byte
-	hex.Encode(h[:], l.sum.Sum(sum[:0]))
+	hex.Encode(h[:], l.sum.Sum(l.sumBuf[:0]))
 	if l.keyed {
 		b = append(b, hmacField...)
 	} else {
@@ -452,15 +582,16 @@ func (l *Log) render(kind string, t time.Time, attrs []slog.Attr) (h [64]byte, e
 	b = append(b, h[:]...)
 	b = append(b, "\"}\n"...)
 	l.line.b = b
-	return h, nil
+	return h
 }
 
 // Head returns the chain's head: the sequence number and hash of the last record written (or
-// where the chain starts, if none was). Export it somewhere the log's writer cannot rewrite.
+// where the chain starts, if none was). Export it somewhere the log's writer cannot rewrite. It
+// does not wait for a write in progress.
 func (l *Log) Head() Head {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return Head{Seq: l.seq, Hash: string(l.head[:])}
+	l.wmu.Lock()
+	defer l.wmu.Unlock()
+	return Head{Seq: l.wseq, Hash: string(l.whash[:])}
 }
 
 // Keyed reports whether the chain is keyed (Options.Key).
@@ -514,6 +645,9 @@ func (l *Log) Close() error {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if n, err := l.flush(); err != nil {
+		l.fail("", ReasonOf(err), err, n)
+	}
 	err := l.err
 	if l.f != nil {
 		if serr := l.f.Sync(); serr != nil && err == nil {

@@ -90,13 +90,16 @@ const (
 	ReasonInvalid = "invalid"
 	// ReasonClock: the clock gave a time a record cannot carry.
 	ReasonClock = "clock"
+	// ReasonFull: the queue in front of the log was full (its writer blocked, or slower than
+	// the records arrive), and the record was dropped rather than waited for.
+	ReasonFull = "full"
 	// ReasonRotate: a rotation failed. No record is lost: the log keeps writing to its file and
 	// tries again at the next record.
 	ReasonRotate = "rotate"
 )
 
 // Reasons lists every WriteError reason.
-var Reasons = []string{ReasonWrite, ReasonSync, ReasonStopped, ReasonClosed, ReasonInvalid, ReasonClock, ReasonRotate}
+var Reasons = []string{ReasonWrite, ReasonSync, ReasonStopped, ReasonClosed, ReasonInvalid, ReasonClock, ReasonFull, ReasonRotate}
 
 // WriteError is a record the log did not write, or a rotation that failed.
 type WriteError struct {

@@ -56,28 +56,30 @@ func lastRotated(path string) (string, error) {
 	return filepath.Join(dir, last), nil
 }
 
-// rotateIfDue rotates the file before a record of n bytes is written at now, if the rotation
-// says so and the file has records. A rotation that fails is reported and leaves the log
-// writing to its file: no record is lost for it.
-func (l *Log) rotateIfDue(kind string, now time.Time, n int) {
+// rotationDue reports whether the file must rotate before a record of n bytes written at now:
+// the rotation says so and the file (with what is batched for it) has records.
+func (l *Log) rotationDue(now time.Time, n int) bool {
 	if l.f == nil {
-		return
+		return false
 	}
 	if l.opened.IsZero() {
 		l.opened = now
 	}
-	if l.size == 0 {
-		return
+	size := l.size + int64(len(l.batch))
+	if size == 0 {
+		return false
 	}
 	r := l.rotate
-	if !(r.Size > 0 && l.size+int64(n) > r.Size || r.Every > 0 && now.Sub(l.opened) >= r.Every) {
-		return
-	}
+	return r.Size > 0 && size+int64(n) > r.Size || r.Every > 0 && now.Sub(l.opened) >= r.Every
+}
+
+// rotateNow rotates the file. A rotation that fails is reported and leaves the log writing to
+// its file: no record is lost for it.
+func (l *Log) rotateNow(kind string, now time.Time) {
 	if err := l.rotateFile(now); err != nil {
 		if l.obs != nil {
 			l.obs.Failed(&WriteError{Reason: ReasonRotate, Kind: kind, Err: fmt.Errorf("audit: rotating %s (still writing to it): %w", l.path, err)})
 		}
-		return
 	}
 }
 

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"crypto/sha256"
+	"errors"
 	"encoding/hex"
 	"time"
 
@@ -58,7 +59,9 @@ func (e *Engine) record(r *Request, res *Result, start time.Time) {
 	if d.ShadowRule != "" {
 		rec.ShadowRule, rec.ShadowCode, rec.ShadowOutcome = d.ShadowRule, string(d.ShadowCode), d.ShadowOutcome.String()
 	}
-	if err := e.cfg.Decisions.Decision(rec); err != nil {
+	// A record a full queue dropped was counted and logged there, at most once a second: one
+	// line per decision here would flood the server log just when the disk is in trouble.
+	if err := e.cfg.Decisions.Decision(rec); err != nil && !errors.Is(err, audit.ErrFull) {
 		e.cfg.Log.Error("decision not recorded", "decision_id", res.ID, "error", err.Error())
 	}
 }

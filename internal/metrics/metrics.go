@@ -80,7 +80,7 @@ func New(reg prometheus.Registerer) *Metrics {
 	}
 	m.logFailures = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "agentauthz_decision_log_failures_total",
-		Help: "Decision log records not written, by reason (write, sync: the log stopped; stopped: lost after that; closed; invalid; clock), and failed rotations (rotate: nothing lost).",
+		Help: "Decision log records not written, by reason (write, sync: the log stopped; stopped: lost after that; full: dropped because the queue in front of the writer was full; closed; invalid; clock), and failed rotations (rotate: nothing lost).",
 	}, []string{"reason"})
 	for _, r := range audit.Reasons {
 		m.logFailures.WithLabelValues(r) // every reason from 0, for alerts

@@ -521,7 +521,7 @@ func TestDecisionLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	q := audit.NewQueue(l, 16, nil)
+	q := audit.NewQueue(l, audit.QueueOptions{})
 	closed := false
 	defer func() {
 		if !closed {

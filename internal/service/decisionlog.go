@@ -83,7 +83,7 @@ func openDecisionLog(cfg Config, m *metrics.Metrics) (*decisionLog, error) {
 		}
 	}
 	opts.Observer.Written(d.log.Head()) // the metric starts where the chain stands
-	d.queue = audit.NewQueue(d.log, 4096, log)
+	d.queue = audit.NewQueue(d.log, audit.QueueOptions{ErrLog: log})
 	log.Info("decision log open", "decision_log", d.name, "keyed", d.log.Keyed(), "head", d.log.Head().String(),
 		"rotate_size", dc.Rotate.Size, "rotate_every", dc.Rotate.Every.String())
 	return d, nil
