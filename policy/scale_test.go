@@ -3,37 +3,18 @@ package policy_test
 import (
 	"fmt"
 	"runtime"
-	"strings"
 	"testing"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
+	"github.com/agentauthz/agentauthz/internal/policytest"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
 
-// scalePolicy generates a policy of agents agents and hosts×routesPerHost routes: each agent
-// holds one scope per host, and each route a typed path parameter and a query parameter.
+// scalePolicy generates the policy of policytest.ScalePolicy.
 func scalePolicy(agents, hosts, routesPerHost int) []policy.File {
-	var b strings.Builder
-	b.WriteString("trust_domains: [scale.internal]\nagents:\n")
-	for a := 0; a < agents; a++ {
-		fmt.Fprintf(&b, "  - id: spiffe://scale.internal/agent/a%d\n    scopes: [svc%d:read, svc%d:write]\n", a, a%hosts, (a+1)%hosts)
-	}
-	b.WriteString("hosts:\n")
-	for h := 0; h < hosts; h++ {
-		fmt.Fprintf(&b, "  - name: svc%d.scale.internal\n    remove_headers: [authorization]\n    routes:\n", h)
-		for r := 0; r < routesPerHost; r++ {
-			scope := "read"
-			if r%2 == 1 {
-				scope = "write"
-			}
-			fmt.Fprintf(&b, "      - name: h%d-r%d\n        method: GET\n        path: /v1/res%d/{id}\n        scope: svc%d:%s\n"+
-				"        params:\n          id: {type: string, pattern: \"[0-9]{1,12}\"}\n"+
-				"        query:\n          limit: {type: integer, minimum: 1, maximum: 100}\n", h, r, r, h, scope)
-		}
-	}
-	return []policy.File{{Name: "scale.yaml", Data: []byte(b.String())}}
+	return []policy.File{{Name: "scale.yaml", Data: policytest.ScalePolicy(agents, hosts, routesPerHost)}}
 }
 
 const (
@@ -127,5 +108,21 @@ func BenchmarkDecideScale(b *testing.B) {
 				_ = snap.Decide(req)
 			}
 		})
+	}
+}
+
+// The requests load harnesses send to the generated policy are allowed.
+func TestScaleRequestsAllowed(t *testing.T) {
+	const agents, hosts, routes = 300, 10, 20
+	snap, err := policy.Load(scalePolicy(agents, hosts, routes), policy.Options{Secrets: policy.Placeholders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 * agents * routes {
+		agent, host, path := policytest.ScaleRequest(i, agents, hosts, routes)
+		r := &policy.Request{Agent: spiffeid.RequireFromString(agent), Method: "GET", Host: host, Target: path, Headers: noHeaders{}}
+		if d := snap.Decide(r); d.Code != decision.CodeAllowed {
+			t.Fatalf("%s %s%s: %s", agent, host, path, d.Code)
+		}
 	}
 }

@@ -11,7 +11,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"strings"
 	"syscall"
 
@@ -98,12 +97,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 		}
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
-	if os.Getenv("GOGC") == "" {
-		// The live heap is small (the policy, in-flight checks) and nearly every allocation is
-		// per request: collecting at 5x the live heap instead of 2x spends far less CPU on GC
-		// for a few more MB. GOGC overrides this.
-		debug.SetGCPercent(400)
-	}
+	server.SetGC()
 
 	svc, err := service.Start(cfg)
 	if err != nil {
