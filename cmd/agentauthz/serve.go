@@ -98,6 +98,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	server.SetGC()
+	startProfiling()
 
 	svc, err := service.Start(cfg)
 	if err != nil {
