@@ -1,0 +1,562 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/spiffe/go-spiffe/v2/bundle/x509bundle"
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"github.com/spiffe/go-spiffe/v2/spiffetls/tlsconfig"
+	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
+	"github.com/spiffe/go-spiffe/v2/workloadapi"
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/agentauthz/agentauthz/internal/childproc"
+	"github.com/agentauthz/agentauthz/internal/envoyproc"
+	"github.com/agentauthz/agentauthz/internal/spire"
+)
+
+// The envoy mode runs the deployment envoy/front-proxy.yaml describes, on loopback:
+//
+//	load generator (as the agents, mTLS with their X.509-SVIDs)
+//	  → Envoy (front-proxy.yaml: only addresses, ports and the SDS socket rewritten)
+//	      → ext_authz over SPIFFE mTLS → the no-op server, or agentauthz (demo policy)
+//	      → the trivial upstream (SPIFFE mTLS, as the helpdesk and BI backends)
+//
+// Real SPIRE (server and agent) issues every SVID: Envoy's and its trust bundle over SDS,
+// agentauthz's and the no-op server's over the Workload API, the agents' and the upstream's to
+// this program. Four Envoys run side by side, one per set-up, and the load alternates between
+// them:
+//
+//   - none: front-proxy.yaml without its ext_authz filter (the cost of the proxy alone);
+//   - noop: with the no-op ext_authz server (the cost of ext_authz itself);
+//   - agentauthz-log-off: with agentauthz, its decision log off;
+//   - agentauthz: with agentauthz as serve runs by default, decision log on (stdout, into a file).
+//
+// The load generator is vegeta (github.com/tsenart/vegeta), a maintained Go load library:
+// closed loop with a fixed number of workers for throughput (-rate=0 -max-workers=N in its own
+// terms), and a constant-rate open loop for latency, which starts more workers rather than
+// let a slow answer delay the next request. It runs in this process, over HTTP/1.1 keep-alive
+// connections (one per worker), each presenting the agent's X.509-SVID: Envoy's listener
+// requires a client certificate whose URI SAN is an agent's SPIFFE ID, which wrk cannot present.
+
+// setup is one Envoy and the ext_authz server behind it (none for "none").
+type setup struct {
+	name   string
+	server *childproc.Proc // nil for none
+	pprof  string          // agentauthz's profiling address
+	envoy  *childproc.Proc
+	addr   string // Envoy's agents' listener
+	admin  string
+	client map[string]*http.Client // per agent
+}
+
+var (
+	envoyID      = spiffeid.RequireFromString("spiffe://acme.internal/envoy")
+	agentauthzID = spiffeid.RequireFromString("spiffe://acme.internal/agentauthz")
+	helpdeskID   = spiffeid.RequireFromString(helpdeskAgent)
+	biID         = spiffeid.RequireFromString(biAgent)
+	helpdeskAPI  = spiffeid.RequireFromString("spiffe://acme.internal/api/helpdesk")
+	biAPI        = spiffeid.RequireFromString("spiffe://acme.internal/api/bi")
+)
+
+// httpScenario is one kind of request, as an agent sends it through Envoy.
+type httpScenario struct {
+	name   string
+	agent  string
+	target vegeta.Target
+	// missing, when set, says why the scenario is not measured yet.
+	missing string
+}
+
+func httpScenarios() []httpScenario {
+	h := func(kv ...string) http.Header {
+		hdr := http.Header{"Accept": {"application/json"}, "User-Agent": {"agent-runtime/1.0"}}
+		for i := 0; i < len(kv); i += 2 {
+			hdr.Set(kv[i], kv[i+1])
+		}
+		return hdr
+	}
+	return []httpScenario{
+		{name: "header-only", agent: helpdeskAgent, target: vegeta.Target{Method: "GET",
+			URL: "https://helpdesk.acme.internal/v1/tickets/4711", Header: h()}},
+		{name: "json-4k", agent: helpdeskAgent, target: vegeta.Target{Method: "POST",
+			URL: "https://helpdesk.acme.internal/v1/tickets/4711/comments", Body: []byte(json4k), Header: h("Content-Type", "application/json")}},
+		{name: "graphql", agent: biAgent, target: vegeta.Target{Method: "POST",
+			URL: "https://bi.acme.internal/graphql", Body: []byte(graphqlBody), Header: h("Content-Type", "application/json")}},
+		{name: "mcp-tools-call", missing: "MCP routes do not exist yet: an MCP tools/call is measured here once the policy can route one"},
+	}
+}
+
+func runEnvoy(args []string) int {
+	fs := flag.NewFlagSet("authzbench envoy", flag.ContinueOnError)
+	var c common
+	c.register(fs, 64)
+	concurrency := fs.Int("concurrency", 2, "Envoy worker threads (--concurrency)")
+	config := fs.String("config", "envoy/front-proxy.yaml", "the Envoy configuration to run")
+	if fs.Parse(args) != nil {
+		return 2
+	}
+	if err := envoyMode(c, *concurrency, *config); err != nil {
+		fmt.Fprintln(os.Stderr, "authzbench envoy:", err)
+		return 1
+	}
+	return 0
+}
+
+func envoyMode(c common, concurrency int, configPath string) error {
+	ctx := context.Background()
+	src, err := os.ReadFile(configPath)
+	if err != nil {
+		return fmt.Errorf("%v (run from the repository root, or give -config)", err)
+	}
+	envoyBin, err := envoyproc.Find()
+	if err != nil {
+		return err
+	}
+	spireBins, err := spire.FindBinaries()
+	if err != nil {
+		return err
+	}
+	// Unix socket paths must be short: a directory in /tmp.
+	dir, err := os.MkdirTemp("/tmp", "authzbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if dir, err = filepath.EvalSymlinks(dir); err != nil {
+		return err
+	}
+	if err := c.buildAgentauthz(dir); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err == nil {
+		self, err = filepath.EvalSymlinks(self)
+	}
+	if err != nil {
+		return err
+	}
+	envoyExe, err := childproc.ProgramBehind(envoyBin, "--version")
+	if err != nil {
+		return err
+	}
+	say("machine: %s\n", machine())
+	say("starting SPIRE, the upstream, the ext_authz servers and 4 Envoys (%d workers each) in %s\n", concurrency, dir)
+
+	sp, err := spire.Start(ctx, spire.Options{Dir: dir, Binaries: spireBins})
+	if err != nil {
+		return err
+	}
+	defer sp.Stop()
+	// This program stands for the agents and the upstream APIs, and runs the no-op server,
+	// which serves as agentauthz does: it is registered under each of those IDs.
+	for _, e := range []struct {
+		id  spiffeid.ID
+		bin string
+	}{{envoyID, envoyExe}, {agentauthzID, c.bin}, {agentauthzID, self}, {helpdeskID, self}, {biID, self}, {helpdeskAPI, self}, {biAPI, self}} {
+		if _, err := sp.Register(ctx, spire.Entry{ID: e.id, Selectors: []string{"unix:path:" + e.bin}}); err != nil {
+			return err
+		}
+	}
+	wait, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	if err := sp.Agent.WaitForSVIDs(wait, agentauthzID, helpdeskID, biID, helpdeskAPI, biAPI); err != nil {
+		return err
+	}
+	if err := sp.Agent.WaitForIssued(wait, envoyID); err != nil {
+		return err
+	}
+	x509ctx, err := workloadapi.FetchX509Context(wait, workloadapi.WithAddr(sp.Agent.Addr()))
+	if err != nil {
+		return err
+	}
+	svid := func(id spiffeid.ID) *x509svid.SVID {
+		for _, s := range x509ctx.SVIDs {
+			if s.ID == id {
+				return s
+			}
+		}
+		panic("no SVID for " + id.String()) // WaitForSVIDs saw every one
+	}
+	bundles := x509ctx.Bundles
+
+	up := &upstream{}
+	helpdeskAddr, err := up.serve(svid(helpdeskAPI), bundles)
+	if err != nil {
+		return err
+	}
+	biAddr, err := up.serve(svid(biAPI), bundles)
+	if err != nil {
+		return err
+	}
+
+	var procs []*childproc.Proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- {
+			_ = procs[i].Stop(10 * time.Second)
+		}
+	}()
+	startProc := func(spec childproc.Spec) (*childproc.Proc, error) {
+		spec.Log = filepath.Join(dir, spec.Name+".log")
+		p, err := childproc.Start(spec)
+		if err == nil {
+			procs = append(procs, p)
+		}
+		return p, err
+	}
+	setups := []*setup{{name: "none"}, {name: "noop"}, {name: "agentauthz-log-off"}, {name: "agentauthz"}}
+	serverAddr := map[string]string{}
+	for _, s := range setups[1:] {
+		addr := freeAddr()
+		serverAddr[s.name] = addr
+		var spec childproc.Spec
+		if s.name == "noop" {
+			spec = childproc.Spec{Name: s.name, Path: self, Args: []string{"noop", "-addr", addr, "-spiffe-socket", sp.Agent.Addr(),
+				"-id", agentauthzID.String(), "-allowed", envoyID.String()}}
+		} else {
+			decisionLog := "-"
+			if s.name == "agentauthz-log-off" {
+				decisionLog = "off"
+			}
+			s.pprof = freeAddr()
+			httpAddr := freeAddr()
+			spec = childproc.Spec{Name: s.name, Path: c.bin, Args: []string{"serve", "--grpc-addr", addr, "--http-addr", httpAddr,
+				"--spiffe-socket", sp.Agent.Addr(), "--grpc-allowed-clients", envoyID.String(),
+				"--decision-log", decisionLog, "--data-dir", filepath.Join(dir, s.name+"-data"), "--log-level", "error"},
+				Env: []string{"AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench", "AGENTAUTHZ_PPROF_ADDR=" + s.pprof}}
+			if s.server, err = startProc(spec); err != nil {
+				return err
+			}
+			if err := waitFor(ctx, s.name+" /readyz", time.Minute, func() error { return httpOK("http://" + httpAddr + "/readyz") }); err != nil {
+				return fmt.Errorf("%v\n%s", err, s.server.Tail(20))
+			}
+			continue
+		}
+		if s.server, err = startProc(spec); err != nil {
+			return err
+		}
+	}
+	for _, s := range setups {
+		s.addr, s.admin = freeAddr(), freeAddr()
+		authz := serverAddr[s.name]
+		if authz == "" {
+			authz = serverAddr["noop"] // the cluster stays, unused
+		}
+		conf, err := renderFrontProxy(src, s, authz, helpdeskAddr, biAddr, sp.Agent.Socket())
+		if err != nil {
+			return err
+		}
+		path := filepath.Join(dir, "envoy-"+s.name+".yaml")
+		if err := os.WriteFile(path, conf, 0o600); err != nil {
+			return err
+		}
+		// Envoy's access log (stdout) and its own log go to a file, as a deployment keeps them.
+		if s.envoy, err = startProc(childproc.Spec{Name: "envoy-" + s.name, Path: envoyBin, Args: []string{"-c", path,
+			"--disable-hot-restart", "--concurrency", strconv.Itoa(concurrency), "--log-level", "error"}}); err != nil {
+			return err
+		}
+	}
+	for _, s := range setups {
+		if err := waitFor(ctx, "envoy-"+s.name+" to serve", 2*time.Minute, func() error { return envoyReady(s) }); err != nil {
+			return fmt.Errorf("%v\n%s", err, s.envoy.Tail(20))
+		}
+		s.client = map[string]*http.Client{}
+		for _, agent := range []spiffeid.ID{helpdeskID, biID} {
+			s.client[agent.String()] = agentClient(svid(agent), bundles, s.addr, c.conc)
+		}
+	}
+	scenarios := httpScenarios()
+	for _, sc := range scenarios {
+		if sc.missing != "" {
+			continue
+		}
+		for _, s := range setups {
+			if err := verifyHTTP(s, sc); err != nil {
+				return err
+			}
+		}
+	}
+	say("ready; load average %s\n", loadAvg())
+
+	var all []result
+	say("\nclosed loop through Envoy, %d workers (HTTP/1.1 keep-alive connections), %s per run, %d rounds (median); CPU µs per request from /proc\n",
+		c.conc, c.dur, c.rounds)
+	say("%-15s %8s %8s %8s %8s %10s %9s %9s %8s | %-29s | %-29s | %7s %6s  %s\n", "scenario", "none", "noop", "log off", "log on",
+		"noop/none", "off/noop", "on/noop", "on/off", "envoy µs: none noop off on", "server µs: noop off on", "allocs", "GC %", "load")
+	saturation := map[string]float64{}
+	for _, sc := range scenarios {
+		if sc.missing != "" {
+			say("%-15s not measured: %s\n", sc.name, sc.missing)
+			continue
+		}
+		rps, envoyCPU, serverCPU := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
+		var allocs, gc []float64
+		for r := 0; r < c.rounds; r++ {
+			for i := range setups {
+				s := setups[(i+r)%len(setups)] // each set-up goes first in turn
+				res := measureHTTP(s, sc, c.conc, vegeta.Rate{}, c.dur)
+				res.Round = r
+				all = append(all, res)
+				rps[s.name] = append(rps[s.name], res.RPS)
+				envoyCPU[s.name] = append(envoyCPU[s.name], res.CPUus["envoy"])
+				serverCPU[s.name] = append(serverCPU[s.name], res.CPUus["server"])
+				if s.name == "agentauthz" {
+					allocs, gc = append(allocs, res.AllocsPerCheck), append(gc, res.GCShare)
+				}
+			}
+		}
+		m := func(name string) float64 { return median(rps[name]) }
+		saturation[sc.name] = m("noop")
+		say("%-15s %8.0f %8.0f %8.0f %8.0f %10.2f %9.2f %9.2f %8.2f | %6.0f %6.0f %6.0f %6.0f | %8.0f %8.0f %8.0f | %7.1f %6.1f  %s\n", sc.name,
+			m("none"), m("noop"), m("agentauthz-log-off"), m("agentauthz"),
+			m("noop")/m("none"), m("agentauthz-log-off")/m("noop"), m("agentauthz")/m("noop"), m("agentauthz")/m("agentauthz-log-off"),
+			median(envoyCPU["none"]), median(envoyCPU["noop"]), median(envoyCPU["agentauthz-log-off"]), median(envoyCPU["agentauthz"]),
+			median(serverCPU["noop"]), median(serverCPU["agentauthz-log-off"]), median(serverCPU["agentauthz"]),
+			median(allocs), 100*median(gc), loadAvg())
+		if c.profile != "" {
+			on := setups[3]
+			t := &target{name: on.name, pprofAddr: on.pprof}
+			if err := profileUnderLoad(c, t, scenario{name: sc.name}, func() { measureHTTP(on, sc, c.conc, vegeta.Rate{}, c.dur) }); err != nil {
+				fmt.Fprintln(os.Stderr, "authzbench: profile:", err)
+			}
+		}
+	}
+
+	say("\nopen loop through Envoy at half the noop set-up's saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
+	say("%-15s %-20s %7s %9s %9s %9s %12s %12s  %s\n", "scenario", "set-up", "rate", "p50 µs", "p99 µs", "p99.9 µs", "+p50 vs noop", "+p99 vs noop", "load")
+	for _, sc := range scenarios {
+		if sc.missing != "" {
+			continue
+		}
+		rate := saturation[sc.name] / 2
+		p := map[string][3][]float64{}
+		for r := 0; r < c.rounds; r++ {
+			for i := range setups {
+				s := setups[(i+r)%len(setups)]
+				res := measureHTTP(s, sc, c.conc, vegeta.Rate{Freq: int(rate), Per: time.Second}, c.dur)
+				res.Round = r
+				all = append(all, res)
+				v := p[s.name]
+				v[0], v[1], v[2] = append(v[0], res.P50us), append(v[1], res.P99us), append(v[2], res.P999us)
+				p[s.name] = v
+			}
+		}
+		for _, s := range setups {
+			v, n := p[s.name], p["noop"]
+			say("%-15s %-20s %7.0f %9.0f %9.0f %9.0f %12.0f %12.0f  %s\n", sc.name, s.name, rate, median(v[0]), median(v[1]), median(v[2]),
+				median(v[0])-median(n[0]), median(v[1])-median(n[1]), loadAvg())
+		}
+	}
+
+	say("\nresident memory after the load (RSS now / peak)\n")
+	for _, s := range setups {
+		if s.server != nil {
+			m, _ := memoryOf(s.server.PID())
+			say("%-24s %6.1f MiB / %6.1f MiB\n", s.name, mib(m.RSS), mib(m.Peak))
+		}
+	}
+	m, _ := memoryOf(setups[3].envoy.PID())
+	say("%-24s %6.1f MiB / %6.1f MiB (for scale)\n", "envoy (agentauthz)", mib(m.RSS), mib(m.Peak))
+
+	bad := int64(0)
+	for _, r := range all {
+		bad += r.Errors
+	}
+	say("\nupstream received %d requests; failed requests: %d\n", up.requests.Load(), bad)
+	if c.json != "" {
+		b, _ := json.MarshalIndent(all, "", "  ")
+		if err := os.WriteFile(c.json, b, 0o644); err != nil {
+			return err
+		}
+	}
+	if bad > 0 {
+		return fmt.Errorf("%d requests failed", bad)
+	}
+	return nil
+}
+
+// renderFrontProxy is front-proxy.yaml for set-up s: only addresses, ports and the SDS socket
+// rewritten, as the tests do (internal/stack), and for "none" the ext_authz filter removed.
+func renderFrontProxy(src []byte, s *setup, authz, helpdesk, bi, sds string) ([]byte, error) {
+	addr := func(indent int, host, port string) string {
+		return "address: " + host + "\n" + strings.Repeat(" ", indent) + "port_value: " + port
+	}
+	split := func(a string) (string, string) { h, p, _ := net.SplitHostPort(a); return h, p }
+	r := map[string]string{}
+	set := func(indent int, fromHost, fromPort, to string) {
+		h, p := split(to)
+		r[addr(indent, fromHost, fromPort)] = addr(indent, h, p)
+	}
+	set(6, "127.0.0.1", "9901", s.admin)
+	set(10, "0.0.0.0", "8443", s.addr)
+	set(22, "agentauthz.acme.internal", "9001", authz)
+	set(22, "helpdesk-backend.acme.internal", "8443", helpdesk)
+	set(22, "bi-backend.acme.internal", "8443", bi)
+	set(22, "helpdesk-grpc-backend.acme.internal", "8443", helpdesk)
+	r["path: /run/spire/agent/public/api.sock"] = "path: " + sds
+	if s.name == "none" {
+		const from, to = "                  - name: envoy.filters.http.ext_authz\n", "                  - name: envoy.filters.http.router\n"
+		i, j := strings.Index(string(src), from), strings.Index(string(src), to)
+		if i < 0 || j < i {
+			return nil, fmt.Errorf("the configuration has no ext_authz filter before its router")
+		}
+		r[string(src[i:j])] = ""
+	}
+	return envoyproc.Render(src, r)
+}
+
+// envoyReady: Envoy is LIVE, holds its SVID from SDS, and, where it checks requests, finds the
+// ext_authz server healthy over mTLS.
+func envoyReady(s *setup) error {
+	get := func(path string) (string, error) {
+		resp, err := http.Get("http://" + s.admin + path)
+		if err != nil {
+			return "", err
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		return strings.TrimSpace(string(b)), err
+	}
+	if body, err := get("/ready"); err != nil || body != "LIVE" {
+		return fmt.Errorf("not LIVE: %q %v", body, err)
+	}
+	if body, err := get("/certs"); err != nil || !strings.Contains(body, `"`+envoyID.String()+`"`) {
+		return fmt.Errorf("no certificate for %s yet (%v)", envoyID, err)
+	}
+	if s.name != "none" {
+		body, err := get("/stats?filter=^cluster\\.agentauthz\\.membership_healthy$")
+		if err != nil || body != "cluster.agentauthz.membership_healthy: 1" {
+			return fmt.Errorf("the ext_authz server is not healthy to Envoy yet: %q %v", body, err)
+		}
+	}
+	return nil
+}
+
+// agentClient is an HTTP/1.1 client presenting the agent's X.509-SVID, accepting only Envoy's,
+// that connects to Envoy at addr whatever host a URL names, with up to conns connections.
+func agentClient(svid *x509svid.SVID, bundles *x509bundle.Set, addr string, conns int) *http.Client {
+	cfg := tlsconfig.MTLSClientConfig(svid, bundles, tlsconfig.AuthorizeID(envoyID))
+	cfg.NextProtos = []string{"http/1.1"}
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			TLSClientConfig:     cfg,
+			DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) },
+			MaxIdleConnsPerHost: conns,
+			MaxConnsPerHost:     conns,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// verifyHTTP sends sc once through s and wants 200 from the upstream.
+func verifyHTTP(s *setup, sc httpScenario) error {
+	req, err := sc.target.Request()
+	if err != nil {
+		return err
+	}
+	resp, err := s.client[sc.agent].Do(req)
+	if err != nil {
+		return fmt.Errorf("%s through %s: %v", sc.name, s.name, err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || string(body) != upstreamBody {
+		return fmt.Errorf("%s through %s: %s %s", sc.name, s.name, resp.Status, body)
+	}
+	return nil
+}
+
+// measureHTTP runs sc through s: closed loop with conc workers when rate is zero, else open
+// loop at rate. It adds the CPU each process used per request and, for agentauthz, its
+// runtime's allocations per check and GC share.
+func measureHTTP(s *setup, sc httpScenario, conc int, rate vegeta.Rate, dur time.Duration) result {
+	opts := []func(*vegeta.Attacker){vegeta.Client(s.client[sc.agent]), vegeta.Workers(uint64(conc))}
+	mode := "open"
+	if rate.Freq == 0 {
+		mode = "closed"
+		opts = append(opts, vegeta.MaxWorkers(uint64(conc)))
+	}
+	pids := map[string]int{"envoy": s.envoy.PID(), "loadgen+upstream": os.Getpid()}
+	if s.server != nil {
+		pids["server"] = s.server.PID()
+	}
+	cpu0 := map[string]time.Duration{}
+	for k, pid := range pids {
+		cpu0[k], _ = cpuTime(pid)
+	}
+	var rt0 runtimeStats
+	if s.pprof != "" {
+		rt0, _ = readRuntime(s.pprof)
+	}
+	atk := vegeta.NewAttacker(opts...)
+	var m vegeta.Metrics
+	for r := range atk.Attack(vegeta.NewStaticTargeter(sc.target), rate, dur, "") {
+		m.Add(r)
+	}
+	m.Close()
+	res := result{Target: s.name, Scenario: sc.name, Mode: mode, RPS: m.Throughput, Load: loadAvg(),
+		P50us: us(m.Latencies.Quantile(0.5)), P99us: us(m.Latencies.Quantile(0.99)), P999us: us(m.Latencies.Quantile(0.999)),
+		Errors: int64(m.Requests) - int64(float64(m.Requests)*m.Success+0.5), CPUus: map[string]float64{}}
+	if mode == "open" {
+		res.RPS = m.Rate
+	}
+	for k, pid := range pids {
+		cpu1, _ := cpuTime(pid)
+		res.CPUus[k] = float64((cpu1 - cpu0[k]).Microseconds()) / float64(max(m.Requests, 1))
+	}
+	if rt0 != nil {
+		if rt1, err := readRuntime(s.pprof); err == nil {
+			share, allocs, bytes := gcShare(rt0, rt1)
+			res.GCShare, res.AllocsPerCheck, res.BytesPerCheck = share, allocs/float64(max(m.Requests, 1)), bytes/float64(max(m.Requests, 1))
+		}
+	}
+	if len(m.Errors) > 0 {
+		fmt.Fprintf(os.Stderr, "authzbench: %s %s %s: %d failed: %v\n", s.name, sc.name, mode, res.Errors, m.Errors)
+	}
+	return res
+}
+
+func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
+
+// upstreamBody is what the upstream answers every request with.
+const upstreamBody = `{"ok":true}`
+
+// upstream is the trivial fast upstream: SPIFFE mTLS as the helpdesk and BI backends serve it
+// (admitting only Envoy), it reads the request and answers 200 with a small JSON body.
+type upstream struct{ requests atomic.Int64 }
+
+func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	_, _ = io.Copy(io.Discard, r.Body)
+	u.requests.Add(1)
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, upstreamBody)
+}
+
+// serve starts a listener with svid, and returns its address.
+func (u *upstream) serve(svid *x509svid.SVID, bundles *x509bundle.Set) (string, error) {
+	cfg := tlsconfig.MTLSServerConfig(svid, bundles, tlsconfig.AuthorizeID(envoyID))
+	cfg.NextProtos = []string{"http/1.1"}
+	lis, err := tls.Listen("tcp", "127.0.0.1:0", cfg)
+	if err != nil {
+		return "", err
+	}
+	srv := &http.Server{Handler: u, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(lis) }()
+	return lis.Addr().String(), nil
+}
