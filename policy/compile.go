@@ -160,6 +160,8 @@ type compiler struct {
 	// issuer URL is defined, audienceAt where each host's OAuth audience is.
 	issuers                           map[string]*accesstoken.Issuer
 	issuerAt, issuerURLAt, audienceAt map[string]string
+	// patterns are the parameter patterns compiled so far.
+	patterns patternCache
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -369,7 +371,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 			c.addf(src, at+".params."+name, "path parameters are always required and single: remove required and repeatable")
 			ok = false
 		}
-		cp, err := compileParam("path."+name, name, p)
+		cp, err := compileParam("path."+name, name, p, &c.patterns)
 		if err != nil {
 			c.addf(src, at+".params."+name, "%v", err)
 			ok = false
@@ -395,7 +397,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 			ok = false
 			continue
 		}
-		cp, err := compileParam("query."+name, name, r.GetQuery()[name])
+		cp, err := compileParam("query."+name, name, r.GetQuery()[name], &c.patterns)
 		if err != nil {
 			c.addf(src, at+".query."+name, "%v", err)
 			ok = false
