@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -55,6 +56,11 @@ func (r *Reloader) Reload(trigger string) error {
 	}
 	start := now()
 	snap, err := r.Load(r.Path)
+	// Loading allocates many times what the snapshot keeps (decoding, schemas, compiled
+	// programs): hand it back to the system now, rather than keep a heap that large (the
+	// garbage collector's target is several times the live heap) until it is collected and
+	// scavenged, long after.
+	defer debug.FreeOSMemory()
 	if err != nil {
 		var problems policy.Problems
 		if !errors.As(err, &problems) {

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +99,7 @@ func Start(cfg Config) (_ *Service, err error) {
 		return nil, err
 	}
 	snap, err := loadPolicy(cfg.PolicyPath, cfg.Log)
+	debug.FreeOSMemory() // what loading allocated, beyond the snapshot, back to the system (see reload)
 	if err != nil {
 		return nil, err
 	}
