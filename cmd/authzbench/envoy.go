@@ -302,6 +302,9 @@ func envoyMode(c common, concurrency int, configPath string) error {
 			say("%-15s not measured: %s\n", sc.name, sc.missing)
 			continue
 		}
+		for _, s := range setups {
+			measureHTTP(s, sc, c.conc, vegeta.Rate{}, time.Second) // warm up: connections, stacks, caches
+		}
 		rps, envoyCPU, serverCPU := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 		var allocs, gc []float64
 		for r := 0; r < c.rounds; r++ {
@@ -361,11 +364,12 @@ func envoyMode(c common, concurrency int, configPath string) error {
 		}
 	}
 
-	say("\nresident memory after the load (RSS now / peak)\n")
+	say("\nresident memory, MiB: the largest RSS (its anonymous part) sampled during the closed-loop runs, median of rounds; the peak over the whole run\n")
+	say("%-24s %14s %14s %14s %8s\n", "server", "header-only", "json-4k", "graphql", "peak")
 	for _, s := range setups {
 		if s.server != nil {
 			m, _ := memoryOf(s.server.PID())
-			say("%-24s %6.1f MiB / %6.1f MiB\n", s.name, mib(m.RSS), mib(m.Peak))
+			say("%s", memoryRow(all, s.name, []string{"header-only", "json-4k", "graphql"}, m.Peak))
 		}
 	}
 	m, _ := memoryOf(setups[3].envoy.PID())
@@ -501,8 +505,12 @@ func measureHTTP(s *setup, sc httpScenario, conc int, rate vegeta.Rate, dur time
 		cpu0[k], _ = cpuTime(pid)
 	}
 	var rt0 runtimeStats
+	var rss *rssSampler
 	if s.pprof != "" {
 		rt0, _ = readRuntime(s.pprof)
+	}
+	if s.server != nil {
+		rss = sampleRSS(s.server.PID())
 	}
 	atk := vegeta.NewAttacker(opts...)
 	var m vegeta.Metrics
@@ -510,7 +518,11 @@ func measureHTTP(s *setup, sc httpScenario, conc int, rate vegeta.Rate, dur time
 		m.Add(r)
 	}
 	m.Close()
-	res := result{Target: s.name, Scenario: sc.name, Mode: mode, RPS: m.Throughput, Load: loadAvg(),
+	var maxRSS, anon int64
+	if rss != nil {
+		maxRSS, anon = rss.Max()
+	}
+	res := result{RSS: mib(maxRSS), RSSAnon: mib(anon), Target: s.name, Scenario: sc.name, Mode: mode, RPS: m.Throughput, Load: loadAvg(),
 		P50us: us(m.Latencies.Quantile(0.5)), P99us: us(m.Latencies.Quantile(0.99)), P999us: us(m.Latencies.Quantile(0.999)),
 		Errors: int64(m.Requests) - int64(float64(m.Requests)*m.Success+0.5), CPUus: map[string]float64{}}
 	if mode == "open" {

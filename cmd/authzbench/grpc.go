@@ -129,7 +129,10 @@ type result struct {
 	AllocsPerCheck float64 `json:"allocs_per_check,omitempty"`
 	BytesPerCheck  float64 `json:"bytes_per_check,omitempty"`
 	GCShare        float64 `json:"gc_share,omitempty"`
-	Load           string  `json:"load_average"`
+	// RSS is the server's largest resident set during the run, and its anonymous part, MiB.
+	RSS     float64 `json:"rss_mib,omitempty"`
+	RSSAnon float64 `json:"rss_anon_mib,omitempty"`
+	Load    string  `json:"load_average"`
 }
 
 // target is a process answering Check: the no-op server or an agentauthz.
@@ -181,9 +184,9 @@ func runGRPC(args []string) int {
 		s.pool = dialPool(s.grpcAddr, *conns)
 		return nil
 	}
-	noop := &target{name: "noop", grpcAddr: freeAddr()}
+	noop := &target{name: "noop", grpcAddr: freeAddr(), pprofAddr: freeAddr()}
 	self, _ := os.Executable()
-	noopCmd := exec.Command(self, "noop", "-addr", noop.grpcAddr)
+	noopCmd := exec.Command(self, "noop", "-addr", noop.grpcAddr, "-pprof", noop.pprofAddr)
 	noopCmd.Stderr = os.Stderr
 	if err := start(noop, noopCmd); err != nil {
 		fmt.Fprintln(os.Stderr, "authzbench:", err)
@@ -225,10 +228,13 @@ func runGRPC(args []string) int {
 
 	var all []result
 	say("\nclosed loop, %d callers, %d connections per server, %s per run, %d rounds (median); CPU per check from /proc\n", c.conc, *conns, c.dur, c.rounds)
-	say("%-12s %10s %10s %10s %9s %9s %9s %8s %8s %8s %8s %8s  %s\n", "scenario", "noop rps", "log off", "log on",
-		"off/noop", "on/noop", "on/off", "noop µs", "off µs", "on µs", "allocs", "GC %", "load")
+	say("%-12s %10s %10s %10s %9s %9s %9s %8s %8s %8s %13s %11s  %s\n", "scenario", "noop rps", "log off", "log on",
+		"off/noop", "on/noop", "on/off", "noop µs", "off µs", "on µs", "allocs noop/on", "GC % noop/on", "load")
 	saturation := map[string]float64{}
 	for _, sc := range grpcScenarios() {
+		for _, s := range targets {
+			closedLoop(s.pool, sc, c.conc, time.Second) // warm up: connections, stacks, caches
+		}
 		for _, s := range targets[1:] {
 			if err := verify(s.pool, sc); err != nil {
 				fmt.Fprintln(os.Stderr, "authzbench:", err)
@@ -236,7 +242,7 @@ func runGRPC(args []string) int {
 			}
 		}
 		rps, cpu := map[string][]float64{}, map[string][]float64{}
-		var allocs, gc []float64
+		var allocs, gc, noopAllocs, noopGC []float64
 		for r := 0; r < c.rounds; r++ {
 			for i := range targets {
 				s := targets[(i+r)%len(targets)] // each target goes first in turn
@@ -248,15 +254,21 @@ func runGRPC(args []string) int {
 				if s == logOn {
 					allocs, gc = append(allocs, res.AllocsPerCheck), append(gc, res.GCShare)
 				}
+				if s == noop {
+					noopAllocs, noopGC = append(noopAllocs, res.AllocsPerCheck), append(noopGC, res.GCShare)
+				}
 			}
 		}
 		n, off, on := median(rps["noop"]), median(rps[logOff.name]), median(rps[logOn.name])
 		saturation[sc.name] = n
-		say("%-12s %10.0f %10.0f %10.0f %9.2f %9.2f %9.2f %8.1f %8.1f %8.1f %8.1f %8.1f  %s\n", sc.name, n, off, on, off/n, on/n, on/off,
-			median(cpu["noop"]), median(cpu[logOff.name]), median(cpu[logOn.name]), median(allocs), 100*median(gc), loadAvg())
+		say("%-12s %10.0f %10.0f %10.0f %9.2f %9.2f %9.2f %8.1f %8.1f %8.1f %6.1f/%6.1f %5.1f/%5.1f  %s\n", sc.name, n, off, on, off/n, on/n, on/off,
+			median(cpu["noop"]), median(cpu[logOff.name]), median(cpu[logOn.name]), median(noopAllocs), median(allocs),
+			100*median(noopGC), 100*median(gc), loadAvg())
 		if c.profile != "" {
-			if err := profileUnderLoad(c, logOn, sc, func() { measureClosed(logOn, sc, c.conc, c.dur) }); err != nil {
-				fmt.Fprintln(os.Stderr, "authzbench: profile:", err)
+			for _, s := range targets {
+				if err := profileUnderLoad(c, s, sc, func() { measureClosed(s, sc, c.conc, c.dur) }); err != nil {
+					fmt.Fprintln(os.Stderr, "authzbench: profile:", err)
+				}
 			}
 		}
 	}
@@ -283,10 +295,11 @@ func runGRPC(args []string) int {
 		}
 	}
 
-	say("\nresident memory after the load (RSS now / peak)\n")
+	say("\nresident memory, MiB: the largest RSS (its anonymous part) sampled during the closed-loop runs, median of rounds; the peak over the whole run\n")
+	say("%-24s %14s %14s %14s %8s\n", "server", "header-only", "json-4k", "graphql", "peak")
 	for _, s := range targets {
 		m, _ := memoryOf(s.pid())
-		say("%-20s %6.1f MiB / %6.1f MiB\n", s.name, mib(m.RSS), mib(m.Peak))
+		say("%s", memoryRow(all, s.name, []string{"header-only", "json-4k", "graphql"}, m.Peak))
 	}
 	if *scale {
 		path := filepath.Join(dir, "scale.yaml")
@@ -305,11 +318,15 @@ func runGRPC(args []string) int {
 			return 1
 		}
 		idle, _ := memoryOf(big.pid())
-		res := measureClosed(big, sc, c.conc, c.dur)
-		all = append(all, res)
+		for range c.rounds {
+			all = append(all, measureClosed(big, sc, c.conc, c.dur))
+		}
 		m, _ := memoryOf(big.pid())
-		say("%-20s %6.1f MiB / %6.1f MiB under load (%.1f MiB loaded, before the load); 10,000 agents, 10,000 routes, %.0f rps, %.1f allocs/check\n",
-			big.name, mib(m.RSS), mib(m.Peak), mib(idle.RSS), res.RPS, res.AllocsPerCheck)
+		say("%s", memoryRow(all, big.name, []string{"scale"}, m.Peak))
+		say("  (10,000 agents, 10,000 routes: %.1f MiB (%.1f anonymous) with the policy loaded, before the load; under load %.0f rps, %.1f allocs/check, GC %.1f%%)\n",
+			mib(idle.RSS), mib(idle.Anon), medianOf(all, big.name, "scale", func(r result) float64 { return r.RPS }),
+			medianOf(all, big.name, "scale", func(r result) float64 { return r.AllocsPerCheck }),
+			100*medianOf(all, big.name, "scale", func(r result) float64 { return r.GCShare }))
 	}
 
 	bad := int64(0)
@@ -338,7 +355,10 @@ func measureClosed(s *target, sc scenario, conc int, dur time.Duration) result {
 	if s.pprofAddr != "" {
 		rt0, _ = readRuntime(s.pprofAddr)
 	}
+	rss := sampleRSS(s.pid())
 	res := closedLoop(s.pool, sc, conc, dur)
+	rssMax, anon := rss.Max()
+	res.RSS, res.RSSAnon = mib(rssMax), mib(anon)
 	cpu1, _ := cpuTime(s.pid())
 	res.Target = s.name
 	n := res.RPS * dur.Seconds()
@@ -441,8 +461,23 @@ func verify(p *pool, sc scenario) error {
 	return nil
 }
 
+// firstError keeps the first error of a run, to say what failed.
+type firstError struct {
+	once sync.Once
+	err  error
+}
+
+func (f *firstError) set(err error) { f.once.Do(func() { f.err = err }) }
+
+func (f *firstError) report(sc scenario, mode string, n int64) {
+	if f.err != nil {
+		fmt.Fprintf(os.Stderr, "authzbench: %s %s: %d errors, the first: %v\n", sc.name, mode, n, f.err)
+	}
+}
+
 func closedLoop(p *pool, sc scenario, conc int, dur time.Duration) result {
 	var done, errs, wrong atomic.Int64
+	var first firstError
 	lat := make([][]time.Duration, conc)
 	ctx, cancel := context.WithTimeout(context.Background(), dur)
 	defer cancel()
@@ -462,6 +497,7 @@ func closedLoop(p *pool, sc scenario, conc int, dur time.Duration) result {
 				switch {
 				case err != nil:
 					errs.Add(1)
+					first.set(err)
 				case !ok:
 					wrong.Add(1)
 				}
@@ -472,6 +508,7 @@ func closedLoop(p *pool, sc scenario, conc int, dur time.Duration) result {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	first.report(sc, "closed loop", errs.Load())
 	res := latencies(flatten(lat))
 	res.Scenario, res.Mode = sc.name, "closed"
 	res.RPS = float64(done.Load()) / elapsed.Seconds()
@@ -484,6 +521,7 @@ func openLoop(p *pool, sc scenario, rate float64, dur time.Duration) result {
 	n := int(dur / interval)
 	lat := make([]time.Duration, n)
 	var errs, wrong atomic.Int64
+	var first firstError
 	var wg sync.WaitGroup
 	start := time.Now()
 	for i := 0; i < n; i++ {
@@ -498,6 +536,7 @@ func openLoop(p *pool, sc scenario, rate float64, dur time.Duration) result {
 			switch {
 			case err != nil:
 				errs.Add(1)
+				first.set(err)
 			case !ok:
 				wrong.Add(1)
 			}
@@ -505,6 +544,7 @@ func openLoop(p *pool, sc scenario, rate float64, dur time.Duration) result {
 		}(i, due)
 	}
 	wg.Wait()
+	first.report(sc, "open loop", errs.Load())
 	res := latencies(lat)
 	res.Scenario, res.Mode, res.RPS = sc.name, "open", rate
 	res.Errors, res.Wrong = errs.Load(), wrong.Load()

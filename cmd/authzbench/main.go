@@ -97,6 +97,28 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
+// medianOf is the median of f over the closed-loop results of target and scenario.
+func medianOf(all []result, target, scenario string, f func(result) float64) float64 {
+	var v []float64
+	for _, r := range all {
+		if r.Mode == "closed" && r.Target == target && r.Scenario == scenario {
+			v = append(v, f(r))
+		}
+	}
+	return median(v)
+}
+
+// memoryRow is a server's line of the memory table: the largest RSS (its anonymous part) under
+// each scenario's closed-loop load, median of rounds, then its peak over the whole run.
+func memoryRow(all []result, target string, scenarios []string, peak int64) string {
+	row := fmt.Sprintf("%-24s", target)
+	for _, sc := range scenarios {
+		row += fmt.Sprintf(" %6.1f (%5.1f)", medianOf(all, target, sc, func(r result) float64 { return r.RSS }),
+			medianOf(all, target, sc, func(r result) float64 { return r.RSSAnon }))
+	}
+	return row + fmt.Sprintf(" %8.1f\n", mib(peak))
+}
+
 func percentile(l []time.Duration, q float64) float64 {
 	if len(l) == 0 {
 		return 0

@@ -20,6 +20,7 @@ import (
 	"github.com/spiffe/go-spiffe/v2/svid/x509svid"
 	"github.com/spiffe/go-spiffe/v2/workloadapi"
 
+	"github.com/agentauthz/agentauthz/internal/runtimeprobe"
 	"github.com/agentauthz/agentauthz/internal/server"
 )
 
@@ -47,10 +48,17 @@ func serveNoop(args []string) int {
 	socket := fs.String("spiffe-socket", "", "SPIFFE Workload API socket: serve mTLS with this SVID")
 	id := fs.String("id", "", "the SPIFFE ID to serve as, among the SVIDs the Workload API gives")
 	allowed := fs.String("allowed", "", "the SPIFFE ID that may call (Envoy's)")
+	probe := fs.String("pprof", "", "serve profiles and runtime metrics on this loopback address, as agentauthz built with -tags pprof does")
 	if fs.Parse(args) != nil {
 		return 2
 	}
 	server.SetGC()
+	if *probe != "" {
+		if err := runtimeprobe.Serve(*probe); err != nil {
+			fmt.Fprintln(os.Stderr, "authzbench noop:", err)
+			return 2
+		}
+	}
 	lis, err := net.Listen("tcp", *addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "authzbench noop:", err)

@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,8 +39,10 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * time.Second / clockTicks, nil
 }
 
-// memory is a process's resident set now and at its peak, from /proc/PID/status.
-type memory struct{ RSS, Peak int64 } // bytes
+// memory is a process's resident set now and at its peak, and now its anonymous part (heap,
+// stacks) and its file-backed part (the program's own pages, shared with other processes
+// running it and reclaimable), from /proc/PID/status.
+type memory struct{ RSS, Peak, Anon, File int64 } // bytes
 
 func memoryOf(pid int) (memory, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
@@ -58,6 +61,10 @@ func memoryOf(pid int) (memory, error) {
 			m.RSS = kb << 10
 		case "VmHWM":
 			m.Peak = kb << 10
+		case "RssAnon":
+			m.Anon = kb << 10
+		case "RssFile":
+			m.File = kb << 10
 		}
 	}
 	return m, nil
@@ -119,4 +126,42 @@ func fetchProfile(addr, path, file string) error {
 		return err
 	}
 	return os.WriteFile(file, buf.Bytes(), 0o644)
+}
+
+// rssSampler records the largest resident set of a process while it runs: every 100ms
+// from start until stop.
+type rssSampler struct {
+	max  atomic.Int64
+	anon atomic.Int64 // the anonymous part of the largest sample
+	stop chan struct{}
+	done chan struct{}
+}
+
+func sampleRSS(pid int) *rssSampler {
+	s := &rssSampler{stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if m, err := memoryOf(pid); err == nil && m.RSS > s.max.Load() {
+				s.max.Store(m.RSS)
+				s.anon.Store(m.Anon)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+// Max stops sampling and returns the largest resident set seen and its anonymous part, in
+// bytes.
+func (s *rssSampler) Max() (rss, anon int64) {
+	close(s.stop)
+	<-s.done
+	return s.max.Load(), s.anon.Load()
 }
