@@ -364,8 +364,8 @@ func envoyMode(c common, concurrency int, configPath string) error {
 		}
 	}
 
-	say("\nresident memory, MiB: the largest RSS (its anonymous part) sampled during the closed-loop runs, median of rounds; the peak over the whole run\n")
-	say("%-24s %14s %14s %14s %8s\n", "server", "header-only", "json-4k", "graphql", "peak")
+	say("\nresident memory, MiB: the largest RSS (its anonymous part) sampled during the closed-loop runs, live heap/Go runtime total at the end of the run, median of rounds; the peak RSS over the whole run\n")
+	say("%-24s %26s %26s %26s %8s\n", "server", "header-only", "json-4k", "graphql", "peak")
 	for _, s := range setups {
 		if s.server != nil {
 			m, _ := memoryOf(s.server.PID())
@@ -536,6 +536,7 @@ func measureHTTP(s *setup, sc httpScenario, conc int, rate vegeta.Rate, dur time
 		if rt1, err := readRuntime(s.pprof); err == nil {
 			share, allocs, bytes := gcShare(rt0, rt1)
 			res.GCShare, res.AllocsPerCheck, res.BytesPerCheck = share, allocs/float64(max(m.Requests, 1)), bytes/float64(max(m.Requests, 1))
+			res.HeapLive, res.GoMemory = rt1["/gc/heap/live:bytes"]/(1<<20), rt1["/memory/classes/total:bytes"]/(1<<20)
 		}
 	}
 	if len(m.Errors) > 0 {

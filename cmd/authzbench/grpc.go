@@ -132,7 +132,11 @@ type result struct {
 	// RSS is the server's largest resident set during the run, and its anonymous part, MiB.
 	RSS     float64 `json:"rss_mib,omitempty"`
 	RSSAnon float64 `json:"rss_anon_mib,omitempty"`
-	Load    string  `json:"load_average"`
+	// HeapLive and GoMemory are the runtime's live heap after the last collection and all the
+	// memory it holds, at the end of the run, MiB.
+	HeapLive float64 `json:"heap_live_mib,omitempty"`
+	GoMemory float64 `json:"go_memory_mib,omitempty"`
+	Load     string  `json:"load_average"`
 }
 
 // target is a process answering Check: the no-op server or an agentauthz.
@@ -295,8 +299,8 @@ func runGRPC(args []string) int {
 		}
 	}
 
-	say("\nresident memory, MiB: the largest RSS (its anonymous part) sampled during the closed-loop runs, median of rounds; the peak over the whole run\n")
-	say("%-24s %14s %14s %14s %8s\n", "server", "header-only", "json-4k", "graphql", "peak")
+	say("\nresident memory, MiB: the largest RSS (its anonymous part) sampled during the closed-loop runs, live heap/Go runtime total at the end of the run, median of rounds; the peak RSS over the whole run\n")
+	say("%-24s %26s %26s %26s %8s\n", "server", "header-only", "json-4k", "graphql", "peak")
 	for _, s := range targets {
 		m, _ := memoryOf(s.pid())
 		say("%s", memoryRow(all, s.name, []string{"header-only", "json-4k", "graphql"}, m.Peak))
@@ -367,6 +371,7 @@ func measureClosed(s *target, sc scenario, conc int, dur time.Duration) result {
 		if rt1, err := readRuntime(s.pprofAddr); err == nil {
 			share, allocs, bytes := gcShare(rt0, rt1)
 			res.GCShare, res.AllocsPerCheck, res.BytesPerCheck = share, allocs/n, bytes/n
+			res.HeapLive, res.GoMemory = rt1["/gc/heap/live:bytes"]/(1<<20), rt1["/memory/classes/total:bytes"]/(1<<20)
 		}
 	}
 	res.Load = loadAvg()

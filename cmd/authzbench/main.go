@@ -108,13 +108,16 @@ func medianOf(all []result, target, scenario string, f func(result) float64) flo
 	return median(v)
 }
 
-// memoryRow is a server's line of the memory table: the largest RSS (its anonymous part) under
-// each scenario's closed-loop load, median of rounds, then its peak over the whole run.
+// memoryRow is a server's line of the memory table: under each scenario's closed-loop load,
+// median of rounds, the largest RSS (its anonymous part) and, at the end of the run, the live
+// heap and all the memory Go's runtime holds; then its peak RSS over the whole run.
 func memoryRow(all []result, target string, scenarios []string, peak int64) string {
 	row := fmt.Sprintf("%-24s", target)
 	for _, sc := range scenarios {
-		row += fmt.Sprintf(" %6.1f (%5.1f)", medianOf(all, target, sc, func(r result) float64 { return r.RSS }),
-			medianOf(all, target, sc, func(r result) float64 { return r.RSSAnon }))
+		row += fmt.Sprintf(" %6.1f (%5.1f) %5.1f/%5.1f", medianOf(all, target, sc, func(r result) float64 { return r.RSS }),
+			medianOf(all, target, sc, func(r result) float64 { return r.RSSAnon }),
+			medianOf(all, target, sc, func(r result) float64 { return r.HeapLive }),
+			medianOf(all, target, sc, func(r result) float64 { return r.GoMemory }))
 	}
 	return row + fmt.Sprintf(" %8.1f\n", mib(peak))
 }
