@@ -4,8 +4,9 @@
 //
 // # Line format
 //
-// A record is one line written by log/slog's JSON handler (fields in a fixed order, every key
-// and string value JSON-escaped), followed by the chain fields:
+// A record is one line as log/slog's JSON handler writes it (fields in a fixed order, every key
+// and string value JSON-escaped; a decision's line is written directly, byte for byte as the
+// handler would), followed by the chain fields:
 //
 //	{"time":"2026-09-01T12:00:00.123456789Z","kind":"decision",<fields>,"seq":42,"prev":"<64 hex>","hash":"<64 hex>"}\n
 //
@@ -64,7 +65,10 @@
 // # Durability
 //
 // A Log made by Open writes every record to its file, with one write(2), before Write returns:
-// a crash of the process loses nothing Write accepted. It fsyncs the file every SyncEvery
+// a crash of the process loses nothing Write accepted. A Queue in front of a Log (what
+// agentauthz serve runs) writes in batches instead, so that no decision waits for the disk: a
+// crash of the process loses the records it accepted and had not yet written, at most its
+// capacity and, while its writer keeps up, those of the last FlushEvery (see Queue). It fsyncs the file every SyncEvery
 // (default one second) if something was written, and on Close and rotation: a crash of the
 // machine loses at most the records of the last SyncEvery. A negative SyncEvery fsyncs after
 // every record, before Write returns. A Log made by New hands each record to its writer in one
@@ -144,9 +148,9 @@ type Rotation struct {
 	Every time.Duration
 }
 
-// Observer is told what happens to a Log's records. Its methods are called with the Log's lock
-// held, from any goroutine: they must be quick, safe for concurrent use, and must not call the
-// Log.
+// Observer is told what happens to a Log's records. Its methods are called from any goroutine,
+// most with the Log's lock held: they must be quick, safe for concurrent use, and must not call
+// the Log.
 type Observer interface {
 	// Written is told the chain's new head after each record.
 	Written(head Head)
