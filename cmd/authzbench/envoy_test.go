@@ -25,7 +25,7 @@ func TestFrontProxyConfigs(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
-		if hasFilter := strings.Contains(string(conf), "envoy.filters.http.ext_authz"); hasFilter != (name != "none") {
+		if hasFilter := strings.Contains(string(conf), "- name: envoy.filters.http.ext_authz\n"); hasFilter != (name != "none") {
 			t.Errorf("%s: ext_authz filter present: %v", name, hasFilter)
 		}
 		for _, want := range []string{"port_value: 18443", "port_value: 19901", "port_value: 19001", "path: " + filepath.Join(dir, "sds.sock")} {
