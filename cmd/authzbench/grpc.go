@@ -521,6 +521,9 @@ func closedLoop(p *pool, sc scenario, conc int, dur time.Duration) result {
 	return res
 }
 
+// maxInFlight bounds the requests an open loop has outstanding.
+const maxInFlight = 1024
+
 func openLoop(p *pool, sc scenario, rate float64, dur time.Duration) result {
 	interval := time.Duration(float64(time.Second) / rate)
 	n := int(dur / interval)
@@ -528,15 +531,21 @@ func openLoop(p *pool, sc scenario, rate float64, dur time.Duration) result {
 	var errs, wrong atomic.Int64
 	var first firstError
 	var wg sync.WaitGroup
+	// At most maxInFlight requests are outstanding, so that a server slower than the rate (the
+	// machine busier than when saturation was measured) fills no memory without bound; a
+	// request waiting for a slot is late, and its latency, counted from its scheduled start,
+	// says so.
+	slots := make(chan struct{}, maxInFlight)
 	start := time.Now()
 	for i := 0; i < n; i++ {
 		due := start.Add(time.Duration(i) * interval)
 		if d := time.Until(due); d > 0 {
 			time.Sleep(d)
 		}
+		slots <- struct{}{}
 		wg.Add(1)
 		go func(i int, due time.Time) {
-			defer wg.Done()
+			defer func() { <-slots; wg.Done() }()
 			ok, err := p.check(sc.raw)
 			switch {
 			case err != nil:
