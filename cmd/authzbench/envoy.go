@@ -136,6 +136,7 @@ func envoyMode(c common, concurrency int, configPath string) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
+	atInterrupt(func() { os.RemoveAll(dir) })
 	if dir, err = filepath.EvalSymlinks(dir); err != nil {
 		return err
 	}
@@ -161,6 +162,7 @@ func envoyMode(c common, concurrency int, configPath string) error {
 		return err
 	}
 	defer sp.Stop()
+	atInterrupt(func() { _ = sp.Stop() })
 	// This program stands for the agents and the upstream APIs, and runs the no-op server,
 	// which serves as agentauthz does: it is registered under each of those IDs.
 	for _, e := range []struct {
@@ -214,6 +216,7 @@ func envoyMode(c common, concurrency int, configPath string) error {
 		p, err := childproc.Start(spec)
 		if err == nil {
 			procs = append(procs, p)
+			atInterrupt(func() { _ = p.Stop(5 * time.Second) })
 		}
 		return p, err
 	}

@@ -165,6 +165,7 @@ func runGRPC(args []string) int {
 		return 2
 	}
 	defer os.RemoveAll(dir)
+	atInterrupt(func() { os.RemoveAll(dir) })
 	if err := c.buildAgentauthz(dir); err != nil {
 		fmt.Fprintln(os.Stderr, "authzbench:", err)
 		return 2
@@ -185,6 +186,7 @@ func runGRPC(args []string) int {
 		if err := cmd.Start(); err != nil {
 			return err
 		}
+		atInterrupt(func() { _ = cmd.Process.Kill() })
 		s.pool = dialPool(s.grpcAddr, *conns)
 		return nil
 	}

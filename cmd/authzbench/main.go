@@ -37,9 +37,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -165,6 +168,31 @@ func httpOK(url string) error {
 		return errors.New(resp.Status)
 	}
 	return nil
+}
+
+// onSignal holds what to undo if the harness is interrupted.
+var onSignal struct {
+	sync.Mutex
+	undo []func()
+}
+
+// atInterrupt runs undo, last registered first, if SIGINT or SIGTERM ends the harness.
+func atInterrupt(undo func()) {
+	onSignal.Lock()
+	defer onSignal.Unlock()
+	if onSignal.undo == nil {
+		sig := make(chan os.Signal, 1)
+		signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+		go func() {
+			<-sig
+			onSignal.Lock()
+			for i := len(onSignal.undo) - 1; i >= 0; i-- {
+				onSignal.undo[i]()
+			}
+			os.Exit(130)
+		}()
+	}
+	onSignal.undo = append(onSignal.undo, undo)
 }
 
 // say prints a line to stdout and, for the record, to the log of the run.
