@@ -341,6 +341,24 @@ func envoyMode(c common, concurrency int, configPath string) error {
 		}
 	}
 
+	say("\nCPU per request through Envoy, µs (closed loop, median of rounds): what each set-up costs the host, load generator aside;\n")
+	say("the capacity ratio is noop's Envoy+server CPU over the set-up's, what throughput would be where Envoy and the server had the cores to themselves\n")
+	say("%-15s %-20s %8s %8s %8s %10s %9s\n", "scenario", "set-up", "envoy", "server", "sum", "loadgen", "capacity")
+	for _, sc := range scenarios {
+		if sc.missing != "" {
+			continue
+		}
+		cpu := func(target, k string) float64 {
+			return medianOf(all, target, sc.name, func(r result) float64 { return r.CPUus[k] })
+		}
+		base := cpu("noop", "envoy") + cpu("noop", "server")
+		for _, s := range setups {
+			sum := cpu(s.name, "envoy") + cpu(s.name, "server")
+			say("%-15s %-20s %8.1f %8.1f %8.1f %10.1f %9.2f\n", sc.name, s.name, cpu(s.name, "envoy"), cpu(s.name, "server"), sum,
+				cpu(s.name, "loadgen+upstream"), base/sum)
+		}
+	}
+
 	say("\nopen loop through Envoy at half the noop set-up's saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
 	say("%-15s %-20s %7s %8s %9s %9s %9s %12s %12s  %s\n", "scenario", "set-up", "rate", "achieved", "p50 µs", "p99 µs", "p99.9 µs", "+p50 vs noop", "+p99 vs noop", "load")
 	for _, sc := range scenarios {

@@ -279,6 +279,15 @@ func runGRPC(args []string) int {
 		}
 	}
 
+	say("\ncapacity from CPU per check (server only, client aside): noop's server CPU over agentauthz's\n")
+	say("%-12s %9s %9s\n", "scenario", "log off", "log on")
+	for _, sc := range grpcScenarios() {
+		cpu := func(target string) float64 {
+			return medianOf(all, target, sc.name, func(r result) float64 { return r.CPUus["server"] })
+		}
+		say("%-12s %9.2f %9.2f\n", sc.name, cpu("noop")/cpu(logOff.name), cpu("noop")/cpu(logOn.name))
+	}
+
 	say("\nopen loop at half the no-op saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
 	say("%-12s %-20s %8s %10s %10s %10s  %s\n", "scenario", "target", "rate", "p50 µs", "p99 µs", "p99.9 µs", "load")
 	for _, sc := range grpcScenarios() {
