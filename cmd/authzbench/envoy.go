@@ -96,8 +96,20 @@ func httpScenarios() []httpScenario {
 			URL: "https://helpdesk.acme.internal/v1/tickets/4711/comments", Body: []byte(json4k), Header: h("Content-Type", "application/json")}},
 		{name: "graphql", agent: biAgent, target: vegeta.Target{Method: "POST",
 			URL: "https://bi.acme.internal/graphql", Body: []byte(graphqlBody), Header: h("Content-Type", "application/json")}},
-		{name: "mcp-tools-call", missing: "MCP routes do not exist yet: an MCP tools/call is measured here once the policy can route one"},
+		mcpScenario(),
 	}
+}
+
+// mcpScenario is the MCP tools/call of the gRPC mode (mcpRequest) as an HTTP request to
+// mcp.acme.internal, which front-proxy.yaml routes to the helpdesk API's cluster.
+func mcpScenario() httpScenario {
+	req := mcpRequest(nil)
+	hdr := http.Header{"Accept": {"application/json, text/event-stream"}, "User-Agent": {"agent-runtime/1.0"}}
+	for k, v := range req.Headers {
+		hdr.Set(k, v)
+	}
+	return httpScenario{name: "mcp-tools-call", agent: helpdeskAgent, target: vegeta.Target{Method: "POST",
+		URL: "https://mcp.acme.internal/mcp", Body: []byte(req.Body), Header: hdr}}
 }
 
 func runEnvoy(args []string) int {
@@ -106,17 +118,18 @@ func runEnvoy(args []string) int {
 	c.register(fs, 64)
 	concurrency := fs.Int("concurrency", 2, "Envoy worker threads (--concurrency)")
 	config := fs.String("config", "envoy/front-proxy.yaml", "the Envoy configuration to run")
+	only := fs.String("only", "", "comma-separated scenarios to run (default: all)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
-	if err := envoyMode(c, *concurrency, *config); err != nil {
+	if err := envoyMode(c, *concurrency, *config, *only); err != nil {
 		fmt.Fprintln(os.Stderr, "authzbench envoy:", err)
 		return 1
 	}
 	return 0
 }
 
-func envoyMode(c common, concurrency int, configPath string) error {
+func envoyMode(c common, concurrency int, configPath, only string) error {
 	ctx := context.Background()
 	src, err := os.ReadFile(configPath)
 	if err != nil {
@@ -281,7 +294,7 @@ func envoyMode(c common, concurrency int, configPath string) error {
 			s.client[agent.String()] = agentClient(svid(agent), bundles, s.addr, c.conc)
 		}
 	}
-	scenarios := httpScenarios()
+	scenarios := selected(httpScenarios(), only, func(sc httpScenario) string { return sc.name })
 	for _, sc := range scenarios {
 		if sc.missing != "" {
 			continue

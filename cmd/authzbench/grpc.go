@@ -74,6 +74,7 @@ func grpcScenarios() []scenario {
 			Path: "/v1/tickets/4711/comments", Headers: withCT, Body: json4k}.CheckRequest()},
 		{name: "graphql", req: extauthz.HTTPRequest{Principal: biAgent, Method: "POST", Host: "bi.acme.internal",
 			Path: "/graphql", Headers: withCT, Body: graphqlBody}.CheckRequest()},
+		{name: "mcp-tools-call", req: mcpRequest(hdr).CheckRequest()},
 	}
 	for i := range list {
 		list[i].raw = mustMarshal(list[i].req)
@@ -100,6 +101,25 @@ func scaleScenario() scenario {
 		}
 	}
 	return sc
+}
+
+// mcpComment is the 1 KB comment the MCP scenario's add_comment call carries.
+var mcpComment = strings.Repeat("The VPN gateway was restarted and the user reconnected. ", 18)[:990]
+
+// mcpRequest is the helpdesk agent's MCP tools/call of add_comment with 1 KB of arguments, as
+// the MCP client of the demo sends it: the demo policy checks the JSON-RPC message and the
+// arguments against the tool's inputSchema.
+func mcpRequest(hdr map[string]string) extauthz.HTTPRequest {
+	req := extauthz.HTTPRequest{Principal: helpdeskAgent, Method: "POST", Host: "mcp.acme.internal", Path: "/mcp",
+		Headers: map[string]string{}}
+	for k, v := range hdr {
+		req.Headers[k] = v
+	}
+	call := policytest.MCP{Tool: "add_comment", Arguments: map[string]any{"ticket_id": "4711", "body": mcpComment}}
+	if err := call.Apply(&req); err != nil {
+		panic(err) // a tool call with arguments always applies
+	}
+	return req
 }
 
 func mustMarshal(m proto.Message) []byte {
@@ -156,6 +176,7 @@ func runGRPC(args []string) int {
 	c.register(fs, 32)
 	conns := fs.Int("conns", 2, "HTTP/2 connections to each server, as Envoy keeps")
 	scale := fs.Bool("scale", true, "also measure agentauthz's memory with the 10,000-agent, 10,000-route policy")
+	only := fs.String("only", "", "comma-separated scenarios to run (default: all)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -237,7 +258,8 @@ func runGRPC(args []string) int {
 	say("%-12s %10s %10s %10s %9s %9s %9s %8s %8s %8s %13s %11s  %s\n", "scenario", "noop rps", "log off", "log on",
 		"off/noop", "on/noop", "on/off", "noop µs", "off µs", "on µs", "allocs noop/on", "GC % noop/on", "load")
 	saturation := map[string]float64{}
-	for _, sc := range grpcScenarios() {
+	scenarios := selected(grpcScenarios(), *only, func(sc scenario) string { return sc.name })
+	for _, sc := range scenarios {
 		for _, s := range targets {
 			closedLoop(s.pool, sc, c.conc, time.Second) // warm up: connections, stacks, caches
 		}
@@ -281,7 +303,7 @@ func runGRPC(args []string) int {
 
 	say("\ncapacity from CPU per check (server only, client aside): noop's server CPU over agentauthz's\n")
 	say("%-12s %9s %9s\n", "scenario", "log off", "log on")
-	for _, sc := range grpcScenarios() {
+	for _, sc := range scenarios {
 		cpu := func(target string) float64 {
 			return medianOf(all, target, sc.name, func(r result) float64 { return r.CPUus["server"] })
 		}
@@ -290,7 +312,7 @@ func runGRPC(args []string) int {
 
 	say("\nopen loop at half the no-op saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
 	say("%-12s %-20s %8s %10s %10s %10s  %s\n", "scenario", "target", "rate", "p50 µs", "p99 µs", "p99.9 µs", "load")
-	for _, sc := range grpcScenarios() {
+	for _, sc := range scenarios {
 		rate := saturation[sc.name] / 2
 		p := map[string][3][]float64{}
 		for r := 0; r < c.rounds; r++ {

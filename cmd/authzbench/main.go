@@ -91,6 +91,22 @@ func (c *common) buildAgentauthz(dir string) error {
 	return nil
 }
 
+// selected keeps the scenarios only names (comma-separated; all when empty).
+func selected[T any](all []T, only string, name func(T) string) []T {
+	if only == "" {
+		return all
+	}
+	var out []T
+	for _, sc := range all {
+		for _, n := range strings.Split(only, ",") {
+			if strings.TrimSpace(n) == name(sc) {
+				out = append(out, sc)
+			}
+		}
+	}
+	return out
+}
+
 func median(v []float64) float64 {
 	if len(v) == 0 {
 		return 0
