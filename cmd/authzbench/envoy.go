@@ -77,8 +77,6 @@ type httpScenario struct {
 	name   string
 	agent  string
 	target vegeta.Target
-	// missing, when set, says why the scenario is not measured yet.
-	missing string
 }
 
 func httpScenarios() []httpScenario {
@@ -296,9 +294,6 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 	}
 	scenarios := selected(httpScenarios(), only, func(sc httpScenario) string { return sc.name })
 	for _, sc := range scenarios {
-		if sc.missing != "" {
-			continue
-		}
 		for _, s := range setups {
 			if err := verifyHTTP(s, sc); err != nil {
 				return err
@@ -314,10 +309,6 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 		"noop/none", "off/noop", "on/noop", "on/off", "envoy µs: none noop off on", "server µs: noop off on", "allocs", "GC %", "load")
 	saturation := map[string]float64{}
 	for _, sc := range scenarios {
-		if sc.missing != "" {
-			say("%-15s not measured: %s\n", sc.name, sc.missing)
-			continue
-		}
 		for _, s := range setups {
 			measureHTTP(s, sc, c.conc, vegeta.Rate{}, time.Second) // warm up: connections, stacks, caches
 		}
@@ -358,9 +349,6 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 	say("the capacity ratio is noop's Envoy+server CPU over the set-up's, what throughput would be where Envoy and the server had the cores to themselves\n")
 	say("%-15s %-20s %8s %8s %8s %10s %9s\n", "scenario", "set-up", "envoy", "server", "sum", "loadgen", "capacity")
 	for _, sc := range scenarios {
-		if sc.missing != "" {
-			continue
-		}
 		cpu := func(target, k string) float64 {
 			return medianOf(all, target, sc.name, func(r result) float64 { return r.CPUus[k] })
 		}
@@ -375,9 +363,6 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 	say("\nopen loop through Envoy at half the noop set-up's saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
 	say("%-15s %-20s %7s %8s %9s %9s %9s %12s %12s  %s\n", "scenario", "set-up", "rate", "achieved", "p50 µs", "p99 µs", "p99.9 µs", "+p50 vs noop", "+p99 vs noop", "load")
 	for _, sc := range scenarios {
-		if sc.missing != "" {
-			continue
-		}
 		rate := saturation[sc.name] / 2
 		p := map[string][4][]float64{}
 		for r := 0; r < c.rounds; r++ {
