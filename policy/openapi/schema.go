@@ -1,0 +1,225 @@
+package openapi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"net/url"
+	"path"
+	"reflect"
+	"strings"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+// schemaKeywords are the keywords whose values are schemas, or maps or lists of schemas: what
+// prepare walks to rewrite every schema object a schema reaches.
+var (
+	schemaValued = []string{"additionalProperties", "items", "not", "contains", "if", "then", "else",
+		"propertyNames", "unevaluatedItems", "unevaluatedProperties", "contentSchema"}
+	schemaMaps  = []string{"properties", "patternProperties", "dependentSchemas", "$defs", "definitions"}
+	schemaLists = []string{"allOf", "anyOf", "oneOf", "prefixItems", "items"}
+)
+
+// prepare makes the schema at l, and every schema it reaches, ready to compile: each file a
+// $ref names is read, and a 3.0 document's schema objects are rewritten in JSON Schema 2020-12
+// terms, each once.
+func (d *Document) prepare(l Location) error {
+	return d.prepareAt(l, 0)
+}
+
+func (d *Document) prepareAt(l Location, depth int) error {
+	if d.converted[l] {
+		return nil
+	}
+	d.converted[l] = true
+	if depth > maxDepth {
+		return fmt.Errorf("%s: the schema nests more than %d deep", d.at(l), maxDepth)
+	}
+	v, ok := d.value(l)
+	if !ok {
+		return fmt.Errorf("%s: no schema here", d.at(l))
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		if _, isBool := v.(bool); isBool && !d.v30 {
+			return nil
+		}
+		return fmt.Errorf("%s: a schema is an object", d.at(l))
+	}
+	if ref, ok := m["$ref"].(string); ok {
+		if d.v30 {
+			// OpenAPI 3.0: a Reference Object's other members are ignored.
+			for k := range m {
+				if k != "$ref" {
+					delete(m, k)
+				}
+			}
+		}
+		target, err := d.resolve(l, ref)
+		if err != nil {
+			return fmt.Errorf("%s: %v", d.at(l), err)
+		}
+		if err := d.prepareAt(target, depth+1); err != nil {
+			return err
+		}
+		if d.v30 {
+			return nil
+		}
+	}
+	if id := reflect.ValueOf(m).UnsafePointer(); d.v30 && !d.rewritten[id] {
+		// Once per object, however many pointers reach it.
+		d.rewritten[id] = true
+		if err := d.convert30(l, m); err != nil {
+			return err
+		}
+	}
+	for _, k := range schemaValued {
+		if _, ok := m[k].(map[string]any); ok || (!d.v30 && isBool(m[k])) {
+			if err := d.prepareAt(l.child(k), depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	for _, k := range schemaMaps {
+		if mm, ok := m[k].(map[string]any); ok {
+			for name := range mm {
+				if err := d.prepareAt(l.child(k, name), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	for _, k := range schemaLists {
+		if list, ok := m[k].([]any); ok {
+			for i := range list {
+				if err := d.prepareAt(l.child(k, fmt.Sprint(i)), depth+1); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func isBool(v any) bool { _, ok := v.(bool); return ok }
+
+// convert30 rewrites one OpenAPI 3.0 schema object in JSON Schema 2020-12 terms:
+//   - nullable: true adds "null" to type (and has no effect without type); an enum must list
+//     null for null to pass, as the OpenAPI Initiative's clarification of nullable says;
+//   - exclusiveMinimum and exclusiveMaximum are booleans qualifying minimum and maximum;
+//     2020-12 makes them the bounds themselves.
+func (d *Document) convert30(l Location, m map[string]any) error {
+	if n, ok := m["nullable"]; ok {
+		b, isBool := n.(bool)
+		if !isBool {
+			return fmt.Errorf("%s: nullable is true or false", d.at(l.child("nullable")))
+		}
+		delete(m, "nullable")
+		if t, ok := m["type"].(string); ok && b {
+			m["type"] = []any{t, "null"}
+		}
+	}
+	for _, bound := range [][2]string{{"exclusiveMinimum", "minimum"}, {"exclusiveMaximum", "maximum"}} {
+		ex, ok := m[bound[0]]
+		if !ok {
+			continue
+		}
+		b, isBool := ex.(bool)
+		if !isBool {
+			return fmt.Errorf("%s: in OpenAPI 3.0, %s is true or false", d.at(l.child(bound[0])), bound[0])
+		}
+		delete(m, bound[0])
+		if v, ok := m[bound[1]]; ok && b {
+			m[bound[0]] = v
+			delete(m, bound[1])
+		}
+	}
+	return nil
+}
+
+// schemaURL is the URL a file of the document has for the schema compiler.
+func schemaURL(name string) string { return "file:///openapi/" + name }
+
+// Schema compiles the JSON Schema at a location (an operation's Body.JSON, or a parameter's
+// Value.At) once.
+func (d *Document) Schema(l Location) (*jsonschema.Schema, error) {
+	if s := d.compiled[l]; s != nil {
+		return s, nil
+	}
+	if err := d.prepare(l); err != nil {
+		return nil, err
+	}
+	if d.comp == nil {
+		d.comp = jsonschema.NewCompiler()
+		d.comp.DefaultDraft(jsonschema.Draft2020)
+		d.comp.AssertFormat()
+		d.comp.UseLoader(loader{d})
+		for _, f := range openAPIFormats {
+			d.comp.RegisterFormat(f)
+		}
+	}
+	u := schemaURL(l.File) + "#" + (&url.URL{Fragment: l.Pointer}).EscapedFragment()
+	s, err := d.comp.Compile(u)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %s", d.at(l), strings.Join(strings.Fields(err.Error()), " "))
+	}
+	d.compiled[l] = s
+	return s, nil
+}
+
+// loader gives the schema compiler the document's files, as read (and rewritten) here; it
+// refuses every other URL.
+type loader struct{ d *Document }
+
+func (l loader) Load(u string) (any, error) {
+	name, ok := strings.CutPrefix(u, "file:///openapi/")
+	if !ok {
+		return nil, fmt.Errorf("$ref to %s: a document may refer only to files beside it, not to URLs", u)
+	}
+	if clean := path.Clean(name); clean != name || strings.HasPrefix(name, "../") {
+		return nil, fmt.Errorf("$ref to %s: outside the policy directory", name)
+	}
+	f, err := l.d.file(name)
+	if err != nil {
+		return nil, err
+	}
+	return f.value, nil
+}
+
+// openAPIFormats are the formats OpenAPI defines beyond JSON Schema's, asserted like JSON
+// Schema's own (float and double name a number's precision, not a set of values; password and
+// binary are hints).
+var openAPIFormats = []*jsonschema.Format{
+	{Name: "int32", Validate: intFormat(math.MinInt32, math.MaxInt32)},
+	{Name: "int64", Validate: intFormat(math.MinInt64, math.MaxInt64)},
+	{Name: "byte", Validate: func(v any) error {
+		s, ok := v.(string)
+		if !ok {
+			return nil
+		}
+		if _, err := base64.StdEncoding.Strict().DecodeString(s); err != nil {
+			return fmt.Errorf("not base64")
+		}
+		return nil
+	}},
+}
+
+func intFormat(lo, hi int64) func(any) error {
+	return func(v any) error {
+		n, ok := v.(json.Number)
+		if !ok {
+			return nil
+		}
+		r, ok := new(big.Rat).SetString(string(n))
+		if !ok || !r.IsInt() {
+			return nil // not an integer: format says nothing of it
+		}
+		if r.Num().Cmp(big.NewInt(lo)) < 0 || r.Num().Cmp(big.NewInt(hi)) > 0 {
+			return fmt.Errorf("out of range")
+		}
+		return nil
+	}
+}
