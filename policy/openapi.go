@@ -5,7 +5,6 @@ import (
 	"math"
 	"path/filepath"
 	"regexp"
-	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -30,6 +29,7 @@ type grantedOperation struct {
 	scope string
 	by    string // where the policy grants it: "policy.yaml:12:9"
 	tag   string // the tag that grants it, if a tag does
+	route *route // nil when it could not be compiled
 }
 
 // routeTemplate is what a route's path may be, as the policy schema says of Route.path.
@@ -160,8 +160,8 @@ func (c *compiler) hostOpenAPI(src *source, at string, hs *host, o *policyv1.Ope
 				op.At, op.Method, op.Path, src.at(gat, "granted here")))
 			continue
 		}
-		oh.granted = append(oh.granted, &grantedOperation{op: op, scope: g.scope, by: src.at(g.scopeAt, "granted"), tag: g.tag})
-		c.operationRoute(src, gat, hs, doc, base, op, g.entry, g.scope, o)
+		oh.granted = append(oh.granted, &grantedOperation{op: op, scope: g.scope, by: src.at(g.scopeAt, "granted"), tag: g.tag,
+			route: c.operationRoute(src, gat, hs, doc, base, op, g.entry, g.scope, o)})
 	}
 }
 
@@ -238,7 +238,7 @@ func opTemplate(base, p string) (segments, names []string, err error) {
 
 // operationRoute compiles one granted operation into a route.
 func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi.Document, base string, op *openapi.Operation,
-	entry *policyv1.OpenAPIOperation, scope string, o *policyv1.OpenAPI) {
+	entry *policyv1.OpenAPIOperation, scope string, o *policyv1.OpenAPI) *route {
 	fail := func(format string, args ...any) {
 		c.problems = append(c.problems, fmt.Sprintf("%s: operation %s: %s (%s)", op.At, op.ID, fmt.Sprintf(format, args...), src.at(at, "granted here")))
 	}
@@ -247,18 +247,18 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		var ok bool
 		if name, ok = RouteName(op.ID); !ok {
 			c.addf(src, at, "operation %s makes no route name (%q): name its route with route", op.ID, name)
-			return
+			return nil
 		}
 	}
 	if first, dup := c.routeAt[name]; dup {
 		c.addf(src, at, "route name %q (operation %s) is already used at %s", name, op.ID, first)
-		return
+		return nil
 	}
 	c.routeAt[name] = src.file.Name + " " + at
 	segments, names, err := opTemplate(base, op.Path)
 	if err != nil {
 		fail("%v", err)
-		return
+		return nil
 	}
 	cr := &route{
 		name:     name,
@@ -281,12 +281,12 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		p := byName[n]
 		if p == nil {
 			fail("path parameter {%s} is not described", n)
-			return
+			return nil
 		}
 		cp, err := c.docParam(doc, "path."+n, p)
 		if err != nil {
 			fail("path parameter %s: %v", n, err)
-			return
+			return nil
 		}
 		cr.params[i] = cp
 	}
@@ -297,15 +297,15 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		switch {
 		case !queryName.MatchString(p.Name):
 			fail("query parameter %q: a name is letters, digits, _, . and -", p.Name)
-			return
+			return nil
 		case isMethodOverrideParam(p.Name):
 			fail("query parameter %s asks upstreams to change the method and cannot be allowed", p.Name)
-			return
+			return nil
 		}
 		cp, err := c.docParam(doc, "query."+p.Name, p)
 		if err != nil {
 			fail("query parameter %s: %v", p.Name, err)
-			return
+			return nil
 		}
 		cp.index = len(cr.query)
 		cr.query[p.Name] = cp
@@ -313,7 +313,7 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 	}
 	if len(cr.query) > maxQueryParams {
 		fail("at most %d query parameters per route", maxQueryParams)
-		return
+		return nil
 	}
 
 	// The policy's tightenings: checked in addition to the document's rules.
@@ -381,7 +381,7 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 			}
 		case !o.GetIgnoreApprovalExtension():
 			fail("the document marks it x-agentauthz-approval: hold it (openapi.approval_extension or the operation's approval) or say ignore_approval_extension")
-			return
+			return nil
 		}
 	}
 	if approval != nil {
@@ -396,7 +396,7 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		ok = false
 	}
 	if !ok {
-		return
+		return nil
 	}
 	tree := hs.root
 	if src.policy.GetShadow() || entry.GetShadow() {
@@ -406,9 +406,10 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 	cr.segments = segments
 	if err := tree.insert(cr, segments); err != nil {
 		c.addf(src, at, "operation %s: %v", op.ID, err)
-		return
+		return nil
 	}
 	hs.routes = append(hs.routes, cr)
+	return cr
 }
 
 func indexOf(list []string, s string) int {
@@ -571,9 +572,3 @@ func (n *node) lookup(method string, segments []string) *route {
 	return n.routes[method]
 }
 
-// sortedOps lists a host's granted operations by route order.
-func sortedGranted(g []*grantedOperation) []*grantedOperation {
-	out := append([]*grantedOperation(nil), g...)
-	sort.SliceStable(out, func(i, j int) bool { return out[i].op.ID < out[j].op.ID })
-	return out
-}

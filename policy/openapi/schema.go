@@ -149,8 +149,14 @@ func (d *Document) Schema(l Location) (*jsonschema.Schema, error) {
 	if s := d.compiled[l]; s != nil {
 		return s, nil
 	}
+	at := l
 	if err := d.prepare(l); err != nil {
 		return nil, err
+	}
+	// A schema that only names another is compiled as the one it names: violations then read as
+	// that schema's own, not as "validation failed" at the $ref.
+	if target, err := d.schemaObject(l); err == nil {
+		l = target
 	}
 	if d.comp == nil {
 		d.comp = jsonschema.NewCompiler()
@@ -166,7 +172,7 @@ func (d *Document) Schema(l Location) (*jsonschema.Schema, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s", d.at(l), strings.Join(strings.Fields(err.Error()), " "))
 	}
-	d.compiled[l] = s
+	d.compiled[at] = s
 	return s, nil
 }
 
