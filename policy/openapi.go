@@ -571,4 +571,3 @@ func (n *node) lookup(method string, segments []string) *route {
 	}
 	return n.routes[method]
 }
-
