@@ -96,6 +96,9 @@ func problemText(p string) string {
 	return strings.Join(strings.Fields(p), " ")
 }
 
+// positionPrefix is the "file:line:col: " a problem starts with.
+var positionPrefix = regexp.MustCompile(`^\S+:[0-9]+:[0-9]+: `)
+
 var scopeWord = regexp.MustCompile(`[^a-z0-9._/-]+`)
 
 // suggestScope names a scope for an operation from its first tag, or its first path segment
@@ -169,7 +172,7 @@ func starterYAML(doc *openapi.Document, opts StarterOptions, left map[*openapi.O
 		switch {
 		case why != "":
 		case op.Problem != "":
-			why = op.Problem
+			why = positionPrefix.ReplaceAllString(op.Problem, "")
 		case op.ID == "":
 			why = "it has no operationId: give it one to grant it"
 		}
@@ -218,8 +221,8 @@ func templateShape(t string) string {
 
 func oneLine(s string) string {
 	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > 120 {
-		s = clip(s, 120)
+	if len(s) > 200 {
+		s = clip(s, 200)
 	}
 	return s
 }
