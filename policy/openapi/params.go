@@ -97,6 +97,9 @@ func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
 			if err != nil {
 				return pr, err.Error()
 			}
+			if err := d.prepare(items); err != nil {
+				return pr, err.Error()
+			}
 			schema = items
 		}
 	}

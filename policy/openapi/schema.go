@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"path"
 	"reflect"
+	"strconv"
 	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
@@ -27,6 +28,7 @@ var (
 // $ref names is read, and a 3.0 document's schema objects are rewritten in JSON Schema 2020-12
 // terms, each once.
 func (d *Document) prepare(l Location) error {
+	d.entries[l] = true
 	return d.prepareAt(l, 0)
 }
 
@@ -49,6 +51,11 @@ func (d *Document) prepareAt(l Location, depth int) error {
 		}
 		return fmt.Errorf("%s: a schema is an object", d.at(l))
 	}
+	for _, k := range []string{"$id", "id", "$anchor", "$dynamicAnchor", "$dynamicRef", "$recursiveRef", "$recursiveAnchor"} {
+		if _, ok := m[k]; ok {
+			d.noBundle = true // a schema with a base URI of its own is compiled where it is
+		}
+	}
 	if ref, ok := m["$ref"].(string); ok {
 		if d.v30 {
 			// OpenAPI 3.0: a Reference Object's other members are ignored.
@@ -62,6 +69,7 @@ func (d *Document) prepareAt(l Location, depth int) error {
 		if err != nil {
 			return fmt.Errorf("%s: %v", d.at(l), err)
 		}
+		d.entries[target] = true
 		if err := d.prepareAt(target, depth+1); err != nil {
 			return err
 		}
@@ -166,8 +174,16 @@ func (d *Document) Schema(l Location) (*jsonschema.Schema, error) {
 		for _, f := range openAPIFormats {
 			d.comp.RegisterFormat(f)
 		}
+		if !d.noBundle {
+			if err := d.comp.AddResource(bundleURL, d.bundle()); err != nil {
+				return nil, fmt.Errorf("%s: %v", d.show(d.Name), err)
+			}
+		}
 	}
 	u := schemaURL(l.File) + "#" + (&url.URL{Fragment: l.Pointer}).EscapedFragment()
+	if d.entries[l] && !d.noBundle {
+		u = bundleURL + "#/$defs/" + d.keys[l]
+	}
 	s, err := d.comp.Compile(u)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %s", d.at(l), strings.Join(strings.Fields(err.Error()), " "))
@@ -228,4 +244,66 @@ func intFormat(lo, hi int64) func(any) error {
 		}
 		return nil
 	}
+}
+
+// bundleURL is the URL of the bundle of a document's schemas.
+const bundleURL = "file:///openapi-bundle/schemas.json"
+
+// bundle gathers every schema the document's operations use, and every schema those refer to,
+// into one JSON Schema, {"$defs": {LOCATION: SCHEMA, ...}}, each $ref rewritten to the $defs
+// entry of what it names. The schema compiler reads subschemas it finds through keywords in one
+// pass; a document's schemas sit under "paths" and "components", which are no keywords, and
+// compiling each one there would cost it a pass over all the others.
+func (d *Document) bundle() map[string]any {
+	d.keys = make(map[Location]string, len(d.entries))
+	for l := range d.entries {
+		d.keys[l] = "s" + strconv.Itoa(len(d.keys))
+	}
+	defs := make(map[string]any, len(d.entries))
+	for l := range d.entries {
+		v, _ := d.value(l)
+		defs[d.keys[l]] = d.rewrite(l, v)
+	}
+	return map[string]any{"$defs": defs}
+}
+
+// rewrite copies the schema v found at l, its $refs rewritten to the bundle's entries.
+func (d *Document) rewrite(l Location, v any) any {
+	m, ok := v.(map[string]any)
+	if !ok {
+		return v
+	}
+	out := make(map[string]any, len(m))
+	for k, c := range m {
+		out[k] = c
+	}
+	if ref, ok := m["$ref"].(string); ok {
+		if target, err := d.resolve(l, ref); err == nil && d.entries[target] {
+			out["$ref"] = "#/$defs/" + d.keys[target]
+		}
+	}
+	for _, k := range schemaValued {
+		if c, ok := m[k].(map[string]any); ok {
+			out[k] = d.rewrite(l.child(k), c)
+		}
+	}
+	for _, k := range schemaMaps {
+		if mm, ok := m[k].(map[string]any); ok {
+			cp := make(map[string]any, len(mm))
+			for name, c := range mm {
+				cp[name] = d.rewrite(l.child(k, name), c)
+			}
+			out[k] = cp
+		}
+	}
+	for _, k := range schemaLists {
+		if list, ok := m[k].([]any); ok {
+			cp := make([]any, len(list))
+			for i, c := range list {
+				cp[i] = d.rewrite(l.child(k, fmt.Sprint(i)), c)
+			}
+			out[k] = cp
+		}
+	}
+	return out
 }

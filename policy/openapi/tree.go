@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -27,6 +28,10 @@ type file struct {
 	// node is the YAML node tree of a YAML file, for the line of a JSON pointer; nil for JSON.
 	node *yaml.Node
 	data []byte
+	// offsets index a JSON file's members and elements by JSON pointer, lineStarts its lines,
+	// once a position is asked for.
+	offsets    map[string]int
+	lineStarts []int
 }
 
 // parseFile reads a YAML or JSON file strictly: one document, no duplicate keys (parsers
@@ -222,46 +227,40 @@ func (f *file) line(pointer string) (int, int) {
 	return line, col
 }
 
-// jsonLine finds the line of a JSON pointer in a JSON file by walking its tokens; 0, 0 if it
-// is not there.
+// jsonLine finds the line of a JSON pointer in a JSON file; 0, 0 if it is not there. The first
+// call indexes where every member and element of the file starts, in one pass over its tokens.
 func (f *file) jsonLine(pointer string) (int, int) {
 	if pointer == "" || f.data == nil {
 		return 1, 1
 	}
-	want := strings.Split(pointer[1:], "/")
-	for i, tok := range want {
-		want[i] = strings.ReplaceAll(strings.ReplaceAll(tok, "~1", "/"), "~0", "~")
+	if f.offsets == nil {
+		f.index()
 	}
+	off, ok := f.offsets[pointer]
+	if !ok {
+		return 0, 0
+	}
+	return f.position(off)
+}
+
+// index records the offset of every member and element of a JSON file by its JSON pointer.
+func (f *file) index() {
+	f.offsets = map[string]int{}
 	dec := json.NewDecoder(bytes.NewReader(f.data))
-	// stack holds, for each open container, the current key or index.
 	type frame struct {
 		obj   bool
+		path  string // the container's pointer
 		key   string
 		index int
 		isKey bool // the next token of an object is a key
 	}
 	var stack []*frame
-	matches := func() bool {
-		if len(stack) < len(want) {
-			return false
-		}
-		for i, w := range want {
-			fr := stack[i]
-			cur := fr.key
-			if !fr.obj {
-				cur = strconv.Itoa(fr.index)
-			}
-			if cur != w {
-				return false
-			}
-		}
-		return true
-	}
+	escape := strings.NewReplacer("~", "~0", "/", "~1")
 	for {
-		off := dec.InputOffset()
+		off := int(dec.InputOffset())
 		tok, err := dec.Token()
 		if err != nil {
-			return 0, 0
+			return
 		}
 		var top *frame
 		if len(stack) > 0 {
@@ -270,22 +269,27 @@ func (f *file) jsonLine(pointer string) (int, int) {
 		if top != nil && top.obj && top.isKey {
 			if s, ok := tok.(string); ok {
 				top.key, top.isKey = s, false
-				if len(stack) == len(want) && matches() {
-					return position(f.data, off)
-				}
+				f.offsets[top.path+"/"+escape.Replace(s)] = off
 				continue
 			}
 		}
 		closing := tok == json.Delim('}') || tok == json.Delim(']')
-		if !closing && top != nil && !top.obj && len(stack) == len(want) && matches() {
-			return position(f.data, off)
+		here := ""
+		if top != nil {
+			here = top.path + "/" + escape.Replace(top.key)
+			if !top.obj {
+				here = top.path + "/" + strconv.Itoa(top.index)
+				if !closing {
+					f.offsets[here] = off
+				}
+			}
 		}
 		switch tok {
 		case json.Delim('{'):
-			stack = append(stack, &frame{obj: true, isKey: true})
+			stack = append(stack, &frame{obj: true, isKey: true, path: here})
 			continue
 		case json.Delim('['):
-			stack = append(stack, &frame{})
+			stack = append(stack, &frame{path: here})
 			continue
 		case json.Delim('}'), json.Delim(']'):
 			stack = stack[:len(stack)-1]
@@ -303,18 +307,19 @@ func (f *file) jsonLine(pointer string) (int, int) {
 
 // position turns a byte offset before a token (and the separators before it) into the line and
 // column of the token.
-func position(data []byte, off int64) (int, int) {
-	i := int(off)
-	for i < len(data) && strings.IndexByte(" \t\r\n,:", data[i]) >= 0 {
-		i++
+func (f *file) position(off int) (int, int) {
+	data := f.data
+	for off < len(data) && strings.IndexByte(" \t\r\n,:", data[off]) >= 0 {
+		off++
 	}
-	line, col := 1, 1
-	for _, c := range data[:i] {
-		if c == '\n' {
-			line, col = line+1, 1
-		} else {
-			col++
+	if f.lineStarts == nil {
+		f.lineStarts = []int{0}
+		for i, c := range data {
+			if c == '\n' {
+				f.lineStarts = append(f.lineStarts, i+1)
+			}
 		}
 	}
-	return line, col
+	line := sort.SearchInts(f.lineStarts, off+1) // lines starting at or before off
+	return line, off - f.lineStarts[line-1] + 1
 }
