@@ -389,7 +389,9 @@ func (x *Host) GetOpenapi() *OpenAPI {
 type OpenAPI struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The document, relative to the policy file. Its $ref may point inside it or to files beside
-	// it (relative paths inside the policy directory), never to a URL.
+	// it (relative paths inside the policy directory), never to a URL. A YAML document in the
+	// policy directory is named *.openapi.yaml (or .yml): the directory's other YAML files are
+	// policy files.
 	Document string `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
 	// The path the document's paths are relative to, e.g. "/api" makes "/tickets" the route
 	// "/api/tickets". Default: the path of the document's servers, which must then all have the
