@@ -384,6 +384,8 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 			return nil
 		}
 	}
+	cr.strip = entry.GetStripUnknownQuery()
+	ok = c.routeOAuth(src, at, hs, &policyv1.Route{OauthScopes: entry.GetOauthScopes()}, cr) && ok
 	if approval != nil {
 		cr.hold = c.holdRule(src, at+".approval", name, approval, cr.grant)
 		ok = ok && cr.hold != nil

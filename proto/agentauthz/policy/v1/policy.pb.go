@@ -511,7 +511,13 @@ type OpenAPIOperation struct {
 	// Evaluate the operation's route in shadow.
 	Shadow bool `protobuf:"varint,8,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	// Why the operation is granted; shown to reviewers, never used in decisions.
-	Description   string `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
+	// Remove query parameters the document does not declare before the upstream sees the request,
+	// instead of refusing the request, as Route.strip_unknown_query does.
+	StripUnknownQuery bool `protobuf:"varint,10,opt,name=strip_unknown_query,json=stripUnknownQuery,proto3" json:"strip_unknown_query,omitempty"`
+	// OAuth scopes the access token must grant, every one, besides the agent's scope, as
+	// Route.oauth_scopes says.
+	OauthScopes   []string `protobuf:"bytes,11,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -607,6 +613,20 @@ func (x *OpenAPIOperation) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *OpenAPIOperation) GetStripUnknownQuery() bool {
+	if x != nil {
+		return x.StripUnknownQuery
+	}
+	return false
+}
+
+func (x *OpenAPIOperation) GetOauthScopes() []string {
+	if x != nil {
+		return x.OauthScopes
+	}
+	return nil
 }
 
 // OpenAPITag grants every operation with a tag.
@@ -2837,7 +2857,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x12approval_extension\x18\x05 \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\x11approvalExtension\x12:\n" +
 	"\x19ignore_approval_extension\x18\x06 \x01(\bR\x17ignoreApprovalExtensionB\f\n" +
 	"\n" +
-	"_base_path\"\xee\x05\n" +
+	"_base_path\"\xe7\x06\n" +
 	"\x10OpenAPIOperation\x12\x1a\n" +
 	"\x02id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\x12;\n" +
@@ -2848,7 +2868,10 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x04body\x18\x06 \x01(\v2\x1a.agentauthz.policy.v1.BodyR\x04body\x12:\n" +
 	"\bapproval\x18\a \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
 	"\x06shadow\x18\b \x01(\bR\x06shadow\x12*\n" +
-	"\vdescription\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x1aV\n" +
+	"\vdescription\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12.\n" +
+	"\x13strip_unknown_query\x18\n" +
+	" \x01(\bR\x11stripUnknownQuery\x12G\n" +
+	"\foauth_scopes\x18\v \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\x1aU\n" +
