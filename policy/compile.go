@@ -13,6 +13,7 @@ import (
 
 	"github.com/agentauthz/agentauthz/policy/accesstoken"
 	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/openapi"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
 
@@ -98,6 +99,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		issuerAt:    map[string]string{},
 		issuerURLAt: map[string]string{},
 		audienceAt:  map[string]string{},
+		openapi:     map[string]*openapi.Document{},
 	}
 	c.protoFiles(sources)
 	for i := range sources {
@@ -162,6 +164,8 @@ type compiler struct {
 	issuerAt, issuerURLAt, audienceAt map[string]string
 	// patterns are the parameter patterns compiled so far.
 	patterns patternCache
+	// openapi are the OpenAPI documents read so far, by name.
+	openapi map[string]*openapi.Document
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -274,6 +278,9 @@ func (c *compiler) hosts(src *source) {
 				c.hostOAuth(src, at, h, hs)
 			}
 			c.snap.hosts[name] = hs
+		}
+		if o := h.GetOpenapi(); o != nil {
+			c.hostOpenAPI(src, at+".openapi", hs, o)
 		}
 		for j, r := range h.GetRoutes() {
 			c.route(src, fmt.Sprintf("%s.routes[%d]", at, j), hs, r)
@@ -434,6 +441,10 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		c.snap.hasShadow = true
 	}
 	cr.segments = segments
+	if op := hs.documented.lookup(cr.method, segments); op != nil {
+		c.addf(src, at, "%s %s is operation %s of the host's OpenAPI document: grant it under openapi", cr.method, cr.template, op.name)
+		return
+	}
 	if err := tree.insert(cr, segments); err != nil {
 		c.addf(src, at, "%v", err)
 		return

@@ -35,7 +35,8 @@ type File struct {
 }
 
 // IsPolicyFile reports whether a file name in a policy directory is a policy file: YAML, and
-// not a policy test file (*_test.yaml).
+// neither a policy test file (*_test.yaml) nor an OpenAPI document (*.openapi.yaml), which
+// hosts name.
 func IsPolicyFile(name string) bool {
 	base := path.Base(filepath.ToSlash(name))
 	if strings.HasPrefix(base, ".") {
@@ -45,7 +46,8 @@ func IsPolicyFile(name string) bool {
 	if ext != ".yaml" && ext != ".yml" {
 		return false
 	}
-	return !strings.HasSuffix(strings.TrimSuffix(base, ext), "_test")
+	stem := strings.TrimSuffix(base, ext)
+	return !strings.HasSuffix(stem, "_test") && !strings.HasSuffix(stem, ".openapi")
 }
 
 // ReadPath reads a policy file, or every policy file directly inside a directory.

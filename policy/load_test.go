@@ -410,6 +410,9 @@ func TestIsPolicyFile(t *testing.T) {
 		"_test.yaml":            false,
 		"contest.yaml":          true,
 		"dir.yaml/inner_x.yaml": true,
+		"api.openapi.yaml":      false,
+		"api.openapi.yml":       false,
+		"openapi.yaml":          true,
 	} {
 		if got := IsPolicyFile(name); got != want {
 			t.Errorf("IsPolicyFile(%q) = %v, want %v", name, got, want)

@@ -1,11 +1,15 @@
 package policy
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentauthz/agentauthz/policy/decision"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
@@ -21,6 +25,7 @@ const (
 	kindInteger
 	kindBoolean
 	kindUUID
+	kindNumber // a JSON number; only OpenAPI parameters have it, checked by their schema
 )
 
 // param is a compiled parameter type. Its messages are built at load so that a denial costs
@@ -39,6 +44,14 @@ type param struct {
 	hasMax     bool
 	required   bool
 	repeatable bool
+	// chars: minLen and maxLen count characters (an OpenAPI document's minLength and
+	// maxLength), not bytes.
+	chars bool
+	// schema is the whole schema of an OpenAPI parameter that has keywords the fields above
+	// cannot say (formats, multipleOf, ...): the decoded value must satisfy it too.
+	schema *jsonschema.Schema
+	// also is the policy's tightening of an OpenAPI parameter: the value must satisfy it too.
+	also *param
 
 	msgEnum, msgPattern, msgMinLen, msgMaxLen, msgMin, msgMax string
 }
@@ -114,6 +127,15 @@ func (p *param) check(v string) (decision.Violation, bool) {
 		if p.hasMax && n > p.max {
 			return bad("maximum", p.msgMax)
 		}
+		if p.enum != nil {
+			if _, ok := p.enum[v]; !ok {
+				return bad("enum", p.msgEnum)
+			}
+		}
+	case kindNumber:
+		if !isJSONNumber(v) {
+			return bad("type", "must be a decimal number")
+		}
 	case kindBoolean:
 		if v != "true" && v != "false" {
 			return bad("type", "must be true or false")
@@ -126,10 +148,14 @@ func (p *param) check(v string) (decision.Violation, bool) {
 		if !utf8.ValidString(v) {
 			return bad("type", "must be valid UTF-8")
 		}
-		if len(v) < p.minLen {
+		n := len(v)
+		if p.chars {
+			n = utf8.RuneCountInString(v)
+		}
+		if n < p.minLen {
 			return bad("min_length", p.msgMinLen)
 		}
-		if len(v) > p.maxLen {
+		if n > p.maxLen {
 			return bad("max_length", p.msgMaxLen)
 		}
 		if p.enum != nil {
@@ -143,7 +169,76 @@ func (p *param) check(v string) (decision.Violation, bool) {
 	default:
 		return bad("type", "has no type")
 	}
+	if p.schema != nil {
+		if v, ok := p.checkSchema(v); !ok {
+			return v, false
+		}
+	}
+	if p.also != nil {
+		return p.also.check(v)
+	}
 	return decision.Violation{}, true
+}
+
+// checkSchema checks a value that passed the checks of its kind against the parameter's
+// schema, read as the JSON value its kind decodes it to.
+func (p *param) checkSchema(v string) (decision.Violation, bool) {
+	var value any = v
+	switch p.kind {
+	case kindInteger, kindNumber:
+		value = json.Number(v)
+	case kindBoolean:
+		value = v == "true"
+	}
+	err := p.schema.Validate(value)
+	if err == nil {
+		return decision.Violation{}, true
+	}
+	out := decision.Violation{Field: p.field, Rule: "schema", Message: "does not match the schema"}
+	var ve *jsonschema.ValidationError
+	if errors.As(err, &ve) {
+		if vs := schemaViolations(ve); len(vs) > 0 {
+			out.Rule, out.Message = vs[0].Rule, vs[0].Message
+		}
+	}
+	return out, false
+}
+
+// isJSONNumber reports whether s is a number as JSON writes it.
+func isJSONNumber(s string) bool {
+	i := 0
+	if i < len(s) && s[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		start := i
+		for i < len(s) && '0' <= s[i] && s[i] <= '9' {
+			i++
+		}
+		return i - start
+	}
+	switch n := digits(); {
+	case n == 0:
+		return false
+	case n > 1 && s[i-n] == '0':
+		return false
+	}
+	if i < len(s) && s[i] == '.' {
+		i++
+		if digits() == 0 {
+			return false
+		}
+	}
+	if i < len(s) && (s[i] == 'e' || s[i] == 'E') {
+		i++
+		if i < len(s) && (s[i] == '+' || s[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return false
+		}
+	}
+	return i == len(s) && len(s) <= 64
 }
 
 // parseInteger accepts what every integer parser reads the same way: an optional "-", then

@@ -81,7 +81,7 @@ func TestRevisionIgnoresHowThePolicyIsReached(t *testing.T) {
 	}
 
 	// A file it refers to, changed: a new revision. So is the same content under another name.
-	schema := filepath.Join(dir, "comment.schema.json")
+	schema := filepath.Join(dir, "helpdesk.openapi.json") // the helpdesk host's OpenAPI document
 	data, err := os.ReadFile(schema)
 	if err != nil {
 		t.Fatal(err)

@@ -37,6 +37,8 @@ type Snapshot struct {
 	// agents.
 	oauthIssuers []*accesstoken.Issuer
 	oauthAgents  map[oauthSubject]spiffeid.ID
+	// openapi are the hosts' OpenAPI documents, with what the policy grants of each.
+	openapi []*openAPIHost
 }
 
 // Notifiers returns the policy's notifier configurations. They must not be modified.
@@ -136,6 +138,9 @@ type host struct {
 	oauth *OAuthConfig
 	// refuse are the headers the host refuses beside overrideHeaders (refuse_headers).
 	refuse []string
+	// documented holds every operation of the host's OpenAPI document, granted or not, by
+	// method and path shape: a route written by hand may not take one's place.
+	documented *node
 }
 
 // Store holds the snapshot in force, and what became of the last attempt to load a new one.

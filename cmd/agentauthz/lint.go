@@ -11,6 +11,8 @@ import (
 
 func runLint(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
+	baselines := baselineFlags{}
+	fs.Var(baselines, "openapi-baseline", "DOC=OLDER-COPY: report the operations the policy grants whose parameters or schemas changed since an older copy of OpenAPI document DOC (as the policy names it); repeatable")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
@@ -42,6 +44,24 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
 			status = exitUsage
 		default:
+			if len(baselines) > 0 {
+				drift, err := snap.OpenAPIDrift(baselines)
+				if err != nil {
+					fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
+					status = exitUsage
+					continue
+				}
+				if len(drift) > 0 {
+					for _, pr := range drift {
+						fmt.Fprintln(stdout, pr)
+					}
+					fmt.Fprintf(stdout, "%s: %d problem(s)\n", p, len(drift))
+					if status == exitOK {
+						status = exitDeny
+					}
+					continue
+				}
+			}
 			st := snap.Stats()
 			mcp := ""
 			if st.MCPServers > 0 {

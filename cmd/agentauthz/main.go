@@ -2,7 +2,8 @@
 //
 //	agentauthz serve [--policy FILE|DIR] [--grpc-addr ADDR] [--http-addr ADDR]
 //	agentauthz check [--policy FILE|DIR] (--request FILE | --check-request FILE | --agent ID --method M --host H --path P ...)
-//	agentauthz lint  FILE|DIR...
+//	agentauthz lint  [--openapi-baseline DOC=OLD] FILE|DIR...
+//	agentauthz openapi init|routes SPEC
 //	agentauthz test  DIR...
 //	agentauthz audit verify FILE...
 //	agentauthz graphql-id FILE...
@@ -24,6 +25,7 @@ Usage:
   agentauthz serve [flags]       serve Envoy's ext_authz v3 gRPC API (no flags: the demo policy)
   agentauthz check [flags]       decide one request offline and say which rule decided it
   agentauthz lint FILE|DIR...    validate policies and print every problem
+  agentauthz openapi ...         a starting policy, or the routes, from an OpenAPI document
   agentauthz test DIR...         run the policy's test files (*_test.yaml) and report
   agentauthz audit verify FILE   check that audit logs are intact (tamper-evident chain)
   agentauthz graphql-id FILE...  print the persisted-operation id of GraphQL documents
@@ -60,6 +62,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return runTest(args[1:], stdout, stderr)
 	case "lint":
 		return runLint(args[1:], stdout, stderr)
+	case "openapi":
+		return runOpenAPI(args[1:], stdout, stderr)
 	case "audit":
 		return runAudit(args[1:], stdout, stderr)
 	case "approvals":

@@ -164,7 +164,7 @@ func TestReloadAndRestartUnderLoad(t *testing.T) {
 	strip := stack.DemoFiles(t)
 	for i, f := range strip {
 		if f.Name == "policy/acme.yaml" {
-			strip[i].Data = []byte(strings.Replace(string(f.Data), "        path: /v1/tickets\n", "        path: /v1/tickets\n        strip_unknown_query: true\n", 1))
+			strip[i].Data = []byte(strings.Replace(string(f.Data), "        - id: listTickets               # GET /v1/tickets?status=&limit=\n          scope: tickets:read\n", "        - id: listTickets               # GET /v1/tickets?status=&limit=\n          scope: tickets:read\n          strip_unknown_query: true\n", 1))
 		}
 	}
 

@@ -28,8 +28,8 @@ func oauthDemo(t *testing.T, iss *oauthtest.Issuer) []policy.File {
 		}
 		text := string(f.Data)
 		for old, repl := range map[string]string{
-			"  - name: helpdesk.acme.internal\n":                                        "  - name: helpdesk.acme.internal\n    oauth: {issuers: [test-idp], audiences: [\"" + oauthtest.Audience + "\"]}\n",
-			"        path: /v1/tickets/{id}/comments\n        scope: tickets:comment\n": "        path: /v1/tickets/{id}/comments\n        scope: tickets:comment\n        oauth_scopes: [tickets.write]\n",
+			"  - name: helpdesk.acme.internal\n": "  - name: helpdesk.acme.internal\n    oauth: {issuers: [test-idp], audiences: [\"" + oauthtest.Audience + "\"]}\n",
+			"          scope: tickets:comment\n": "          scope: tickets:comment\n          oauth_scopes: [tickets.write]\n",
 		} {
 			if strings.Count(text, old) != 1 {
 				t.Fatalf("the demo policy no longer has %q once", old)

@@ -239,7 +239,8 @@ type Host struct {
 	// content-length, transfer-encoding, te, upgrade, keep-alive, proxy-connection, :path, ...)
 	// cannot be injected.
 	InjectHeaders []*InjectHeader `protobuf:"bytes,3,rep,name=inject_headers,json=injectHeaders,proto3" json:"inject_headers,omitempty"`
-	// The routes agents may call on this host. At least one.
+	// The routes agents may call on this host, written by hand. At least one, unless the host has
+	// an openapi document; the document's operations are routes beside these.
 	Routes []*Route `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
 	// Accept JWT-SVIDs from agents that reach Envoy without mTLS. Off unless set. A request that
 	// carries an X.509 identity is never read for a JWT-SVID.
@@ -268,7 +269,11 @@ type Host struct {
 	// SPIFFE X.509 identity too is decided as the certificate's agent, and refused (401
 	// identity_conflict) when the token names another agent. The authorization header is removed
 	// before the upstream sees the request. Not with jwt_svid on the same host.
-	Oauth         *OAuthResource `protobuf:"bytes,8,opt,name=oauth,proto3" json:"oauth,omitempty"`
+	Oauth *OAuthResource `protobuf:"bytes,8,opt,name=oauth,proto3" json:"oauth,omitempty"`
+	// The host's API as its OpenAPI document describes it: each operation the policy grants becomes
+	// a route, typed as the document types it. Routes written by hand may sit beside them, but not
+	// on an operation's method and path.
+	Openapi       *OpenAPI `protobuf:"bytes,9,opt,name=openapi,proto3" json:"openapi,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -359,6 +364,327 @@ func (x *Host) GetOauth() *OAuthResource {
 	return nil
 }
 
+func (x *Host) GetOpenapi() *OpenAPI {
+	if x != nil {
+		return x.Openapi
+	}
+	return nil
+}
+
+// OpenAPI makes routes from an API's OpenAPI document (3.0.x or 3.1.x, YAML or JSON). Each
+// operation the policy grants, by operationId or by tag, is compiled when the policy loads into
+// the route a reviewer would write by hand: its method and path template (the document's path
+// after base_path), its path and query parameters typed by their schemas, the query parameters it
+// requires, and its application/json request body checked against the operation's schema. An
+// operation the policy does not grant is refused (route_unknown), as is everything the document
+// does not describe. What the document cannot say exactly in the policy's terms (a parameter
+// style other than simple for path and form for query, a number, object or multi-valued
+// comma-separated parameter, a keyword of a parameter schema without a route equivalent, an
+// operation whose only bodies are not JSON) is a problem when the policy loads, never an
+// approximation. Header and cookie parameters are not checked, as no route checks headers: the
+// host's header rules apply to them.
+//
+// The policy can only tighten what the document allows: parameter and body rules of an
+// operation are checked in addition to the document's, never instead of them.
+type OpenAPI struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The document, relative to the policy file. Its $ref may point inside it or to files beside
+	// it (relative paths inside the policy directory), never to a URL. A YAML document in the
+	// policy directory is named *.openapi.yaml (or .yml): the directory's other YAML files are
+	// policy files.
+	Document string `protobuf:"bytes,1,opt,name=document,proto3" json:"document,omitempty"`
+	// The path the document's paths are relative to, e.g. "/api" makes "/tickets" the route
+	// "/api/tickets". Default: the path of the document's servers, which must then all have the
+	// same one ("https://helpdesk.acme.internal/api" has "/api"); none without servers.
+	BasePath *string `protobuf:"bytes,2,opt,name=base_path,json=basePath,proto3,oneof" json:"base_path,omitempty"`
+	// Operations granted, or tightened, one by one.
+	Operations []*OpenAPIOperation `protobuf:"bytes,3,rep,name=operations,proto3" json:"operations,omitempty"`
+	// Operations granted by tag: every operation of the document with the tag.
+	Tags []*OpenAPITag `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`
+	// Honour the document's x-agentauthz-approval: hold every call of a granted operation whose
+	// document marks it `x-agentauthz-approval: true` (or an object, whose `reason` is used when
+	// this approval has none), with this approval. An operation that sets its own approval is held
+	// by that one instead.
+	ApprovalExtension *Approval `protobuf:"bytes,5,opt,name=approval_extension,json=approvalExtension,proto3" json:"approval_extension,omitempty"`
+	// Ignore the document's x-agentauthz-approval marks. A policy that grants a marked operation
+	// must say one or the other: approval_extension, or this.
+	IgnoreApprovalExtension bool `protobuf:"varint,6,opt,name=ignore_approval_extension,json=ignoreApprovalExtension,proto3" json:"ignore_approval_extension,omitempty"`
+	unknownFields           protoimpl.UnknownFields
+	sizeCache               protoimpl.SizeCache
+}
+
+func (x *OpenAPI) Reset() {
+	*x = OpenAPI{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenAPI) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenAPI) ProtoMessage() {}
+
+func (x *OpenAPI) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenAPI.ProtoReflect.Descriptor instead.
+func (*OpenAPI) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *OpenAPI) GetDocument() string {
+	if x != nil {
+		return x.Document
+	}
+	return ""
+}
+
+func (x *OpenAPI) GetBasePath() string {
+	if x != nil && x.BasePath != nil {
+		return *x.BasePath
+	}
+	return ""
+}
+
+func (x *OpenAPI) GetOperations() []*OpenAPIOperation {
+	if x != nil {
+		return x.Operations
+	}
+	return nil
+}
+
+func (x *OpenAPI) GetTags() []*OpenAPITag {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *OpenAPI) GetApprovalExtension() *Approval {
+	if x != nil {
+		return x.ApprovalExtension
+	}
+	return nil
+}
+
+func (x *OpenAPI) GetIgnoreApprovalExtension() bool {
+	if x != nil {
+		return x.IgnoreApprovalExtension
+	}
+	return false
+}
+
+// OpenAPIOperation grants one operation of the document, and may tighten it.
+type OpenAPIOperation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The operation's operationId, exactly as the document has it.
+	Id string `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	// The route's name in decisions, logs and metrics. Default: the operationId in lower case with
+	// words split by "-" ("resetPassword" and "reset_password" are "reset-password").
+	Route string `protobuf:"bytes,2,opt,name=route,proto3" json:"route,omitempty"`
+	// The scope an agent must hold to call the operation. Empty when a tag (OpenAPI.tags) grants
+	// it; an operation is granted in one place only.
+	Scope string `protobuf:"bytes,3,opt,name=scope,proto3" json:"scope,omitempty"`
+	// Tighter rules for path parameters, by the document's name, checked in addition to the
+	// document's schema: a value must satisfy both. required and repeatable cannot be set.
+	Params map[string]*Param `protobuf:"bytes,4,rep,name=params,proto3" json:"params,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Tighter rules for query parameters, as for params. required makes an optional parameter
+	// required; repeatable is allowed only where the document's parameter is an array.
+	Query map[string]*Param `protobuf:"bytes,5,rep,name=query,proto3" json:"query,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Tighter body rules: a smaller max_bytes or max_depth, and a json_schema or message the body
+	// must satisfy in addition to the document's schema (checked first, so its violations are the
+	// ones reported when both fail). optional cannot be set on a body the document requires.
+	Body *Body `protobuf:"bytes,6,opt,name=body,proto3" json:"body,omitempty"`
+	// Hold the operation's calls until an approver signs off on the exact request.
+	Approval *Approval `protobuf:"bytes,7,opt,name=approval,proto3" json:"approval,omitempty"`
+	// Evaluate the operation's route in shadow.
+	Shadow bool `protobuf:"varint,8,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// Why the operation is granted; shown to reviewers, never used in decisions.
+	Description string `protobuf:"bytes,9,opt,name=description,proto3" json:"description,omitempty"`
+	// Remove query parameters the document does not declare before the upstream sees the request,
+	// instead of refusing the request, as Route.strip_unknown_query does.
+	StripUnknownQuery bool `protobuf:"varint,10,opt,name=strip_unknown_query,json=stripUnknownQuery,proto3" json:"strip_unknown_query,omitempty"`
+	// OAuth scopes the access token must grant, every one, besides the agent's scope, as
+	// Route.oauth_scopes says.
+	OauthScopes   []string `protobuf:"bytes,11,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenAPIOperation) Reset() {
+	*x = OpenAPIOperation{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenAPIOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenAPIOperation) ProtoMessage() {}
+
+func (x *OpenAPIOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenAPIOperation.ProtoReflect.Descriptor instead.
+func (*OpenAPIOperation) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *OpenAPIOperation) GetId() string {
+	if x != nil {
+		return x.Id
+	}
+	return ""
+}
+
+func (x *OpenAPIOperation) GetRoute() string {
+	if x != nil {
+		return x.Route
+	}
+	return ""
+}
+
+func (x *OpenAPIOperation) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
+func (x *OpenAPIOperation) GetParams() map[string]*Param {
+	if x != nil {
+		return x.Params
+	}
+	return nil
+}
+
+func (x *OpenAPIOperation) GetQuery() map[string]*Param {
+	if x != nil {
+		return x.Query
+	}
+	return nil
+}
+
+func (x *OpenAPIOperation) GetBody() *Body {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *OpenAPIOperation) GetApproval() *Approval {
+	if x != nil {
+		return x.Approval
+	}
+	return nil
+}
+
+func (x *OpenAPIOperation) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
+}
+
+func (x *OpenAPIOperation) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *OpenAPIOperation) GetStripUnknownQuery() bool {
+	if x != nil {
+		return x.StripUnknownQuery
+	}
+	return false
+}
+
+func (x *OpenAPIOperation) GetOauthScopes() []string {
+	if x != nil {
+		return x.OauthScopes
+	}
+	return nil
+}
+
+// OpenAPITag grants every operation with a tag.
+type OpenAPITag struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The tag, exactly as the document's operations list it.
+	Tag string `protobuf:"bytes,1,opt,name=tag,proto3" json:"tag,omitempty"`
+	// The scope an agent must hold to call the tag's operations. An operation with two granted
+	// tags must get the same scope from both.
+	Scope         string `protobuf:"bytes,2,opt,name=scope,proto3" json:"scope,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenAPITag) Reset() {
+	*x = OpenAPITag{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenAPITag) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenAPITag) ProtoMessage() {}
+
+func (x *OpenAPITag) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenAPITag.ProtoReflect.Descriptor instead.
+func (*OpenAPITag) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *OpenAPITag) GetTag() string {
+	if x != nil {
+		return x.Tag
+	}
+	return ""
+}
+
+func (x *OpenAPITag) GetScope() string {
+	if x != nil {
+		return x.Scope
+	}
+	return ""
+}
+
 // OAuthResource says which access tokens a host (an OAuth resource server) accepts.
 type OAuthResource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -374,7 +700,7 @@ type OAuthResource struct {
 
 func (x *OAuthResource) Reset() {
 	*x = OAuthResource{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +712,7 @@ func (x *OAuthResource) String() string {
 func (*OAuthResource) ProtoMessage() {}
 
 func (x *OAuthResource) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +725,7 @@ func (x *OAuthResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthResource.ProtoReflect.Descriptor instead.
 func (*OAuthResource) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OAuthResource) GetIssuers() []string {
@@ -462,7 +788,7 @@ type OAuthIssuer struct {
 
 func (x *OAuthIssuer) Reset() {
 	*x = OAuthIssuer{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -474,7 +800,7 @@ func (x *OAuthIssuer) String() string {
 func (*OAuthIssuer) ProtoMessage() {}
 
 func (x *OAuthIssuer) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -487,7 +813,7 @@ func (x *OAuthIssuer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthIssuer.ProtoReflect.Descriptor instead.
 func (*OAuthIssuer) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OAuthIssuer) GetName() string {
@@ -605,7 +931,7 @@ type OAuthSubject struct {
 
 func (x *OAuthSubject) Reset() {
 	*x = OAuthSubject{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +943,7 @@ func (x *OAuthSubject) String() string {
 func (*OAuthSubject) ProtoMessage() {}
 
 func (x *OAuthSubject) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +956,7 @@ func (x *OAuthSubject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthSubject.ProtoReflect.Descriptor instead.
 func (*OAuthSubject) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OAuthSubject) GetSubject() string {
@@ -662,7 +988,7 @@ type JWTSVID struct {
 
 func (x *JWTSVID) Reset() {
 	*x = JWTSVID{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -674,7 +1000,7 @@ func (x *JWTSVID) String() string {
 func (*JWTSVID) ProtoMessage() {}
 
 func (x *JWTSVID) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -687,7 +1013,7 @@ func (x *JWTSVID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSVID.ProtoReflect.Descriptor instead.
 func (*JWTSVID) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *JWTSVID) GetAudiences() []string {
@@ -725,7 +1051,7 @@ type InjectHeader struct {
 
 func (x *InjectHeader) Reset() {
 	*x = InjectHeader{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +1063,7 @@ func (x *InjectHeader) String() string {
 func (*InjectHeader) ProtoMessage() {}
 
 func (x *InjectHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +1076,7 @@ func (x *InjectHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectHeader.ProtoReflect.Descriptor instead.
 func (*InjectHeader) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *InjectHeader) GetName() string {
@@ -869,7 +1195,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -881,7 +1207,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -894,7 +1220,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Route) GetName() string {
@@ -1023,7 +1349,7 @@ type Body struct {
 
 func (x *Body) Reset() {
 	*x = Body{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1035,7 +1361,7 @@ func (x *Body) String() string {
 func (*Body) ProtoMessage() {}
 
 func (x *Body) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1048,7 +1374,7 @@ func (x *Body) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Body.ProtoReflect.Descriptor instead.
 func (*Body) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Body) GetMaxBytes() uint32 {
@@ -1183,7 +1509,7 @@ type GraphQLAPI struct {
 
 func (x *GraphQLAPI) Reset() {
 	*x = GraphQLAPI{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1195,7 +1521,7 @@ func (x *GraphQLAPI) String() string {
 func (*GraphQLAPI) ProtoMessage() {}
 
 func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1208,7 +1534,7 @@ func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLAPI.ProtoReflect.Descriptor instead.
 func (*GraphQLAPI) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *GraphQLAPI) GetName() string {
@@ -1325,7 +1651,7 @@ type GraphQLArguments struct {
 
 func (x *GraphQLArguments) Reset() {
 	*x = GraphQLArguments{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1337,7 +1663,7 @@ func (x *GraphQLArguments) String() string {
 func (*GraphQLArguments) ProtoMessage() {}
 
 func (x *GraphQLArguments) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1350,7 +1676,7 @@ func (x *GraphQLArguments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLArguments.ProtoReflect.Descriptor instead.
 func (*GraphQLArguments) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GraphQLArguments) GetField() string {
@@ -1396,7 +1722,7 @@ type GraphQLArgument struct {
 
 func (x *GraphQLArgument) Reset() {
 	*x = GraphQLArgument{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1734,7 @@ func (x *GraphQLArgument) String() string {
 func (*GraphQLArgument) ProtoMessage() {}
 
 func (x *GraphQLArgument) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1747,7 @@ func (x *GraphQLArgument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLArgument.ProtoReflect.Descriptor instead.
 func (*GraphQLArgument) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GraphQLArgument) GetRequired() bool {
@@ -1500,7 +1826,7 @@ type GraphQLFields struct {
 
 func (x *GraphQLFields) Reset() {
 	*x = GraphQLFields{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1838,7 @@ func (x *GraphQLFields) String() string {
 func (*GraphQLFields) ProtoMessage() {}
 
 func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1851,7 @@ func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLFields.ProtoReflect.Descriptor instead.
 func (*GraphQLFields) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GraphQLFields) GetAgents() []string {
@@ -1574,7 +1900,7 @@ type Param struct {
 
 func (x *Param) Reset() {
 	*x = Param{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1912,7 @@ func (x *Param) String() string {
 func (*Param) ProtoMessage() {}
 
 func (x *Param) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1925,7 @@ func (x *Param) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Param.ProtoReflect.Descriptor instead.
 func (*Param) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{14}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Param) GetType() string {
@@ -1722,7 +2048,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +2060,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +2073,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{15}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Approval) GetApprovers() []string {
@@ -1829,7 +2155,7 @@ type Notifier struct {
 
 func (x *Notifier) Reset() {
 	*x = Notifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +2167,7 @@ func (x *Notifier) String() string {
 func (*Notifier) ProtoMessage() {}
 
 func (x *Notifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +2180,7 @@ func (x *Notifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notifier.ProtoReflect.Descriptor instead.
 func (*Notifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Notifier) GetName() string {
@@ -1925,7 +2251,7 @@ type SlackNotifier struct {
 
 func (x *SlackNotifier) Reset() {
 	*x = SlackNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2263,7 @@ func (x *SlackNotifier) String() string {
 func (*SlackNotifier) ProtoMessage() {}
 
 func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2276,7 @@ func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlackNotifier.ProtoReflect.Descriptor instead.
 func (*SlackNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SlackNotifier) GetChannel() string {
@@ -1995,7 +2321,7 @@ type WebhookNotifier struct {
 
 func (x *WebhookNotifier) Reset() {
 	*x = WebhookNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2007,7 +2333,7 @@ func (x *WebhookNotifier) String() string {
 func (*WebhookNotifier) ProtoMessage() {}
 
 func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2020,7 +2346,7 @@ func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookNotifier.ProtoReflect.Descriptor instead.
 func (*WebhookNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WebhookNotifier) GetUrl() string {
@@ -2070,7 +2396,7 @@ type MCPServer struct {
 
 func (x *MCPServer) Reset() {
 	*x = MCPServer{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2408,7 @@ func (x *MCPServer) String() string {
 func (*MCPServer) ProtoMessage() {}
 
 func (x *MCPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2421,7 @@ func (x *MCPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPServer.ProtoReflect.Descriptor instead.
 func (*MCPServer) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{19}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MCPServer) GetName() string {
@@ -2172,7 +2498,7 @@ type MCPMethods struct {
 
 func (x *MCPMethods) Reset() {
 	*x = MCPMethods{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2184,7 +2510,7 @@ func (x *MCPMethods) String() string {
 func (*MCPMethods) ProtoMessage() {}
 
 func (x *MCPMethods) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2197,7 +2523,7 @@ func (x *MCPMethods) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPMethods.ProtoReflect.Descriptor instead.
 func (*MCPMethods) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{20}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MCPMethods) GetAllow() []string {
@@ -2241,7 +2567,7 @@ type MCPTool struct {
 
 func (x *MCPTool) Reset() {
 	*x = MCPTool{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2253,7 +2579,7 @@ func (x *MCPTool) String() string {
 func (*MCPTool) ProtoMessage() {}
 
 func (x *MCPTool) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2266,7 +2592,7 @@ func (x *MCPTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPTool.ProtoReflect.Descriptor instead.
 func (*MCPTool) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{21}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MCPTool) GetName() string {
@@ -2336,7 +2662,7 @@ type MCPAgentArguments struct {
 
 func (x *MCPAgentArguments) Reset() {
 	*x = MCPAgentArguments{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2348,7 +2674,7 @@ func (x *MCPAgentArguments) String() string {
 func (*MCPAgentArguments) ProtoMessage() {}
 
 func (x *MCPAgentArguments) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2361,7 +2687,7 @@ func (x *MCPAgentArguments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPAgentArguments.ProtoReflect.Descriptor instead.
 func (*MCPAgentArguments) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{22}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MCPAgentArguments) GetAgents() []string {
@@ -2391,7 +2717,7 @@ type MCPResource struct {
 
 func (x *MCPResource) Reset() {
 	*x = MCPResource{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2403,7 +2729,7 @@ func (x *MCPResource) String() string {
 func (*MCPResource) ProtoMessage() {}
 
 func (x *MCPResource) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2416,7 +2742,7 @@ func (x *MCPResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPResource.ProtoReflect.Descriptor instead.
 func (*MCPResource) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{23}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MCPResource) GetUri() string {
@@ -2444,7 +2770,7 @@ type MCPPrompt struct {
 
 func (x *MCPPrompt) Reset() {
 	*x = MCPPrompt{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2456,7 +2782,7 @@ func (x *MCPPrompt) String() string {
 func (*MCPPrompt) ProtoMessage() {}
 
 func (x *MCPPrompt) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2469,7 +2795,7 @@ func (x *MCPPrompt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPPrompt.ProtoReflect.Descriptor instead.
 func (*MCPPrompt) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{24}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MCPPrompt) GetName() string {
@@ -2507,17 +2833,57 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
-	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\xb7\x06\n" +
+	"\vdescription\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"\xda\a\n" +
 	"\x04Host\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x18\xfd\x01h\x01R\x04name\x12O\n" +
 	"\x0eremove_headers\x18\x02 \x03(\tB(\xbaH%\x92\x01\"\x18\x01\"\x1er\x1c2\x1a^[a-z0-9!#$%&'*+.^_`|~-]+$R\rremoveHeaders\x12I\n" +
-	"\x0einject_headers\x18\x03 \x03(\v2\".agentauthz.policy.v1.InjectHeaderR\rinjectHeaders\x12=\n" +
-	"\x06routes\x18\x04 \x03(\v2\x1b.agentauthz.policy.v1.RouteB\b\xbaH\x05\x92\x01\x02\b\x01R\x06routes\x128\n" +
+	"\x0einject_headers\x18\x03 \x03(\v2\".agentauthz.policy.v1.InjectHeaderR\rinjectHeaders\x123\n" +
+	"\x06routes\x18\x04 \x03(\v2\x1b.agentauthz.policy.v1.RouteR\x06routes\x128\n" +
 	"\bjwt_svid\x18\x05 \x01(\v2\x1d.agentauthz.policy.v1.JWTSVIDR\ajwtSvid\x12O\n" +
 	"\x0erefuse_headers\x18\x06 \x03(\tB(\xbaH%\x92\x01\"\x18\x01\"\x1er\x1c2\x1a^[a-z0-9!#$%&'*+.^_`|~-]+$R\rrefuseHeaders\x12\xed\x02\n" +
 	"\x17trust_forwarded_headers\x18\a \x03(\tB\xb4\x02\xbaH\xb0\x02\x92\x01\xac\x02\x18\x01\"\xa7\x02r\xa4\x02R\tforwardedR\x10x-forwarded-hostR\x12x-forwarded-serverR\x12x-forwarded-prefixR\x10x-forwarded-portR\x12x-forwarded-schemeR\x14x-forwarded-protocolR\x0fx-forwarded-sslR\fx-url-schemeR\x0ffront-end-httpsR\x06x-hostR\tx-real-ipR\vx-client-ipR\x0etrue-client-ipR\x13x-cluster-client-ipR\x10x-originating-ipR\vx-remote-ipR\rx-remote-addrR\x15trustForwardedHeaders\x129\n" +
-	"\x05oauth\x18\b \x01(\v2#.agentauthz.policy.v1.OAuthResourceR\x05oauth\"\x89\x01\n" +
+	"\x05oauth\x18\b \x01(\v2#.agentauthz.policy.v1.OAuthResourceR\x05oauth\x127\n" +
+	"\aopenapi\x18\t \x01(\v2\x1d.agentauthz.policy.v1.OpenAPIR\aopenapi:r\xbaHo\x1am\n" +
+	"\vhost.routes\x121a host needs routes, an openapi document, or both\x1a+this.routes.size() > 0 || has(this.openapi)\"\x98\x03\n" +
+	"\aOpenAPI\x12&\n" +
+	"\bdocument\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\bR\bdocument\x12N\n" +
+	"\tbase_path\x18\x02 \x01(\tB,\xbaH)r'\x18\x80\x042\"^(/[A-Za-z0-9._~!$&'()*+,=:@-]+)*$H\x00R\bbasePath\x88\x01\x01\x12F\n" +
+	"\n" +
+	"operations\x18\x03 \x03(\v2&.agentauthz.policy.v1.OpenAPIOperationR\n" +
+	"operations\x124\n" +
+	"\x04tags\x18\x04 \x03(\v2 .agentauthz.policy.v1.OpenAPITagR\x04tags\x12M\n" +
+	"\x12approval_extension\x18\x05 \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\x11approvalExtension\x12:\n" +
+	"\x19ignore_approval_extension\x18\x06 \x01(\bR\x17ignoreApprovalExtensionB\f\n" +
+	"\n" +
+	"_base_path\"\xe7\x06\n" +
+	"\x10OpenAPIOperation\x12\x1a\n" +
+	"\x02id\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\x12;\n" +
+	"\x05route\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^([a-z0-9][a-z0-9._-]{0,63})?$R\x05route\x12>\n" +
+	"\x05scope\x18\x03 \x01(\tB(\xbaH%r#2!^([a-z0-9][a-z0-9:._/-]{0,127})?$R\x05scope\x12u\n" +
+	"\x06params\x18\x04 \x03(\v22.agentauthz.policy.v1.OpenAPIOperation.ParamsEntryB)\xbaH&\x9a\x01#\"!r\x1f2\x1d^[A-Za-z_][A-Za-z0-9_]{0,63}$R\x06params\x12k\n" +
+	"\x05query\x18\x05 \x03(\v21.agentauthz.policy.v1.OpenAPIOperation.QueryEntryB\"\xbaH\x1f\x9a\x01\x1c\"\x1ar\x182\x16^[A-Za-z0-9_.-]{1,64}$R\x05query\x12.\n" +
+	"\x04body\x18\x06 \x01(\v2\x1a.agentauthz.policy.v1.BodyR\x04body\x12:\n" +
+	"\bapproval\x18\a \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
+	"\x06shadow\x18\b \x01(\bR\x06shadow\x12*\n" +
+	"\vdescription\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12.\n" +
+	"\x13strip_unknown_query\x18\n" +
+	" \x01(\bR\x11stripUnknownQuery\x12G\n" +
+	"\foauth_scopes\x18\v \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\x1aV\n" +
+	"\vParamsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\x1aU\n" +
+	"\n" +
+	"QueryEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
+	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\"g\n" +
+	"\n" +
+	"OpenAPITag\x12\x1c\n" +
+	"\x03tag\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x03tag\x12;\n" +
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"\x89\x01\n" +
 	"\rOAuthResource\x12E\n" +
 	"\aissuers\x18\x01 \x03(\tB+\xbaH(\x92\x01%\b\x01\x18\x01\"\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\aissuers\x121\n" +
 	"\taudiences\x18\x02 \x03(\tB\x13\xbaH\x10\x92\x01\r\b\x01\x18\x01\"\ar\x05\x10\x01\x18\x80\x04R\taudiences\"\x9e\x05\n" +
@@ -2757,76 +3123,91 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
 	(*Agent)(nil),               // 1: agentauthz.policy.v1.Agent
 	(*Host)(nil),                // 2: agentauthz.policy.v1.Host
-	(*OAuthResource)(nil),       // 3: agentauthz.policy.v1.OAuthResource
-	(*OAuthIssuer)(nil),         // 4: agentauthz.policy.v1.OAuthIssuer
-	(*OAuthSubject)(nil),        // 5: agentauthz.policy.v1.OAuthSubject
-	(*JWTSVID)(nil),             // 6: agentauthz.policy.v1.JWTSVID
-	(*InjectHeader)(nil),        // 7: agentauthz.policy.v1.InjectHeader
-	(*Route)(nil),               // 8: agentauthz.policy.v1.Route
-	(*Body)(nil),                // 9: agentauthz.policy.v1.Body
-	(*GraphQLAPI)(nil),          // 10: agentauthz.policy.v1.GraphQLAPI
-	(*GraphQLArguments)(nil),    // 11: agentauthz.policy.v1.GraphQLArguments
-	(*GraphQLArgument)(nil),     // 12: agentauthz.policy.v1.GraphQLArgument
-	(*GraphQLFields)(nil),       // 13: agentauthz.policy.v1.GraphQLFields
-	(*Param)(nil),               // 14: agentauthz.policy.v1.Param
-	(*Approval)(nil),            // 15: agentauthz.policy.v1.Approval
-	(*Notifier)(nil),            // 16: agentauthz.policy.v1.Notifier
-	(*SlackNotifier)(nil),       // 17: agentauthz.policy.v1.SlackNotifier
-	(*WebhookNotifier)(nil),     // 18: agentauthz.policy.v1.WebhookNotifier
-	(*MCPServer)(nil),           // 19: agentauthz.policy.v1.MCPServer
-	(*MCPMethods)(nil),          // 20: agentauthz.policy.v1.MCPMethods
-	(*MCPTool)(nil),             // 21: agentauthz.policy.v1.MCPTool
-	(*MCPAgentArguments)(nil),   // 22: agentauthz.policy.v1.MCPAgentArguments
-	(*MCPResource)(nil),         // 23: agentauthz.policy.v1.MCPResource
-	(*MCPPrompt)(nil),           // 24: agentauthz.policy.v1.MCPPrompt
-	nil,                         // 25: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                         // 26: agentauthz.policy.v1.Route.QueryEntry
-	nil,                         // 27: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	(*durationpb.Duration)(nil), // 28: google.protobuf.Duration
+	(*OpenAPI)(nil),             // 3: agentauthz.policy.v1.OpenAPI
+	(*OpenAPIOperation)(nil),    // 4: agentauthz.policy.v1.OpenAPIOperation
+	(*OpenAPITag)(nil),          // 5: agentauthz.policy.v1.OpenAPITag
+	(*OAuthResource)(nil),       // 6: agentauthz.policy.v1.OAuthResource
+	(*OAuthIssuer)(nil),         // 7: agentauthz.policy.v1.OAuthIssuer
+	(*OAuthSubject)(nil),        // 8: agentauthz.policy.v1.OAuthSubject
+	(*JWTSVID)(nil),             // 9: agentauthz.policy.v1.JWTSVID
+	(*InjectHeader)(nil),        // 10: agentauthz.policy.v1.InjectHeader
+	(*Route)(nil),               // 11: agentauthz.policy.v1.Route
+	(*Body)(nil),                // 12: agentauthz.policy.v1.Body
+	(*GraphQLAPI)(nil),          // 13: agentauthz.policy.v1.GraphQLAPI
+	(*GraphQLArguments)(nil),    // 14: agentauthz.policy.v1.GraphQLArguments
+	(*GraphQLArgument)(nil),     // 15: agentauthz.policy.v1.GraphQLArgument
+	(*GraphQLFields)(nil),       // 16: agentauthz.policy.v1.GraphQLFields
+	(*Param)(nil),               // 17: agentauthz.policy.v1.Param
+	(*Approval)(nil),            // 18: agentauthz.policy.v1.Approval
+	(*Notifier)(nil),            // 19: agentauthz.policy.v1.Notifier
+	(*SlackNotifier)(nil),       // 20: agentauthz.policy.v1.SlackNotifier
+	(*WebhookNotifier)(nil),     // 21: agentauthz.policy.v1.WebhookNotifier
+	(*MCPServer)(nil),           // 22: agentauthz.policy.v1.MCPServer
+	(*MCPMethods)(nil),          // 23: agentauthz.policy.v1.MCPMethods
+	(*MCPTool)(nil),             // 24: agentauthz.policy.v1.MCPTool
+	(*MCPAgentArguments)(nil),   // 25: agentauthz.policy.v1.MCPAgentArguments
+	(*MCPResource)(nil),         // 26: agentauthz.policy.v1.MCPResource
+	(*MCPPrompt)(nil),           // 27: agentauthz.policy.v1.MCPPrompt
+	nil,                         // 28: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
+	nil,                         // 29: agentauthz.policy.v1.OpenAPIOperation.QueryEntry
+	nil,                         // 30: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 31: agentauthz.policy.v1.Route.QueryEntry
+	nil,                         // 32: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	(*durationpb.Duration)(nil), // 33: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
 	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
-	10, // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
-	16, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
-	19, // 4: agentauthz.policy.v1.Policy.mcp_servers:type_name -> agentauthz.policy.v1.MCPServer
-	4,  // 5: agentauthz.policy.v1.Policy.oauth_issuers:type_name -> agentauthz.policy.v1.OAuthIssuer
-	7,  // 6: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
-	8,  // 7: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
-	6,  // 8: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
-	3,  // 9: agentauthz.policy.v1.Host.oauth:type_name -> agentauthz.policy.v1.OAuthResource
-	28, // 10: agentauthz.policy.v1.OAuthIssuer.clock_skew:type_name -> google.protobuf.Duration
-	5,  // 11: agentauthz.policy.v1.OAuthIssuer.agents:type_name -> agentauthz.policy.v1.OAuthSubject
-	25, // 12: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	26, // 13: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	9,  // 14: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	15, // 15: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
-	13, // 16: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	11, // 17: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
-	27, // 18: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	28, // 19: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
-	28, // 20: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
-	17, // 21: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
-	18, // 22: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
-	20, // 23: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
-	21, // 24: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
-	23, // 25: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
-	24, // 26: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
-	22, // 27: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
-	15, // 28: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
-	14, // 29: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	14, // 30: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	12, // 31: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
-	32, // [32:32] is the sub-list for method output_type
-	32, // [32:32] is the sub-list for method input_type
-	32, // [32:32] is the sub-list for extension type_name
-	32, // [32:32] is the sub-list for extension extendee
-	0,  // [0:32] is the sub-list for field type_name
+	13, // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
+	19, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
+	22, // 4: agentauthz.policy.v1.Policy.mcp_servers:type_name -> agentauthz.policy.v1.MCPServer
+	7,  // 5: agentauthz.policy.v1.Policy.oauth_issuers:type_name -> agentauthz.policy.v1.OAuthIssuer
+	10, // 6: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
+	11, // 7: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
+	9,  // 8: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
+	6,  // 9: agentauthz.policy.v1.Host.oauth:type_name -> agentauthz.policy.v1.OAuthResource
+	3,  // 10: agentauthz.policy.v1.Host.openapi:type_name -> agentauthz.policy.v1.OpenAPI
+	4,  // 11: agentauthz.policy.v1.OpenAPI.operations:type_name -> agentauthz.policy.v1.OpenAPIOperation
+	5,  // 12: agentauthz.policy.v1.OpenAPI.tags:type_name -> agentauthz.policy.v1.OpenAPITag
+	18, // 13: agentauthz.policy.v1.OpenAPI.approval_extension:type_name -> agentauthz.policy.v1.Approval
+	28, // 14: agentauthz.policy.v1.OpenAPIOperation.params:type_name -> agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
+	29, // 15: agentauthz.policy.v1.OpenAPIOperation.query:type_name -> agentauthz.policy.v1.OpenAPIOperation.QueryEntry
+	12, // 16: agentauthz.policy.v1.OpenAPIOperation.body:type_name -> agentauthz.policy.v1.Body
+	18, // 17: agentauthz.policy.v1.OpenAPIOperation.approval:type_name -> agentauthz.policy.v1.Approval
+	33, // 18: agentauthz.policy.v1.OAuthIssuer.clock_skew:type_name -> google.protobuf.Duration
+	8,  // 19: agentauthz.policy.v1.OAuthIssuer.agents:type_name -> agentauthz.policy.v1.OAuthSubject
+	30, // 20: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	31, // 21: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	12, // 22: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	18, // 23: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	16, // 24: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	14, // 25: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
+	32, // 26: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	33, // 27: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	33, // 28: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	20, // 29: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	21, // 30: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	23, // 31: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
+	24, // 32: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
+	26, // 33: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
+	27, // 34: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
+	25, // 35: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
+	18, // 36: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
+	17, // 37: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	17, // 38: agentauthz.policy.v1.OpenAPIOperation.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	17, // 39: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	17, // 40: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	15, // 41: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -2834,34 +3215,35 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 	if File_agentauthz_policy_v1_policy_proto != nil {
 		return
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[4].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[3].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[7].OneofWrappers = []any{
 		(*OAuthIssuer_JwksFile)(nil),
 		(*OAuthIssuer_JwksUrl)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[7].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[10].OneofWrappers = []any{
 		(*InjectHeader_Env)(nil),
 		(*InjectHeader_File)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[9].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[12].OneofWrappers = []any{
 		(*Body_JsonSchema)(nil),
 		(*Body_Message)(nil),
 		(*Body_GrpcMessage)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[10].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[12].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[14].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[16].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[13].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[15].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[17].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[19].OneofWrappers = []any{
 		(*Notifier_Slack)(nil),
 		(*Notifier_Webhook)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[19].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[22].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,361 @@
+package openapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/big"
+	"regexp"
+	"strings"
+
+	"github.com/getkin/kin-openapi/openapi3"
+)
+
+// Scalar is the type of one parameter value, in the terms of the policy's route parameters.
+type Scalar struct {
+	// Type is "string", "integer", "number" or "boolean".
+	Type string
+	// Pattern is an RE2 regular expression a string must match somewhere (as JSON Schema's
+	// pattern, it is not anchored).
+	Pattern string
+	// Enum, when HasEnum, lists every value allowed: strings, or integers in canonical form.
+	Enum    []string
+	HasEnum bool
+	// MinLength and MaxLength bound a string's length in characters.
+	MinLength, MaxLength *uint64
+	// Minimum and Maximum bound an integer, inclusive.
+	Minimum, Maximum *int64
+	// Schema is where the value's schema is. Extra says it has keywords beyond the above
+	// (formats, multipleOf, ...), which only the compiled schema (Document.Schema) checks.
+	Schema Location
+	Extra  bool
+}
+
+// annotations are schema keywords that say nothing about which values are valid.
+var annotations = map[string]bool{
+	"title": true, "description": true, "default": true, "example": true, "examples": true,
+	"deprecated": true, "readOnly": true, "writeOnly": true, "$comment": true,
+	"discriminator": true, "xml": true, "externalDocs": true,
+}
+
+// native are the keywords Scalar says exactly.
+var native = map[string]bool{
+	"type": true, "pattern": true, "enum": true, "const": true, "minLength": true, "maxLength": true,
+	"minimum": true, "maximum": true, "exclusiveMinimum": true, "exclusiveMaximum": true, "format": true,
+}
+
+// param reads one parameter; problem says why it cannot be checked exactly.
+func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
+	pr := &Param{Name: p.Name, In: p.In, Required: p.Required, At: d.at(loc)}
+	if p.In == "header" || p.In == "cookie" {
+		return pr, "" // not checked: routes do not type headers
+	}
+	if p.Content != nil {
+		return pr, "its value is described by content (a media type), which agentauthz cannot check: describe it by schema"
+	}
+	if p.Schema == nil {
+		return pr, "it has no schema"
+	}
+	schema, err := d.schemaObject(loc.child("schema"))
+	if err != nil {
+		return pr, err.Error()
+	}
+	if err := d.prepare(schema); err != nil {
+		return pr, err.Error()
+	}
+	m, _ := d.mapAt(schema)
+	explode := p.Explode == nil || *p.Explode
+	switch p.In {
+	case "path":
+		if p.Style != "" && p.Style != "simple" {
+			return pr, fmt.Sprintf("style %s: only simple path parameters (a whole segment) are read", p.Style)
+		}
+		pr.Required = true
+	case "query":
+		if p.Style != "" && p.Style != "form" {
+			return pr, fmt.Sprintf("style %s: only form query parameters (name=value) are read", p.Style)
+		}
+		if t, _ := m["type"].(string); t == "array" {
+			if !explode {
+				return pr, "an array with explode: false (comma-separated values) cannot be checked: use explode: true (name=a&name=b)"
+			}
+			for k, v := range m {
+				switch {
+				case k == "type" || k == "items" || annotations[k] || strings.HasPrefix(k, "x-"):
+				case k == "minItems" && (jsonEqual(v, "0") || jsonEqual(v, "1")):
+					// Every value given is one item: at least one is always there when the
+					// parameter is.
+				default:
+					return pr, fmt.Sprintf("array keyword %s cannot be checked on a query parameter", k)
+				}
+			}
+			if _, ok := m["items"].(map[string]any); !ok {
+				return pr, "an array parameter needs an items schema"
+			}
+			pr.Repeatable = true
+			items, err := d.schemaObject(schema.child("items"))
+			if err != nil {
+				return pr, err.Error()
+			}
+			if err := d.prepare(items); err != nil {
+				return pr, err.Error()
+			}
+			schema = items
+		}
+	}
+	v, problem := d.scalar(schema)
+	if problem != "" {
+		return pr, problem
+	}
+	pr.Value = v
+	return pr, ""
+}
+
+func jsonEqual(v any, n string) bool {
+	num, ok := v.(json.Number)
+	return ok && string(num) == n
+}
+
+// mapAt returns the object at a location.
+func (d *Document) mapAt(l Location) (map[string]any, bool) {
+	v, _ := d.value(l)
+	m, ok := v.(map[string]any)
+	return m, ok
+}
+
+// schemaObject follows a schema written as a bare $ref (with annotations at most beside it)
+// to the schema it names.
+func (d *Document) schemaObject(l Location) (Location, error) {
+	for range 32 {
+		m, ok := d.mapAt(l)
+		if !ok {
+			return Location{}, fmt.Errorf("%s: the schema is not an object", d.at(l))
+		}
+		ref, ok := m["$ref"].(string)
+		if !ok {
+			return l, nil
+		}
+		for k := range m {
+			if k != "$ref" && !annotations[k] && !strings.HasPrefix(k, "x-") && !d.v30 {
+				return Location{}, fmt.Errorf("%s: a parameter schema with keywords beside $ref cannot be read: move them into the schema it names", d.at(l))
+			}
+		}
+		next, err := d.resolve(l, ref)
+		if err != nil {
+			return Location{}, fmt.Errorf("%s: %v", d.at(l), err)
+		}
+		l = next
+	}
+	return Location{}, fmt.Errorf("%s: $ref chain too long or circular", d.at(l))
+}
+
+// scalar reads the schema of one parameter value.
+func (d *Document) scalar(l Location) (Scalar, string) {
+	m, _ := d.mapAt(l)
+	s := Scalar{Schema: l}
+	// The type: one of string, integer, number and boolean ("null" cannot be sent).
+	switch t := m["type"].(type) {
+	case string:
+		s.Type = t
+	case []any:
+		for _, x := range t {
+			if x == "null" {
+				continue
+			}
+			name, _ := x.(string)
+			if s.Type != "" {
+				return s, "a parameter of several types cannot be read one way: give it one type"
+			}
+			s.Type = name
+		}
+	case nil:
+		values := enumValues(m)
+		if len(values) == 0 {
+			return s, "the schema has no type: give the parameter a type"
+		}
+		for _, v := range values {
+			if _, ok := v.(string); !ok {
+				return s, "the schema has no type: give the parameter a type"
+			}
+		}
+		s.Type = "string"
+	}
+	switch s.Type {
+	case "string", "integer", "number", "boolean":
+	case "array", "object":
+		return s, fmt.Sprintf("a%s %s value cannot be checked here", map[bool]string{true: "n"}[s.Type == "object"], s.Type)
+	default:
+		return s, fmt.Sprintf("type %q is not a parameter type", s.Type)
+	}
+	for k := range m {
+		if !native[k] && !annotations[k] && !strings.HasPrefix(k, "x-") {
+			s.Extra = true
+		}
+	}
+	if s.Type == "number" || s.Type == "boolean" {
+		s.Extra = true // only the compiled schema checks their keywords
+		return s, ""
+	}
+	if _, both := m["const"]; both {
+		if _, also := m["enum"]; also {
+			s.Extra = true
+		}
+	}
+	if values := enumValues(m); values != nil {
+		s.HasEnum = true
+		for _, v := range values {
+			switch x := v.(type) {
+			case string:
+				if s.Type == "string" {
+					s.Enum = append(s.Enum, x)
+				}
+			case json.Number:
+				if r, ok := new(big.Rat).SetString(string(x)); ok && r.IsInt() && s.Type == "integer" {
+					s.Enum = append(s.Enum, r.Num().String())
+				}
+			}
+		}
+	}
+	switch s.Type {
+	case "string":
+		if p, ok := m["pattern"]; ok {
+			ps, isString := p.(string)
+			if !isString {
+				return s, "pattern is a string"
+			}
+			if _, err := regexp.Compile(ps); err != nil {
+				return s, fmt.Sprintf("pattern %q is not an RE2 regular expression: %v", ps, err)
+			}
+			s.Pattern = ps
+		}
+		for _, k := range []string{"minLength", "maxLength"} {
+			v, ok := m[k]
+			if !ok {
+				continue
+			}
+			n, err := count(v)
+			if err != nil {
+				return s, fmt.Sprintf("%s: %v", k, err)
+			}
+			if k == "minLength" {
+				s.MinLength = &n
+			} else {
+				s.MaxLength = &n
+			}
+		}
+		if _, ok := m["format"]; ok {
+			s.Extra = true // formats are checked by the compiled schema
+		}
+	case "integer":
+		lo, hi := new(big.Int).SetInt64(math.MinInt64), new(big.Int).SetInt64(math.MaxInt64)
+		bounded := false
+		tighten := func(k string, v any) string {
+			n, ok := v.(json.Number)
+			r, ok2 := new(big.Rat).SetString(string(n))
+			if !ok || !ok2 {
+				return k + " is a number"
+			}
+			bounded = true
+			num, den := r.Num(), r.Denom()
+			floor := new(big.Int).Div(num, den) // Euclidean: floor for a positive denominator
+			ceil := new(big.Int).Neg(new(big.Int).Div(new(big.Int).Neg(num), den))
+			switch k {
+			case "minimum":
+				maxInt(lo, ceil)
+			case "exclusiveMinimum":
+				maxInt(lo, floor.Add(floor, big.NewInt(1)))
+			case "maximum":
+				minInt(hi, floor)
+			case "exclusiveMaximum":
+				minInt(hi, ceil.Sub(ceil, big.NewInt(1)))
+			}
+			return ""
+		}
+		for _, k := range []string{"minimum", "exclusiveMinimum", "maximum", "exclusiveMaximum"} {
+			if v, ok := m[k]; ok {
+				if p := tighten(k, v); p != "" {
+					return s, p
+				}
+			}
+		}
+		switch f, _ := m["format"].(string); f {
+		case "int32":
+			bounded = true
+			maxInt(lo, big.NewInt(math.MinInt32))
+			minInt(hi, big.NewInt(math.MaxInt32))
+		case "int64", "":
+		default:
+			s.Extra = true
+		}
+		if bounded {
+			if lo.Cmp(hi) > 0 {
+				return s, "no integer is within its bounds"
+			}
+			l, h := lo.Int64(), hi.Int64()
+			if l != math.MinInt64 {
+				s.Minimum = &l
+			}
+			if h != math.MaxInt64 {
+				s.Maximum = &h
+			}
+		}
+	}
+	return s, ""
+}
+
+func maxInt(dst, x *big.Int) {
+	if x.Cmp(dst) > 0 {
+		dst.Set(x)
+	}
+}
+
+func minInt(dst, x *big.Int) {
+	if x.Cmp(dst) < 0 {
+		dst.Set(x)
+	}
+}
+
+// enumValues returns the values enum or const allow; nil when neither is there.
+func enumValues(m map[string]any) []any {
+	if c, ok := m["const"]; ok {
+		if e, ok := m["enum"].([]any); ok {
+			var both []any
+			for _, v := range e {
+				if jsonSame(v, c) {
+					both = append(both, v)
+				}
+			}
+			if both == nil {
+				both = []any{}
+			}
+			return both
+		}
+		return []any{c}
+	}
+	if e, ok := m["enum"].([]any); ok {
+		if e == nil {
+			return []any{}
+		}
+		return e
+	}
+	return nil
+}
+
+func jsonSame(a, b any) bool {
+	x, _ := json.Marshal(a)
+	y, _ := json.Marshal(b)
+	return string(x) == string(y)
+}
+
+// count reads a non-negative integer keyword (minLength, maxLength).
+func count(v any) (uint64, error) {
+	n, ok := v.(json.Number)
+	if !ok {
+		return 0, fmt.Errorf("not a number")
+	}
+	r, ok := new(big.Rat).SetString(string(n))
+	if !ok || !r.IsInt() || r.Sign() < 0 || !r.Num().IsUint64() {
+		return 0, fmt.Errorf("not a non-negative integer")
+	}
+	return r.Num().Uint64(), nil
+}
