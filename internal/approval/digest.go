@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"math"
 	"mime"
 	"slices"
@@ -65,19 +66,7 @@ func digest(agent, method, host, path, rule string, body []byte, v any, parsed b
 // the body: it is bound in its canonical form, labelled apart from the JSON and bytes forms, in
 // place of the body's bytes. A message with no canonical form is bound by the bytes as sent.
 func digestMessage(agent, method, host, path, rule string, body []byte, v any, parsed bool, msg protoreflect.Message) string {
-	h := sha256.New()
-	part := func(b []byte) {
-		var n [8]byte
-		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
-		h.Write(n[:])
-		h.Write(b)
-	}
-	part([]byte("agentauthz-approval-v1"))
-	part([]byte(agent))
-	part([]byte(method))
-	part([]byte(strings.ToLower(host)))
-	part([]byte(path))
-	part([]byte(rule))
+	h, part := digestStart(agent, method, host, path, rule)
 	if msg != nil {
 		if label, canon, ok := canonicalMessage(msg); ok {
 			part([]byte(label))
@@ -105,14 +94,11 @@ func digestMessage(agent, method, host, path, rule string, body []byte, v any, p
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// digestTool binds an approval to one MCP tool call: the agent, the request line, the rule (the
-// server and tool), the tool's name and its arguments canonicalised by RFC 8785, labelled apart
-// from the other forms. Arguments that RFC 8785 would change (a number a float64 cannot hold
-// exactly) bind the body as sent, which no retry repeats: such a call can be held but not
-// retried, rather than share an approval with another call.
-func digestTool(agent, method, host, path, rule, tool string, args map[string]any, body []byte) string {
-	h := sha256.New()
-	part := func(b []byte) {
+// digestStart begins a digest with its version and the request line and rule every form binds,
+// each part length-prefixed; part adds the next one.
+func digestStart(agent, method, host, path, rule string) (h hash.Hash, part func([]byte)) {
+	h = sha256.New()
+	part = func(b []byte) {
 		var n [8]byte
 		binary.BigEndian.PutUint64(n[:], uint64(len(b)))
 		h.Write(n[:])
@@ -124,6 +110,16 @@ func digestTool(agent, method, host, path, rule, tool string, args map[string]an
 	part([]byte(strings.ToLower(host)))
 	part([]byte(path))
 	part([]byte(rule))
+	return h, part
+}
+
+// digestTool binds an approval to one MCP tool call: the agent, the request line, the rule (the
+// server and tool), the tool's name and its arguments canonicalised by RFC 8785, labelled apart
+// from the other forms. Arguments that RFC 8785 would change (a number a float64 cannot hold
+// exactly) bind the body as sent, which no retry repeats: such a call can be held but not
+// retried, rather than share an approval with another call.
+func digestTool(agent, method, host, path, rule, tool string, args map[string]any, body []byte) string {
+	h, part := digestStart(agent, method, host, path, rule)
 	buf := canonBufs.Get().(*[]byte)
 	defer func() {
 		if cap(*buf) <= 1<<20 {
