@@ -119,6 +119,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return ErrInterrupted
 	}
 	if cfg.Stay {
+		s.summarize()
 		s.say("\n== Everything keeps running; press Ctrl-C to stop it.\n")
 		s.say("   console  %s/approvals/ (alice's token: %s)\n", s.approvalsURL(), s.aliceToken)
 		s.say("   envoy    https://%s (agents' mTLS), admin http://%s\n", s.envoyAddr, s.envoyAdmin)
@@ -126,6 +127,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	s.stopAll()
+	s.summarize()
 	s.verifyDecisionLog()
 	return err
 }

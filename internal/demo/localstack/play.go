@@ -62,7 +62,6 @@ func (s *stack) play(ctx context.Context) error {
 			s.say("   %-8s story: %s\n", r.story, StoryOK)
 		}
 	}
-	s.summarize()
 	return errors.Join(hdErr, biErr)
 }
 
@@ -180,7 +179,8 @@ func (s *stack) approvals(ctx context.Context, method, path string, v any) error
 	return json.Unmarshal(data, v)
 }
 
-// summarize counts agentauthz's decisions by agent and answer, from its decision log.
+// summarize counts agentauthz's decisions by agent and answer, from its decision log. The log
+// is written in batches: read after agentauthz stopped, it holds every decision.
 func (s *stack) summarize() {
 	f, err := os.Open(s.path("decisions.log"))
 	if err != nil {
