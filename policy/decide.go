@@ -166,6 +166,21 @@ func (rt *route) missingOAuthScopes(tok *accesstoken.Token) string {
 
 // check validates what the route types: path parameters, query, body.
 func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathParams]string, shadow, liveOnly bool) decision.Decision {
+	if rt.mcp != nil {
+		if _, n := r.Headers.Get("last-event-id"); n > 0 {
+			// A resumed stream replays what the server sent before, and answers replayed
+			// on a GET never pass the checks of responses (list filtering, response rules)
+			// that the request they answer went through.
+			if liveOnly {
+				return decision.Decision{}
+			}
+			d := decision.Denied(decision.CodeMCPInvalid,
+				"agentauthz does not resume MCP streams (Last-Event-ID); send the request again without it.",
+				decision.Violation{Field: "header.last-event-id", Rule: "forbidden", Message: "must be absent"})
+			d.MCP = rt.mcpCallOf(r)
+			return d
+		}
+	}
 	var violations []decision.Violation
 	for i := 0; i < rt.nparams; i++ {
 		if v, ok := rt.params[i].check(target.UnescapePath(vals[i])); !ok {

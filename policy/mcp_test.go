@@ -205,6 +205,8 @@ func TestMCPDecisions(t *testing.T) {
 
 		{name: "the session stream", method: "GET", want: decision.CodeAllowed, rule: "docs-mcp-stream"},
 		{name: "no session end route", method: "DELETE", want: decision.CodeRouteUnknown},
+		{name: "a resumed session stream", method: "GET", headers: mcpHeaders{{"last-event-id", "7"}}, want: decision.CodeMCPInvalid, field: "header.last-event-id"},
+		{name: "a message naming a stream to resume", headers: mcpHeaders{{"last-event-id", "7"}}, body: rpc("tools/list", nil), want: decision.CodeMCPInvalid, field: "header.last-event-id"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -159,7 +159,7 @@ var codes = [...]CodeInfo{
 
 	// MCP: what an agent asks of an MCP server.
 	{CodeMCPInvalid, 400, "Invalid MCP request",
-		"On an `mcp:` route, a body that is not one JSON-RPC request or notification (a batch, a response, a missing or mistyped member), or an unsupported protocol revision."},
+		"On an `mcp:` route, a body that is not one JSON-RPC request or notification (a batch, a response, a missing or mistyped member), an unsupported protocol revision, or a `Last-Event-ID` header (a resumed stream would replay answers past agentauthz's checks of responses)."},
 	{CodeMCPHeaderMismatch, 400, "MCP headers disagree with the body",
 		"On an `mcp:` route, an `Mcp-Method`, `Mcp-Name` or `Mcp-Param-*` header, or `MCP-Protocol-Version`, that is missing where revision 2026-07-28 requires it, malformed, or not what the body says."},
 	{CodeMCPMethod, 403, "MCP method not allowed",
