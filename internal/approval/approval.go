@@ -123,7 +123,9 @@ type Verdict struct {
 // sharing the same backing store.
 type Store interface {
 	// Hold returns the live approval (pending, or approved and not yet used or expired) of the
-	// same agent and digest, or stores a as a new pending approval. created says which.
+	// same agent and digest, or stores a as a new pending approval. created says which. With
+	// lim.DenialStands, the newest approval of the same agent and digest also answers when it
+	// is a denial whose ExpiresAt has not passed (Approval.DenialStanding).
 	//
 	// A new approval must stay within lim, counted as of now in the same atomic step as the
 	// store's write, whatever concurrent Holds (on any replica) do: otherwise Hold stores

@@ -134,7 +134,7 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 		Method: r.Method, Host: r.Host, Path: g.RedactQuery.Target(r.Target), ContentType: ct,
 		Approvers: d.Hold.Approvers, Notify: d.Hold.Notify,
 		CreatedAt: now, ExpiresAt: now.Add(d.Hold.ApproveWithin), UseWithin: d.Hold.UseWithin,
-	}, render, Limits{PerAgent: d.Hold.MaxPerAgent, PerRule: d.Hold.MaxPerRule}, now)
+	}, render, Limits{PerAgent: d.Hold.MaxPerAgent, PerRule: d.Hold.MaxPerRule, DenialStands: d.Hold.Implicit}, now)
 	var over *LimitError
 	if errors.As(err, &over) {
 		return deny(d, decision.CodeApprovalLimit, limitDetail(over), nil)
@@ -148,9 +148,16 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 			g.Announce(a)
 		}
 	}
-	if !created && d.Hold.Implicit && a.State == Approved {
-		// The identical request again, approved since: it goes through, once.
-		return g.consume(ctx, r, d, a.ID, agent, digest, now)
+	if !created && d.Hold.Implicit {
+		switch a.State {
+		case Approved:
+			// The identical request again, approved since: it goes through, once.
+			return g.consume(ctx, r, d, a.ID, agent, digest, now)
+		case Denied:
+			// The identical call again, denied since: refused until the denial's window
+			// ends, rather than put to approvers again.
+			return g.denied(d, a, " The identical call is refused until "+a.ExpiresAt.UTC().Format(time.RFC3339)+".")
+		}
 	}
 	d = g.held(d, a)
 	if _, elicit := r.MCPRetry(); isTool && elicit && a.State == Pending && g.ConsoleURL != "" && len(g.StateKey) >= 32 {
@@ -175,11 +182,7 @@ func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decisi
 	case errors.Is(err, ErrPending):
 		return g.held(d, a)
 	case errors.Is(err, ErrDenied):
-		detail := "An approver denied this request; do not retry it."
-		if a.Comment != "" {
-			detail = "An approver denied this request: " + clip(a.Comment, 300) + ". Do not retry it."
-		}
-		return deny(d, decision.CodeApprovalDenied, detail, &a)
+		return g.denied(d, a, "")
 	case errors.Is(err, ErrUsed):
 		return deny(d, decision.CodeApprovalUsed, "This approval was already used; an approval lets one request through. Send the request without "+Header+" to ask again.", &a)
 	case errors.Is(err, ErrExpired):
@@ -191,6 +194,15 @@ func (g *Gate) consume(ctx context.Context, r *policy.Request, d decision.Decisi
 	default:
 		return g.failed(d, "consume", err)
 	}
+}
+
+// denied is the answer to a request an approver denied, quoting their comment, then more.
+func (g *Gate) denied(d decision.Decision, a Approval, more string) decision.Decision {
+	detail := "An approver denied this request; do not retry it."
+	if a.Comment != "" {
+		detail = "An approver denied this request: " + clip(a.Comment, 300) + ". Do not retry it."
+	}
+	return deny(d, decision.CodeApprovalDenied, detail+more, &a)
 }
 
 // held is the 428 that tells the agent which approval holds its request and what to do next.

@@ -13,6 +13,11 @@ import (
 type Limits struct {
 	PerAgent int
 	PerRule  int
+	// DenialStands makes a denial of the same agent and digest answer in place of a new
+	// approval while its approval window (ExpiresAt) lasts. For requests that cannot say they
+	// ask again, such as MCP tool calls, which the client repeats identically: without it,
+	// every repetition of a denied call would be put to approvers anew.
+	DenialStands bool
 }
 
 // Any reports whether l bounds anything.
@@ -53,6 +58,12 @@ func (e *LimitError) Error() string {
 
 // Is makes errors.Is(err, ErrLimit) true.
 func (e *LimitError) Is(target error) bool { return target == ErrLimit }
+
+// DenialStanding reports whether a is a denial whose approval window has not passed at now:
+// what answers a Hold with Limits.DenialStands.
+func (a Approval) DenialStanding(now time.Time) bool {
+	return a.State == Denied && now.Before(a.ExpiresAt)
+}
 
 // Live reports whether a is live at now: pending, or approved and not yet used, unlapsed. Live
 // approvals count against Limits.

@@ -137,7 +137,31 @@ func TestGateMCPToolCall(t *testing.T) {
 	}
 	next := check(a, 5, args)
 	if next.Allowed() || next.Approval == nil || next.Approval.ID == id || next.Approval.State != "pending" {
-		t.Errorf("the identical call once more: %+v; want a new pending approval (an approval lets one call through)", next)
+		t.Fatalf("the identical call once more: %+v; want a new pending approval (an approval lets one call through)", next)
+	}
+
+	// Denied: the identical call, which the client cannot mark as asking again, is refused with
+	// the approver's comment while the denial's window lasts, not put to approvers again.
+	if _, err := store.Decide(ctx, next.Approval.ID, approval.Verdict{By: "user:alice", Comment: "not this one"}, now); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		d := check(a, 6+i, args)
+		if d.Code != decision.CodeApprovalDenied || d.Approval == nil || d.Approval.ID != next.Approval.ID ||
+			!strings.Contains(d.Detail, "not this one") || !strings.Contains(d.Detail, "refused until") {
+			t.Fatalf("the identical call after a denial: %+v; want approval_denied quoting the approver", d)
+		}
+	}
+	if other := check(b, 8, args); other.Code != decision.CodeApprovalRequired {
+		t.Errorf("another agent's identical call after a denial: %s; want its own hold", other.Code)
+	}
+	denied, err := store.Get(ctx, next.Approval.ID, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now = denied.ExpiresAt
+	if later := check(a, 9, args); later.Code != decision.CodeApprovalRequired || later.Approval == nil || later.Approval.ID == denied.ID {
+		t.Errorf("the identical call once the denial's window passed: %+v; want a new hold", later)
 	}
 }
 

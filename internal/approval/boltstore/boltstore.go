@@ -112,7 +112,7 @@ func (b *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 			if err != nil {
 				return err
 			}
-			if ok && x.Live(now) {
+			if ok && (x.Live(now) || lim.DenialStands && x.DenialStanding(now)) {
 				got = x.At(now)
 				return nil
 			}
@@ -138,7 +138,7 @@ func (b *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 			if err != nil {
 				return err
 			}
-			if ok && x.Live(now) {
+			if ok && (x.Live(now) || lim.DenialStands && x.DenialStanding(now)) {
 				got = x.At(now)
 				return nil
 			}

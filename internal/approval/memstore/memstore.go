@@ -32,7 +32,7 @@ func (s *Store) Hold(_ context.Context, a approval.Approval, body func() string,
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	key := [2]string{a.Agent, a.Digest}
-	if x, ok := s.byID[s.live[key]]; ok && x.Live(now) {
+	if x, ok := s.byID[s.live[key]]; ok && (x.Live(now) || lim.DenialStands && x.DenialStanding(now)) {
 		return x.At(now), false, nil
 	}
 	if lim.Any() {

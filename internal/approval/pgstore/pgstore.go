@@ -80,6 +80,11 @@ var pgMigrations = [][]string{
 		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_live_rule
 			ON agentauthz_approvals (rule) WHERE state IN ('pending', 'approved')`,
 	},
+	{ // 3
+		// The denials of a request, for Hold's Limits.DenialStands.
+		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_denied
+			ON agentauthz_approvals (agent, digest, created_at DESC) WHERE state = 'denied'`,
+	},
 }
 
 // pgMigrateLock is the advisory lock key that serialises replicas migrating at the same time.
@@ -160,6 +165,19 @@ func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 		}
 	case !errors.Is(err, pgx.ErrNoRows):
 		return approval.Approval{}, false, fmt.Errorf("pgstore: hold: %w", err)
+	}
+	if lim.DenialStands {
+		// The newest approval of the request, if it is a denial still standing. A denial
+		// that lands while this Hold goes on is seen by the next one.
+		x, err := pgScan(p.pool.QueryRow(ctx, `SELECT `+pgCols+` FROM agentauthz_approvals
+			WHERE agent = $1 AND digest = $2 AND state = 'denied' AND expires_at > $3
+			ORDER BY created_at DESC, id LIMIT 1`, a.Agent, a.Digest, now))
+		switch {
+		case err == nil:
+			return x.At(now), false, nil
+		case !errors.Is(err, pgx.ErrNoRows):
+			return approval.Approval{}, false, fmt.Errorf("pgstore: hold: %w", err)
+		}
 	}
 	if err := pgCheckLimits(ctx, p.pool, a, lim, now); err != nil {
 		return approval.Approval{}, false, err

@@ -165,18 +165,19 @@ func TestPostgres(t *testing.T) {
 		}
 		defer conn.Close(context.Background())
 		var versions int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM agentauthz_approval_schema`).Scan(&versions); err != nil || versions != 2 {
-			t.Fatalf("schema versions recorded: %d, %v; want 2, one per migration", versions, err)
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM agentauthz_approval_schema`).Scan(&versions); err != nil || versions != 3 {
+			t.Fatalf("schema versions recorded: %d, %v; want 3, one per migration", versions, err)
 		}
-		// A database at version 1 (before the index Hold's limits count rules by) is brought up
-		// to date, its approvals kept.
-		if _, err := conn.Exec(t.Context(), `DROP INDEX agentauthz_approvals_live_rule; DELETE FROM agentauthz_approval_schema WHERE version = 2`); err != nil {
+		// A database at version 1 (before the indexes Hold's limits count rules and find
+		// standing denials by) is brought up to date, its approvals kept.
+		if _, err := conn.Exec(t.Context(), `DROP INDEX agentauthz_approvals_live_rule; DROP INDEX agentauthz_approvals_denied;
+			DELETE FROM agentauthz_approval_schema WHERE version > 1`); err != nil {
 			t.Fatal(err)
 		}
 		s = open(t, dsn)
 		var indexes int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_indexes WHERE indexname = 'agentauthz_approvals_live_rule'
-			AND schemaname = current_schema()`).Scan(&indexes); err != nil || indexes != 1 {
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM pg_indexes WHERE indexname IN ('agentauthz_approvals_live_rule', 'agentauthz_approvals_denied')
+			AND schemaname = current_schema()`).Scan(&indexes); err != nil || indexes != 2 {
 			t.Fatalf("after upgrading from version 1: %d rule indexes, %v", indexes, err)
 		}
 		if got, err := s.Get(t.Context(), a.ID, now); err != nil || got.State != approval.Pending {

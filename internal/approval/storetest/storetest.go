@@ -28,6 +28,7 @@ func Run(t *testing.T, open func(t *testing.T) approval.Store) {
 		{"HoldCreatesPending", testHoldCreatesPending},
 		{"HoldReturnsLive", testHoldReturnsLive},
 		{"HoldAfterEnd", testHoldAfterEnd},
+		{"HoldDenialStands", testHoldDenialStands},
 		{"HoldSeparatesAgentsAndDigests", testHoldSeparates},
 		{"HoldRendersOnlyNew", testHoldRendersOnlyNew},
 		{"RoundTrip", testRoundTrip},
@@ -209,6 +210,37 @@ func testHoldReturnsLive(t *testing.T, s approval.Store) {
 	if all, err := listAll(s, t.Context(), "", t0.Add(11*time.Minute)); err != nil || len(all) != 1 {
 		t.Fatalf("List after repeated holds = %v, %v; want the one approval", ids(all), err)
 	}
+}
+
+// testHoldDenialStands: with Limits.DenialStands, a denial answers the same agent and digest,
+// without rendering, until its ExpiresAt; other agents, and holds without it, are not affected.
+func testHoldDenialStands(t *testing.T, s approval.Store) {
+	stands := approval.Limits{DenialStands: true}
+	now := t0
+	a1 := mustCreate(t, s, newApproval(agentA, digestX, now), now)
+	decide(t, s, a1.ID, false, now.Add(time.Minute))
+	now = now.Add(2 * time.Minute)
+
+	for range 2 {
+		got, created, renders, err := holdLimited(t, s, newApproval(agentA, digestX, now), stands, now)
+		if err != nil || created || got.ID != a1.ID || got.State != approval.Denied || renders != 0 {
+			t.Fatalf("Hold after a denial = %s %s created=%v renders=%d err=%v; want the denial, unrendered", got.ID, got.State, created, renders, err)
+		}
+	}
+	if _, created, _, err := holdLimited(t, s, newApproval(agentB, digestX, now), stands, now); err != nil || !created {
+		t.Errorf("another agent's Hold after a denial: created=%v err=%v; want a new approval", created, err)
+	}
+	// Exactly at ExpiresAt the denial no longer stands.
+	now = a1.ExpiresAt
+	got, created, _, err := holdLimited(t, s, newApproval(agentA, digestX, now), stands, now)
+	if err != nil || !created || got.ID == a1.ID {
+		t.Errorf("Hold once the denial's window passed = %s created=%v err=%v; want a new approval", got.ID, created, err)
+	}
+
+	// Without DenialStands, asking again after a denial holds anew.
+	b1 := mustCreate(t, s, newApproval(agentA, digestY, now), now)
+	decide(t, s, b1.ID, false, now.Add(time.Minute))
+	mustCreate(t, s, newApproval(agentA, digestY, now.Add(2*time.Minute)), now.Add(2*time.Minute))
 }
 
 func testHoldAfterEnd(t *testing.T, s approval.Store) {
