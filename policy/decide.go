@@ -227,7 +227,7 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 			return d
 		}
 		if rt.mcp != nil {
-			return rt.checkMCP(r, ag, shadow, liveOnly)
+			return rt.checkMCP(r, ag, t, vals, shadow, liveOnly)
 		}
 	case hasBody(r):
 		return decision.Denied(decision.CodeBodyNotAllowed,

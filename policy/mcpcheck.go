@@ -106,7 +106,7 @@ func (r *Request) MCPRetry() (requestState string, urlElicitation bool) {
 // checks. liveOnly marks a shadow evaluation that reached the server through a live route: it
 // decides only calls of shadow tools, and leaves every other decision without a rule (nothing
 // to record).
-func (rt *route) checkMCP(r *Request, ag *agent, shadow, liveOnly bool) decision.Decision {
+func (rt *route) checkMCP(r *Request, ag *agent, t target.Target, vals *[maxPathParams]string, shadow, liveOnly bool) decision.Decision {
 	srv := rt.mcp
 	v, _ := r.JSON() // the body check read it
 	msg, d := readRPC(v)
@@ -132,7 +132,7 @@ func (rt *route) checkMCP(r *Request, ag *agent, shadow, liveOnly bool) decision
 		if liveOnly && !tool.shadow {
 			return decision.Decision{}
 		}
-		d := rt.checkTool(r, ag, tool, &msg, shadow)
+		d := rt.checkTool(r, ag, t, vals, tool, &msg, shadow)
 		d.Rule, d.MCP = tool.rule, call
 		return d
 	case "resources/read":
@@ -206,7 +206,7 @@ func holdsAny(ag *agent, scopes []int, shadow bool) bool {
 
 // checkTool decides a call of a tool the policy lists: scope, mirrored argument headers,
 // arguments, approval.
-func (rt *route) checkTool(r *Request, ag *agent, tool *mcpTool, msg *rpcMessage, shadow bool) decision.Decision {
+func (rt *route) checkTool(r *Request, ag *agent, t target.Target, vals *[maxPathParams]string, tool *mcpTool, msg *rpcMessage, shadow bool) decision.Decision {
 	if !ag.holds(tool.scope, shadow) {
 		return decision.Denied(decision.CodeMCPTool,
 			"This tool needs scope "+tool.scopeName+", which you do not hold; do not retry it.")
@@ -235,27 +235,23 @@ func (rt *route) checkTool(r *Request, ag *agent, tool *mcpTool, msg *rpcMessage
 	current, _ := r.Headers.Get("mcp-protocol-version")
 	r.mcp = &mcpMessage{name: msg.name, args: msg.args, state: msg.state,
 		elicitURL: msg.elicitURL && current == mcpRevision20260728}
-	if tool.hold != nil && tool.hold.holdsArgs(r, msg.args) {
+	if tool.hold != nil && tool.hold.holdsArgs(rt, r, t, vals, msg.args) {
 		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
 			Detail: "This call needs human approval.", Grant: rt.grant, Hold: tool.hold.hold}
 	}
 	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant}
 }
 
-// holdsArgs reports whether a tool call must be held: the condition sees the request line and
-// the arguments as body. A condition that cannot be evaluated holds the call.
-func (h *holdRule) holdsArgs(r *Request, args map[string]any) bool {
+// holdsArgs reports whether a tool call must be held: the condition sees what it sees of any
+// request on the route (conditionInputs), with the call's arguments as body. A condition that
+// cannot be evaluated holds the call.
+func (h *holdRule) holdsArgs(rt *route, r *Request, t target.Target, vals *[maxPathParams]string, args map[string]any) bool {
 	if h.when == nil {
 		return true
 	}
-	t, err := target.Parse(r.Target)
-	if err != nil {
-		return true
-	}
-	out, _, err := h.when.Eval(map[string]any{
-		"method": r.Method, "host": hostKey(r.Host), "path": target.UnescapePath(t.Path),
-		"params": map[string]string{}, "query": map[string][]string{}, "body": args,
-	})
+	in := rt.conditionInputs(r, t, vals)
+	in["body"] = args
+	out, _, err := h.when.Eval(in)
 	if err != nil {
 		return true
 	}
