@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"math"
 	"strings"
 
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
@@ -183,7 +184,7 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 	}
 	var violations []decision.Violation
 	for i := 0; i < rt.nparams; i++ {
-		if v, ok := rt.params[i].check(target.UnescapePath(vals[i])); !ok {
+		if v, ok := rt.params[i].checkPath(vals[i]); !ok {
 			violations = append(violations, v)
 		}
 	}
@@ -251,7 +252,8 @@ const maxViolations = 16
 
 // checkQuery checks every parameter of a query that target.Parse accepted.
 func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []string) {
-	var counts [maxQueryParams]uint8 // by param.index
+	var counts [maxQueryParams]uint16 // by param.index
+	var seen []string                 // the items of repeated parameters whose items must be unique
 	add := func(v decision.Violation) {
 		if len(violations) < maxViolations {
 			violations = append(violations, v)
@@ -276,19 +278,35 @@ func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []
 			add(decision.Violation{Field: "query." + name, Rule: "unknown", Message: "is not a parameter of this route"})
 			continue
 		}
-		if counts[p.index] < 3 { // 3: seen more than twice, already reported as repeated
+		if counts[p.index] < math.MaxUint16 {
 			counts[p.index]++
 		}
 		if counts[p.index] == 2 && !p.repeatable {
 			add(decision.Violation{Field: p.field, Rule: "repeated", Message: "must be given at most once"})
 		}
-		if v, ok := p.check(target.Unescape(rawValue)); !ok {
+		if v, ok := p.checkQueryValue(rawValue); !ok {
 			add(v)
+		} else if p.repeatable && p.list != nil && p.list.unique {
+			k := p.field + "\x00" + p.itemKey(target.Unescape(rawValue))
+			if contains(seen, k) {
+				add(decision.Violation{Field: p.field, Rule: "unique_items", Message: "must not repeat an item"})
+			}
+			seen = append(seen, k)
 		}
 	}
 	for _, p := range rt.required {
 		if counts[p.index] == 0 {
 			add(decision.Violation{Field: p.field, Rule: "required", Message: "is required"})
+		}
+	}
+	// Arrays given once per item: their number of items.
+	for _, p := range rt.lists {
+		switch n := int(counts[p.index]); {
+		case n == 0:
+		case n > p.list.max:
+			add(decision.Violation{Field: p.field, Rule: "max_items", Message: p.list.msgMax})
+		case n < p.list.min:
+			add(decision.Violation{Field: p.field, Rule: "min_items", Message: p.list.msgMin})
 		}
 	}
 	return violations, strip

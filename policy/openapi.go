@@ -283,33 +283,67 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 			fail("path parameter {%s} is not described", n)
 			return nil
 		}
-		cp, err := c.docParam(doc, "path."+n, p)
+		cp, err := c.docParam(doc, "path."+n, p.Name, p.Required, p)
 		if err != nil {
 			fail("path parameter %s: %v", n, err)
 			return nil
 		}
 		cr.params[i] = cp
 	}
+	addQuery := func(name, of string, cp *param) bool {
+		folded := asciiLower(name)
+		if _, dup := cr.queryFolded[folded]; dup {
+			// Two parameters one upstream could read as the same (an object's property beside a
+			// parameter of its name, or names differing only by case).
+			fail("query parameter %s%s clashes with another parameter of that name", name, of)
+			return false
+		}
+		cp.index = len(cr.query)
+		cr.query[name] = cp
+		cr.queryFolded[folded] = struct{}{}
+		return true
+	}
 	for _, p := range op.Params {
 		if p.In != "query" {
 			continue
 		}
-		switch {
-		case !queryName.MatchString(p.Name):
-			fail("query parameter %q: a name is letters, digits, _, . and -", p.Name)
-			return nil
-		case isMethodOverrideParam(p.Name):
-			fail("query parameter %s asks upstreams to change the method and cannot be allowed", p.Name)
-			return nil
+		names := []string{p.Name}
+		for _, prop := range p.Properties {
+			names = append(names, prop.Property)
 		}
-		cp, err := c.docParam(doc, "query."+p.Name, p)
+		for _, n := range names {
+			switch {
+			case !queryName.MatchString(n):
+				fail("query parameter %q: a name is letters, digits, _, . and -", n)
+				return nil
+			case isMethodOverrideParam(n):
+				fail("query parameter %s asks upstreams to change the method and cannot be allowed", n)
+				return nil
+			}
+		}
+		if len(p.Properties) > 0 {
+			// An object: each property is a query parameter of its own, "prop" (form style) or
+			// "param[prop]" (deepObject).
+			for _, prop := range p.Properties {
+				cp, err := c.docScalar(doc, "query."+prop.Name, prop.Name, prop.Required, prop.Value)
+				if err != nil {
+					fail("query parameter %s, property %s: %v", p.Name, prop.Property, err)
+					return nil
+				}
+				if !addQuery(prop.Name, fmt.Sprintf(" (property %s of %s)", prop.Property, p.Name), cp) {
+					return nil
+				}
+			}
+			continue
+		}
+		cp, err := c.docParam(doc, "query."+p.Name, p.Name, p.Required, p)
 		if err != nil {
 			fail("query parameter %s: %v", p.Name, err)
 			return nil
 		}
-		cp.index = len(cr.query)
-		cr.query[p.Name] = cp
-		cr.queryFolded[asciiLower(p.Name)] = struct{}{}
+		if !addQuery(p.Name, "", cp) {
+			return nil
+		}
 	}
 	if len(cr.query) > maxQueryParams {
 		fail("at most %d query parameters per route", maxQueryParams)
@@ -363,8 +397,12 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		p.required = p.required || t.GetRequired()
 	}
 	for _, n := range sortedKeys(cr.query) {
-		if p := cr.query[n]; p.required {
+		p := cr.query[n]
+		if p.required {
 			cr.required = append(cr.required, p)
+		}
+		if p.repeatable && p.list != nil {
+			cr.lists = append(cr.lists, p)
 		}
 	}
 
@@ -437,10 +475,36 @@ func tightening(field, name string, t *policyv1.Param) (*param, error) {
 	return tp, nil
 }
 
-// docParam compiles a parameter as the document types it.
-func (c *compiler) docParam(doc *openapi.Document, field string, p *openapi.Param) (*param, error) {
-	v := p.Value
-	cp := &param{name: p.Name, field: field, required: p.Required, repeatable: p.Repeatable, maxLen: defaultMaxLength}
+// docParam compiles a parameter as the document types and writes it: one value, or an array
+// given once per item (repeatable) or in one value (delim), after a label's prefix.
+func (c *compiler) docParam(doc *openapi.Document, field, name string, required bool, p *openapi.Param) (*param, error) {
+	cp, err := c.docScalar(doc, field, name, required, p.Value)
+	if err != nil {
+		return nil, err
+	}
+	cp.repeatable = p.Repeatable
+	cp.prefix, cp.delim = p.Prefix, p.Delimiter
+	if cp.prefix != "" {
+		cp.msgPrefix = "must be written " + cp.prefix + "value (" + p.Style + " style)"
+	}
+	if a := p.Array; a != nil {
+		l := &listRule{min: int(min(a.MinItems, math.MaxInt32)), unique: a.Unique, max: math.MaxInt}
+		if a.MaxItems != nil {
+			l.max = int(min(*a.MaxItems, math.MaxInt32))
+			l.msgMax = fmt.Sprintf("must have at most %d items", l.max)
+		}
+		l.msgMin = fmt.Sprintf("must have at least %d items", l.min)
+		if p.Delimiter != 0 {
+			l.msgDelim = fmt.Sprintf("must be items separated by %q (%s style)", string(p.Delimiter), p.Style)
+		}
+		cp.list = l
+	}
+	return cp, nil
+}
+
+// docScalar compiles one value as the document types it.
+func (c *compiler) docScalar(doc *openapi.Document, field, name string, required bool, v openapi.Scalar) (*param, error) {
+	cp := &param{name: name, field: field, required: required, maxLen: defaultMaxLength}
 	switch v.Type {
 	case "string":
 		cp.kind, cp.chars = kindString, true

@@ -70,6 +70,23 @@ func (p *param) describe() string {
 	if p.repeatable {
 		parts = append(parts, "repeatable")
 	}
+	if p.prefix != "" {
+		parts = append(parts, p.msgPrefix)
+	}
+	if l := p.list; l != nil {
+		if p.delim != 0 {
+			parts = append(parts, l.msgDelim)
+		}
+		if l.min > 0 {
+			parts = append(parts, l.msgMin)
+		}
+		if l.msgMax != "" {
+			parts = append(parts, l.msgMax)
+		}
+		if l.unique {
+			parts = append(parts, "items unique")
+		}
+	}
 	if p.re != nil {
 		parts = append(parts, p.msgPattern)
 	}

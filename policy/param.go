@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/big"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/target"
 	policyv1 "github.com/agentauthz/agentauthz/proto/agentauthz/policy/v1"
 )
 
@@ -52,6 +54,13 @@ type param struct {
 	schema *jsonschema.Schema
 	// also is the policy's tightening of an OpenAPI parameter: the value must satisfy it too.
 	also *param
+	// prefix is what an OpenAPI path parameter's raw segment starts with before its value
+	// ("." in label style); delim, when not 0, separates the items of an array written in one
+	// value; list bounds an array's items (in one value, or one per occurrence when repeatable).
+	prefix    string
+	delim     byte
+	list      *listRule
+	msgPrefix string
 
 	msgEnum, msgPattern, msgMinLen, msgMaxLen, msgMin, msgMax string
 }
@@ -108,6 +117,100 @@ func compileParam(field, name string, p *policyv1.Param, patterns *patternCache)
 		c.msgMax = fmt.Sprintf("must be at most %d", c.max)
 	}
 	return c, nil
+}
+
+// listRule bounds the items of an OpenAPI array parameter.
+type listRule struct {
+	min, max                 int
+	unique                   bool
+	msgMin, msgMax, msgDelim string
+}
+
+// checkPath checks a path parameter's raw segment.
+func (p *param) checkPath(raw string) (decision.Violation, bool) {
+	if p.prefix == "" && p.delim == 0 {
+		return p.check(target.UnescapePath(raw))
+	}
+	if p.prefix != "" {
+		if !strings.HasPrefix(raw, p.prefix) {
+			return decision.Violation{Field: p.field, Rule: "style", Message: p.msgPrefix}, false
+		}
+		raw = raw[len(p.prefix):]
+	}
+	if p.delim != 0 {
+		return p.checkItems(raw, target.UnescapePath)
+	}
+	return p.check(target.UnescapePath(raw))
+}
+
+// checkQueryValue checks one raw query value of the parameter.
+func (p *param) checkQueryValue(raw string) (decision.Violation, bool) {
+	if p.delim != 0 {
+		return p.checkItems(raw, target.Unescape)
+	}
+	return p.check(target.Unescape(raw))
+}
+
+// checkItems checks an array written in one raw value, its items separated by p.delim. An
+// upstream may split the value before decoding it or after: the two readings agree only when no
+// item holds the delimiter encoded, and no item is empty, so anything else is refused. (A space
+// or | cannot be sent unencoded, so for those the delimiter is always the decoded one.)
+func (p *param) checkItems(raw string, unescape func(string) string) (decision.Violation, bool) {
+	bad := func(rule, msg string) (decision.Violation, bool) {
+		return decision.Violation{Field: p.field, Rule: rule, Message: msg}, false
+	}
+	if raw == "" {
+		// No items, or one empty item: refused as ambiguous.
+		return bad("ambiguous", p.list.msgDelim+"; leave the parameter out rather than send it empty")
+	}
+	if p.delim == ',' && (strings.Contains(raw, "%2C") || strings.Contains(raw, "%2c")) {
+		return bad("ambiguous", p.list.msgDelim+"; an item must not hold an encoded , (%2C)")
+	}
+	v := unescape(raw)
+	n := strings.Count(v, string(p.delim)) + 1
+	if n > p.list.max {
+		return bad("max_items", p.list.msgMax)
+	}
+	if n < p.list.min {
+		return bad("min_items", p.list.msgMin)
+	}
+	var items []string
+	if p.list.unique {
+		items = make([]string, 0, n)
+	}
+	for rest := v; ; {
+		item, after, more := strings.Cut(rest, string(p.delim))
+		if item == "" {
+			return bad("ambiguous", p.list.msgDelim+"; an item is empty")
+		}
+		if viol, ok := p.check(item); !ok {
+			return viol, false
+		}
+		if p.list.unique {
+			k := p.itemKey(item)
+			for _, seen := range items {
+				if seen == k {
+					return bad("unique_items", "must not repeat an item")
+				}
+			}
+			items = append(items, k)
+		}
+		if !more {
+			break
+		}
+		rest = after
+	}
+	return decision.Violation{}, true
+}
+
+// itemKey is an item in a form that equal JSON values share: numbers as exact fractions.
+func (p *param) itemKey(v string) string {
+	if p.kind == kindNumber {
+		if r, ok := new(big.Rat).SetString(v); ok {
+			return r.RatString()
+		}
+	}
+	return v
 }
 
 // check returns the violation of a decoded value, if any.

@@ -27,8 +27,10 @@ type route struct {
 	// queryFolded holds the declared query names in lower case, for strip mode.
 	queryFolded map[string]struct{}
 	required    []*param // query parameters that must be present
-	strip       bool
-	body        *bodyRule // nil: the route takes no body
+	// lists are the repeatable query parameters that bound their number of items.
+	lists []*param
+	strip bool
+	body  *bodyRule // nil: the route takes no body
 	// graphqlGET, on a GET GraphQL route, reads the GraphQL request from the query string.
 	graphqlGET *graphqlAPI
 	grant      *decision.Grant

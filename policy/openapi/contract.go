@@ -22,7 +22,7 @@ func (d *Document) Contract(op *Operation) Contract {
 			continue
 		}
 		part := p.In + " parameter " + p.Name
-		c[part] = digest(p.Required, p.Repeatable, d.canonical(p.Value.Schema, memo, map[Location]bool{}))
+		c[part] = digest(p.Required, p.Style, p.Explode, d.canonical(p.Schema, memo, map[Location]bool{}))
 	}
 	if op.Body != nil {
 		schema := ""

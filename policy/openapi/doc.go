@@ -117,12 +117,48 @@ type Param struct {
 	In   string // "path", "query", "header" or "cookie"
 	// Required: a query parameter must be given. Path parameters always are.
 	Required bool
+	// Style is how the value is written, as the document declares it or by default: "simple" or
+	// "label" for the path; "form", "spaceDelimited", "pipeDelimited" or "deepObject" for the
+	// query. Explode is the document's explode, or its default (true for form only).
+	Style   string
+	Explode bool
 	// Repeatable: an array query parameter in form style with explode, given once per item.
 	Repeatable bool
+	// Array, on an array parameter, bounds its items; Value types each item. A repeatable array
+	// has one item per occurrence, any other all of them in one value, separated by Delimiter.
+	Array *Array
+	// Delimiter separates the items of an array written in one value: ',' (form without
+	// explode, simple, label), ' ' (spaceDelimited) or '|' (pipeDelimited); 0 for other parameters.
+	Delimiter byte
+	// Prefix is what a path parameter's segment holds before its value: "." in label style.
+	Prefix string
+	// Properties, on an object query parameter (form style with explode, or deepObject), are
+	// its properties, each checked as a query parameter of its own; Value is then unset.
+	Properties []*Property
 	// Value is the type of one value.
 	Value Scalar
+	// Schema is where the parameter's whole schema is.
+	Schema Location
 	// At is where the parameter is.
 	At string
+}
+
+// Array bounds the items of an array parameter.
+type Array struct {
+	MinItems uint64
+	MaxItems *uint64
+	Unique   bool
+}
+
+// Property is one property of an object query parameter.
+type Property struct {
+	// Name is the query parameter that carries it: the property's name (form style), or
+	// param[property] (deepObject).
+	Name     string
+	Property string
+	// Required: the parameter is required and so is the property.
+	Required bool
+	Value    Scalar
 }
 
 // Body is an operation's request body.

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"regexp"
+	"sort"
 	"strings"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -63,45 +64,80 @@ func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
 	if err := d.prepare(schema); err != nil {
 		return pr, err.Error()
 	}
+	pr.Schema = schema
 	m, _ := d.mapAt(schema)
-	explode := p.Explode == nil || *p.Explode
+	kind := valueKind(m)
+
+	// The style and explode the document declares, or their defaults: form for the query,
+	// simple for the path, explode for form (and deepObject, which has no other form).
+	pr.Style = p.Style
+	if pr.Style == "" {
+		pr.Style = map[string]string{"path": "simple", "query": "form"}[p.In]
+	}
+	pr.Explode = pr.Style == "form" || pr.Style == "deepObject"
+	if p.Explode != nil {
+		pr.Explode = *p.Explode
+	}
 	switch p.In {
 	case "path":
-		if p.Style != "" && p.Style != "simple" {
-			return pr, fmt.Sprintf("style %s: only simple path parameters (a whole segment) are read", p.Style)
-		}
 		pr.Required = true
+		switch pr.Style {
+		case "simple":
+		case "label":
+			pr.Prefix = "."
+		case "matrix":
+			return pr, "style matrix: a matrix parameter starts with ;, which agentauthz refuses in paths as ambiguous: use simple or label"
+		default:
+			return pr, fmt.Sprintf("style %s is not a path parameter style", pr.Style)
+		}
+		switch kind {
+		case "object":
+			return pr, "an object path parameter (name,value pairs in a segment) cannot be checked: give it one value or an array"
+		case "array":
+			if pr.Style == "label" && pr.Explode {
+				return pr, "a label array with explode: true separates its items by ., which values may hold: use explode: false (.a,b)"
+			}
+			pr.Delimiter = ','
+		}
 	case "query":
-		if p.Style != "" && p.Style != "form" {
-			return pr, fmt.Sprintf("style %s: only form query parameters (name=value) are read", p.Style)
+		switch pr.Style {
+		case "form":
+			switch {
+			case kind == "array" && !pr.Explode:
+				pr.Delimiter = ','
+			case kind == "array":
+				pr.Repeatable = true
+			case kind == "object" && !pr.Explode:
+				return pr, "an object in form style with explode: false (name=k,v,k,v) cannot be read unambiguously: use explode: true or style deepObject"
+			}
+		case "spaceDelimited", "pipeDelimited":
+			if kind != "array" {
+				return pr, fmt.Sprintf("style %s is for arrays", pr.Style)
+			}
+			if pr.Explode {
+				return pr, fmt.Sprintf("style %s with explode: true is not defined: use explode: false, or form style with explode", pr.Style)
+			}
+			pr.Delimiter = map[string]byte{"spaceDelimited": ' ', "pipeDelimited": '|'}[pr.Style]
+		case "deepObject":
+			if kind != "object" {
+				return pr, "style deepObject is for objects"
+			}
+			if !pr.Explode {
+				return pr, "style deepObject is defined with explode: true only"
+			}
+		default:
+			return pr, fmt.Sprintf("style %s is not a query parameter style", pr.Style)
 		}
-		if t, _ := m["type"].(string); t == "array" {
-			if !explode {
-				return pr, "an array with explode: false (comma-separated values) cannot be checked: use explode: true (name=a&name=b)"
-			}
-			for k, v := range m {
-				switch {
-				case k == "type" || k == "items" || annotations[k] || strings.HasPrefix(k, "x-"):
-				case k == "minItems" && (jsonEqual(v, "0") || jsonEqual(v, "1")):
-					// Every value given is one item: at least one is always there when the
-					// parameter is.
-				default:
-					return pr, fmt.Sprintf("array keyword %s cannot be checked on a query parameter", k)
-				}
-			}
-			if _, ok := m["items"].(map[string]any); !ok {
-				return pr, "an array parameter needs an items schema"
-			}
-			pr.Repeatable = true
-			items, err := d.schemaObject(schema.child("items"))
-			if err != nil {
-				return pr, err.Error()
-			}
-			if err := d.prepare(items); err != nil {
-				return pr, err.Error()
-			}
-			schema = items
+	}
+	switch kind {
+	case "array":
+		items, problem := d.array(pr, schema, m)
+		if problem != "" {
+			return pr, problem
 		}
+		schema = items
+	case "object":
+		return pr, d.object(pr, schema, m)
 	}
 	v, problem := d.scalar(schema)
 	if problem != "" {
@@ -109,6 +145,133 @@ func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
 	}
 	pr.Value = v
 	return pr, ""
+}
+
+// valueKind is "array" or "object" for a schema of that type, "" for any other.
+func valueKind(m map[string]any) string {
+	switch t := m["type"].(type) {
+	case string:
+		if t == "array" || t == "object" {
+			return t
+		}
+	case []any:
+		for _, x := range t {
+			if x == "array" || x == "object" {
+				return x.(string)
+			}
+		}
+	}
+	return ""
+}
+
+// array reads an array parameter's bounds into pr.Array and returns where its items' schema is.
+func (d *Document) array(pr *Param, schema Location, m map[string]any) (Location, string) {
+	if t, ok := m["type"].(string); !ok || t != "array" {
+		return Location{}, "an array parameter of several types cannot be read one way: give it type array"
+	}
+	a := &Array{}
+	for k, v := range m {
+		switch {
+		case k == "type" || k == "items" || annotations[k] || strings.HasPrefix(k, "x-"):
+		case k == "minItems" || k == "maxItems":
+			n, err := count(v)
+			if err != nil {
+				return Location{}, fmt.Sprintf("%s: %v", k, err)
+			}
+			if k == "minItems" {
+				a.MinItems = n
+			} else {
+				a.MaxItems = &n
+			}
+		case k == "uniqueItems":
+			b, ok := v.(bool)
+			if !ok {
+				return Location{}, "uniqueItems is true or false"
+			}
+			a.Unique = b
+		default:
+			return Location{}, fmt.Sprintf("array keyword %s cannot be checked on a parameter", k)
+		}
+	}
+	if a.MaxItems != nil && *a.MaxItems < a.MinItems {
+		return Location{}, "no array is within its minItems and maxItems"
+	}
+	if _, ok := m["items"].(map[string]any); !ok {
+		return Location{}, "an array parameter needs an items schema"
+	}
+	items, err := d.schemaObject(schema.child("items"))
+	if err != nil {
+		return Location{}, err.Error()
+	}
+	if err := d.prepare(items); err != nil {
+		return Location{}, err.Error()
+	}
+	if im, _ := d.mapAt(items); valueKind(im) != "" {
+		return Location{}, "an array of arrays or objects cannot be a parameter"
+	}
+	pr.Array = a
+	return items, ""
+}
+
+// object reads an object query parameter's properties: each is a query parameter of its own,
+// named by the property (form style with explode) or param[property] (deepObject).
+func (d *Document) object(pr *Param, schema Location, m map[string]any) string {
+	if t, ok := m["type"].(string); !ok || t != "object" {
+		return "an object parameter of several types cannot be read one way: give it type object"
+	}
+	for k, v := range m {
+		switch {
+		case k == "type" || k == "properties" || k == "required" || annotations[k] || strings.HasPrefix(k, "x-"):
+		case k == "additionalProperties":
+			if b, ok := v.(bool); !ok || b {
+				// Properties not listed would be query parameters of any name.
+				return "an object parameter with additionalProperties cannot be checked: list its properties and set additionalProperties: false"
+			}
+		default:
+			return fmt.Sprintf("object keyword %s cannot be checked on a parameter", k)
+		}
+	}
+	props, _ := m["properties"].(map[string]any)
+	if len(props) == 0 {
+		return "an object parameter needs properties"
+	}
+	required := map[string]bool{}
+	if r, ok := m["required"].([]any); ok {
+		for _, x := range r {
+			name, _ := x.(string)
+			if _, ok := props[name]; !ok {
+				return fmt.Sprintf("required property %q is not among the properties", name)
+			}
+			required[name] = true
+		}
+	}
+	if len(required) > 0 && !pr.Required {
+		return "an optional object parameter with required properties (all of them or none) cannot be checked: make the parameter required, or its properties optional"
+	}
+	names := make([]string, 0, len(props))
+	for name := range props {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		l, err := d.schemaObject(schema.child("properties", name))
+		if err != nil {
+			return err.Error()
+		}
+		if err := d.prepare(l); err != nil {
+			return err.Error()
+		}
+		q := name
+		if pr.Style == "deepObject" {
+			q = pr.Name + "[" + name + "]"
+		}
+		v, problem := d.scalar(l)
+		if problem != "" {
+			return fmt.Sprintf("property %s: %s", name, problem)
+		}
+		pr.Properties = append(pr.Properties, &Property{Name: q, Property: name, Required: required[name], Value: v})
+	}
+	return ""
 }
 
 func jsonEqual(v any, n string) bool {
