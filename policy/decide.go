@@ -252,6 +252,12 @@ const maxViolations = 16
 
 // checkQuery checks every parameter of a query that target.Parse accepted.
 func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []string) {
+	return rt.checkParams(q, "query.")
+}
+
+// checkParams checks every parameter of a query, or of a form body, that target accepted;
+// prefix names the part in violations about names the route does not declare.
+func (rt *route) checkParams(q, prefix string) (violations []decision.Violation, strip []string) {
 	var counts [maxQueryParams]uint16 // by param.index
 	var seen []string                 // the items of repeated parameters whose items must be unique
 	add := func(v decision.Violation) {
@@ -264,7 +270,7 @@ func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []
 		rawName, rawValue, rest, _ = target.NextParam(rest)
 		name := target.Unescape(rawName)
 		if isMethodOverrideParam(name) {
-			add(decision.Violation{Field: "query." + name, Rule: "method_override", Message: "must not be sent"})
+			add(decision.Violation{Field: prefix + name, Rule: "method_override", Message: "must not be sent"})
 			continue
 		}
 		p := rt.query[name]
@@ -275,7 +281,7 @@ func (rt *route) checkQuery(q string) (violations []decision.Violation, strip []
 				}
 				continue
 			}
-			add(decision.Violation{Field: "query." + name, Rule: "unknown", Message: "is not a parameter of this route"})
+			add(decision.Violation{Field: prefix + name, Rule: "unknown", Message: "is not a parameter of this route"})
 			continue
 		}
 		if counts[p.index] < math.MaxUint16 {

@@ -557,8 +557,10 @@ func (c *compiler) docScalar(doc *openapi.Document, field, name string, required
 	return cp, nil
 }
 
-// operationBody compiles an operation's request body: the document's application/json schema,
-// within the policy's limits, after the policy's own schema if it has one.
+// operationBody compiles an operation's request body: the document's application/json schema
+// (after the policy's own schema, if it has one), its application/x-www-form-urlencoded form, or
+// either, by the request's content type; within the policy's limits. Other media types the
+// document lists are refused as content types the route does not take.
 func (c *compiler) operationBody(src *source, at string, doc *openapi.Document, op *openapi.Operation, b *policyv1.Body, held bool,
 	fail func(string, ...any)) *bodyRule {
 	if b == nil {
@@ -570,6 +572,22 @@ func (c *compiler) operationBody(src *source, at string, doc *openapi.Document, 
 		return nil
 	}
 	rule.optional = !op.Body.Required
+	var form *formBody
+	if op.Body.Form != nil {
+		var err error
+		if form, err = c.formFields(doc, op.Body.Form); err != nil {
+			fail("request body: %v", err)
+			return nil
+		}
+	}
+	if op.Body.JSON == nil {
+		if b.GetSchema() != nil {
+			c.addf(src, at, "the document's body is a form (%s): a policy tightens it with max_bytes, not a schema", formMediaType)
+			return nil
+		}
+		rule.schema = form
+		return rule
+	}
 	sch, err := doc.Schema(*op.Body.JSON)
 	if err != nil {
 		fail("request body: %v", err)
@@ -599,10 +617,15 @@ func (c *compiler) operationBody(src *source, at string, doc *openapi.Document, 
 		c.addf(src, at, "the document's body is JSON: tighten it with json_schema or message")
 		return nil
 	}
-	if tight == nil {
-		rule.schema = docBody
-	} else {
+	switch {
+	case tight != nil:
+		// The policy's schema is JSON's: the route then takes JSON only, even where the document
+		// also takes a form.
 		rule.schema = &bothSchemas{first: tight, second: docBody}
+	case form != nil:
+		rule.schema = &jsonOrForm{json: docBody, form: form}
+	default:
+		rule.schema = docBody
 	}
 	return rule
 }

@@ -22,6 +22,7 @@ func TestOpenAPIParameterForms(t *testing.T) {
 	const agent = "spiffe://example.org/agent/reader"
 	ok, query, path := decision.CodeAllowed, decision.CodeQueryInvalid, decision.CodePathParamInvalid
 	const s = "GET /search?page=1&"
+	form, json := headers{"content-type": "application/x-www-form-urlencoded"}, headers{"content-type": "application/json"}
 	cases := []decideCase{
 		{name: "form, exploded", req: s + "tag=red&tag=green", code: ok},
 		{name: "form, exploded: at most maxItems", req: s + "tag=red&tag=green&tag=blue&tag=grey", code: query, viol: []string{"query.tag max_items"}},
@@ -73,6 +74,26 @@ func TestOpenAPIParameterForms(t *testing.T) {
 		{name: "label array", req: "GET /colors/.red,green", code: ok},
 		{name: "label array: unique", req: "GET /colors/.red,red", code: path, viol: []string{"path.colors unique_items"}},
 		{name: "label array: exploded is not what the document says", req: "GET /colors/.red.green", code: path, viol: []string{"path.colors enum"}},
+
+		{name: "form body", req: "POST /login", hdr: form, body: "user=bob&remember=true&scopes=read&scopes=write", code: ok},
+		{name: "form body, charset", req: "POST /login", hdr: headers{"content-type": "application/x-www-form-urlencoded; charset=utf-8"}, body: "user=bob", code: ok},
+		{name: "form body: a field", req: "POST /login", hdr: form, body: "user=Bob", code: decision.CodeBodySchema, viol: []string{"body.user pattern"}},
+		{name: "form body: required field", req: "POST /login", hdr: form, body: "remember=false", code: decision.CodeBodySchema, viol: []string{"body.user required"}},
+		{name: "form body: unknown field", req: "POST /login", hdr: form, body: "user=bob&admin=true", code: decision.CodeBodySchema, viol: []string{"body.admin unknown"}},
+		{name: "form body: a field once", req: "POST /login", hdr: form, body: "user=bob&user=eve", code: decision.CodeBodySchema, viol: []string{"body.user repeated"}},
+		{name: "form body: an array's maxItems", req: "POST /login", hdr: form, body: "user=bob&scopes=read&scopes=write&scopes=read", code: decision.CodeBodySchema, viol: []string{"body.scopes max_items"}},
+		{name: "form body: a method override", req: "POST /login", hdr: form, body: "user=bob&_method=DELETE", code: decision.CodeMethodOverride, viol: []string{"body._method method_override"}},
+		{name: "form body: malformed", req: "POST /login", hdr: form, body: "user=bob&&remember=true", code: decision.CodeBodyMalformed, viol: []string{"body empty_pair"}},
+		{name: "form body: a raw space", req: "POST /login", hdr: form, body: "user=bob smith", code: decision.CodeBodyMalformed, viol: []string{"body space"}},
+		{name: "form body: not JSON", req: "POST /login", hdr: json, body: `{"user":"bob"}`, code: decision.CodeBodyContentType, viol: []string{"header.content-type media_type"}},
+		{name: "form body: required", req: "POST /login", hdr: form, code: decision.CodeBodyMissing, viol: []string{"body required"}},
+		{name: "JSON or form: JSON", req: "POST /notes", hdr: json, body: `{"text":"hi"}`, code: ok},
+		{name: "JSON or form: JSON's schema", req: "POST /notes", hdr: json, body: `{"text":"hello, world"}`, code: decision.CodeBodySchema, viol: []string{"/text maxLength"}},
+		{name: "JSON or form: form", req: "POST /notes", hdr: form, body: "text=hi", code: ok},
+		{name: "JSON or form: the form's schema", req: "POST /notes", hdr: form, body: "text=hello%2C+world", code: decision.CodeBodySchema, viol: []string{"body.text max_length"}},
+		{name: "JSON or form: JSON sent as a form", req: "POST /notes", hdr: form, body: `{"text":"hi"}`, code: decision.CodeBodyMalformed, viol: []string{"body character"}},
+		{name: "JSON or form: the document's text/plain is refused", req: "POST /notes", hdr: headers{"content-type": "text/plain"}, body: "hi", code: decision.CodeBodyContentType, viol: []string{"header.content-type media_type"}},
+		{name: "JSON or form: optional", req: "POST /notes", code: ok},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

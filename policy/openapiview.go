@@ -128,6 +128,10 @@ func (b *bodyRule) describe() string {
 			tight = "message " + string(pj.msg.Descriptor().FullName())
 		}
 		s = "application/json, " + tight + " and the document's schema"
+	case *formBody:
+		s = formMediaType + ", the document's form"
+	case *jsonOrForm:
+		s = "application/json or " + formMediaType + ", the document's schema and form"
 	default:
 		s = strings.Join(b.schema.mediaTypes(), ", ")
 	}

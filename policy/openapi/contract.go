@@ -29,7 +29,11 @@ func (d *Document) Contract(op *Operation) Contract {
 		if op.Body.JSON != nil {
 			schema = d.canonical(*op.Body.JSON, memo, map[Location]bool{})
 		}
-		c["request body"] = digest(op.Body.Required, op.Body.MediaTypes, schema)
+		form := ""
+		if op.Body.Form != nil {
+			form = d.canonical(op.Body.FormSchema, memo, map[Location]bool{})
+		}
+		c["request body"] = digest(op.Body.Required, op.Body.MediaTypes, schema, form)
 	}
 	if op.Approval != nil {
 		c["x-agentauthz-approval"] = digest(op.Approval.Reason)

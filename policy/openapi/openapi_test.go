@@ -376,6 +376,58 @@ paths:
 	}
 }
 
+// TestFormBodyProblems: a form body is read when its fields can be checked as query parameters
+// are; anything else is a problem at its line.
+func TestFormBodyProblems(t *testing.T) {
+	for _, c := range []struct{ media, want string }{
+		{`{schema: {type: object, properties: {a: {type: string}}}, encoding: {a: {style: form}}}`, "policy/api.yaml:9:104: a form body with an encoding object"},
+		{`{schema: {type: object, properties: {a: {type: object, properties: {b: {type: string}}}}}}`, "form field a: an object field cannot be checked"},
+		{`{schema: {type: object, additionalProperties: true, properties: {a: {type: string}}}}`, "policy/api.yaml:9:47: the form body: additionalProperties"},
+		{`{schema: {type: object, properties: {a: {type: string}}, required: [b]}}`, `required field "b" is not among the properties`},
+		{`{schema: {type: string}}`, "its schema must be of type object"},
+		{`{schema: {type: object, properties: {a: {type: array, contains: {const: x}, items: {type: string}}}}}`, "form field a: array keyword contains"},
+		{`{}`, "has no schema"},
+	} {
+		t.Run(c.want, func(t *testing.T) {
+			d, err := readFiles(t, "api.yaml", map[string]string{"api.yaml": `openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /a:
+    post:
+      operationId: a
+      requestBody:
+        content:
+          application/x-www-form-urlencoded: ` + c.media + `
+      responses: {'200': {description: ok}}
+`})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := d.Operation("a").Problem; !strings.Contains(p, c.want) {
+				t.Errorf("problem %q, want one containing %q", p, c.want)
+			}
+		})
+	}
+	for _, mt := range []string{"multipart/form-data", "text/plain", "application/octet-stream"} {
+		d, err := readFiles(t, "api.yaml", map[string]string{"api.yaml": `openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /a:
+    post:
+      operationId: a
+      requestBody: {content: {` + mt + `: {schema: {type: string}}}}
+      responses: {'200': {description: ok}}
+`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := "policy/api.yaml:7:7: the request body is " + mt + ", which agentauthz cannot check"
+		if p := d.Operation("a").Problem; !strings.HasPrefix(p, want) {
+			t.Errorf("problem %q, want one starting %q", p, want)
+		}
+	}
+}
+
 // TestJSONLines: positions in a JSON document are found by its tokens.
 func TestJSONLines(t *testing.T) {
 	data := "{\n  \"a\": {\n    \"b\": [\n      1,\n      {\"c\": true}\n    ]\n  },\n  \"d\": 2\n}\n"

@@ -57,12 +57,18 @@ func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
 	if p.Schema == nil {
 		return pr, "it has no schema"
 	}
-	schema, err := d.schemaObject(loc.child("schema"))
+	return pr, d.paramValue(pr, loc.child("schema"), p.Style, p.Explode)
+}
+
+// paramValue reads the schema of a path or query parameter (or of a form body's field, read as a
+// query parameter) written in a style.
+func (d *Document) paramValue(pr *Param, schemaAt Location, style string, explodeAs *bool) string {
+	schema, err := d.schemaObject(schemaAt)
 	if err != nil {
-		return pr, err.Error()
+		return err.Error()
 	}
 	if err := d.prepare(schema); err != nil {
-		return pr, err.Error()
+		return err.Error()
 	}
 	pr.Schema = schema
 	m, _ := d.mapAt(schema)
@@ -70,15 +76,15 @@ func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
 
 	// The style and explode the document declares, or their defaults: form for the query,
 	// simple for the path, explode for form (and deepObject, which has no other form).
-	pr.Style = p.Style
+	pr.Style = style
 	if pr.Style == "" {
-		pr.Style = map[string]string{"path": "simple", "query": "form"}[p.In]
+		pr.Style = map[string]string{"path": "simple", "query": "form"}[pr.In]
 	}
 	pr.Explode = pr.Style == "form" || pr.Style == "deepObject"
-	if p.Explode != nil {
-		pr.Explode = *p.Explode
+	if explodeAs != nil {
+		pr.Explode = *explodeAs
 	}
-	switch p.In {
+	switch pr.In {
 	case "path":
 		pr.Required = true
 		switch pr.Style {
@@ -86,16 +92,16 @@ func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
 		case "label":
 			pr.Prefix = "."
 		case "matrix":
-			return pr, "style matrix: a matrix parameter starts with ;, which agentauthz refuses in paths as ambiguous: use simple or label"
+			return "style matrix: a matrix parameter starts with ;, which agentauthz refuses in paths as ambiguous: use simple or label"
 		default:
-			return pr, fmt.Sprintf("style %s is not a path parameter style", pr.Style)
+			return fmt.Sprintf("style %s is not a path parameter style", pr.Style)
 		}
 		switch kind {
 		case "object":
-			return pr, "an object path parameter (name,value pairs in a segment) cannot be checked: give it one value or an array"
+			return "an object path parameter (name,value pairs in a segment) cannot be checked: give it one value or an array"
 		case "array":
 			if pr.Style == "label" && pr.Explode {
-				return pr, "a label array with explode: true separates its items by ., which values may hold: use explode: false (.a,b)"
+				return "a label array with explode: true separates its items by ., which values may hold: use explode: false (.a,b)"
 			}
 			pr.Delimiter = ','
 		}
@@ -108,43 +114,43 @@ func (d *Document) param(p *openapi3.Parameter, loc Location) (*Param, string) {
 			case kind == "array":
 				pr.Repeatable = true
 			case kind == "object" && !pr.Explode:
-				return pr, "an object in form style with explode: false (name=k,v,k,v) cannot be read unambiguously: use explode: true or style deepObject"
+				return "an object in form style with explode: false (name=k,v,k,v) cannot be read unambiguously: use explode: true or style deepObject"
 			}
 		case "spaceDelimited", "pipeDelimited":
 			if kind != "array" {
-				return pr, fmt.Sprintf("style %s is for arrays", pr.Style)
+				return fmt.Sprintf("style %s is for arrays", pr.Style)
 			}
 			if pr.Explode {
-				return pr, fmt.Sprintf("style %s with explode: true is not defined: use explode: false, or form style with explode", pr.Style)
+				return fmt.Sprintf("style %s with explode: true is not defined: use explode: false, or form style with explode", pr.Style)
 			}
 			pr.Delimiter = map[string]byte{"spaceDelimited": ' ', "pipeDelimited": '|'}[pr.Style]
 		case "deepObject":
 			if kind != "object" {
-				return pr, "style deepObject is for objects"
+				return "style deepObject is for objects"
 			}
 			if !pr.Explode {
-				return pr, "style deepObject is defined with explode: true only"
+				return "style deepObject is defined with explode: true only"
 			}
 		default:
-			return pr, fmt.Sprintf("style %s is not a query parameter style", pr.Style)
+			return fmt.Sprintf("style %s is not a query parameter style", pr.Style)
 		}
 	}
 	switch kind {
 	case "array":
 		items, problem := d.array(pr, schema, m)
 		if problem != "" {
-			return pr, problem
+			return problem
 		}
 		schema = items
 	case "object":
-		return pr, d.object(pr, schema, m)
+		return d.object(pr, schema, m)
 	}
 	v, problem := d.scalar(schema)
 	if problem != "" {
-		return pr, problem
+		return problem
 	}
 	pr.Value = v
-	return pr, ""
+	return ""
 }
 
 // valueKind is "array" or "object" for a schema of that type, "" for any other.

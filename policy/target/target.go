@@ -219,6 +219,18 @@ func checkQuery(q string) error {
 	return nil
 }
 
+// CheckForm checks an application/x-www-form-urlencoded body as Parse checks a query: the same
+// bytes, escapes and pairs, refused for the same reasons (Part is "query").
+func CheckForm(body string) error {
+	if len(body) > 0 && len(body) <= MaxLen<<10 {
+		return checkQuery(body)
+	}
+	if body == "" {
+		return queryErr("empty", "is empty")
+	}
+	return queryErr("too_long", "is longer than 8 MiB")
+}
+
 // keyDecodesClean reports whether the decoded key is printable ASCII without "=" or "&".
 func keyDecodesClean(k string) bool {
 	for i := 0; i < len(k); i++ {
