@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/spiffe/go-spiffe/v2/spiffeid"
 
 	"github.com/agentauthz/agentauthz/policy/decision"
 )
@@ -146,4 +149,57 @@ func TestOpenAPIParameterFormProblems(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzOpenAPIParameterForms decides requests with arbitrary queries, path segments and form
+// bodies against the parameter forms policy: never a panic, and an allowed request is one every
+// reading agrees on: each delimited array splits the same way before and after decoding, into
+// no more items than the document allows, none of them empty.
+func FuzzOpenAPIParameterForms(f *testing.F) {
+	snap, err := loadStore(f, "testdata/openapi-forms")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("page=1&ids=1,2&words=a%20b&codes=a%7Cb&filter%5Bstatus%5D=open", "1,2", ".red", "user=bob&scopes=read")
+	f.Add("page=1&tag=red&tag=green&weights=1.5,2", "3", ".green", "user=a&remember=false")
+	f.Add("page=1&ids=1%2C2", "1%2C2", "green", "user=a&_method=PUT")
+	f.Fuzz(func(t *testing.T, query, ids, label, form string) {
+		for _, tc := range []decideCase{
+			{req: "GET /search?" + query},
+			{req: "GET /items/" + ids + "/" + label},
+			{req: "POST /login", hdr: headers{"content-type": "application/x-www-form-urlencoded"}, body: form},
+		} {
+			tc.host, tc.agent = "forms.example.org", "spiffe://example.org/agent/reader"
+			method, target, _ := strings.Cut(tc.req, " ")
+			r := &Request{Method: method, Target: target, Host: tc.host, Headers: tc.hdr, Body: []byte(tc.body)}
+			if r.Headers == nil {
+				r.Headers = headers{}
+			}
+			r.Agent = spiffeid.RequireFromString(tc.agent)
+			d := snap.Decide(r)
+			if d.Code == "" {
+				t.Fatalf("%s %s: no decision", method, target)
+			}
+			if d.Code != decision.CodeAllowed {
+				continue
+			}
+			var delimited []string
+			switch {
+			case strings.HasPrefix(target, "/search?"):
+				for _, pair := range strings.Split(query, "&") {
+					if v, ok := strings.CutPrefix(pair, "ids="); ok {
+						delimited = append(delimited, v)
+					}
+				}
+			case strings.HasPrefix(target, "/items/") && !strings.ContainsAny(ids, "/?"):
+				delimited = append(delimited, ids)
+			}
+			for _, v := range delimited {
+				items := strings.Split(v, ",")
+				if len(items) > 4 || strings.Contains(strings.ToLower(v), "%2c") || slices.Contains(items, "") {
+					t.Fatalf("%s %s: allowed an ambiguous or oversized array %q", method, target, v)
+				}
+			}
+		}
+	})
 }
