@@ -83,9 +83,6 @@ func loadBig(tb testing.TB, dir, name, text string) *policy.Snapshot {
 // TestBigOpenAPI: the generated document compiles into one route per operation, deciding as the
 // routes written by hand do.
 func TestBigOpenAPI(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 2,000-operation document")
-	}
 	dir := t.TempDir()
 	oa, hand := bigOpenAPI(t, dir)
 	a, b := loadBig(t, dir, "openapi.yaml", oa), loadBig(t, dir, "hand.yaml", hand)
