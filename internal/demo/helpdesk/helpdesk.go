@@ -7,6 +7,7 @@
 //	POST   /v1/tickets/{id}/comments             {"body": "..."}
 //	POST   /v1/users/{username}/password-reset   {"reason": "...", "notify_user": true}
 //	DELETE /v1/tickets/{id}
+//	GET    /openapi.json                         this API's OpenAPI description (OpenAPI)
 //
 // and, over gRPC (RegisterGRPC), acme.helpdesk.v1.Helpdesk/ResetPassword, the password reset
 // again, its messages from the demo policy's helpdesk.proto. Other front ends of the same data
@@ -110,13 +111,28 @@ func New(cfg Config) (*API, error) {
 		a.users[t.Requester] = true
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /v1/tickets", a.list)
-	mux.HandleFunc("GET /v1/tickets/{id}", a.get)
-	mux.HandleFunc("POST /v1/tickets/{id}/comments", a.comment)
-	mux.HandleFunc("DELETE /v1/tickets/{id}", a.delete)
-	mux.HandleFunc("POST /v1/users/{username}/password-reset", a.reset)
+	for _, r := range a.routes() {
+		mux.HandleFunc(r.pattern, r.handler)
+	}
 	a.rest = a.Guard(mux)
 	return a, nil
+}
+
+// route is one REST route: every one is an operation of the API's OpenAPI description.
+type route struct {
+	pattern string
+	handler http.HandlerFunc
+}
+
+func (a *API) routes() []route {
+	return []route{
+		{"GET /v1/tickets", a.list},
+		{"GET /v1/tickets/{id}", a.get},
+		{"POST /v1/tickets/{id}/comments", a.comment},
+		{"DELETE /v1/tickets/{id}", a.delete},
+		{"POST /v1/users/{username}/password-reset", a.reset},
+		{"GET " + OpenAPIPath, serveOpenAPI},
+	}
 }
 
 // statusWriter remembers the status written.
