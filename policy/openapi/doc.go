@@ -1,8 +1,10 @@
 // Package openapi reads an OpenAPI document (3.0.x or 3.1.x, YAML or JSON) into the operations
 // a policy can grant: for each, its method and path template, its parameters typed in the
-// policy's terms, and where its request body's JSON Schema is. It refuses what it cannot read
-// exactly rather than approximate it: a parameter style other than simple (path) and form
-// (query), a multi-valued comma-separated parameter, an object parameter, a $ref to a URL.
+// policy's terms (with the style they are written in: an array's delimiter and bounds, an
+// object's properties as parameters of their own), where its request body's JSON Schema is, and
+// a form body's fields. It refuses what it cannot read exactly rather than approximate it: a
+// matrix path parameter, a label array with explode, an object in form style without explode or
+// without its properties listed, a body only of other media types, a $ref to a URL.
 //
 // The document's structure (paths, operations, parameters, request bodies, references between
 // them) is read and validated with github.com/getkin/kin-openapi. Schemas are compiled from the

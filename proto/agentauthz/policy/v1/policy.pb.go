@@ -374,15 +374,40 @@ func (x *Host) GetOpenapi() *OpenAPI {
 // OpenAPI makes routes from an API's OpenAPI document (3.0.x or 3.1.x, YAML or JSON). Each
 // operation the policy grants, by operationId or by tag, is compiled when the policy loads into
 // the route a reviewer would write by hand: its method and path template (the document's path
-// after base_path), its path and query parameters typed by their schemas, the query parameters it
-// requires, and its application/json request body checked against the operation's schema. An
-// operation the policy does not grant is refused (route_unknown), as is everything the document
-// does not describe. What the document cannot say exactly in the policy's terms (a parameter
-// style other than simple for path and form for query, a number, object or multi-valued
-// comma-separated parameter, a keyword of a parameter schema without a route equivalent, an
-// operation whose only bodies are not JSON) is a problem when the policy loads, never an
+// after base_path), its path and query parameters typed by their schemas and read in the style
+// the document declares, the query parameters it requires, and its request body checked against
+// the operation's schema. An operation the policy does not grant is refused (route_unknown), as
+// is everything the document does not describe. What the document cannot say exactly in the
+// policy's terms is a problem when the policy loads, at the document's file:line, never an
 // approximation. Header and cookie parameters are not checked, as no route checks headers: the
 // host's header rules apply to them.
+//
+// Parameter styles. A path parameter is one whole segment: simple (/items/5) or label
+// (/items/.5). A query parameter is form (name=value), or for arrays and objects one of the forms
+// below. Matrix path parameters (;name=value) are refused, as ";" is refused in every path.
+// Arrays of strings, integers, numbers or booleans have each item checked by the items' schema,
+// and minItems, maxItems and uniqueItems (numbers compared as numbers). They are written in form
+// style with explode (the default) as name=a&name=b, one item per occurrence; in form style
+// without explode as name=a,b; in simple and label paths as /items/a,b and /items/.a,b; in
+// spaceDelimited style as name=a%20b, and in pipeDelimited style as name=a%7Cb. An array in one value is refused when its readings could differ: an item holding the
+// delimiter encoded (%2C for ","), an empty item, an empty value, the parameter given twice.
+// A space or "|" cannot be sent unencoded, so their encoded form is the delimiter. Label arrays
+// with explode (.a.b) and form objects without explode (name=k,v) are refused as ambiguous.
+// Objects, with their properties' schemas (strings, integers, numbers, booleans) and
+// additionalProperties false or absent, are read one query parameter per property:
+// deepObject as name[prop]=value (brackets percent-encoded, as the request-target allows no
+// others), form with explode as prop=value. A property the schema does not list is refused as an
+// unknown parameter; an object parameter that is optional with required properties is a problem.
+//
+// Request bodies. application/json is checked against its schema (after the policy's json_schema
+// or message, when it gives one; the route then takes JSON only).
+// application/x-www-form-urlencoded is read as strictly as a query (the same refusals) and each
+// field checked as a form query parameter of the schema's properties (an object schema whose
+// additionalProperties is false or absent, without an encoding object); _method and the other
+// method override fields are refused as in a query. An operation taking both is checked by the
+// request's content type. Other media types (multipart/form-data, text/plain,
+// application/octet-stream, XML...) cannot be checked: a request sending one is refused
+// (body_content_type), and an operation that takes nothing else cannot be granted.
 //
 // The policy can only tighten what the document allows: parameter and body rules of an
 // operation are checked in addition to the document's, never instead of them.
