@@ -491,15 +491,22 @@ func (c *compiler) docParam(doc *openapi.Document, field, name string, required 
 		l := &listRule{min: int(min(a.MinItems, math.MaxInt32)), unique: a.Unique, max: math.MaxInt}
 		if a.MaxItems != nil {
 			l.max = int(min(*a.MaxItems, math.MaxInt32))
-			l.msgMax = fmt.Sprintf("must have at most %d items", l.max)
+			l.msgMax = fmt.Sprintf("must have at most %d %s", l.max, items(l.max))
 		}
-		l.msgMin = fmt.Sprintf("must have at least %d items", l.min)
+		l.msgMin = fmt.Sprintf("must have at least %d %s", l.min, items(l.min))
 		if p.Delimiter != 0 {
 			l.msgDelim = fmt.Sprintf("must be items separated by %q (%s style)", string(p.Delimiter), p.Style)
 		}
 		cp.list = l
 	}
 	return cp, nil
+}
+
+func items(n int) string {
+	if n == 1 {
+		return "item"
+	}
+	return "items"
 }
 
 // docScalar compiles one value as the document types it.

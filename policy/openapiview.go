@@ -46,6 +46,11 @@ func (s *Snapshot) OpenAPIRoutes() []OpenAPIRoute {
 				}
 				if rt.body != nil {
 					r.Body = rt.body.describe()
+					if f := rt.body.form(); f != nil {
+						for _, n := range sortedKeys(f.fields.query) {
+							r.Params = append(r.Params, f.fields.query[n].describe())
+						}
+					}
 				}
 			}
 			for _, p := range g.op.Params {
@@ -64,7 +69,7 @@ func (p *param) describe() string {
 	var parts []string
 	kind := map[paramKind]string{kindString: "string", kindInteger: "integer", kindBoolean: "boolean", kindUUID: "uuid", kindNumber: "number"}[p.kind]
 	parts = append(parts, kind)
-	if p.required && strings.HasPrefix(p.field, "query.") {
+	if p.required && !strings.HasPrefix(p.field, "path.") {
 		parts = append(parts, "required")
 	}
 	if p.repeatable {
@@ -114,6 +119,17 @@ func (p *param) describe() string {
 		out += "; tightened: " + tight
 	}
 	return out
+}
+
+// form returns the form a body rule checks, if any.
+func (b *bodyRule) form() *formBody {
+	switch x := b.schema.(type) {
+	case *formBody:
+		return x
+	case *jsonOrForm:
+		return x.form
+	}
+	return nil
 }
 
 // describe says what a compiled body rule accepts.

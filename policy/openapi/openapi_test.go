@@ -457,3 +457,43 @@ func TestYAMLValues(t *testing.T) {
 		t.Errorf("got %s, want %s", got, want)
 	}
 }
+
+// TestContractStyle: a parameter written in another style, or a form body's field changed, is
+// drift under a grant, as a changed schema is.
+func TestContractStyle(t *testing.T) {
+	doc := func(param, field string) *Document {
+		d, err := readFiles(t, "api.yaml", map[string]string{"api.yaml": `openapi: 3.1.0
+info: {title: t, version: '1'}
+paths:
+  /a:
+    post:
+      operationId: a
+      parameters: [` + param + `]
+      requestBody: {content: {application/x-www-form-urlencoded: {schema: {type: object, properties: {f: ` + field + `}}}}}
+      responses: {'200': {description: ok}}
+`})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	contract := func(d *Document) Contract { return d.Contract(d.Operation("a")) }
+	const arr, str = "{type: array, items: {type: integer}}", "{type: string}"
+	base := contract(doc("{name: t, in: query, schema: "+arr+"}", str))
+	for _, c := range []struct {
+		param, field string
+		want         string
+	}{
+		{"{name: t, in: query, explode: false, schema: " + arr + "}", str, "query parameter t"},
+		{"{name: t, in: query, style: pipeDelimited, explode: false, schema: " + arr + "}", str, "query parameter t"},
+		{"{name: t, in: query, schema: {type: array, maxItems: 2, items: {type: integer}}}", str, "query parameter t"},
+		{"{name: t, in: query, schema: " + arr + "}", "{type: string, maxLength: 3}", "request body"},
+	} {
+		if got := contract(doc(c.param, c.field)).Changed(base); strings.Join(got, ",") != c.want {
+			t.Errorf("%s / %s: changed %q, want %q", c.param, c.field, got, c.want)
+		}
+	}
+	if got := contract(doc("{name: t, in: query, explode: true, schema: "+arr+"}", str)).Changed(base); len(got) != 0 {
+		t.Errorf("explode: true, the default, written out: changed %q", got)
+	}
+}
