@@ -111,7 +111,7 @@ func TestHelpdeskOpenAPIEquivalence(t *testing.T) {
 	// helpdesk API itself refuses notifyUser as an unknown field. Each is a refusal by the
 	// OpenAPI host of what the hand-written routes let through, never the reverse.
 	stricter := map[string]string{
-		`{"reason":"Locked out after travel.","notifyUser":true}`: "the schema has no property notifyUser (the message's JSON name for notify_user)",
+		`{"reason":"Locked out after travel.","notifyUser":true}`:  "the schema has no property notifyUser (the message's JSON name for notify_user)",
 		`{"reason":"Locked out after travel.","notify_user":null}`: "the schema's notify_user is a boolean, not null",
 	}
 	seen := map[string]bool{}

@@ -280,11 +280,6 @@ func (d *Document) object(pr *Param, schema Location, m map[string]any) string {
 	return ""
 }
 
-func jsonEqual(v any, n string) bool {
-	num, ok := v.(json.Number)
-	return ok && string(num) == n
-}
-
 // mapAt returns the object at a location.
 func (d *Document) mapAt(l Location) (map[string]any, bool) {
 	v, _ := d.value(l)
