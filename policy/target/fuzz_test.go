@@ -38,6 +38,13 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, raw string) {
+		// A form body is read as a query is: CheckForm agrees with Parse on "/?" and the body.
+		if _, q, ok := strings.Cut(raw, "?"); ok && len(q)+2 <= target.MaxLen {
+			_, perr := target.Parse("/?" + q)
+			if ferr := target.CheckForm(q); (perr == nil) != (ferr == nil) {
+				t.Fatalf("CheckForm(%q) = %v, but Parse of it as a query = %v", q, ferr, perr)
+			}
+		}
 		tg, err := target.Parse(raw)
 		if err != nil {
 			var te *target.Error
