@@ -2,7 +2,8 @@
 // in memory, behind the bearer token agentauthz injects. It refuses every request without that
 // token, the agent's own included, and logs each request with whether the injected credential
 // was present. Path /mcp is the same helpdesk as an MCP server (Streamable HTTP; the demo routes
-// mcp.acme.internal/mcp to it), over the same data and behind the same token.
+// mcp.acme.internal/mcp to it), over the same data and behind the same token; /openapi.json is
+// the REST API's OpenAPI description, the one the demo policy's helpdesk host is written from.
 //
 //	AGENTAUTHZ_HELPDESK_TOKEN=... helpdesk-api [-addr 127.0.0.1:8081]
 //
