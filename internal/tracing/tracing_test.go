@@ -104,7 +104,9 @@ func attrs(kvs []*commonpb.KeyValue) map[string]string {
 }
 
 // startGRPCReceiver serves a receiver's TraceService on loopback.
-func startGRPCReceiver(t *testing.T) (*receiver, string) {
+func startGRPCReceiver(t *testing.T) (*receiver, string) { return startGRPCReceiverTB(t) }
+
+func startGRPCReceiverTB(t testing.TB) (*receiver, string) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
