@@ -115,7 +115,11 @@ func Start(cfg Config) (_ *Service, err error) {
 	s.store = policy.NewStore(snap)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.metrics = metrics.New(reg)
+	timeout := cfg.CheckTimeout
+	if timeout == 0 {
+		timeout = engine.DefaultTimeout
+	}
+	s.metrics = metrics.New(reg, metrics.WithCheckTimeout(timeout))
 	s.metrics.Reload(true, snap.Revision())
 
 	// OAuth issuers' keys: fetching starts now, and again for each reloaded policy before it is
