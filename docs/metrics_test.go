@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/metrics"
 	"github.com/agentauthz/agentauthz/internal/service"
 )
@@ -222,6 +223,23 @@ func TestServedMetricsDocumented(t *testing.T) {
 		}
 		if !slices.Contains(bounds, timeout.Seconds()) || bounds[len(bounds)-1] <= timeout.Seconds() {
 			t.Errorf("with --check-timeout %v the latency buckets are %v: want the deadline and one above it", timeout, bounds)
+		}
+	}
+}
+
+// TestTracingDocumented: operating.md names the flags of tracing and reflection, the span and
+// each of its attributes.
+func TestTracingDocumented(t *testing.T) {
+	data, err := os.ReadFile(opsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"## Tracing", "## gRPC reflection", "--otlp-traces-endpoint", "--otlp-traces-protocol",
+		"--grpc-reflection", "grpcurl -plaintext 127.0.0.1:9001 list", "`traceparent`", "`" + engine.SpanName + "`",
+		"`" + engine.AttrDecision + "`", "`" + engine.AttrReason + "`", "`" + engine.AttrRoute + "`", "`" + engine.AttrAgent + "`",
+		"`" + engine.AttrDecisionID + "`", "`" + engine.AttrRevision + "`", "`" + engine.AttrMethod + "`", "`" + engine.AttrHost + "`"} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("%s does not mention %q", opsFile, want)
 		}
 	}
 }

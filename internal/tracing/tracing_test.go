@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/agentauthz/agentauthz/extauthz"
+	"github.com/agentauthz/agentauthz/internal/authzen"
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/internal/servertest"
@@ -346,5 +348,54 @@ func TestOff(t *testing.T) {
 	}
 	if err := p.Shutdown(context.Background()); err != nil {
 		t.Error(err)
+	}
+}
+
+// An AuthZEN evaluation is decided by the same engine: its span is a child of the traceparent
+// among the evaluated request's headers (context.headers), as Envoy forwards them.
+func TestSpansOfAuthZEN(t *testing.T) {
+	rcv, endpoint := startGRPCReceiver(t)
+	p, err := tracing.Start(context.Background(), tracing.Config{Endpoint: endpoint, BatchTimeout: 10 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Shutdown(context.Background()) })
+	store, _ := servertest.DemoStore(t, credential)
+	const pepToken = "tracing-test-pep-token"
+	srv := servertest.Start(t, server.Config{GRPCAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Store: store, Tracer: p.Tracer(),
+		AuthZEN: &authzen.Config{Tokens: authzen.NewTokens(map[string]string{pepToken: "test-pep"})}})
+	const traceID, parentID = "5af7651916cd43dd8448eb211c80319c", "a7ad6b7169203331"
+	body := `{"subject": {"type": "agent", "id": "` + helpdesk + `"}, "action": {"name": "GET"},
+		"resource": {"type": "http", "id": "https://helpdesk.acme.internal/v1/tickets/4711"},
+		"context": {"headers": {"traceparent": "00-` + traceID + `-` + parentID + `-01"}}}`
+	req, err := http.NewRequest(http.MethodPost, "http://"+srv.HTTPAddr().String()+"/access/v1/evaluation", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+pepToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Decision bool `json:"decision"`
+		Context  struct {
+			DecisionID string `json:"decision_id"`
+		} `json:"context"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	if err != nil || !out.Decision || out.Context.DecisionID == "" {
+		t.Fatalf("evaluation: %+v, %v; want a permit with its decision id", out, err)
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans, _ := rcv.wait(t, 1)
+	a := attrs(spans[0].GetAttributes())
+	if len(spans) != 1 || a[engine.AttrDecisionID] != out.Context.DecisionID || a[engine.AttrDecision] != "allow" ||
+		hex.EncodeToString(spans[0].GetTraceId()) != traceID || hex.EncodeToString(spans[0].GetParentSpanId()) != parentID {
+		t.Errorf("spans %v, want the one of decision %s under %s in trace %s", spans, out.Context.DecisionID, parentID, traceID)
 	}
 }
