@@ -31,11 +31,13 @@ const (
 // traceContext reads the W3C trace context (traceparent, tracestate) the proxy forwards.
 var traceContext propagation.TraceContext
 
-// startSpan starts the span of one decision, a child of the trace context in the request's
-// headers. A missing, repeated or malformed traceparent starts a new trace: the trace context
-// is a hint for operators and never changes a decision.
+// startSpan starts the span of one decision, a child of the span in ctx when the front door's
+// transport carried one (Envoy's ext_authz call, when Envoy traces), or else of the trace
+// context in the request's headers (the traceparent the agent's request came with). A missing,
+// repeated or malformed traceparent starts a new trace: the trace context is a hint for
+// operators and never changes a decision.
 func (e *Engine) startSpan(ctx context.Context, r *Request) (context.Context, trace.Span) {
-	if r.Headers != nil {
+	if r.Headers != nil && !trace.SpanContextFromContext(ctx).IsValid() {
 		ctx = traceContext.Extract(ctx, traceCarrier{r.Headers})
 	}
 	return e.cfg.Tracer.Start(ctx, SpanName, trace.WithSpanKind(trace.SpanKindServer))

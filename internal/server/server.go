@@ -112,7 +112,9 @@ type Config struct {
 	// to list and call its services without their .proto files. Off unless set: it tells anyone
 	// who reaches the listener every service and message it accepts.
 	Reflection bool
-	// Tracer makes a span of each decision (engine.Config.Tracer); nil traces nothing.
+	// Tracer makes a span of each decision (engine.Config.Tracer), a child of the trace context
+	// in the gRPC call's metadata (Envoy's ext_authz span, when Envoy traces) or else in the
+	// request's headers; nil traces nothing.
 	Tracer trace.Tracer
 }
 
@@ -202,7 +204,11 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 
-	s.grpc = grpc.NewServer(GRPCOptions(cfg.TLS)...)
+	opts := GRPCOptions(cfg.TLS)
+	if cfg.Tracer != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(traceCalls))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	// One engine behind every front door: the same decisions, approvals, shadow rules, metrics
 	// and decision log whether Envoy or an AuthZEN PEP asks.
 	eng := engine.New(engine.Config{

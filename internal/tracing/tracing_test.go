@@ -20,6 +20,7 @@ import (
 	commonpb "go.opentelemetry.io/proto/otlp/common/v1"
 	tracepb "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/agentauthz/agentauthz/extauthz"
@@ -397,5 +398,56 @@ func TestSpansOfAuthZEN(t *testing.T) {
 	if len(spans) != 1 || a[engine.AttrDecisionID] != out.Context.DecisionID || a[engine.AttrDecision] != "allow" ||
 		hex.EncodeToString(spans[0].GetTraceId()) != traceID || hex.EncodeToString(spans[0].GetParentSpanId()) != parentID {
 		t.Errorf("spans %v, want the one of decision %s under %s in trace %s", spans, out.Context.DecisionID, parentID, traceID)
+	}
+}
+
+// The trace context of the gRPC call (Envoy's ext_authz span, when Envoy traces) is the parent
+// over the one among the request's headers; a malformed or repeated one in the call is ignored
+// for the headers'.
+func TestSpansFromCallMetadata(t *testing.T) {
+	rcv, endpoint := startGRPCReceiver(t)
+	p, client := startTraced(t, tracing.Config{Endpoint: endpoint})
+	const callTrace, callSpan = "7af7651916cd43dd8448eb211c80319c", "c7ad6b7169203331"
+	const headerTrace, headerSpan = "8bf92f3577b34da6a3ce929d0e0e4736", "20f067aa0ba902b7"
+	call := "00-" + callTrace + "-" + callSpan + "-01"
+	header := map[string]string{"traceparent": "00-" + headerTrace + "-" + headerSpan + "-01"}
+	cases := []struct {
+		md                  []string
+		wantTrace, wantSpan string
+	}{
+		{[]string{"traceparent", call}, callTrace, callSpan},
+		{[]string{"traceparent", "00-garbage-01"}, headerTrace, headerSpan},
+		{[]string{"traceparent", call, "traceparent", call}, headerTrace, headerSpan},
+	}
+	ids := make([]string, len(cases))
+	for i, c := range cases {
+		ctx := metadata.AppendToOutgoingContext(context.Background(), c.md...)
+		resp, err := client.Check(ctx, ticket(helpdesk, header))
+		if err != nil {
+			t.Fatal(err)
+		}
+		a, err := servertest.Read(resp)
+		if err != nil || !a.Allow {
+			t.Fatalf("case %d: %+v, %v; want allow", i, a, err)
+		}
+		ids[i] = a.DecisionID
+	}
+	if err := p.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	spans, _ := rcv.wait(t, len(cases))
+	byID := map[string]*tracepb.Span{}
+	for _, s := range spans {
+		byID[attrs(s.GetAttributes())[engine.AttrDecisionID]] = s
+	}
+	for i, c := range cases {
+		s := byID[ids[i]]
+		if s == nil {
+			t.Errorf("case %d: no span of decision %s", i, ids[i])
+			continue
+		}
+		if tid, pid := hex.EncodeToString(s.GetTraceId()), hex.EncodeToString(s.GetParentSpanId()); tid != c.wantTrace || pid != c.wantSpan {
+			t.Errorf("case %d (metadata %q): span under %s in trace %s, want under %s in %s", i, c.md, pid, tid, c.wantSpan, c.wantTrace)
+		}
 	}
 }
