@@ -159,6 +159,10 @@ func Start(cfg Config) (_ *Service, err error) {
 	if s.tracing, err = tracing.Start(context.Background(), cfg.Tracing); err != nil {
 		return nil, err
 	}
+	if cfg.Tracing.PlaintextOffHost() {
+		cfg.Log.Warn("exporting spans in plaintext to another host: agents, hosts and decision ids cross the network in the clear",
+			"otlp_traces_endpoint", cfg.Tracing.Endpoint)
+	}
 	s.srv, err = server.Start(server.Config{
 		GRPCAddr:     cfg.GRPCAddr,
 		GRPCSocket:   cfg.GRPCSocket,
@@ -202,7 +206,7 @@ func Start(cfg Config) (_ *Service, err error) {
 	}
 	cfg.Log.Info("agentauthz serving",
 		"grpc_addr", s.srv.GRPCAddr().String(), "http_addr", fmt.Sprint(s.srv.HTTPAddr()), "http_tls", httpTLSFrom,
-		"authzen_addr", fmt.Sprint(s.srv.AuthZENAddr()),
+		"authzen_addr", fmt.Sprint(s.srv.AuthZENAddr()), "otlp_traces_endpoint", cfg.Tracing.Endpoint,
 		"policy", source, "policy_revision", snap.Revision(),
 		"agents", st.Agents, "hosts", st.Hosts, "routes", st.Routes)
 	return s, nil

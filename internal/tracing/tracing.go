@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"time"
 
@@ -149,4 +150,16 @@ func (p *Provider) Shutdown(ctx context.Context) error {
 		return fmt.Errorf("tracing: %w", err)
 	}
 	return nil
+}
+
+// PlaintextOffHost reports whether c sends spans in plaintext (http://) to another host than
+// this one: spans name agents, hosts and decision ids, which then cross the network in the clear.
+func (c Config) PlaintextOffHost() bool {
+	u, err := c.endpoint()
+	if c.Endpoint == "" || err != nil || u.Scheme != "http" {
+		return false
+	}
+	h := u.Hostname()
+	ip := net.ParseIP(h)
+	return h != "localhost" && (ip == nil || !ip.IsLoopback())
 }

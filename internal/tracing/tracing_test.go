@@ -451,3 +451,14 @@ func TestSpansFromCallMetadata(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaintextOffHost(t *testing.T) {
+	for endpoint, want := range map[string]bool{
+		"": false, "http://127.0.0.1:4317": false, "http://[::1]:4317": false, "http://localhost:4317": false,
+		"https://collector:4317": false, "http://collector:4317": true, "http://10.0.0.7:4317": true, "not a url": false,
+	} {
+		if got := (tracing.Config{Endpoint: endpoint}).PlaintextOffHost(); got != want {
+			t.Errorf("PlaintextOffHost(%q) = %v, want %v", endpoint, got, want)
+		}
+	}
+}
