@@ -13,8 +13,8 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/agentauthz/agentauthz/extauthz"
-	"github.com/agentauthz/agentauthz/internal/service"
 	"github.com/agentauthz/agentauthz/internal/servertest"
+	"github.com/agentauthz/agentauthz/internal/service"
 	"github.com/agentauthz/agentauthz/internal/tracing"
 )
 
