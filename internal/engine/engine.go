@@ -74,8 +74,9 @@ type Config struct {
 	Timeout time.Duration
 	// Clock is injected for tests; nil means time.Now.
 	Clock func() time.Time
-	// Tracer makes one span per decision, a child of the W3C trace context (traceparent) in the
-	// request's headers (tracing.(*Provider).Tracer); nil traces nothing, at no cost.
+	// Tracer makes one span per decision (tracing.(*Provider).Tracer), a child of the span in
+	// Decide's context when the front door's transport carried one, or else of the W3C trace
+	// context (traceparent) in the request's headers; nil traces nothing, at no cost.
 	Tracer trace.Tracer
 }
 
