@@ -319,6 +319,9 @@ func TestWiring(t *testing.T) {
 	if got := flagValue(authz, "grpc-allowed-clients"); got != want["envoy"] {
 		t.Errorf("agentauthz admits %q, want Envoy's ID %s", got, want["envoy"])
 	}
+	if !slices.Contains(authz, "--grpc-reflection") {
+		t.Errorf("agentauthz runs with %q, without --grpc-reflection: grpcurl cannot list the demo's services", authz)
+	}
 	for _, agent := range []string{"helpdesk-agent", "bi-agent"} {
 		if got := flagValue(c.Services[agent].Command, "envoy-id"); got != want["envoy"] {
 			t.Errorf("%s trusts %q as Envoy, want %s", agent, got, want["envoy"])

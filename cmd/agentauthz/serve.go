@@ -61,6 +61,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&af.SlackUsers, "slack-users", "", "Slack users file: the Slack member ID, name and groups of each approver who may click Approve or Deny in Slack")
 	fs.StringVar(&af.ConsoleURL, "approvals-url", "", "the approval console's address as approvers reach it (https://host[:port][/prefix]), told to MCP clients whose call is held")
 	fs.StringVar(&af.StateKeyFile, "mcp-state-key-file", "", "file holding the key (32 bytes or more) that signs the request state of MCP calls held for revision 2026-07-28 clients; replicas must share it (default: a key generated at start)")
+	observabilityFlags(fs, &cfg)
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"github.com/spiffe/go-spiffe/v2/spiffeid"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/agentauthz/agentauthz/internal/audit"
 	"github.com/agentauthz/agentauthz/internal/metrics"
@@ -73,6 +74,10 @@ type Config struct {
 	Timeout time.Duration
 	// Clock is injected for tests; nil means time.Now.
 	Clock func() time.Time
+	// Tracer makes one span per decision (tracing.(*Provider).Tracer), a child of the span in
+	// Decide's context when the front door's transport carried one, or else of the W3C trace
+	// context (traceparent) in the request's headers; nil traces nothing, at no cost.
+	Tracer trace.Tracer
 }
 
 // Engine decides requests. It is safe for concurrent use.
@@ -160,6 +165,10 @@ func (e *Engine) Decide(ctx context.Context, r *Request) (res Result) {
 	start := e.cfg.Clock()
 	res.ID = e.ids.next()
 	var snap *policy.Snapshot
+	var span trace.Span // nil unless tracing
+	if e.cfg.Tracer != nil {
+		ctx, span = e.startSpan(ctx, r)
+	}
 	defer func() {
 		if p := recover(); p != nil {
 			res.Decision = decision.Failed(decision.CodeInternal, "Authorization failed internally; retry later.",
@@ -173,6 +182,9 @@ func (e *Engine) Decide(ctx context.Context, r *Request) (res Result) {
 			res.Revision = snap.Revision()
 		}
 		e.record(r, &res, start)
+		if span != nil {
+			endSpan(span, r, &res)
+		}
 	}()
 	snap = e.cfg.Store.Load()
 	res.Decision = e.decide(ctx, snap, r, &res)

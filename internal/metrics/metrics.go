@@ -40,14 +40,57 @@ type Metrics struct {
 	revision string
 }
 
+// DefaultCheckTimeout is the check deadline the latency buckets are made for unless
+// WithCheckTimeout says another: engine.DefaultTimeout.
+const DefaultCheckTimeout = 200 * time.Millisecond
+
+// Option configures New.
+type Option func(*options)
+
+type options struct{ checkTimeout time.Duration }
+
+// WithCheckTimeout makes the latency histogram's buckets for a check deadline of d (serve's
+// --check-timeout): see CheckBuckets. Zero or less means DefaultCheckTimeout.
+func WithCheckTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.checkTimeout = d
+		}
+	}
+}
+
+// CheckBuckets are the latency histogram's upper bounds, in seconds, for a check deadline of
+// timeout: from 10 µs in steps of 1, 2.5 and 5 (most decisions take a few µs; approval lookups
+// and large bodies more) up to the deadline, the deadline itself (answered in time), and twice
+// the deadline, so that answers later than the deadline (a deadline_exceeded deny, or an allow
+// that spent an approval and is kept) are seen apart from the slowest in time.
+func CheckBuckets(timeout time.Duration) []float64 {
+	if timeout <= 0 {
+		timeout = DefaultCheckTimeout
+	}
+	var b []float64
+	// 10 µs, 25 µs, 50 µs, 100 µs, ...: each decade's 1, 2.5 and 5, in whole nanoseconds.
+	for decade := 10 * time.Microsecond; decade < timeout; decade *= 10 {
+		for _, v := range []time.Duration{decade, decade * 5 / 2, decade * 5} {
+			if v < timeout {
+				b = append(b, v.Seconds())
+			}
+		}
+	}
+	return append(b, timeout.Seconds(), (2 * timeout).Seconds())
+}
+
 // New creates the metrics and registers them on reg.
-func New(reg prometheus.Registerer) *Metrics {
+func New(reg prometheus.Registerer, opts ...Option) *Metrics {
+	o := options{checkTimeout: DefaultCheckTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	m := &Metrics{
 		checkDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "agentauthz_check_duration_seconds",
-			Help: "Time to answer one Check call, by outcome (allow, deny, error: a deny because agentauthz could not decide).",
-			// From 10µs: most decisions take a few µs; approval lookups and large bodies more.
-			Buckets: []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3},
+			Name:    "agentauthz_check_duration_seconds",
+			Help:    "Time to answer one Check call, by outcome (allow, deny, error: a deny because agentauthz could not decide).",
+			Buckets: CheckBuckets(o.checkTimeout),
 		}, []string{"outcome"}),
 		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "agentauthz_decisions_total",

@@ -54,11 +54,11 @@ const (
 )
 
 // buckets are the histogram's upper bounds, as the exposition writes them.
-var buckets = []string{"1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.1"}
+var buckets = []string{"1e-05", "2.5e-05", "5e-05", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.2", "0.4"}
 
 // histogram writes the exposition of one outcome's series holding the given observations.
 func histogram(outcome string, obs ...time.Duration) string {
-	bounds := []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 100e-3}
+	bounds := []float64{10e-6, 25e-6, 50e-6, 100e-6, 250e-6, 500e-6, 1e-3, 2.5e-3, 5e-3, 10e-3, 25e-3, 50e-3, 100e-3, 200e-3, 400e-3}
 	var b strings.Builder
 	sum := 0.0
 	for _, o := range obs {

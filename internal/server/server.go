@@ -28,6 +28,7 @@ import (
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -107,6 +108,14 @@ type Config struct {
 	// gRPC listener serves Envoy's External Processing API (package extproc) for, next to
 	// ext_authz. Nil means the engine's: the policy in force (engine.(*Engine).FilterList).
 	MCPLists extproc.Lists
+	// Reflection serves gRPC server reflection on the gRPC listener, for tools such as grpcurl
+	// to list and call its services without their .proto files. Off unless set: it tells anyone
+	// who reaches the listener every service and message it accepts.
+	Reflection bool
+	// Tracer makes a span of each decision (engine.Config.Tracer), a child of the trace context
+	// in the gRPC call's metadata (Envoy's ext_authz span, when Envoy traces) or else in the
+	// request's headers; nil traces nothing.
+	Tracer trace.Tracer
 }
 
 // Server is a running agentauthz.
@@ -195,7 +204,11 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}
 
-	s.grpc = grpc.NewServer(GRPCOptions(cfg.TLS)...)
+	opts := GRPCOptions(cfg.TLS)
+	if cfg.Tracer != nil {
+		opts = append(opts, grpc.ChainUnaryInterceptor(traceCalls))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	// One engine behind every front door: the same decisions, approvals, shadow rules, metrics
 	// and decision log whether Envoy or an AuthZEN PEP asks.
 	eng := engine.New(engine.Config{
@@ -208,6 +221,7 @@ func Start(cfg Config) (*Server, error) {
 		Approvals:   cfg.Approvals,
 		JWTBundles:  cfg.JWTBundles,
 		OAuthKeys:   cfg.OAuthKeys,
+		Tracer:      cfg.Tracer,
 	})
 	authv3.RegisterAuthorizationServer(s.grpc, extauthz.New(eng))
 	lists := cfg.MCPLists
@@ -219,7 +233,9 @@ func Start(cfg Config) (*Server, error) {
 	s.health = health.NewServer()
 	s.draining = make(chan struct{})
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})
-	reflection.Register(s.grpc)
+	if cfg.Reflection {
+		reflection.Register(s.grpc)
+	}
 	s.SetReady(cfg.Store.Load() != nil)
 	go func() { s.serveErr <- s.grpc.Serve(s.grpcLis) }()
 

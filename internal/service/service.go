@@ -28,6 +28,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/redact"
 	"github.com/agentauthz/agentauthz/internal/reload"
 	"github.com/agentauthz/agentauthz/internal/server"
+	"github.com/agentauthz/agentauthz/internal/tracing"
 	"github.com/agentauthz/agentauthz/policy"
 )
 
@@ -42,6 +43,8 @@ type Config struct {
 	Insecure           bool
 	// GRPCSocket sets the mode and group of a unix-socket GRPCAddr.
 	GRPCSocket server.SocketAccess
+	// GRPCReflection serves gRPC server reflection on the gRPC listener (server.Config).
+	GRPCReflection bool
 	// HTTP secures the HTTP listener: TLS, and a TLS-terminating proxy in front.
 	HTTP HTTPConfig
 	// DecisionLog is where the decision log goes: a file, "-" for Stdout, or "off".
@@ -58,6 +61,8 @@ type Config struct {
 	SPIFFE       SPIFFEConfig
 	Approvals    ApprovalConfig
 	AuthZEN      AuthZENConfig
+	// Tracing exports a span of each decision over OTLP; the zero value traces nothing.
+	Tracing tracing.Config
 	// Log receives the server log; nil discards it.
 	Log *slog.Logger
 }
@@ -75,6 +80,7 @@ type Service struct {
 	srv       *server.Server
 	reloader  *reload.Reloader
 	oauthKeys *oauthkeys.Cache
+	tracing   *tracing.Provider // nil when tracing is off
 }
 
 // Start loads the policy and starts serving. A policy that does not load is returned as
@@ -95,6 +101,9 @@ func Start(cfg Config) (_ *Service, err error) {
 	if err := cfg.checkListeners(); err != nil {
 		return nil, err
 	}
+	if err := cfg.Tracing.Check(); err != nil {
+		return nil, err
+	}
 	if s.certs, err = openHTTPTLS(cfg.HTTP, cfg.Log); err != nil {
 		return nil, err
 	}
@@ -106,7 +115,11 @@ func Start(cfg Config) (_ *Service, err error) {
 	s.store = policy.NewStore(snap)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	s.metrics = metrics.New(reg)
+	timeout := cfg.CheckTimeout
+	if timeout == 0 {
+		timeout = engine.DefaultTimeout
+	}
+	s.metrics = metrics.New(reg, metrics.WithCheckTimeout(timeout))
 	s.metrics.Reload(true, snap.Revision())
 
 	// OAuth issuers' keys: fetching starts now, and again for each reloaded policy before it is
@@ -143,6 +156,13 @@ func Start(cfg Config) (_ *Service, err error) {
 	redactQuery := redact.NewQuery(cfg.RedactQuery...)
 	s.appr.gate.RedactQuery = redactQuery // approvals show the path as the decision log does
 	httpTLS, httpTLSFrom := s.httpTLS()
+	if s.tracing, err = tracing.Start(context.Background(), cfg.Tracing); err != nil {
+		return nil, err
+	}
+	if cfg.Tracing.PlaintextOffHost() {
+		cfg.Log.Warn("exporting spans in plaintext to another host: agents, hosts and decision ids cross the network in the clear",
+			"otlp_traces_endpoint", cfg.Tracing.Endpoint)
+	}
 	s.srv, err = server.Start(server.Config{
 		GRPCAddr:     cfg.GRPCAddr,
 		GRPCSocket:   cfg.GRPCSocket,
@@ -164,6 +184,8 @@ func Start(cfg Config) (_ *Service, err error) {
 		AuthZEN:      az,
 		AuthZENAddr:  cfg.AuthZEN.Addr,
 		AuthZENTLS:   azTLS,
+		Reflection:   cfg.GRPCReflection,
+		Tracer:       s.tracing.Tracer(),
 	})
 	if err != nil {
 		return nil, err
@@ -184,7 +206,7 @@ func Start(cfg Config) (_ *Service, err error) {
 	}
 	cfg.Log.Info("agentauthz serving",
 		"grpc_addr", s.srv.GRPCAddr().String(), "http_addr", fmt.Sprint(s.srv.HTTPAddr()), "http_tls", httpTLSFrom,
-		"authzen_addr", fmt.Sprint(s.srv.AuthZENAddr()),
+		"authzen_addr", fmt.Sprint(s.srv.AuthZENAddr()), "otlp_traces_endpoint", cfg.Tracing.Endpoint,
 		"policy", source, "policy_revision", snap.Revision(),
 		"agents", st.Agents, "hosts", st.Hosts, "routes", st.Routes)
 	return s, nil
@@ -282,6 +304,14 @@ func (s *Service) close() {
 	}
 	if s.decisions != nil {
 		s.decisions.close(s.log)
+	}
+	if s.tracing != nil {
+		// The spans of the last decisions, sent while the receiver answers.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.tracing.Shutdown(ctx); err != nil {
+			s.log.Warn("spans not exported at exit", "error", err.Error())
+		}
 	}
 }
 

@@ -250,7 +250,8 @@ func (s *stack) up(ctx context.Context) error {
 	}, "serve",
 		"--grpc-addr", s.authzGRPC, "--http-addr", s.authzHTTP,
 		"--spiffe-socket", s.spire.Agent.Addr(), "--grpc-allowed-clients", envoyID.String(),
-		"--data-dir", s.path("agentauthz-data"), "--decision-log", s.path("decisions.log"))
+		"--data-dir", s.path("agentauthz-data"), "--decision-log", s.path("decisions.log"),
+		"--grpc-reflection") // grpcurl can list and call the demo's services
 	if err != nil {
 		return err
 	}
