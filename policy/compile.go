@@ -100,6 +100,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		issuerURLAt: map[string]string{},
 		audienceAt:  map[string]string{},
 		openapi:     map[string]*openapi.Document{},
+		lint:        newLintFacts(),
 	}
 	c.protoFiles(sources)
 	for i := range sources {
@@ -117,6 +118,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	for _, src := range ordered {
 		c.agents(src)
 		c.notifierNames(src)
+		c.lintExceptions(src)
 	}
 	for _, src := range ordered {
 		c.oauthIssuers(src)
@@ -128,6 +130,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		c.hosts(src)
 	}
 	c.buildValidator()
+	c.lintConditions()
 	if len(c.snap.trustDomains) == 0 && len(c.problems) == 0 {
 		c.problems = append(c.problems, "policy: no trust_domains: name at least one SPIFFE trust domain")
 	}
@@ -135,6 +138,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 		return nil, c.problems
 	}
 	c.snap.revision = revision(files, c.refs)
+	c.snap.lint = c.lint
 	return c.snap, nil
 }
 
@@ -166,6 +170,8 @@ type compiler struct {
 	patterns patternCache
 	// openapi are the OpenAPI documents read so far, by name.
 	openapi map[string]*openapi.Document
+	// lint is what lint reports and deciding never reads.
+	lint *lintFacts
 }
 
 func (c *compiler) addf(src *source, at, format string, args ...any) {
@@ -226,7 +232,8 @@ func (c *compiler) agents(src *source) {
 			ag = &agent{id: id, live: !shadow}
 			c.snap.agents[id] = ag
 		}
-		for _, s := range a.GetScopes() {
+		for k, s := range a.GetScopes() {
+			c.held(src, fmt.Sprintf("%s.scopes[%d]", at, k), s)
 			if shadow {
 				ag.grantShadow(c.scope(s))
 			} else {
@@ -352,6 +359,8 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		return
 	}
 	c.routeAt[r.GetName()] = src.file.Name + " " + at
+	c.lint.rules[r.GetName()] = true
+	c.requires(src, at+".scope", r.GetScope())
 	segments, names, err := splitTemplate(r.GetPath())
 	if err != nil {
 		c.addf(src, at+".path", "%v", err)

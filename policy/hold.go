@@ -37,6 +37,9 @@ type holdRule struct {
 	hold *decision.Hold
 	// when, if set, decides which requests are held; nil holds all.
 	when cel.Program
+	// whenAST is when's checked expression, and whenAt where it is written, for lint.
+	whenAST *cel.Ast
+	whenAt  string
 }
 
 // holdEnv declares what Approval.when sees.
@@ -93,6 +96,7 @@ func (c *compiler) holdRule(src *source, at, rule string, a *policyv1.Approval, 
 		h.Redact = append(h.Redact, p)
 	}
 	hr := &holdRule{hold: h}
+	c.lint.holds = append(c.lint.holds, lintHold{where: src.where(at + ".approvers"), rule: rule, approvers: a.GetApprovers()})
 	if expr := a.GetWhen(); expr != "" {
 		env, err := holdEnv()
 		if err != nil {
@@ -118,7 +122,7 @@ func (c *compiler) holdRule(src *source, at, rule string, a *policyv1.Approval, 
 			c.addf(src, at+".when", "%v", err)
 			return nil
 		}
-		hr.when = prg
+		hr.when, hr.whenAST, hr.whenAt = prg, ast, src.where(at+".when")
 	}
 	if !ok {
 		return nil

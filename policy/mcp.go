@@ -172,6 +172,7 @@ func (c *compiler) mcpServers(src *source) {
 			srv.snapshot = c.toolsSnapshot(src, at+".tools_snapshot", snap)
 		}
 		for j, m := range s.GetMethods() {
+			c.requires(src, fmt.Sprintf("%s.methods[%d].scope", at, j), m.GetScope())
 			for k, name := range m.GetAllow() {
 				switch name {
 				case "tools/call", "resources/read", "prompts/get":
@@ -186,6 +187,7 @@ func (c *compiler) mcpServers(src *source) {
 			c.mcpTool(src, fmt.Sprintf("%s.tools[%d]", at, j), srv, t)
 		}
 		for j, r := range s.GetResources() {
+			c.requires(src, fmt.Sprintf("%s.resources[%d].scope", at, j), r.GetScope())
 			parts, err := splitURITemplate(r.GetUri())
 			if err != nil {
 				c.addf(src, fmt.Sprintf("%s.resources[%d].uri", at, j), "%v", err)
@@ -193,7 +195,8 @@ func (c *compiler) mcpServers(src *source) {
 			}
 			srv.resources = append(srv.resources, &mcpResource{pattern: r.GetUri(), parts: parts, scope: c.scope(r.GetScope())})
 		}
-		for _, p := range s.GetPrompts() {
+		for j, p := range s.GetPrompts() {
+			c.requires(src, fmt.Sprintf("%s.prompts[%d].scope", at, j), p.GetScope())
 			srv.prompts[p.GetName()] = append(srv.prompts[p.GetName()], c.scope(p.GetScope()))
 		}
 	}
@@ -204,6 +207,8 @@ func (c *compiler) mcpTool(src *source, at string, srv *mcpServer, t *policyv1.M
 		c.addf(src, at+".name", "tool %q is listed twice: list each tool once, and give some agents a tighter schema under agents", t.GetName())
 		return
 	}
+	c.lint.rules[srv.name+"/"+t.GetName()] = true
+	c.requires(src, at+".scope", t.GetScope())
 	tool := &mcpTool{
 		name: t.GetName(), rule: srv.name + "/" + t.GetName(), scope: c.scope(t.GetScope()), scopeName: t.GetScope(),
 		shadow: t.GetShadow() || src.policy.GetShadow(), perAgent: map[spiffeid.ID][]*jsonschema.Schema{},

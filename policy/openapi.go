@@ -160,6 +160,7 @@ func (c *compiler) hostOpenAPI(src *source, at string, hs *host, o *policyv1.Ope
 				op.At, op.Method, op.Path, src.at(gat, "granted here")))
 			continue
 		}
+		c.requires(src, g.scopeAt+".scope", g.scope)
 		oh.granted = append(oh.granted, &grantedOperation{op: op, scope: g.scope, by: src.at(g.scopeAt, "granted"), tag: g.tag,
 			route: c.operationRoute(src, gat, hs, doc, base, op, g.entry, g.scope, o)})
 	}
@@ -255,6 +256,7 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		return nil
 	}
 	c.routeAt[name] = src.file.Name + " " + at
+	c.lint.rules[name] = true
 	segments, names, err := opTemplate(base, op.Path)
 	if err != nil {
 		fail("%v", err)

@@ -148,14 +148,19 @@ func (s *scanner) walk(n *yaml.Node, at string, msg protoreflect.MessageDescript
 
 // at formats a problem found at a field path, with the line of the closest recorded node.
 func (src *source) at(fieldPath, format string, args ...any) string {
-	msg := fmt.Sprintf(format, args...)
+	return src.where(fieldPath) + ": " + fmt.Sprintf(format, args...)
+}
+
+// where is the start of a problem about fieldPath: "file:line:col: fieldPath", at the nearest
+// node of the path that has a position.
+func (src *source) where(fieldPath string) string {
 	for p := fieldPath; ; {
 		if pos, ok := src.positions[p]; ok {
-			return fmt.Sprintf("%s:%d:%d: %s: %s", src.file.Name, pos.line, pos.col, fieldPath, msg)
+			return fmt.Sprintf("%s:%d:%d: %s", src.file.Name, pos.line, pos.col, fieldPath)
 		}
 		i := strings.LastIndexAny(p, ".[")
 		if i < 0 {
-			return fmt.Sprintf("%s: %s: %s", src.file.Name, fieldPath, msg)
+			return fmt.Sprintf("%s: %s", src.file.Name, fieldPath)
 		}
 		p = p[:i]
 	}

@@ -39,6 +39,8 @@ type Snapshot struct {
 	oauthAgents  map[oauthSubject]spiffeid.ID
 	// openapi are the hosts' OpenAPI documents, with what the policy grants of each.
 	openapi []*openAPIHost
+	// lint is what Lint reports; deciding never reads it.
+	lint *lintFacts
 }
 
 // Notifiers returns the policy's notifier configurations. They must not be modified.

@@ -12,6 +12,8 @@ import (
 func runLint(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
 	baselines := baselineFlags{}
+	var checks lintChecks
+	checks.flags(fs)
 	fs.Var(baselines, "openapi-baseline", "DOC=OLDER-COPY: report the operations the policy grants whose parameters or schemas changed since an older copy of OpenAPI document DOC (as the policy names it); repeatable")
 	if ok, code := parseFlags(fs, args, stderr); !ok {
 		return code
@@ -28,8 +30,8 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 			status = exitUsage
 			continue
 		}
-		// Credentials are not read: lint checks the policy, not the machine it runs on.
-		snap, err := policy.Load(files, policy.Options{Secrets: policy.Placeholders})
+		// Credentials are not read unless asked: lint checks the policy, not the machine it runs on.
+		snap, err := policy.Load(files, policy.Options{Secrets: checks.secrets()})
 		var problems policy.Problems
 		switch {
 		case errors.As(err, &problems):
@@ -44,6 +46,12 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
 			status = exitUsage
 		default:
+			found, warnings, err := checks.problems(p, snap)
+			if err != nil {
+				fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
+				status = exitUsage
+				continue
+			}
 			if len(baselines) > 0 {
 				drift, err := snap.OpenAPIDrift(baselines)
 				if err != nil {
@@ -51,16 +59,20 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 					status = exitUsage
 					continue
 				}
-				if len(drift) > 0 {
-					for _, pr := range drift {
-						fmt.Fprintln(stdout, pr)
-					}
-					fmt.Fprintf(stdout, "%s: %d problem(s)\n", p, len(drift))
-					if status == exitOK {
-						status = exitDeny
-					}
-					continue
+				found = append(found, drift...)
+			}
+			for _, w := range warnings {
+				fmt.Fprintln(stdout, w)
+			}
+			if len(found) > 0 {
+				for _, pr := range found {
+					fmt.Fprintln(stdout, pr)
 				}
+				fmt.Fprintf(stdout, "%s: %d problem(s)\n", p, len(found))
+				if status == exitOK {
+					status = exitDeny
+				}
+				continue
 			}
 			st := snap.Stats()
 			mcp := ""

@@ -18,6 +18,8 @@ import (
 // approvers file never holds a token itself.
 type Tokens struct {
 	set tokenfile.Set[approval.Approver]
+	// people are the approvers of the file, in its order.
+	people []approval.Approver
 }
 
 var _ api.Authenticator = (*Tokens)(nil)
@@ -63,6 +65,7 @@ func ReadTokens(path string) (*Tokens, error) {
 		default:
 			seen[a.Name], hashes[hash] = true, a.Name
 			t.set.Add(hash, approval.Approver{Name: a.Name, Groups: a.Groups})
+			t.people = append(t.people, approval.Approver{Name: a.Name, Groups: a.Groups})
 		}
 	}
 	if len(problems) > 0 {
@@ -70,6 +73,10 @@ func ReadTokens(path string) (*Tokens, error) {
 	}
 	return t, nil
 }
+
+// Approvers lists the approvers an approvers file names, in its order: who can sign in with a
+// token (for `agentauthz lint`, which checks that someone may approve each approval rule).
+func (t *Tokens) Approvers() []approval.Approver { return t.people }
 
 // NewTokens builds a token authenticator from approvers and their tokens, for the demo.
 func NewTokens(entries map[string]approval.Approver) *Tokens {

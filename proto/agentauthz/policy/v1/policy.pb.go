@@ -62,7 +62,9 @@ type Policy struct {
 	// identity, on the hosts that accept them (Host.oauth). Each maps the subjects of its tokens to
 	// agents of this policy. Issuer names and issuer URLs are unique across the policy; shadow
 	// files cannot define issuers.
-	OauthIssuers  []*OAuthIssuer `protobuf:"bytes,9,rep,name=oauth_issuers,json=oauthIssuers,proto3" json:"oauth_issuers,omitempty"`
+	OauthIssuers []*OAuthIssuer `protobuf:"bytes,9,rep,name=oauth_issuers,json=oauthIssuers,proto3" json:"oauth_issuers,omitempty"`
+	// What `agentauthz lint` should accept in this policy as deliberate rather than report.
+	Lint          *Lint `protobuf:"bytes,10,opt,name=lint,proto3" json:"lint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,6 +162,74 @@ func (x *Policy) GetOauthIssuers() []*OAuthIssuer {
 	return nil
 }
 
+func (x *Policy) GetLint() *Lint {
+	if x != nil {
+		return x.Lint
+	}
+	return nil
+}
+
+// Lint names what a policy means to do that `agentauthz lint` would otherwise report as a
+// mistake. Each entry must still be true: a scope listed here that an agent comes to hold, or a
+// route comes to require, is reported so that the exception does not outlive its reason.
+// Exceptions are unioned across the policy's files.
+type Lint struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Scopes that a route, operation, MCP method, tool, resource or prompt requires and that no
+	// agent holds, on purpose: the route is written down so that its scope is explicit, and every
+	// agent is refused it (e.g. a destructive operation no agent may call yet).
+	UnheldScopes []string `protobuf:"bytes,1,rep,name=unheld_scopes,json=unheldScopes,proto3" json:"unheld_scopes,omitempty"`
+	// Scopes that agents hold and that nothing requires, on purpose (e.g. granted ahead of a route
+	// that is still to be written).
+	UnrequiredScopes []string `protobuf:"bytes,2,rep,name=unrequired_scopes,json=unrequiredScopes,proto3" json:"unrequired_scopes,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Lint) Reset() {
+	*x = Lint{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Lint) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Lint) ProtoMessage() {}
+
+func (x *Lint) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Lint.ProtoReflect.Descriptor instead.
+func (*Lint) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Lint) GetUnheldScopes() []string {
+	if x != nil {
+		return x.UnheldScopes
+	}
+	return nil
+}
+
+func (x *Lint) GetUnrequiredScopes() []string {
+	if x != nil {
+		return x.UnrequiredScopes
+	}
+	return nil
+}
+
 // Agent grants scopes to one SPIFFE ID.
 type Agent struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -176,7 +246,7 @@ type Agent struct {
 
 func (x *Agent) Reset() {
 	*x = Agent{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[1]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +258,7 @@ func (x *Agent) String() string {
 func (*Agent) ProtoMessage() {}
 
 func (x *Agent) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[1]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +271,7 @@ func (x *Agent) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Agent.ProtoReflect.Descriptor instead.
 func (*Agent) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{1}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *Agent) GetId() string {
@@ -280,7 +350,7 @@ type Host struct {
 
 func (x *Host) Reset() {
 	*x = Host{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[2]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -292,7 +362,7 @@ func (x *Host) String() string {
 func (*Host) ProtoMessage() {}
 
 func (x *Host) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[2]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -305,7 +375,7 @@ func (x *Host) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Host.ProtoReflect.Descriptor instead.
 func (*Host) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{2}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Host) GetName() string {
@@ -440,7 +510,7 @@ type OpenAPI struct {
 
 func (x *OpenAPI) Reset() {
 	*x = OpenAPI{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -452,7 +522,7 @@ func (x *OpenAPI) String() string {
 func (*OpenAPI) ProtoMessage() {}
 
 func (x *OpenAPI) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[3]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -465,7 +535,7 @@ func (x *OpenAPI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAPI.ProtoReflect.Descriptor instead.
 func (*OpenAPI) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{3}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *OpenAPI) GetDocument() string {
@@ -549,7 +619,7 @@ type OpenAPIOperation struct {
 
 func (x *OpenAPIOperation) Reset() {
 	*x = OpenAPIOperation{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -561,7 +631,7 @@ func (x *OpenAPIOperation) String() string {
 func (*OpenAPIOperation) ProtoMessage() {}
 
 func (x *OpenAPIOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[4]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -574,7 +644,7 @@ func (x *OpenAPIOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAPIOperation.ProtoReflect.Descriptor instead.
 func (*OpenAPIOperation) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{4}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *OpenAPIOperation) GetId() string {
@@ -668,7 +738,7 @@ type OpenAPITag struct {
 
 func (x *OpenAPITag) Reset() {
 	*x = OpenAPITag{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -680,7 +750,7 @@ func (x *OpenAPITag) String() string {
 func (*OpenAPITag) ProtoMessage() {}
 
 func (x *OpenAPITag) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[5]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -693,7 +763,7 @@ func (x *OpenAPITag) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OpenAPITag.ProtoReflect.Descriptor instead.
 func (*OpenAPITag) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{5}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *OpenAPITag) GetTag() string {
@@ -725,7 +795,7 @@ type OAuthResource struct {
 
 func (x *OAuthResource) Reset() {
 	*x = OAuthResource{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -737,7 +807,7 @@ func (x *OAuthResource) String() string {
 func (*OAuthResource) ProtoMessage() {}
 
 func (x *OAuthResource) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[6]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -750,7 +820,7 @@ func (x *OAuthResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthResource.ProtoReflect.Descriptor instead.
 func (*OAuthResource) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{6}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *OAuthResource) GetIssuers() []string {
@@ -813,7 +883,7 @@ type OAuthIssuer struct {
 
 func (x *OAuthIssuer) Reset() {
 	*x = OAuthIssuer{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -825,7 +895,7 @@ func (x *OAuthIssuer) String() string {
 func (*OAuthIssuer) ProtoMessage() {}
 
 func (x *OAuthIssuer) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[7]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -838,7 +908,7 @@ func (x *OAuthIssuer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthIssuer.ProtoReflect.Descriptor instead.
 func (*OAuthIssuer) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{7}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *OAuthIssuer) GetName() string {
@@ -956,7 +1026,7 @@ type OAuthSubject struct {
 
 func (x *OAuthSubject) Reset() {
 	*x = OAuthSubject{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -968,7 +1038,7 @@ func (x *OAuthSubject) String() string {
 func (*OAuthSubject) ProtoMessage() {}
 
 func (x *OAuthSubject) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[8]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -981,7 +1051,7 @@ func (x *OAuthSubject) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use OAuthSubject.ProtoReflect.Descriptor instead.
 func (*OAuthSubject) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{8}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *OAuthSubject) GetSubject() string {
@@ -1013,7 +1083,7 @@ type JWTSVID struct {
 
 func (x *JWTSVID) Reset() {
 	*x = JWTSVID{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1025,7 +1095,7 @@ func (x *JWTSVID) String() string {
 func (*JWTSVID) ProtoMessage() {}
 
 func (x *JWTSVID) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[9]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1038,7 +1108,7 @@ func (x *JWTSVID) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JWTSVID.ProtoReflect.Descriptor instead.
 func (*JWTSVID) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{9}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *JWTSVID) GetAudiences() []string {
@@ -1076,7 +1146,7 @@ type InjectHeader struct {
 
 func (x *InjectHeader) Reset() {
 	*x = InjectHeader{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1088,7 +1158,7 @@ func (x *InjectHeader) String() string {
 func (*InjectHeader) ProtoMessage() {}
 
 func (x *InjectHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[10]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1101,7 +1171,7 @@ func (x *InjectHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InjectHeader.ProtoReflect.Descriptor instead.
 func (*InjectHeader) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{10}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *InjectHeader) GetName() string {
@@ -1220,7 +1290,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1232,7 +1302,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[11]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1245,7 +1315,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{11}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Route) GetName() string {
@@ -1374,7 +1444,7 @@ type Body struct {
 
 func (x *Body) Reset() {
 	*x = Body{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1456,7 @@ func (x *Body) String() string {
 func (*Body) ProtoMessage() {}
 
 func (x *Body) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[12]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1469,7 @@ func (x *Body) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Body.ProtoReflect.Descriptor instead.
 func (*Body) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{12}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Body) GetMaxBytes() uint32 {
@@ -1534,7 +1604,7 @@ type GraphQLAPI struct {
 
 func (x *GraphQLAPI) Reset() {
 	*x = GraphQLAPI{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1546,7 +1616,7 @@ func (x *GraphQLAPI) String() string {
 func (*GraphQLAPI) ProtoMessage() {}
 
 func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[13]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1559,7 +1629,7 @@ func (x *GraphQLAPI) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLAPI.ProtoReflect.Descriptor instead.
 func (*GraphQLAPI) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{13}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GraphQLAPI) GetName() string {
@@ -1676,7 +1746,7 @@ type GraphQLArguments struct {
 
 func (x *GraphQLArguments) Reset() {
 	*x = GraphQLArguments{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1688,7 +1758,7 @@ func (x *GraphQLArguments) String() string {
 func (*GraphQLArguments) ProtoMessage() {}
 
 func (x *GraphQLArguments) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[14]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1701,7 +1771,7 @@ func (x *GraphQLArguments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLArguments.ProtoReflect.Descriptor instead.
 func (*GraphQLArguments) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{14}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GraphQLArguments) GetField() string {
@@ -1747,7 +1817,7 @@ type GraphQLArgument struct {
 
 func (x *GraphQLArgument) Reset() {
 	*x = GraphQLArgument{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1759,7 +1829,7 @@ func (x *GraphQLArgument) String() string {
 func (*GraphQLArgument) ProtoMessage() {}
 
 func (x *GraphQLArgument) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[15]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1772,7 +1842,7 @@ func (x *GraphQLArgument) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLArgument.ProtoReflect.Descriptor instead.
 func (*GraphQLArgument) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{15}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GraphQLArgument) GetRequired() bool {
@@ -1851,7 +1921,7 @@ type GraphQLFields struct {
 
 func (x *GraphQLFields) Reset() {
 	*x = GraphQLFields{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1863,7 +1933,7 @@ func (x *GraphQLFields) String() string {
 func (*GraphQLFields) ProtoMessage() {}
 
 func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[16]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1876,7 +1946,7 @@ func (x *GraphQLFields) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GraphQLFields.ProtoReflect.Descriptor instead.
 func (*GraphQLFields) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{16}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GraphQLFields) GetAgents() []string {
@@ -1925,7 +1995,7 @@ type Param struct {
 
 func (x *Param) Reset() {
 	*x = Param{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1937,7 +2007,7 @@ func (x *Param) String() string {
 func (*Param) ProtoMessage() {}
 
 func (x *Param) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[17]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1950,7 +2020,7 @@ func (x *Param) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Param.ProtoReflect.Descriptor instead.
 func (*Param) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{17}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Param) GetType() string {
@@ -2073,7 +2143,7 @@ type Approval struct {
 
 func (x *Approval) Reset() {
 	*x = Approval{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2155,7 @@ func (x *Approval) String() string {
 func (*Approval) ProtoMessage() {}
 
 func (x *Approval) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[18]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2168,7 @@ func (x *Approval) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Approval.ProtoReflect.Descriptor instead.
 func (*Approval) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{18}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Approval) GetApprovers() []string {
@@ -2180,7 +2250,7 @@ type Notifier struct {
 
 func (x *Notifier) Reset() {
 	*x = Notifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2262,7 @@ func (x *Notifier) String() string {
 func (*Notifier) ProtoMessage() {}
 
 func (x *Notifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[19]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2275,7 @@ func (x *Notifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Notifier.ProtoReflect.Descriptor instead.
 func (*Notifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{19}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Notifier) GetName() string {
@@ -2276,7 +2346,7 @@ type SlackNotifier struct {
 
 func (x *SlackNotifier) Reset() {
 	*x = SlackNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2288,7 +2358,7 @@ func (x *SlackNotifier) String() string {
 func (*SlackNotifier) ProtoMessage() {}
 
 func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[20]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2301,7 +2371,7 @@ func (x *SlackNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SlackNotifier.ProtoReflect.Descriptor instead.
 func (*SlackNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{20}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *SlackNotifier) GetChannel() string {
@@ -2346,7 +2416,7 @@ type WebhookNotifier struct {
 
 func (x *WebhookNotifier) Reset() {
 	*x = WebhookNotifier{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2358,7 +2428,7 @@ func (x *WebhookNotifier) String() string {
 func (*WebhookNotifier) ProtoMessage() {}
 
 func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[21]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2371,7 +2441,7 @@ func (x *WebhookNotifier) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WebhookNotifier.ProtoReflect.Descriptor instead.
 func (*WebhookNotifier) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{21}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WebhookNotifier) GetUrl() string {
@@ -2421,7 +2491,7 @@ type MCPServer struct {
 
 func (x *MCPServer) Reset() {
 	*x = MCPServer{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2433,7 +2503,7 @@ func (x *MCPServer) String() string {
 func (*MCPServer) ProtoMessage() {}
 
 func (x *MCPServer) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[22]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2446,7 +2516,7 @@ func (x *MCPServer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPServer.ProtoReflect.Descriptor instead.
 func (*MCPServer) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{22}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MCPServer) GetName() string {
@@ -2523,7 +2593,7 @@ type MCPMethods struct {
 
 func (x *MCPMethods) Reset() {
 	*x = MCPMethods{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2535,7 +2605,7 @@ func (x *MCPMethods) String() string {
 func (*MCPMethods) ProtoMessage() {}
 
 func (x *MCPMethods) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[23]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2548,7 +2618,7 @@ func (x *MCPMethods) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPMethods.ProtoReflect.Descriptor instead.
 func (*MCPMethods) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{23}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MCPMethods) GetAllow() []string {
@@ -2592,7 +2662,7 @@ type MCPTool struct {
 
 func (x *MCPTool) Reset() {
 	*x = MCPTool{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2604,7 +2674,7 @@ func (x *MCPTool) String() string {
 func (*MCPTool) ProtoMessage() {}
 
 func (x *MCPTool) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[24]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2617,7 +2687,7 @@ func (x *MCPTool) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPTool.ProtoReflect.Descriptor instead.
 func (*MCPTool) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{24}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *MCPTool) GetName() string {
@@ -2687,7 +2757,7 @@ type MCPAgentArguments struct {
 
 func (x *MCPAgentArguments) Reset() {
 	*x = MCPAgentArguments{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[25]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2769,7 @@ func (x *MCPAgentArguments) String() string {
 func (*MCPAgentArguments) ProtoMessage() {}
 
 func (x *MCPAgentArguments) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[25]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2782,7 @@ func (x *MCPAgentArguments) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPAgentArguments.ProtoReflect.Descriptor instead.
 func (*MCPAgentArguments) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{25}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *MCPAgentArguments) GetAgents() []string {
@@ -2742,7 +2812,7 @@ type MCPResource struct {
 
 func (x *MCPResource) Reset() {
 	*x = MCPResource{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[26]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2754,7 +2824,7 @@ func (x *MCPResource) String() string {
 func (*MCPResource) ProtoMessage() {}
 
 func (x *MCPResource) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[26]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2767,7 +2837,7 @@ func (x *MCPResource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPResource.ProtoReflect.Descriptor instead.
 func (*MCPResource) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{26}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *MCPResource) GetUri() string {
@@ -2795,7 +2865,7 @@ type MCPPrompt struct {
 
 func (x *MCPPrompt) Reset() {
 	*x = MCPPrompt{}
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[27]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2877,7 @@ func (x *MCPPrompt) String() string {
 func (*MCPPrompt) ProtoMessage() {}
 
 func (x *MCPPrompt) ProtoReflect() protoreflect.Message {
-	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[27]
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2890,7 @@ func (x *MCPPrompt) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MCPPrompt.ProtoReflect.Descriptor instead.
 func (*MCPPrompt) Descriptor() ([]byte, []int) {
-	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{27}
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *MCPPrompt) GetName() string {
@@ -2841,7 +2911,7 @@ var File_agentauthz_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
-	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\x8a\x04\n" +
+	"!agentauthz/policy/v1/policy.proto\x12\x14agentauthz.policy.v1\x1a\x1bbuf/validate/validate.proto\x1a\x1egoogle/protobuf/duration.proto\"\xba\x04\n" +
 	"\x06Policy\x12D\n" +
 	"\rtrust_domains\x18\x01 \x03(\tB\x1f\xbaH\x1c\x92\x01\x19\x18\x01\"\x15r\x13\x18\xff\x012\x0e^[a-z0-9._-]+$R\ftrustDomains\x123\n" +
 	"\x06agents\x18\x02 \x03(\v2\x1b.agentauthz.policy.v1.AgentR\x06agents\x120\n" +
@@ -2854,7 +2924,12 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\tnotifiers\x18\a \x03(\v2\x1e.agentauthz.policy.v1.NotifierR\tnotifiers\x12@\n" +
 	"\vmcp_servers\x18\b \x03(\v2\x1f.agentauthz.policy.v1.MCPServerR\n" +
 	"mcpServers\x12F\n" +
-	"\roauth_issuers\x18\t \x03(\v2!.agentauthz.policy.v1.OAuthIssuerR\foauthIssuers\"\x9e\x01\n" +
+	"\roauth_issuers\x18\t \x03(\v2!.agentauthz.policy.v1.OAuthIssuerR\foauthIssuers\x12.\n" +
+	"\x04lint\x18\n" +
+	" \x01(\v2\x1a.agentauthz.policy.v1.LintR\x04lint\"\xb4\x01\n" +
+	"\x04Lint\x12Q\n" +
+	"\runheld_scopes\x18\x01 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\funheldScopes\x12Y\n" +
+	"\x11unrequired_scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x10unrequiredScopes\"\x9e\x01\n" +
 	"\x05Agent\x12#\n" +
 	"\x02id\x18\x01 \x01(\tB\x13\xbaH\x10r\x0e\x18\x80\x10:\tspiffe://R\x02id\x12D\n" +
 	"\x06scopes\x18\x02 \x03(\tB,\xbaH)\x92\x01&\x18\x01\"\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x06scopes\x12*\n" +
@@ -3148,91 +3223,93 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
-	(*Agent)(nil),               // 1: agentauthz.policy.v1.Agent
-	(*Host)(nil),                // 2: agentauthz.policy.v1.Host
-	(*OpenAPI)(nil),             // 3: agentauthz.policy.v1.OpenAPI
-	(*OpenAPIOperation)(nil),    // 4: agentauthz.policy.v1.OpenAPIOperation
-	(*OpenAPITag)(nil),          // 5: agentauthz.policy.v1.OpenAPITag
-	(*OAuthResource)(nil),       // 6: agentauthz.policy.v1.OAuthResource
-	(*OAuthIssuer)(nil),         // 7: agentauthz.policy.v1.OAuthIssuer
-	(*OAuthSubject)(nil),        // 8: agentauthz.policy.v1.OAuthSubject
-	(*JWTSVID)(nil),             // 9: agentauthz.policy.v1.JWTSVID
-	(*InjectHeader)(nil),        // 10: agentauthz.policy.v1.InjectHeader
-	(*Route)(nil),               // 11: agentauthz.policy.v1.Route
-	(*Body)(nil),                // 12: agentauthz.policy.v1.Body
-	(*GraphQLAPI)(nil),          // 13: agentauthz.policy.v1.GraphQLAPI
-	(*GraphQLArguments)(nil),    // 14: agentauthz.policy.v1.GraphQLArguments
-	(*GraphQLArgument)(nil),     // 15: agentauthz.policy.v1.GraphQLArgument
-	(*GraphQLFields)(nil),       // 16: agentauthz.policy.v1.GraphQLFields
-	(*Param)(nil),               // 17: agentauthz.policy.v1.Param
-	(*Approval)(nil),            // 18: agentauthz.policy.v1.Approval
-	(*Notifier)(nil),            // 19: agentauthz.policy.v1.Notifier
-	(*SlackNotifier)(nil),       // 20: agentauthz.policy.v1.SlackNotifier
-	(*WebhookNotifier)(nil),     // 21: agentauthz.policy.v1.WebhookNotifier
-	(*MCPServer)(nil),           // 22: agentauthz.policy.v1.MCPServer
-	(*MCPMethods)(nil),          // 23: agentauthz.policy.v1.MCPMethods
-	(*MCPTool)(nil),             // 24: agentauthz.policy.v1.MCPTool
-	(*MCPAgentArguments)(nil),   // 25: agentauthz.policy.v1.MCPAgentArguments
-	(*MCPResource)(nil),         // 26: agentauthz.policy.v1.MCPResource
-	(*MCPPrompt)(nil),           // 27: agentauthz.policy.v1.MCPPrompt
-	nil,                         // 28: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
-	nil,                         // 29: agentauthz.policy.v1.OpenAPIOperation.QueryEntry
-	nil,                         // 30: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                         // 31: agentauthz.policy.v1.Route.QueryEntry
-	nil,                         // 32: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	(*durationpb.Duration)(nil), // 33: google.protobuf.Duration
+	(*Lint)(nil),                // 1: agentauthz.policy.v1.Lint
+	(*Agent)(nil),               // 2: agentauthz.policy.v1.Agent
+	(*Host)(nil),                // 3: agentauthz.policy.v1.Host
+	(*OpenAPI)(nil),             // 4: agentauthz.policy.v1.OpenAPI
+	(*OpenAPIOperation)(nil),    // 5: agentauthz.policy.v1.OpenAPIOperation
+	(*OpenAPITag)(nil),          // 6: agentauthz.policy.v1.OpenAPITag
+	(*OAuthResource)(nil),       // 7: agentauthz.policy.v1.OAuthResource
+	(*OAuthIssuer)(nil),         // 8: agentauthz.policy.v1.OAuthIssuer
+	(*OAuthSubject)(nil),        // 9: agentauthz.policy.v1.OAuthSubject
+	(*JWTSVID)(nil),             // 10: agentauthz.policy.v1.JWTSVID
+	(*InjectHeader)(nil),        // 11: agentauthz.policy.v1.InjectHeader
+	(*Route)(nil),               // 12: agentauthz.policy.v1.Route
+	(*Body)(nil),                // 13: agentauthz.policy.v1.Body
+	(*GraphQLAPI)(nil),          // 14: agentauthz.policy.v1.GraphQLAPI
+	(*GraphQLArguments)(nil),    // 15: agentauthz.policy.v1.GraphQLArguments
+	(*GraphQLArgument)(nil),     // 16: agentauthz.policy.v1.GraphQLArgument
+	(*GraphQLFields)(nil),       // 17: agentauthz.policy.v1.GraphQLFields
+	(*Param)(nil),               // 18: agentauthz.policy.v1.Param
+	(*Approval)(nil),            // 19: agentauthz.policy.v1.Approval
+	(*Notifier)(nil),            // 20: agentauthz.policy.v1.Notifier
+	(*SlackNotifier)(nil),       // 21: agentauthz.policy.v1.SlackNotifier
+	(*WebhookNotifier)(nil),     // 22: agentauthz.policy.v1.WebhookNotifier
+	(*MCPServer)(nil),           // 23: agentauthz.policy.v1.MCPServer
+	(*MCPMethods)(nil),          // 24: agentauthz.policy.v1.MCPMethods
+	(*MCPTool)(nil),             // 25: agentauthz.policy.v1.MCPTool
+	(*MCPAgentArguments)(nil),   // 26: agentauthz.policy.v1.MCPAgentArguments
+	(*MCPResource)(nil),         // 27: agentauthz.policy.v1.MCPResource
+	(*MCPPrompt)(nil),           // 28: agentauthz.policy.v1.MCPPrompt
+	nil,                         // 29: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
+	nil,                         // 30: agentauthz.policy.v1.OpenAPIOperation.QueryEntry
+	nil,                         // 31: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 32: agentauthz.policy.v1.Route.QueryEntry
+	nil,                         // 33: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
-	1,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
-	2,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
-	13, // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
-	19, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
-	22, // 4: agentauthz.policy.v1.Policy.mcp_servers:type_name -> agentauthz.policy.v1.MCPServer
-	7,  // 5: agentauthz.policy.v1.Policy.oauth_issuers:type_name -> agentauthz.policy.v1.OAuthIssuer
-	10, // 6: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
-	11, // 7: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
-	9,  // 8: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
-	6,  // 9: agentauthz.policy.v1.Host.oauth:type_name -> agentauthz.policy.v1.OAuthResource
-	3,  // 10: agentauthz.policy.v1.Host.openapi:type_name -> agentauthz.policy.v1.OpenAPI
-	4,  // 11: agentauthz.policy.v1.OpenAPI.operations:type_name -> agentauthz.policy.v1.OpenAPIOperation
-	5,  // 12: agentauthz.policy.v1.OpenAPI.tags:type_name -> agentauthz.policy.v1.OpenAPITag
-	18, // 13: agentauthz.policy.v1.OpenAPI.approval_extension:type_name -> agentauthz.policy.v1.Approval
-	28, // 14: agentauthz.policy.v1.OpenAPIOperation.params:type_name -> agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
-	29, // 15: agentauthz.policy.v1.OpenAPIOperation.query:type_name -> agentauthz.policy.v1.OpenAPIOperation.QueryEntry
-	12, // 16: agentauthz.policy.v1.OpenAPIOperation.body:type_name -> agentauthz.policy.v1.Body
-	18, // 17: agentauthz.policy.v1.OpenAPIOperation.approval:type_name -> agentauthz.policy.v1.Approval
-	33, // 18: agentauthz.policy.v1.OAuthIssuer.clock_skew:type_name -> google.protobuf.Duration
-	8,  // 19: agentauthz.policy.v1.OAuthIssuer.agents:type_name -> agentauthz.policy.v1.OAuthSubject
-	30, // 20: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	31, // 21: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	12, // 22: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	18, // 23: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
-	16, // 24: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	14, // 25: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
-	32, // 26: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	33, // 27: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
-	33, // 28: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
-	20, // 29: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
-	21, // 30: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
-	23, // 31: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
-	24, // 32: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
-	26, // 33: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
-	27, // 34: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
-	25, // 35: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
-	18, // 36: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
-	17, // 37: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	17, // 38: agentauthz.policy.v1.OpenAPIOperation.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	17, // 39: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	17, // 40: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	15, // 41: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	2,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
+	3,  // 1: agentauthz.policy.v1.Policy.hosts:type_name -> agentauthz.policy.v1.Host
+	14, // 2: agentauthz.policy.v1.Policy.graphql:type_name -> agentauthz.policy.v1.GraphQLAPI
+	20, // 3: agentauthz.policy.v1.Policy.notifiers:type_name -> agentauthz.policy.v1.Notifier
+	23, // 4: agentauthz.policy.v1.Policy.mcp_servers:type_name -> agentauthz.policy.v1.MCPServer
+	8,  // 5: agentauthz.policy.v1.Policy.oauth_issuers:type_name -> agentauthz.policy.v1.OAuthIssuer
+	1,  // 6: agentauthz.policy.v1.Policy.lint:type_name -> agentauthz.policy.v1.Lint
+	11, // 7: agentauthz.policy.v1.Host.inject_headers:type_name -> agentauthz.policy.v1.InjectHeader
+	12, // 8: agentauthz.policy.v1.Host.routes:type_name -> agentauthz.policy.v1.Route
+	10, // 9: agentauthz.policy.v1.Host.jwt_svid:type_name -> agentauthz.policy.v1.JWTSVID
+	7,  // 10: agentauthz.policy.v1.Host.oauth:type_name -> agentauthz.policy.v1.OAuthResource
+	4,  // 11: agentauthz.policy.v1.Host.openapi:type_name -> agentauthz.policy.v1.OpenAPI
+	5,  // 12: agentauthz.policy.v1.OpenAPI.operations:type_name -> agentauthz.policy.v1.OpenAPIOperation
+	6,  // 13: agentauthz.policy.v1.OpenAPI.tags:type_name -> agentauthz.policy.v1.OpenAPITag
+	19, // 14: agentauthz.policy.v1.OpenAPI.approval_extension:type_name -> agentauthz.policy.v1.Approval
+	29, // 15: agentauthz.policy.v1.OpenAPIOperation.params:type_name -> agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
+	30, // 16: agentauthz.policy.v1.OpenAPIOperation.query:type_name -> agentauthz.policy.v1.OpenAPIOperation.QueryEntry
+	13, // 17: agentauthz.policy.v1.OpenAPIOperation.body:type_name -> agentauthz.policy.v1.Body
+	19, // 18: agentauthz.policy.v1.OpenAPIOperation.approval:type_name -> agentauthz.policy.v1.Approval
+	34, // 19: agentauthz.policy.v1.OAuthIssuer.clock_skew:type_name -> google.protobuf.Duration
+	9,  // 20: agentauthz.policy.v1.OAuthIssuer.agents:type_name -> agentauthz.policy.v1.OAuthSubject
+	31, // 21: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	32, // 22: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	13, // 23: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	19, // 24: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	17, // 25: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	15, // 26: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
+	33, // 27: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	34, // 28: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	34, // 29: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	21, // 30: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	22, // 31: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	24, // 32: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
+	25, // 33: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
+	27, // 34: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
+	28, // 35: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
+	26, // 36: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
+	19, // 37: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
+	18, // 38: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	18, // 39: agentauthz.policy.v1.OpenAPIOperation.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	18, // 40: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	18, // 41: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	16, // 42: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -3240,35 +3317,35 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 	if File_agentauthz_policy_v1_policy_proto != nil {
 		return
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[3].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[7].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[4].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[8].OneofWrappers = []any{
 		(*OAuthIssuer_JwksFile)(nil),
 		(*OAuthIssuer_JwksUrl)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[10].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[11].OneofWrappers = []any{
 		(*InjectHeader_Env)(nil),
 		(*InjectHeader_File)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[12].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[13].OneofWrappers = []any{
 		(*Body_JsonSchema)(nil),
 		(*Body_Message)(nil),
 		(*Body_GrpcMessage)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[13].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[15].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[17].OneofWrappers = []any{}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[19].OneofWrappers = []any{
+	file_agentauthz_policy_v1_policy_proto_msgTypes[14].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[16].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[18].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[20].OneofWrappers = []any{
 		(*Notifier_Slack)(nil),
 		(*Notifier_Webhook)(nil),
 	}
-	file_agentauthz_policy_v1_policy_proto_msgTypes[22].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[23].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
