@@ -79,7 +79,7 @@ type LintConfig struct {
 // and position:
 //
 //   - a scope that a rule requires and no agent holds (every agent is refused the rule), unless
-//     the policy lists it under lint.unheld_scopes;
+//     the policy lists it under lint.unheld_scopes or has no agents at all (a starting policy);
 //   - a scope an agent holds and no rule requires (often a misspelling of one that is), unless
 //     listed under lint.unrequired_scopes; an exception that is no longer true is reported too;
 //   - an approval condition that names a path or query parameter its route does not have, or a
@@ -95,7 +95,9 @@ func (s *Snapshot) Lint(cfg LintConfig) Problems {
 	for _, scope := range sortedKeys(l.required) {
 		_, held := l.held[scope]
 		switch ok := l.unheldOK[scope]; {
-		case !held && ok == nil:
+		case !held && ok == nil && len(s.agents) > 0:
+			// A policy of no agents grants nothing on purpose (agentauthz openapi init writes
+			// one): every scope is unheld, and saying so of each is noise.
 			for _, at := range l.required[scope] {
 				out = append(out, fmt.Sprintf("%s: no agent holds scope %s, so every agent is refused this: grant it, or list it under lint.unheld_scopes if that is deliberate", at, scope))
 			}

@@ -148,12 +148,12 @@ func (v *whenVisitor) check(root string, steps []step) string {
 				return ""
 			}
 		}
-		return fmt.Sprintf("%s: route %s has no path parameter %s (its path is %s)", showPath(root, steps[:1]), rt.name, first, rt.template)
+		return fmt.Sprintf("%s: route %s has no path parameter %s (its path is %s)", showPath(root, steps[:1]), rt.name, strings.TrimPrefix(first.String(), "."), rt.template)
 	case "query":
 		if rt.graphqlGET != nil || (!first.isNum && rt.query[first.name] != nil) {
 			return ""
 		}
-		return fmt.Sprintf("%s: route %s takes no query parameter %s, so the upstream never receives one (declare it under query)", showPath(root, steps[:1]), rt.name, first)
+		return fmt.Sprintf("%s: route %s takes no query parameter %s, so the upstream never receives one (declare it under query)", showPath(root, steps[:1]), rt.name, strings.TrimPrefix(first.String(), "."))
 	case "body":
 		if rt.body == nil {
 			return fmt.Sprintf("%s: route %s takes no body: body is null on every request", showPath(root, steps), rt.name)
@@ -202,7 +202,7 @@ func jsonPathProblem(schemas []*jsonschema.Schema, steps []step) string {
 		shown := showPath("body", steps[:i+1])
 		var next []*jsonschema.Schema
 		for _, s := range cur {
-			if why := forbids(s, st, 0); why != "" {
+			if why := forbids(s, showPath("body", steps[:i]), st, 0); why != "" {
 				return fmt.Sprintf("%s: %s", shown, why)
 			}
 			next = appendChildren(next, s, st, 0)
@@ -215,8 +215,8 @@ func jsonPathProblem(schemas []*jsonschema.Schema, steps []step) string {
 	return ""
 }
 
-// forbids says why no value the schema accepts has st, or "" when one may.
-func forbids(s *jsonschema.Schema, st step, depth int) string {
+// forbids says why no value the schema accepts (at parent) has st, or "" when one may.
+func forbids(s *jsonschema.Schema, parent string, st step, depth int) string {
 	if s == nil || depth > maxSchemaDepth {
 		return ""
 	}
@@ -231,13 +231,13 @@ func forbids(s *jsonschema.Schema, st step, depth int) string {
 		want = "array"
 	}
 	if s.Types != nil && !s.Types.IsEmpty() && !slices.Contains(s.Types.ToStrings(), want) {
-		return fmt.Sprintf("the schema says the value before it is %s, not an %s", s.Types, want)
+		return fmt.Sprintf("the schema makes %s %s, not an %s", parent, strings.Join(s.Types.ToStrings(), " or "), want)
 	}
-	if why := forbids(s.Ref, st, depth+1); why != "" {
+	if why := forbids(s.Ref, parent, st, depth+1); why != "" {
 		return why
 	}
 	for _, sub := range s.AllOf {
-		if why := forbids(sub, st, depth+1); why != "" {
+		if why := forbids(sub, parent, st, depth+1); why != "" {
 			return why
 		}
 	}
@@ -247,7 +247,7 @@ func forbids(s *jsonschema.Schema, st step, depth int) string {
 		}
 		why := ""
 		for _, sub := range alts {
-			if why = forbids(sub, st, depth+1); why == "" {
+			if why = forbids(sub, parent, st, depth+1); why == "" {
 				break
 			}
 		}

@@ -62,7 +62,7 @@ func runLint(args []string, stdout, stderr io.Writer) int {
 				found = append(found, drift...)
 			}
 			for _, w := range warnings {
-				fmt.Fprintln(stdout, w)
+				fmt.Fprintln(stderr, w)
 			}
 			if len(found) > 0 {
 				for _, pr := range found {
