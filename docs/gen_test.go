@@ -43,7 +43,8 @@ func TestPolicyReference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	compareOrUpdate(t, referenceFile, renderReference(fd, string(example)))
+	compareOrUpdate(t, referenceFile, renderReference(fd, string(example))+"\n"+
+		strings.TrimRight(renderUserFiles(readFile(t, testFileExample), readFile(t, approversExample)), "\n")+"\n")
 }
 
 // TestReferenceExample loads the example the reference shows.
@@ -147,7 +148,7 @@ func renderReference(fd protoreflect.FileDescriptor, example string) string {
 	for _, m := range msgs {
 		fmt.Fprintf(&b, "- [%s](#%s)\n", m.Name(), anchor(m))
 	}
-	b.WriteString("\n")
+	b.WriteString("\nThe other files users write: [Policy test files](#policy-test-files) and the [Approvers file](#approvers-file).\n\n")
 	for _, m := range msgs {
 		renderMessage(&b, m)
 	}

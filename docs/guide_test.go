@@ -23,7 +23,7 @@ import (
 //     that file in testdata/ ("policy/" dropped), unless it is a whole policy;
 //   - every "$ agentauthz ..." command in a ```console block must print what follows it, run
 //     in a directory holding policy/ (the whole policies named policy/*.yaml and the files in
-//     testdata/) and requests/ (testdata/requests/);
+//     testdata/), requests/ (testdata/requests/) and approvers/ (testdata/approvers/);
 //   - its table of reason codes is generated from package decision (codes_test.go).
 const guideFile = "writing-policy.md"
 
@@ -217,13 +217,14 @@ func buildCommand(t *testing.T) string {
 func guideWorkDir(t *testing.T, blocks []block) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, sub := range []string{"policy", "requests"} {
+	for _, sub := range []string{"policy", "requests", "approvers"} {
 		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
 			t.Fatal(err)
 		}
 	}
 	copyFiles(t, "testdata", filepath.Join(dir, "policy"))
 	copyFiles(t, filepath.Join("testdata", "requests"), filepath.Join(dir, "requests"))
+	copyFiles(t, filepath.Join("testdata", "approvers"), filepath.Join(dir, "approvers"))
 	for _, b := range blocks {
 		name, ok := strings.CutPrefix(b.file, "policy/")
 		if !ok || !isWholePolicy(b) {

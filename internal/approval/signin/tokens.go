@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"reflect"
 	"strings"
 
 	"github.com/agentauthz/agentauthz/internal/approval"
@@ -36,6 +37,24 @@ type approversFile struct {
 		Groups      []string `yaml:"groups"`
 		TokenSHA256 string   `yaml:"token_sha256"`
 	} `yaml:"approvers"`
+}
+
+// FileKeys lists every key an approvers file may hold, for the reference (its test checks that
+// the reference describes each).
+func FileKeys() []string {
+	keys := []string{}
+	var walk func(t reflect.Type)
+	walk = func(t reflect.Type) {
+		for i := 0; i < t.NumField(); i++ {
+			f := t.Field(i)
+			keys = append(keys, f.Tag.Get("yaml"))
+			if el := f.Type; el.Kind() == reflect.Slice && el.Elem().Kind() == reflect.Struct {
+				walk(el.Elem())
+			}
+		}
+	}
+	walk(reflect.TypeFor[approversFile]())
+	return keys
 }
 
 // ReadTokens reads an approvers file strictly, reporting every problem.
