@@ -59,6 +59,7 @@ func (c *compiler) holdRule(src *source, at, rule string, a *policyv1.Approval, 
 	h := &decision.Hold{
 		Rule:          rule,
 		Reason:        a.GetReason(),
+		Condition:     a.GetWhen(),
 		Approvers:     a.GetApprovers(),
 		ApproveWithin: defaultApprovalTTL,
 		UseWithin:     defaultApprovalTTL,

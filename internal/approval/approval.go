@@ -59,9 +59,12 @@ type Approval struct {
 	Rule   string `json:"rule"`
 	// Reason is the rule's reason for holding, shown to approvers.
 	Reason string `json:"reason,omitempty"`
-	Method string `json:"method"`
-	Host   string `json:"host"`
-	Path   string `json:"path"`
+	// Condition is the rule's approval condition (the policy's when) that was true of the
+	// request; "" when the rule holds every request. Shown to approvers.
+	Condition string `json:"condition,omitempty"`
+	Method    string `json:"method"`
+	Host      string `json:"host"`
+	Path      string `json:"path"`
 	// Body is what approvers see: pretty-printed JSON with the policy's sensitive fields
 	// redacted, or a description of a non-JSON body. Never the raw body.
 	Body        string `json:"body,omitempty"`

@@ -131,7 +131,8 @@ func (g *Gate) Resolve(ctx context.Context, r *policy.Request, d decision.Decisi
 	render := func() string { return display(ct, r.Body, shown, shownParsed, d.Hold.Redact) }
 	a, created, err := g.Store.Hold(ctx, Approval{
 		ID: NewID(), Agent: agent, Digest: digest, Rule: d.Hold.Rule, Reason: d.Hold.Reason,
-		Method: r.Method, Host: r.Host, Path: g.RedactQuery.Target(r.Target), ContentType: ct,
+		Condition: d.Hold.Condition,
+		Method:    r.Method, Host: r.Host, Path: g.RedactQuery.Target(r.Target), ContentType: ct,
 		Approvers: d.Hold.Approvers, Notify: d.Hold.Notify,
 		CreatedAt: now, ExpiresAt: now.Add(d.Hold.ApproveWithin), UseWithin: d.Hold.UseWithin,
 	}, render, Limits{PerAgent: d.Hold.MaxPerAgent, PerRule: d.Hold.MaxPerRule, DenialStands: d.Hold.Implicit}, now)

@@ -70,8 +70,11 @@ type Decision struct {
 
 // Hold is a route's approval requirement, compiled once.
 type Hold struct {
-	Rule          string
-	Reason        string
+	Rule   string
+	Reason string
+	// Condition is the rule's approval condition (its when) that held the request; "" when the
+	// rule holds every request. Shown to approvers.
+	Condition     string
 	Approvers     []string // "group:NAME", "user:NAME"
 	ApproveWithin time.Duration
 	UseWithin     time.Duration

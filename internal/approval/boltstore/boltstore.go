@@ -433,6 +433,7 @@ type boltRecord struct {
 	Comment     string         `json:"comment,omitempty"`
 	UseBy       time.Time      `json:"use_by,omitzero"`
 	UsedAt      time.Time      `json:"used_at,omitzero"`
+	Condition   string         `json:"condition,omitempty"`
 }
 
 func boltPut(recs *bolt.Bucket, a approval.Approval) error {
@@ -441,7 +442,7 @@ func boltPut(recs *bolt.Bucket, a approval.Approval) error {
 		Method: a.Method, Host: a.Host, Path: a.Path, Body: a.Body, ContentType: a.ContentType,
 		Approvers: a.Approvers, Notify: a.Notify, CreatedAt: a.CreatedAt, ExpiresAt: a.ExpiresAt,
 		UseWithin: int64(a.UseWithin), DecidedAt: a.DecidedAt, DecidedBy: a.DecidedBy,
-		Comment: a.Comment, UseBy: a.UseBy, UsedAt: a.UsedAt,
+		Comment: a.Comment, UseBy: a.UseBy, UsedAt: a.UsedAt, Condition: a.Condition,
 	})
 	if err != nil {
 		return fmt.Errorf("boltstore: encode %s: %w", a.ID, err)
@@ -469,6 +470,6 @@ func boltDecode(v []byte) (approval.Approval, error) {
 		Method: r.Method, Host: r.Host, Path: r.Path, Body: r.Body, ContentType: r.ContentType,
 		Approvers: r.Approvers, Notify: r.Notify, CreatedAt: r.CreatedAt, ExpiresAt: r.ExpiresAt,
 		UseWithin: time.Duration(r.UseWithin), DecidedAt: r.DecidedAt, DecidedBy: r.DecidedBy,
-		Comment: r.Comment, UseBy: r.UseBy, UsedAt: r.UsedAt,
+		Comment: r.Comment, UseBy: r.UseBy, UsedAt: r.UsedAt, Condition: r.Condition,
 	}, nil
 }

@@ -85,6 +85,10 @@ var pgMigrations = [][]string{
 		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_denied
 			ON agentauthz_approvals (agent, digest, created_at DESC) WHERE state = 'denied'`,
 	},
+	{ // 4
+		// The approval condition that held the request, shown to approvers.
+		`ALTER TABLE agentauthz_approvals ADD COLUMN IF NOT EXISTS hold_condition text NOT NULL DEFAULT ''`,
+	},
 }
 
 // pgMigrateLock is the advisory lock key that serialises replicas migrating at the same time.
@@ -93,7 +97,7 @@ const pgMigrateLock int64 = 0x6167656e7461757a // "agentauz"
 // pgCols are the columns, in the order pgScan reads and pgInsert writes them.
 const pgCols = `id, state, agent, digest, rule, reason, method, host, path, body, content_type,
 	approvers, notify, created_at, expires_at, use_within_ns, decided_at, decided_by, comment,
-	use_by, used_at`
+	use_by, used_at, hold_condition`
 
 // pgLapsed is the condition of a row that is live by its state column but has lapsed at @now.
 const pgLapsed = `((state = 'pending' AND expires_at <= @now) OR (state = 'approved' AND use_by <= @now))`
@@ -224,7 +228,7 @@ func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 				return err
 			}
 			x, err := pgScan(tx.QueryRow(ctx, `INSERT INTO agentauthz_approvals (`+pgCols+`)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)
 				ON CONFLICT (agent, digest) WHERE state IN ('pending', 'approved') DO NOTHING
 				RETURNING `+pgCols, pgArgs(a)...))
 			if err == nil {
@@ -452,7 +456,7 @@ func pgArgs(a approval.Approval) []any {
 		a.ID, string(a.State), a.Agent, a.Digest, a.Rule, a.Reason, a.Method, a.Host, a.Path,
 		a.Body, a.ContentType, pgList(a.Approvers), pgList(a.Notify), a.CreatedAt, a.ExpiresAt,
 		int64(a.UseWithin), pgTime(a.DecidedAt), a.DecidedBy, a.Comment, pgTime(a.UseBy),
-		pgTime(a.UsedAt),
+		pgTime(a.UsedAt), a.Condition,
 	}
 }
 
@@ -466,7 +470,7 @@ func pgScan(row pgx.Row) (approval.Approval, error) {
 	)
 	err := row.Scan(&a.ID, &state, &a.Agent, &a.Digest, &a.Rule, &a.Reason, &a.Method, &a.Host,
 		&a.Path, &a.Body, &a.ContentType, &a.Approvers, &a.Notify, &a.CreatedAt, &a.ExpiresAt,
-		&useWithin, &decidedAt, &a.DecidedBy, &a.Comment, &useBy, &usedAt)
+		&useWithin, &decidedAt, &a.DecidedBy, &a.Comment, &useBy, &usedAt, &a.Condition)
 	if err != nil {
 		return approval.Approval{}, err
 	}

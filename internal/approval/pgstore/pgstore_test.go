@@ -165,12 +165,14 @@ func TestPostgres(t *testing.T) {
 		}
 		defer conn.Close(context.Background())
 		var versions int
-		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM agentauthz_approval_schema`).Scan(&versions); err != nil || versions != 3 {
-			t.Fatalf("schema versions recorded: %d, %v; want 3, one per migration", versions, err)
+		if err := conn.QueryRow(t.Context(), `SELECT count(*) FROM agentauthz_approval_schema`).Scan(&versions); err != nil || versions != 4 {
+			t.Fatalf("schema versions recorded: %d, %v; want 4, one per migration", versions, err)
 		}
 		// A database at version 1 (before the indexes Hold's limits count rules and find
-		// standing denials by) is brought up to date, its approvals kept.
+		// standing denials by, and the condition that held each request) is brought up to date,
+		// its approvals kept.
 		if _, err := conn.Exec(t.Context(), `DROP INDEX agentauthz_approvals_live_rule; DROP INDEX agentauthz_approvals_denied;
+			ALTER TABLE agentauthz_approvals DROP COLUMN hold_condition;
 			DELETE FROM agentauthz_approval_schema WHERE version > 1`); err != nil {
 			t.Fatal(err)
 		}
@@ -180,8 +182,8 @@ func TestPostgres(t *testing.T) {
 			AND schemaname = current_schema()`).Scan(&indexes); err != nil || indexes != 2 {
 			t.Fatalf("after upgrading from version 1: %d rule indexes, %v", indexes, err)
 		}
-		if got, err := s.Get(t.Context(), a.ID, now); err != nil || got.State != approval.Pending {
-			t.Fatalf("after upgrading from version 1: %q, %v", got.State, err)
+		if got, err := s.Get(t.Context(), a.ID, now); err != nil || got.State != approval.Pending || got.Condition != "" {
+			t.Fatalf("after upgrading from version 1: %q, condition %q, %v", got.State, got.Condition, err)
 		}
 		if _, err := conn.Exec(t.Context(), `INSERT INTO agentauthz_approval_schema (version) VALUES (999)`); err != nil {
 			t.Fatal(err)

@@ -306,6 +306,7 @@ func testRoundTrip(t *testing.T, s approval.Store) {
 		Digest:      "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 		Rule:        "payments.refund.large",
 		Reason:      "refunds over 1000 EUR — two people",
+		Condition:   `body.amount > 1000 && body.currency == "EUR" || "<b>" in query.x`,
 		Method:      "PATCH",
 		Host:        "payments.internal:8443",
 		Path:        "/v1/refunds/ab%2Fc?currency=EUR&x=1",
