@@ -87,6 +87,7 @@ func hidden(r rune) bool {
 // are the server's own.
 func (a Approval) Visible() Approval {
 	a.Agent, a.Rule, a.Reason = Visible(a.Agent), Visible(a.Rule), Visible(a.Reason)
+	a.Condition = Visible(a.Condition)
 	a.Method, a.Host, a.Path = Visible(a.Method), Visible(a.Host), Visible(a.Path)
 	a.Body, a.ContentType = VisibleText(a.Body), Visible(a.ContentType)
 	a.Approvers, a.Notify = visibleList(a.Approvers), visibleList(a.Notify)

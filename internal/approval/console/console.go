@@ -31,8 +31,12 @@ import (
 //	GET  /approvals/api/session        who is signed in, with the session's CSRF token
 //	POST /approvals/api/session        sign in: {"token": "..."}, checked by the API's Authenticator
 //	POST /approvals/api/signout        sign out
-//	GET  /approvals/api/approvals      ?state=pending (the default) and the other states; paged
-//	                                   as the API's list (limit, cursor; more, next_cursor)
+//	GET  /approvals/history            decided (and any other) requests, with filters
+//	GET  /approvals/api/approvals      ?state=pending (the default), a state, decided (every
+//	                                   state but pending) or all; agent, rule (exact) and from,
+//	                                   to (RFC 3339: created within, inclusive) filter it; paged
+//	                                   as the API's list (limit, cursor; next_cursor). more is
+//	                                   how many more follow, or, filtered, 1 when more may
 //	GET  /approvals/api/approvals/{id}
 //	POST /approvals/api/approvals/{id}/approve|deny   {"comment": "..."}
 //
@@ -96,6 +100,7 @@ func (c *Console) Register(mux *http.ServeMux) {
 	in.Handle("GET /approvals", http.RedirectHandler(consolePath, http.StatusSeeOther))
 	in.HandleFunc("GET /approvals/{$}", c.asset("index.html"))
 	in.HandleFunc("GET /approvals/requests/{id}", c.asset("index.html"))
+	in.HandleFunc("GET /approvals/history", c.asset("index.html"))
 	in.HandleFunc("GET /approvals/assets/console.js", c.asset("console.js"))
 	in.HandleFunc("GET /approvals/assets/console.css", c.asset("console.css"))
 	in.HandleFunc("GET /approvals/api/session", c.whoami)
@@ -386,15 +391,25 @@ func (c *Console) list(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	q, ok := api.ListQuery(w, r, approval.Pending)
+	f, ok := readFilter(w, r)
 	if !ok {
 		return
 	}
-	if q.State == "" {
+	q, ok := api.ListQuery(w, f.storeQuery, approval.Pending)
+	if !ok {
+		return
+	}
+	if q.State == "" && !f.all && !f.decided {
 		q.State = approval.Pending
 	}
 	now := c.API.Now()
-	page, err := c.API.Store.List(r.Context(), q, now)
+	var page approval.Page
+	var err error
+	if f.filters() {
+		page, err = f.list(r.Context(), c.API.Store, q, now)
+	} else {
+		page, err = c.API.Store.List(r.Context(), q, now)
+	}
 	if err != nil {
 		c.API.StoreFailed(w, err)
 		return

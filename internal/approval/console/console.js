@@ -47,7 +47,10 @@
   }
 
   function show(section) {
-    for (const id of ['signin', 'list', 'detail']) $(id).hidden = id !== section;
+    for (const id of ['signin', 'list', 'history', 'detail']) $(id).hidden = id !== section;
+    $('nav').hidden = section === 'signin';
+    $('nav-pending').className = section === 'list' ? 'current' : '';
+    $('nav-history').className = section === 'history' ? 'current' : '';
   }
 
   function notice(text) {
@@ -89,7 +92,15 @@
     const ms = Date.parse(t) - now();
     return ms > 0 ? 'in ' + span(ms) : span(ms) + ' ago';
   };
-  const when = (t) => (t ? new Date(t).toLocaleString() + ' (' + (Date.parse(t) > now() ? until(t) : ago(t)) + ')' : '—');
+  // utc is a time as the console shows every time: in UTC, saying so, whatever the browser's
+  // zone (approvers in several zones read the same record).
+  const utc = (t) => {
+    const d = new Date(t);
+    return isNaN(d) ? '—' : d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC');
+  };
+  const when = (t) => (t ? utc(t) + ' (' + (Date.parse(t) > now() ? until(t) : ago(t)) + ')' : '—');
+  // heldBecause is the policy's condition that held the request, or that the rule holds every one.
+  const heldBecause = (a) => (a.condition ? a.condition : 'every request to this rule');
 
   function cell(row, text, cls) {
     const td = document.createElement('td');
@@ -123,6 +134,7 @@
       link.textContent = visible(a.path);
       cell(tr, '', 'path').appendChild(link);
       cell(tr, a.rule, 'nowrap');
+      cell(tr, heldBecause(a), 'condition');
       cell(tr, ago(a.created_at), 'nowrap');
       cell(tr, until(a.expires_at), 'nowrap');
       tr.addEventListener('click', (e) => { if (e.target !== link) location.assign(link.href); });
@@ -137,7 +149,7 @@
       ? 'The ' + rows.length + ' newest are shown; ' + more + ' more, older, ' + (more === 1 ? 'is' : 'are') + ' pending too.'
       : '';
     $('more').hidden = more === 0;
-    $('list-status').textContent = (rows.length + more) + ' pending · updated ' + new Date().toLocaleTimeString();
+    $('list-status').textContent = (rows.length + more) + ' pending · updated ' + utc(new Date(now()).toISOString());
     later(loadList);
   }
 
@@ -151,6 +163,7 @@
     $('d-path').textContent = visible(a.path);
     $('d-rule').textContent = visible(a.rule);
     $('d-reason').textContent = visible(a.reason || '—');
+    $('d-condition').textContent = visible(heldBecause(a), true);
     $('d-approvers').textContent = visible((a.approvers || []).join(', '));
     $('d-created').textContent = when(a.created_at);
     $('d-expires').textContent = when(a.expires_at);
@@ -191,7 +204,7 @@
       fill(a);
       result.className = 'result' + (approve ? '' : ' bad');
       result.textContent = approve
-        ? 'Approved by ' + visible(a.decided_by) + '. The agent may now send the identical request once more, with header x-agentauthz-approval: ' + a.id + ', until ' + new Date(a.use_by).toLocaleString() + '.'
+        ? 'Approved by ' + visible(a.decided_by) + '. The agent may now send the identical request once more, with header x-agentauthz-approval: ' + a.id + ', until ' + utc(a.use_by) + '.'
         : 'Denied by ' + visible(a.decided_by) + '. The agent is told not to retry.';
     } else {
       result.className = 'result bad';
@@ -200,9 +213,86 @@
     }
   }
 
+  // The history's filters, as the URL's query holds them: the page can be reloaded or shared.
+  const FILTERS = ['state', 'agent', 'rule', 'from', 'to'];
+  const localToUTC = (v) => (v ? (v.length === 16 ? v + ':00' : v) + 'Z' : '');
+  const utcToLocal = (v) => (/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(v) ? v.slice(0, -1) : '');
+
+  function filtersFromURL() {
+    const q = new URLSearchParams(location.search);
+    const state = q.get('state') || 'decided';
+    $('f-state').value = [...$('f-state').options].some((o) => o.value === state) ? state : 'decided';
+    $('f-agent').value = q.get('agent') || '';
+    $('f-rule').value = q.get('rule') || '';
+    $('f-from').value = utcToLocal(q.get('from') || '');
+    $('f-to').value = utcToLocal(q.get('to') || '');
+  }
+
+  function filtersQuery() {
+    const q = new URLSearchParams();
+    q.set('state', $('f-state').value);
+    if ($('f-agent').value.trim()) q.set('agent', $('f-agent').value.trim());
+    if ($('f-rule').value.trim()) q.set('rule', $('f-rule').value.trim());
+    if ($('f-from').value) q.set('from', localToUTC($('f-from').value));
+    if ($('f-to').value) q.set('to', localToUTC($('f-to').value));
+    return q;
+  }
+
+  let historyCursor = '';
+
+  async function loadHistory(more) {
+    stop();
+    const q = filtersQuery();
+    q.set('limit', String(PAGE));
+    if (more && historyCursor) q.set('cursor', historyCursor);
+    $('h-error').textContent = '';
+    const res = await call('GET', 'approvals?' + q.toString());
+    if (needSignIn(res)) return;
+    if (!res.ok) {
+      $('h-error').textContent = 'Could not list: ' + visible(res.data.detail || res.status);
+      return;
+    }
+    const body = $('past').tBodies[0];
+    const rows = [];
+    for (const a of res.data.approvals || []) {
+      if (!ID.test(a.id)) continue;
+      const tr = document.createElement('tr');
+      tr.dataset.id = a.id;
+      cell(tr, utc(a.created_at), 'nowrap');
+      cell(tr, a.agent);
+      cell(tr, a.method, 'nowrap');
+      cell(tr, a.host);
+      const link = document.createElement('a');
+      link.href = '/approvals/requests/' + a.id;
+      link.textContent = visible(a.path);
+      cell(tr, '', 'path').appendChild(link);
+      cell(tr, a.rule, 'nowrap');
+      cell(tr, heldBecause(a), 'condition');
+      cell(tr, a.state, 'nowrap');
+      cell(tr, a.decided_at ? utc(a.decided_at) : '—', 'nowrap');
+      cell(tr, a.decided_by || '—');
+      tr.addEventListener('click', (e) => { if (e.target !== link) location.assign(link.href); });
+      rows.push(tr);
+    }
+    if (more) body.append(...rows);
+    else body.replaceChildren(...rows);
+    historyCursor = res.data.next_cursor || '';
+    const shownCount = body.rows.length;
+    $('h-empty').hidden = shownCount > 0;
+    $('past').hidden = shownCount === 0;
+    $('h-older').hidden = !historyCursor;
+    $('h-status').textContent = shownCount + ' shown' + (historyCursor ? ', more older' : '') + ' · as of ' + utc(new Date(now()).toISOString());
+  }
+
   function route() {
     notice('');
     const parts = location.pathname.split('/');
+    if (parts[2] === 'history') {
+      show('history');
+      filtersFromURL();
+      loadHistory(false);
+      return;
+    }
     if (parts[2] === 'requests') {
       const id = parts[3] || '';
       show('detail');
@@ -254,6 +344,12 @@
       history.replaceState(null, '', '/approvals/');
       start();
     });
+    $('filters').addEventListener('submit', (e) => {
+      e.preventDefault();
+      history.replaceState(null, '', '/approvals/history?' + filtersQuery().toString());
+      loadHistory(false);
+    });
+    $('h-older').addEventListener('click', () => loadHistory(true));
     $('approve').addEventListener('click', () => decide(true));
     $('deny').addEventListener('click', () => decide(false));
     start();

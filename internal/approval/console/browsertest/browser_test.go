@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -36,7 +38,25 @@ const (
 	// consoleHostile is a path an agent controls; the console must show it as text.
 	consoleHostile     = "/v1/<script>alert(1)</script>"
 	consoleHostileBody = "{\n  \"reason\": \"<img src=x onerror=alert(2)>\"\n}"
+	// consoleHostileCondition is a rule's condition; the console shows it as text too.
+	consoleHostileCondition = `body.note == "<img src=x onerror=alert(3)>"`
 )
+
+// consoleDenied stores a request held by a rule with condition, denied by carol.
+func consoleDenied(t *testing.T, store approval.Store, condition string) approval.Approval {
+	t.Helper()
+	now := time.Now()
+	a, _, err := store.Hold(context.Background(), approval.Approval{ID: approval.NewID(), Agent: consoleAgent, Digest: approval.NewID(),
+		Rule: "reset-password", Condition: condition, Method: "POST", Host: "helpdesk.acme.internal", Path: "/v1/users/x/password-reset",
+		Approvers: []string{"group:db-admins"}, CreatedAt: now, ExpiresAt: now.Add(15 * time.Minute)}, nil, approval.Limits{}, now)
+	if err == nil {
+		a, err = store.Decide(context.Background(), a.ID, approval.Verdict{By: "carol"}, now)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
 
 // consoleWiring registers the API and the console over store, as serve does.
 func consoleWiring(store approval.Store) func(*http.ServeMux) {
@@ -98,6 +118,8 @@ func TestConsoleBrowser(t *testing.T) {
 	// A request alice may not decide, with a hostile path and body, is already waiting; and one
 	// whose path and body hide text with bidi controls and zero-width characters.
 	other := consoleHold(t, store, consoleAgent, consoleHostile, consoleHostileBody, "group:db-admins")
+	// A decided request whose rule's condition is hostile text: the console shows it as text.
+	decidedHostile := consoleDenied(t, store, consoleHostileCondition)
 	hostile := approvaltest.Hostile()
 	hidden := consoleHold(t, store, consoleAgent, "/v1/users/"+hostile, "{\n  \"reason\": \""+hostile+"\"\n}", "group:db-admins")
 	// And 60 older ones, held an hour ago by another agent: the list shows the newest.
@@ -223,7 +245,8 @@ func TestConsoleBrowser(t *testing.T) {
 	run("open", showing(id))
 	for sel, want := range map[string]string{"#d-agent": consoleAgent, "#d-method": "POST", "#d-host": "helpdesk.acme.internal",
 		"#d-path": consoleResetPath, "#d-rule": "reset-password", "#d-reason": "A password reset locks the user out of every session.",
-		"#d-body": `"reason": "User locked out after travel"`, "#d-approvers": "group:it-admins", "#d-state": "pending"} {
+		"#d-body": `"reason": "User locked out after travel"`, "#d-approvers": "group:it-admins", "#d-state": "pending",
+		"#d-condition": "every request to this rule", "#d-created": " UTC ("} {
 		if got := text(sel); !strings.Contains(got, want) {
 			t.Errorf("%s: %q, want %q", sel, got, want)
 		}
@@ -250,6 +273,52 @@ func TestConsoleBrowser(t *testing.T) {
 	}
 	approvaltest.WantVisible(t, "detail page", js("document.body.textContent"), true)
 	screenshot("invisible.png")
+
+	// The history: decided requests too, each with the condition that held it, every time in UTC.
+	run("history", chromedp.Navigate(base+"history"), chromedp.WaitVisible(chromedp.CSS(`#past tr[data-id="`+id+`"]`)))
+	past := func(id string) string { return `#past tr[data-id="` + id + `"]` }
+	for _, want := range []string{consoleAgent, consoleResetPath, "reset-password", "every request to this rule", "approved", "alice", " UTC"} {
+		if got := text(past(id)); !strings.Contains(got, want) {
+			t.Errorf("history row %q lacks %q", got, want)
+		}
+	}
+	if got := text(past(decidedHostile.ID) + " td.condition"); got != consoleHostileCondition || js("document.scripts.length + document.images.length") != "1" {
+		t.Errorf("hostile condition shown as %q, or it became markup", got)
+	}
+	if js(`document.querySelector('#past tr[data-id="`+other.ID+`"]') === null`) != "true" {
+		t.Error("the history (decided) lists a pending request")
+	}
+	if ts := text(past(id) + " td"); !regexp.MustCompile(`^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC$`).MatchString(ts) {
+		t.Errorf("held at %q, want a UTC time saying so", ts)
+	}
+	screenshot("history.png")
+	// Filters: every state, the bulk agent, held in a window around an hour ago (UTC).
+	from := hourAgo.Add(-time.Minute).UTC().Format("2006-01-02T15:04:05")
+	to := hourAgo.Add(30 * time.Second).UTC().Format("2006-01-02T15:04:05")
+	fromT, _ := time.Parse(time.RFC3339, from+"Z")
+	toT, _ := time.Parse(time.RFC3339, to+"Z")
+	inWindow := 0
+	for i := range 60 {
+		if at := hourAgo.Add(time.Duration(i) * time.Second); !at.Before(fromT) && !at.After(toT) {
+			inWindow++
+		}
+	}
+	run("filter", chromedp.SetValue(chromedp.ID("f-state"), "all"), chromedp.SendKeys(chromedp.ID("f-agent"), "spiffe://acme.internal/agent/bulk"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("f-from").value = "`+from+`"; document.getElementById("f-to").value = "`+to+`"; 0`),
+		chromedp.Click(chromedp.ID("f-apply")),
+		chromedp.Poll[chromedp.Void](`document.querySelectorAll("#past tbody tr").length === `+strconv.Itoa(inWindow)))
+	if got := js(`[...document.querySelectorAll("#past tbody tr td:nth-child(2)")].every((td) => td.textContent === "spiffe://acme.internal/agent/bulk")`); got != "true" {
+		t.Error("the agent filter lists another agent")
+	}
+	if q := js("location.search"); !strings.Contains(q, "state=all") || !strings.Contains(q, "agent=spiffe") || !strings.Contains(q, "from="+url.QueryEscape(from+"Z")) {
+		t.Errorf("the filters are not in the page's address: %s", q)
+	}
+	// Read on: a page of 50 of every state, then the older ones.
+	run("older", chromedp.Navigate(base+"history?state=all"), chromedp.Poll[chromedp.Void](`document.querySelectorAll("#past tbody tr").length === 50`),
+		chromedp.Click(chromedp.ID("h-older")), chromedp.Poll[chromedp.Void](`document.querySelectorAll("#past tbody tr").length === 64`))
+	if js(`document.getElementById("h-older").hidden`) != "true" {
+		t.Error("the last page still offers older requests")
+	}
 	run("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("token")))
 	if n := dialogs.Load(); n != 0 {
 		t.Errorf("%d script dialogs opened: hostile text ran", n)
