@@ -128,6 +128,9 @@ func TestHoldCompiled(t *testing.T) {
 		t.Fatalf("holds %p and %p: want the route's one Hold", d1.Hold, d2.Hold)
 	}
 	h := d1.Hold
+	if want := `body.amount > 1000 && body.meta.tags.exists(t, t == "urgent")`; h.Condition != want {
+		t.Errorf("Condition = %q, want the route's when, %q", h.Condition, want)
+	}
 	var redact []string
 	for _, p := range h.Redact {
 		redact = append(redact, p.String())

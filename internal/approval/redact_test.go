@@ -112,3 +112,24 @@ func TestGateRedactsTheHeldPath(t *testing.T) {
 		}
 	}
 }
+
+// The approval records the condition that held the request, for approvers to read.
+func TestGateRecordsCondition(t *testing.T) {
+	store := memstore.New()
+	g := &approval.Gate{Store: store}
+	agent := spiffeid.RequireFromString("spiffe://acme.internal/agent/helpdesk")
+	ctx := context.Background()
+	for i, cond := range []string{`body.amount > 1000`, ""} {
+		d := g.Resolve(ctx, &policy.Request{Agent: agent, Method: "POST", Host: "helpdesk.acme.internal",
+			Target: fmt.Sprintf("/v1/refunds/%d", i), Headers: headers{}},
+			decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired, Rule: "refund",
+				Hold: &decision.Hold{Rule: "refund", Condition: cond, Approvers: []string{"group:finance"}, ApproveWithin: time.Hour, UseWithin: time.Hour}})
+		if d.Approval == nil {
+			t.Fatalf("%q: not held: %+v", cond, d)
+		}
+		a, err := store.Get(ctx, d.Approval.ID, time.Now())
+		if err != nil || a.Condition != cond {
+			t.Errorf("stored condition %q, %v; want %q", a.Condition, err, cond)
+		}
+	}
+}
