@@ -42,7 +42,7 @@ func consoleWiring(store approval.Store) func(*http.ServeMux) {
 }
 
 // newConsoleServer serves the API and the console over a memory store.
-func newConsoleServer(t *testing.T, tls bool) (*httptest.Server, approval.Store) {
+func newConsoleServer(t testing.TB, tls bool) (*httptest.Server, approval.Store) {
 	store, mux := memstore.New(), http.NewServeMux()
 	t.Cleanup(func() { store.Close() })
 	consoleWiring(store)(mux)
@@ -72,7 +72,7 @@ func consoleHold(t *testing.T, store approval.Store, agent, path, body string, a
 // consoleClient calls the console as its own page in a browser would: same origin, with the session
 // cookie and CSRF token once signed in.
 type consoleClient struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	cookie *http.Cookie
 	csrf   string
@@ -114,7 +114,7 @@ func (c *consoleClient) do(method, path string, body any, hdr ...string) (*http.
 }
 
 // consoleSignIn signs in with token and keeps the session; it fails the test unless that works.
-func consoleSignIn(t *testing.T, srv *httptest.Server, token string) *consoleClient {
+func consoleSignIn(t testing.TB, srv *httptest.Server, token string) *consoleClient {
 	t.Helper()
 	c := &consoleClient{t: t, srv: srv}
 	resp, m := c.do("POST", "/approvals/api/session", map[string]string{"token": token})

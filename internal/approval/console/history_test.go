@@ -14,7 +14,7 @@ import (
 
 // historyHold stores an approval of agent under rule, held at at and, unless state is pending,
 // decided into state a minute later.
-func historyHold(t *testing.T, store approval.Store, agent, rule string, at time.Time, state approval.State) approval.Approval {
+func historyHold(t testing.TB, store approval.Store, agent, rule string, at time.Time, state approval.State) approval.Approval {
 	t.Helper()
 	a, _, err := store.Hold(context.Background(), approval.Approval{ID: approval.NewID(), Agent: agent, Digest: approval.NewID(),
 		Rule: rule, Condition: "body.amount > 1000", Method: "POST", Host: "helpdesk.acme.internal", Path: "/v1/x",
@@ -140,4 +140,59 @@ func TestConsoleHistory(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Header.Get("Content-Security-Policy") == "" || !strings.Contains(m["_raw"].(string), `id="history"`) {
 		t.Errorf("history page: %d", resp.StatusCode)
 	}
+}
+
+// FuzzConsoleList sends the console's listing arbitrary queries: each is answered 200 with
+// approvals that match every filter it names, or 400; never anything else.
+func FuzzConsoleList(f *testing.F) {
+	for _, q := range []string{"", "state=decided", "state=all&agent=spiffe://acme.internal/agent/bi&rule=refund",
+		"from=2026-01-01T00:00:00Z&to=2026-01-02T00:00:00%2B02:00", "state=pending&limit=1&cursor=x", "agent=%00&rule=%ff",
+		"state=decided&state=all", "from=2026-13-01T00:00:00Z", "limit=1&state=all&rule=refund"} {
+		f.Add(q)
+	}
+	srv, store := newConsoleServer(f, false)
+	base := time.Now().Add(-time.Hour)
+	for i := range 6 {
+		state := []approval.State{approval.Pending, approval.Approved, approval.Denied}[i%3]
+		historyHold(f, store, "spiffe://acme.internal/agent/bi", []string{"refund", "reset-password"}[i%2], base.Add(time.Duration(i)*time.Minute), state)
+	}
+	c := consoleSignIn(f, srv, consoleAliceToken)
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil || strings.ContainsAny(raw, "#") {
+			return
+		}
+		ct := *c // the session, on this run's t
+		ct.t = t
+		resp, m := ct.do("GET", "/approvals/api/approvals?"+q.Encode(), nil)
+		switch resp.StatusCode {
+		case 400:
+			return
+		case 200:
+		default:
+			t.Fatalf("%q: %d %v", raw, resp.StatusCode, m)
+		}
+		for _, a := range m["approvals"].([]any) {
+			item := a.(map[string]any)
+			if v := q.Get("agent"); v != "" && item["agent"] != v {
+				t.Errorf("%q lists agent %v", raw, item["agent"])
+			}
+			if v := q.Get("rule"); v != "" && item["rule"] != v {
+				t.Errorf("%q lists rule %v", raw, item["rule"])
+			}
+			switch st := q.Get("state"); st {
+			case "", "pending", "approved", "denied", "expired", "used":
+				if st == "" {
+					st = "pending"
+				}
+				if item["state"] != st {
+					t.Errorf("%q lists state %v", raw, item["state"])
+				}
+			case "decided":
+				if item["state"] == "pending" {
+					t.Errorf("%q lists a pending approval", raw)
+				}
+			}
+		}
+	})
 }
