@@ -83,8 +83,9 @@ type LintConfig struct {
 //   - a scope an agent holds and no rule requires (often a misspelling of one that is), unless
 //     listed under lint.unrequired_scopes; an exception that is no longer true is reported too;
 //   - an approval condition that names a path or query parameter its route does not have, or a
-//     body field that the route's JSON Schema or protobuf message cannot have (the condition
-//     fails to evaluate, or is always false, on every request);
+//     body field that the route's JSON Schema or protobuf message (or an MCP tool's argument
+//     schemas) cannot have (the condition fails to evaluate, or is always false, on every
+//     request);
 //   - with cfg.Approvers, an approval rule that none of them may approve.
 func (s *Snapshot) Lint(cfg LintConfig) Problems {
 	l := s.lint

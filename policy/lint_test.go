@@ -29,17 +29,18 @@ func TestLint(t *testing.T) {
 		`testdata/lint/policy.yaml:7:34: lint.unheld_scopes[1]: an agent holds scope orders:read (testdata/lint/policy.yaml:12:14: agents[0].scopes[0]): remove it from lint.unheld_scopes`,
 		`testdata/lint/policy.yaml:8:37: lint.unrequired_scopes[1]: no agent holds scope orders:stale: remove it from lint.unrequired_scopes`,
 		`testdata/lint/policy.yaml:12:57: agents[0].scopes[3]: no route, operation or tool requires scope orders:raed: holding it grants nothing (a misspelling?); remove it, or list it under lint.unrequired_scopes if that is deliberate`,
-		`testdata/lint/policy.yaml:34:16: hosts[0].routes[2].scope: no agent holds scope orders:export, so every agent is refused this: grant it, or list it under lint.unheld_scopes if that is deliberate`,
-		`testdata/lint/policy.yaml:61:17: hosts[0].routes[4].approval.when: body.amuont: the schema allows no property "amuont" (it has amount, currency, lines, meta)`,
-		`testdata/lint/policy.yaml:61:17: hosts[0].routes[4].approval.when: params.id: route refund-typos has no path parameter id (its path is /v1/orders/{order}/refund-typos)`,
-		`testdata/lint/policy.yaml:61:17: hosts[0].routes[4].approval.when: query.reason: route refund-typos takes no query parameter reason, so the upstream never receives one (declare it under query)`,
-		`testdata/lint/policy.yaml:61:17: hosts[0].routes[4].approval.when: body.lines[0].skew: the schema allows no property "skew" (it has qty, sku)`,
-		`testdata/lint/policy.yaml:61:17: hosts[0].routes[4].approval.when: body.currency.code: the schema makes body.currency string, not an object`,
-		`testdata/lint/policy.yaml:72:17: hosts[0].routes[5].approval.when: body.maxAmount: conditions read message fields by their proto names: write max_amount`,
-		`testdata/lint/policy.yaml:72:17: hosts[0].routes[5].approval.when: body.items[0].name: message acme.orders.v1.Item has no field name`,
-		`testdata/lint/policy.yaml:72:17: hosts[0].routes[5].approval.when: body.order_id.x: order_id is a scalar (string), which has no fields`,
-		`testdata/lint/policy.yaml:72:17: hosts[0].routes[5].approval.when: body.nope: message acme.orders.v1.CancelRequest has no field nope`,
-		`testdata/lint/policy.yaml:81:17: hosts[0].routes[6].approval.when: body.x: route no-body takes no body: body is null on every request`,
+		`testdata/lint/policy.yaml:27:17: mcp_servers[0].tools[0].approval.when: body.ammount: the schema allows no property "ammount" (it has amount, order_id)`,
+		`testdata/lint/policy.yaml:55:16: hosts[1].routes[2].scope: no agent holds scope orders:export, so every agent is refused this: grant it, or list it under lint.unheld_scopes if that is deliberate`,
+		`testdata/lint/policy.yaml:82:17: hosts[1].routes[4].approval.when: body.amuont: the schema allows no property "amuont" (it has amount, currency, lines, meta)`,
+		`testdata/lint/policy.yaml:82:17: hosts[1].routes[4].approval.when: params.id: route refund-typos has no path parameter id (its path is /v1/orders/{order}/refund-typos)`,
+		`testdata/lint/policy.yaml:82:17: hosts[1].routes[4].approval.when: query.reason: route refund-typos takes no query parameter reason, so the upstream never receives one (declare it under query)`,
+		`testdata/lint/policy.yaml:82:17: hosts[1].routes[4].approval.when: body.lines[0].skew: the schema allows no property "skew" (it has qty, sku)`,
+		`testdata/lint/policy.yaml:82:17: hosts[1].routes[4].approval.when: body.currency.code: the schema makes body.currency string, not an object`,
+		`testdata/lint/policy.yaml:93:17: hosts[1].routes[5].approval.when: body.maxAmount: conditions read message fields by their proto names: write max_amount`,
+		`testdata/lint/policy.yaml:93:17: hosts[1].routes[5].approval.when: body.items[0].name: message acme.orders.v1.Item has no field name`,
+		`testdata/lint/policy.yaml:93:17: hosts[1].routes[5].approval.when: body.order_id.x: order_id is a scalar (string), which has no fields`,
+		`testdata/lint/policy.yaml:93:17: hosts[1].routes[5].approval.when: body.nope: message acme.orders.v1.CancelRequest has no field nope`,
+		`testdata/lint/policy.yaml:102:17: hosts[1].routes[6].approval.when: body.x: route no-body takes no body: body is null on every request`,
 	}
 	got := snap.Lint(policy.LintConfig{})
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
@@ -67,13 +68,13 @@ func TestLintApprovers(t *testing.T) {
 		people []policy.Approver
 		denied []string
 	}{
-		{"nobody", []policy.Approver{}, []string{"refund", "refund-typos", "cancel", "no-body"}},
+		{"nobody", []policy.Approver{}, []string{"refund", "refund-typos", "cancel", "no-body", "orders/refund_order"}},
 		{"finance group", []policy.Approver{{Name: "alice", Groups: []string{"finance"}}}, []string{"refund-typos"}},
-		{"carol by name", []policy.Approver{{Name: "carol"}, {Name: "nobody", Groups: []string{"sales"}}}, []string{"refund", "no-body"}},
+		{"carol by name", []policy.Approver{{Name: "carol"}, {Name: "nobody", Groups: []string{"sales"}}}, []string{"refund", "no-body", "orders/refund_order"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := snap.Lint(policy.LintConfig{Approvers: tc.people})
-			for _, r := range []string{"refund", "refund-typos", "cancel", "no-body"} {
+			for _, r := range []string{"refund", "refund-typos", "cancel", "no-body", "orders/refund_order"} {
 				want := false
 				for _, d := range tc.denied {
 					want = want || d == r

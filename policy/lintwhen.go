@@ -32,6 +32,22 @@ func (c *compiler) lintConditions() {
 			}
 		}
 	}
+	// A tool's condition sees its arguments as body: they satisfy every schema of the tool.
+	// Its parameters and query are those of whichever route the call came through, not checked.
+	for _, name := range sortedKeys(c.mcp) {
+		srv := c.mcp[name]
+		for _, tn := range sortedKeys(srv.tools) {
+			tool := srv.tools[tn]
+			if tool.hold == nil || tool.hold.whenAST == nil || len(tool.schemas) == 0 {
+				continue
+			}
+			v := whenVisitor{tool: tool}
+			v.expr(tool.hold.whenAST.NativeRep().Expr(), nil)
+			for _, msg := range v.problems {
+				c.lint.when = append(c.lint.when, tool.hold.whenAt+": "+msg)
+			}
+		}
+	}
 }
 
 // step is one step of a path a condition names: a field or key, or a list index.
@@ -57,8 +73,10 @@ func showPath(root string, steps []step) string {
 	return b.String()
 }
 
+// whenVisitor checks one condition: a route's, or an MCP tool's (tool set, rt nil).
 type whenVisitor struct {
 	rt       *route
+	tool     *mcpTool
 	problems []string
 }
 
@@ -140,6 +158,12 @@ func (v *whenVisitor) expr(e celast.Expr, shadowed []string) {
 
 // check returns what is wrong with a path the condition names, or "".
 func (v *whenVisitor) check(root string, steps []step) string {
+	if v.tool != nil {
+		if root == "body" {
+			return jsonPathProblem(v.tool.schemas, steps)
+		}
+		return ""
+	}
 	rt, first := v.rt, steps[0]
 	switch root {
 	case "params":

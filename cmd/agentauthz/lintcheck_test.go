@@ -13,11 +13,12 @@ func TestLintQuietMistakes(t *testing.T) {
 	r := cli(t, "lint", "../../policy/testdata/lint")
 	r.want(t, exitDeny)
 	for _, s := range []string{
-		"policy.yaml:34:16: hosts[0].routes[2].scope: no agent holds scope orders:export",
-		"policy.yaml:61:17: hosts[0].routes[4].approval.when: body.amuont: the schema allows no property",
+		"policy.yaml:55:16: hosts[1].routes[2].scope: no agent holds scope orders:export",
+		"policy.yaml:82:17: hosts[1].routes[4].approval.when: body.amuont: the schema allows no property",
+		"policy.yaml:27:17: mcp_servers[0].tools[0].approval.when: body.ammount: the schema allows no property",
 		"policy_test.yaml:13: a rule the policy lacks: rule list-order: the policy has no route or MCP tool of that name",
 		"policy_test.yaml:13: a rule the policy lacks: code alowed: not a reason code",
-		"../../policy/testdata/lint: 18 problem(s)",
+		"../../policy/testdata/lint: 19 problem(s)",
 	} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("stdout lacks %q:\n%s", s, r.stdout)
