@@ -97,7 +97,11 @@ func (c *compiler) holdRule(src *source, at, rule string, a *policyv1.Approval, 
 		h.Redact = append(h.Redact, p)
 	}
 	hr := &holdRule{hold: h}
-	c.lint.holds = append(c.lint.holds, lintHold{where: src.where(at + ".approvers"), rule: rule, approvers: a.GetApprovers()})
+	lh := lintHold{where: src.where(at + ".approvers"), rule: rule, approvers: a.GetApprovers()}
+	for i := range lh.approvers {
+		lh.approverAt = append(lh.approverAt, src.where(fmt.Sprintf("%s.approvers[%d]", at, i)))
+	}
+	c.lint.holds = append(c.lint.holds, lh)
 	if expr := a.GetWhen(); expr != "" {
 		env, err := holdEnv()
 		if err != nil {

@@ -29,6 +29,8 @@ type lintFacts struct {
 type lintHold struct {
 	where, rule string
 	approvers   []string
+	// approverAt is where each of approvers is written.
+	approverAt []string
 }
 
 func newLintFacts() *lintFacts {
@@ -86,7 +88,8 @@ type LintConfig struct {
 //     body field that the route's JSON Schema or protobuf message (or an MCP tool's argument
 //     schemas) cannot have (the condition fails to evaluate, or is always false, on every
 //     request);
-//   - with cfg.Approvers, an approval rule that none of them may approve.
+//   - with cfg.Approvers, an approval rule that none of them may approve, and each user or group
+//     a rule names that is none of them.
 func (s *Snapshot) Lint(cfg LintConfig) Problems {
 	l := s.lint
 	if l == nil {
@@ -140,6 +143,12 @@ func (s *Snapshot) Lint(cfg LintConfig) Problems {
 		for _, h := range l.holds {
 			if !anyMay(cfg.Approvers, h.approvers) {
 				out = append(out, fmt.Sprintf("%s: no approver may approve %s: none of %s is a user or group of the approvers given", h.where, h.rule, strings.Join(h.approvers, ", ")))
+				continue
+			}
+			for i, a := range h.approvers {
+				if !anyMay(cfg.Approvers, []string{a}) {
+					out = append(out, fmt.Sprintf("%s: %s names no approver given (a misspelling?); the others of %s may approve it", h.approverAt[i], a, h.rule))
+				}
 			}
 		}
 	}

@@ -85,6 +85,19 @@ func TestLintApprovers(t *testing.T) {
 			}
 		})
 	}
+	// A rule someone may approve is still reported for each user or group of it that is no one.
+	got := strings.Join(snap.Lint(policy.LintConfig{Approvers: []policy.Approver{{Name: "carol"}}}), "\n")
+	for _, want := range []string{
+		"testdata/lint/policy.yaml:92:23: hosts[1].routes[5].approval.approvers[0]: group:finance names no approver given (a misspelling?); the others of cancel may approve it",
+		"testdata/lint/policy.yaml:92:50: hosts[1].routes[5].approval.approvers[2]: user:carlo names no approver given (a misspelling?); the others of cancel may approve it",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("Lint lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "approvers[1]: user:carol") {
+		t.Errorf("user:carol, who is given, is reported:\n%s", got)
+	}
 	// Without approvers, none is checked.
 	for _, p := range snap.Lint(policy.LintConfig{}) {
 		if strings.Contains(p, "no approver may approve") {
