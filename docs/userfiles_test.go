@@ -85,7 +85,7 @@ func renderUserFiles(testExample, approvers string) string {
 	b.WriteString("## Approvers file\n\n")
 	b.WriteString("`agentauthz serve --approvers FILE` reads who may decide held requests with a bearer token (an identity provider may sign approvers in too: `--oidc-issuer`). " +
 		"The file is read strictly: an unknown key, an empty name, a name listed twice, a malformed hash or a token shared by two approvers is an error, and every problem is reported at once. " +
-		"`agentauthz lint --approvers FILE` reports each approval rule that none of the file's approvers may approve.\n\n")
+		"`agentauthz lint --approvers FILE` reports each approval rule that none of the file's approvers may approve, and each `user:` or `group:` of a rule that names none of them.\n\n")
 	renderKeys(&b, approversKeys)
 	b.WriteString("Each approver:\n\n")
 	renderKeys(&b, approverKeys)
