@@ -168,7 +168,7 @@ func TestOAuthRefusedTokens(t *testing.T) {
 		{"not a JWT", "opaque-token-value", "The access token is malformed"},
 	} {
 		a := f.check(t, "", "GET", "helpdesk.acme.internal", "/v1/tickets", tc.token)
-		want := `Bearer error="invalid_token", error_description="` + tc.description + `"`
+		want := `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="invalid_token", error_description="` + tc.description + `"`
 		if a.Allow || a.Status != 401 || a.Code != "oauth_token_invalid" || a.Headers[extauthz.WWWAuthenticateHeader] != want {
 			t.Errorf("%s: %d %s, www-authenticate %q; want 401 oauth_token_invalid, %q", tc.name, a.Status, a.Code, a.Headers[extauthz.WWWAuthenticateHeader], want)
 		}
@@ -178,7 +178,7 @@ func TestOAuthRefusedTokens(t *testing.T) {
 	}
 	// No token at all: the challenge without an error, so that a client learns to send one.
 	a := f.check(t, "", "GET", "helpdesk.acme.internal", "/v1/tickets", "")
-	if a.Status != 401 || a.Code != "identity_missing" || a.Headers[extauthz.WWWAuthenticateHeader] != "Bearer" {
+	if a.Status != 401 || a.Code != "identity_missing" || a.Headers[extauthz.WWWAuthenticateHeader] != `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource"` {
 		t.Errorf("no token: %d %s %q", a.Status, a.Code, a.Headers[extauthz.WWWAuthenticateHeader])
 	}
 	// A host without oauth challenges no one: its agents use certificates.
@@ -207,7 +207,7 @@ func TestOAuthInsufficientScope(t *testing.T) {
 		t.Fatalf("list with tickets.read: %d %s", a.Status, a.Code)
 	}
 	a := f.check(t, "", "POST", "helpdesk.acme.internal", "/v1/tickets/42/comments", tok)
-	want := `Bearer error="insufficient_scope", scope="tickets.write"`
+	want := `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="insufficient_scope", scope="tickets.write"`
 	if a.Allow || a.Status != 403 || a.Code != "oauth_scope_missing" || a.Rule != "comment-ticket" || a.Headers[extauthz.WWWAuthenticateHeader] != want {
 		t.Errorf("comment with tickets.read only: %d %s %s %q", a.Status, a.Code, a.Rule, a.Headers[extauthz.WWWAuthenticateHeader])
 	}
@@ -229,7 +229,7 @@ func TestOAuthBesideACertificate(t *testing.T) {
 	helpdeskTok := f.token(t, oauthtest.HelpdeskClient, "tickets.read")
 	a := f.check(t, oauthtest.BI, "GET", "helpdesk.acme.internal", "/v1/tickets", helpdeskTok)
 	if a.Allow || a.Status != 401 || a.Code != "identity_conflict" ||
-		a.Headers[extauthz.WWWAuthenticateHeader] != `Bearer error="invalid_token", error_description="The access token names another agent than the certificate"` {
+		a.Headers[extauthz.WWWAuthenticateHeader] != `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="invalid_token", error_description="The access token names another agent than the certificate"` {
 		t.Errorf("the BI certificate with the helpdesk token: %d %s %q", a.Status, a.Code, a.Headers[extauthz.WWWAuthenticateHeader])
 	}
 	if a := f.check(t, oauthtest.Helpdesk, "GET", "helpdesk.acme.internal", "/v1/tickets", f.token(t, "stranger-client", "")); a.Code != "identity_conflict" {

@@ -186,7 +186,11 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 		p.chOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
 		hs = append(hs, &p.chOpt)
 	}
-	if status, body, ok := d.MCPAnswer(id); ok {
+	if d.Answer != nil {
+		// agentauthz answers the request itself (a protected resource's metadata).
+		p.headers[0] = jsonContentType
+		p.denied.Body = string(d.Answer)
+	} else if status, body, ok := d.MCPAnswer(id); ok {
 		// An MCP client reads JSON-RPC: the answer takes the form it gives the model.
 		httpStatus = status
 		p.headers[0] = jsonContentType

@@ -129,6 +129,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	for _, src := range ordered {
 		c.hosts(src)
 	}
+	c.finishOAuth()
 	c.buildValidator()
 	c.lintConditions()
 	if len(c.snap.trustDomains) == 0 && len(c.problems) == 0 {

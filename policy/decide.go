@@ -121,6 +121,17 @@ func (s *Snapshot) decide(r *Request, shadow bool) decision.Decision {
 		return decision.Denied(decision.CodeRouteUnknown,
 			"No route allows this method and path; do not retry it, use a documented endpoint.")
 	}
+	if r.Token != nil && rt.oauthResource != "" && !r.Token.HasAudience(rt.oauthResource) {
+		// A token for another resource of the same host (the host as a whole, say) does not
+		// open this one: the MCP server accepts only tokens issued for itself.
+		if liveOnly {
+			return decision.Decision{}
+		}
+		d := decision.Denied(decision.CodeOAuthTokenInvalid,
+			audienceDescription+"; obtain an access token for "+rt.oauthResource+" and retry.")
+		d.Rule, d.Challenge = rt.name, rt.audienceChallenge
+		return d
+	}
 	if !ag.holds(rt.scope, shadow) {
 		if liveOnly {
 			return decision.Decision{}

@@ -15,18 +15,53 @@ import (
 )
 
 // OAuthConfig says how a host accepts OAuth access tokens. It is compiled at load and shared.
+//
+// A host with oauth is one OAuth protected resource (RFC 9728) for each of its audiences that is
+// an https URL of the host itself: "https://host" is the host as a whole, "https://host/mcp" the
+// resource at path /mcp (an MCP server's endpoint, say). The host's OAuthConfig is the view of
+// the host as a whole; For gives the view of the resource at a request's path.
 type OAuthConfig struct {
 	// Validator validates the host's tokens: its issuers and audiences.
 	Validator *accesstoken.Validator
-	// params are the auth-params every challenge of the host carries before its error, each
-	// name=value (none so far: the place for a resource's metadata pointer).
+	// resource is the identifier of the resource this view is, "" when the host itself is none.
+	resource string
+	// params are the auth-params every challenge of the view carries before its error, each
+	// name=value: the resource's metadata pointer (resource_metadata), when it has one.
 	params []string
+	// paths are the views of the host's resources with a path, by that path; metadata the
+	// host's protected-resource metadata documents, by the path they are served at. Both are set
+	// on the host's view only.
+	paths    map[string]*OAuthConfig
+	metadata map[string]*oauthMetadata
 }
 
 // Challenge is the WWW-Authenticate value of a 401 on the host (RFC 6750 §3): errCode empty for a
 // request without a token, "invalid_token" for a refused one, with description.
 func (c *OAuthConfig) Challenge(errCode, description string) string {
 	return bearerChallenge(c.params, errCode, description, nil)
+}
+
+// Resource is the identifier of the resource the view is, or the host's first audience when the
+// host itself is none: what a client must ask the authorization server for a token for.
+func (c *OAuthConfig) Resource() string {
+	if c.resource != "" {
+		return c.resource
+	}
+	return c.Validator.Audiences()[0]
+}
+
+// For returns the view of the resource a request target addresses: the resource whose path is
+// the target's path exactly, or else the host's. It only chooses what a challenge points to;
+// the route that serves a resource's path checks the token's audience (see route.oauthResource).
+func (c *OAuthConfig) For(target string) *OAuthConfig {
+	if len(c.paths) == 0 {
+		return c
+	}
+	path, _, _ := strings.Cut(target, "?")
+	if v := c.paths[path]; v != nil {
+		return v
+	}
+	return c
 }
 
 // bearerChallenge writes a Bearer challenge: params, then error, error_description and scope when
@@ -205,7 +240,7 @@ func (c *compiler) hostOAuth(src *source, at string, h *policyv1.Host, hs *host)
 		}
 		c.audienceAt[aud] = src.file.Name + " " + at
 	}
-	hs.oauth = &OAuthConfig{Validator: accesstoken.NewValidator(issuers, o.GetAudiences())}
+	hs.oauth = c.oauthResources(hs.name, issuers, o.GetAudiences())
 	// The token is the agent's credential: the upstream never sees it. A header the host
 	// injects replaces it already (see JWT-SVIDs).
 	removeAgentCredential(hs.grant, "authorization")
@@ -224,20 +259,41 @@ func removeAgentCredential(g *decision.Grant, header string) {
 	}
 }
 
-// routeOAuth compiles the OAuth scopes a route needs, and the challenge that names them.
+// routeOAuth compiles the OAuth scopes a route needs, the challenge that names them, and the
+// resource whose tokens it takes: on a host with oauth, a route whose path is a resource's (see
+// OAuthConfig) takes only tokens for that resource, and an MCP server's route must be one.
 func (c *compiler) routeOAuth(src *source, at string, hs *host, r *policyv1.Route, cr *route) bool {
 	scopes := r.GetOauthScopes()
-	if len(scopes) == 0 {
-		return true
-	}
 	if hs.oauth == nil {
+		if len(scopes) == 0 {
+			return true
+		}
 		c.addf(src, at+".oauth_scopes", "host %s accepts no OAuth access tokens (oauth)", hs.name)
 		return false
 	}
+	view := hs.oauth.For(cr.template)
+	if cr.template == "/" && hs.oauth.resource != "" {
+		// The host's root is the host as a resource: https://host names both.
+		cr.oauthResource = hs.oauth.resource
+		cr.audienceChallenge = hs.oauth.Challenge("invalid_token", audienceDescription)
+	} else if view != hs.oauth {
+		cr.oauthResource = view.resource
+		cr.audienceChallenge = view.Challenge("invalid_token", audienceDescription)
+	} else if r.GetMcp() != "" {
+		c.addf(src, at+".mcp", "host %s accepts OAuth access tokens: list the MCP server's resource identifier https://%s%s among its oauth.audiences, which MCP clients ask tokens for", hs.name, hs.name, cr.template)
+		return false
+	}
+	hs.oauth.addScopes(view, scopes)
+	if len(scopes) == 0 {
+		return true
+	}
 	cr.oauthScopes = scopes
-	cr.scopeChallenge = bearerChallenge(hs.oauth.params, "insufficient_scope", "", scopes)
+	cr.scopeChallenge = bearerChallenge(view.params, "insufficient_scope", "", scopes)
 	return true
 }
+
+// audienceDescription is what a token for another resource of the same host is told.
+const audienceDescription = "The access token is for another resource"
 
 // checkFetchURL refuses URLs agentauthz must not fetch keys or metadata from: anything but https,
 // or http to a loopback address; with a query or fragment; and, for an issuer identifier, with

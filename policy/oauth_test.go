@@ -109,10 +109,10 @@ func TestOAuthCompiled(t *testing.T) {
 	if snap.OAuth("reports.acme.internal") != nil || snap.OAuth("helpdesk.acme.internal:443") != nil {
 		t.Error("OAuth on a host without it")
 	}
-	if got := oc.Challenge("", ""); got != "Bearer" {
+	if got := oc.Challenge("", ""); got != `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource"` {
 		t.Errorf("challenge %q", got)
 	}
-	if got, want := oc.Challenge("invalid_token", "The access token expired"), `Bearer error="invalid_token", error_description="The access token expired"`; got != want {
+	if got, want := oc.Challenge("invalid_token", "The access token expired"), `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="invalid_token", error_description="The access token expired"`; got != want {
 		t.Errorf("challenge %q, want %q", got, want)
 	}
 }
@@ -136,12 +136,12 @@ func TestOAuthDecide(t *testing.T) {
 	}{
 		{"a token with the scope", req("GET", "helpdesk.acme.internal", "/v1/tickets", "tickets.read"), decision.CodeAllowed, ""},
 		{"a token without it", req("GET", "helpdesk.acme.internal", "/v1/tickets", "tickets.write"), decision.CodeOAuthScopeMissing,
-			`Bearer error="insufficient_scope", scope="tickets.read"`},
+			`Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="insufficient_scope", scope="tickets.read"`},
 		{"a token with one of two", req("POST", "helpdesk.acme.internal", "/v1/tickets/close", "tickets.read"), decision.CodeOAuthScopeMissing,
-			`Bearer error="insufficient_scope", scope="tickets.read tickets.write"`},
+			`Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="insufficient_scope", scope="tickets.read tickets.write"`},
 		{"a token with both", req("POST", "helpdesk.acme.internal", "/v1/tickets/close", "tickets.write", "tickets.read"), decision.CodeAllowed, ""},
 		{"a token with no scopes", req("GET", "helpdesk.acme.internal", "/v1/tickets", []string{}...), decision.CodeOAuthScopeMissing,
-			`Bearer error="insufficient_scope", scope="tickets.read"`},
+			`Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="insufficient_scope", scope="tickets.read"`},
 		{"no token: the certificate's agent, policy scopes only", req("GET", "helpdesk.acme.internal", "/v1/tickets"), decision.CodeAllowed, ""},
 		{"the agent's own scope first", req("GET", "helpdesk.acme.internal", "/v1/reports", "reports.read"), decision.CodeScopeMissing, ""},
 	} {

@@ -46,6 +46,11 @@ type route struct {
 	// WWW-Authenticate challenge naming them.
 	oauthScopes    []string
 	scopeChallenge string
+	// oauthResource, on a route serving one of its host's OAuth resources (an MCP server's
+	// endpoint), is that resource's identifier: an access token must name it in its audience.
+	// audienceChallenge is the challenge refusing a token that does not.
+	oauthResource     string
+	audienceChallenge string
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

@@ -140,7 +140,7 @@ func TestOAuthAgentThroughEnvoy(t *testing.T) {
 	// No token: 401 with a Bearer challenge, so that a client learns to get one.
 	a := sendBearer(t, tokenOnly, "GET", helpdesk+"/v1/tickets", "", "")
 	wantDenial(t, s, a, 401, "identity_missing")
-	if got := a.header.Get("WWW-Authenticate"); got != "Bearer" {
+	if got := a.header.Get("WWW-Authenticate"); got != `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource"` {
 		t.Errorf("no token: WWW-Authenticate %q", got)
 	}
 	// Expired, for another resource, or tampered: 401 invalid_token.
@@ -157,7 +157,7 @@ func TestOAuthAgentThroughEnvoy(t *testing.T) {
 		tokens = append(tokens, tok)
 		a := sendBearer(t, tokenOnly, "GET", helpdesk+"/v1/tickets", "", tok)
 		wantDenial(t, s, a, 401, "oauth_token_invalid")
-		if got := a.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer error="invalid_token", error_description="`) {
+		if got := a.header.Get("WWW-Authenticate"); !strings.HasPrefix(got, `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="invalid_token", error_description="`) {
 			t.Errorf("%s: WWW-Authenticate %q", name, got)
 		}
 	}
@@ -166,7 +166,7 @@ func TestOAuthAgentThroughEnvoy(t *testing.T) {
 	comment := `{"body":"Restarted the print spooler."}`
 	a = sendBearer(t, tokenOnly, "POST", helpdesk+"/v1/tickets/4711/comments", comment, readTok)
 	wantDenial(t, s, a, 403, "oauth_scope_missing")
-	if got, want := a.header.Get("WWW-Authenticate"), `Bearer error="insufficient_scope", scope="tickets.write"`; got != want {
+	if got, want := a.header.Get("WWW-Authenticate"), `Bearer resource_metadata="https://helpdesk.acme.internal/.well-known/oauth-protected-resource", error="insufficient_scope", scope="tickets.write"`; got != want {
 		t.Errorf("insufficient scope: WWW-Authenticate %q, want %q", got, want)
 	}
 	if a := sendBearer(t, h2TokenOnly, "POST", helpdesk+"/v1/tickets/4711/comments", comment, writeTok); a.status != 201 {

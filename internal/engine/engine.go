@@ -233,6 +233,10 @@ func (e *Engine) decide(ctx context.Context, snap *policy.Snapshot, r *Request, 
 		return *r.Unreadable
 	}
 	if oc := snap.OAuth(req.Host); oc != nil {
+		// A resource's metadata is public: it tells a client without a token how to get one.
+		if d, ok := oc.Metadata(req.Method, req.Target); ok {
+			return d
+		}
 		// On a host that accepts access tokens, a token identifies the agent, or must agree with
 		// its certificate.
 		if deny := e.oauthIdentity(ctx, snap, oc, r, res); deny != nil {

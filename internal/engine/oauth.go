@@ -45,6 +45,8 @@ var tokenDescriptions = map[accesstoken.Reason]string{
 // host's Bearer challenge. It returns a deny, or nil with the request's agent and token set.
 func (e *Engine) oauthIdentity(ctx context.Context, snap *policy.Snapshot, oc *policy.OAuthConfig, r *Request, res *Result) *decision.Decision {
 	req := &r.policy
+	// Challenges point to the metadata of the resource the request is for.
+	oc = oc.For(req.Target)
 	value, n := req.Headers.Get("authorization")
 	if n == 0 {
 		if !req.Agent.IsZero() {
@@ -56,7 +58,7 @@ func (e *Engine) oauthIdentity(ctx context.Context, snap *policy.Snapshot, oc *p
 		return &d
 	}
 	invalid := func(description string) *decision.Decision {
-		d := decision.Denied(decision.CodeOAuthTokenInvalid, description+"; obtain a new access token for "+oc.Validator.Audiences()[0]+" and retry.")
+		d := decision.Denied(decision.CodeOAuthTokenInvalid, description+"; obtain a new access token for "+oc.Resource()+" and retry.")
 		d.Challenge = oc.Challenge("invalid_token", description)
 		return &d
 	}

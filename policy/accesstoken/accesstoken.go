@@ -121,6 +121,19 @@ type Token struct {
 	Scopes []string
 	// Expiry is its "exp".
 	Expiry time.Time
+	// Audiences are the resource's audiences its "aud" names (at least one), as the Validator
+	// lists them: a host serving several resources tells them apart by these.
+	Audiences []string
+}
+
+// HasAudience reports whether the token's "aud" names audience, one of its Validator's.
+func (t *Token) HasAudience(audience string) bool {
+	for _, a := range t.Audiences {
+		if a == audience {
+			return true
+		}
+	}
+	return false
 }
 
 // HasScope reports whether the token grants scope.
@@ -137,6 +150,7 @@ func (t *Token) HasScope(scope string) bool {
 // is fixed when it is made.
 type Validator struct {
 	issuers   map[string]*Issuer // by URL
+	listed    []*Issuer          // as given
 	audiences []string
 	// verified are the tokens it validated lately (see verified).
 	verified verified
@@ -144,12 +158,15 @@ type Validator struct {
 
 // NewValidator returns a Validator accepting tokens from issuers for any of audiences.
 func NewValidator(issuers []*Issuer, audiences []string) *Validator {
-	v := &Validator{issuers: make(map[string]*Issuer, len(issuers)), audiences: audiences}
+	v := &Validator{issuers: make(map[string]*Issuer, len(issuers)), listed: issuers, audiences: audiences}
 	for _, iss := range issuers {
 		v.issuers[iss.URL] = iss
 	}
 	return v
 }
+
+// Issuers are the issuers whose tokens it accepts, as given. They must not be modified.
+func (v *Validator) Issuers() []*Issuer { return v.listed }
 
 // Audiences are the resource's identifiers.
 func (v *Validator) Audiences() []string { return v.audiences }

@@ -44,7 +44,8 @@ func (v *Validator) claims(p *parsed, iss *Issuer, now time.Time) (Token, time.T
 			notBefore = iat
 		}
 	}
-	if err := v.audience(c["aud"]); err != nil {
+	auds, err := v.audience(c["aud"])
+	if err != nil {
 		return Token{}, notBefore, err
 	}
 	sub, ok := c[iss.SubjectClaim].(string)
@@ -55,40 +56,43 @@ func (v *Validator) claims(p *parsed, iss *Issuer, now time.Time) (Token, time.T
 	if err != nil {
 		return Token{}, notBefore, err
 	}
-	return Token{Issuer: iss, Subject: sub, Scopes: scopes, Expiry: exp}, notBefore, nil
+	return Token{Issuer: iss, Subject: sub, Scopes: scopes, Expiry: exp, Audiences: auds}, notBefore, nil
 }
 
-// audience checks that aud, a string or a list of strings, names this resource.
-func (v *Validator) audience(aud any) error {
-	match := func(a string) bool {
-		for _, want := range v.audiences {
-			if a == want {
-				return true
-			}
-		}
-		return false
-	}
+// audience checks that aud, a string or a list of strings, names this resource, and returns the
+// resource's audiences it names (the validator's own strings, in its order).
+func (v *Validator) audience(aud any) ([]string, error) {
+	var named []string
 	switch aud := aud.(type) {
 	case string:
-		if match(aud) {
-			return nil
+		for _, want := range v.audiences {
+			if aud == want {
+				named = append(named, want)
+			}
 		}
 	case []any:
 		for _, a := range aud {
-			s, ok := a.(string)
-			if !ok {
-				return refuse(ReasonMalformed, "the token's aud lists a value that is not a string")
+			if _, ok := a.(string); !ok {
+				return nil, refuse(ReasonMalformed, "the token's aud lists a value that is not a string")
 			}
-			if match(s) {
-				return nil
+		}
+		for _, want := range v.audiences {
+			for _, a := range aud {
+				if a.(string) == want {
+					named = append(named, want)
+					break
+				}
 			}
 		}
 	case nil:
-		return refuse(ReasonAudience, "the token names no audience")
+		return nil, refuse(ReasonAudience, "the token names no audience")
 	default:
-		return refuse(ReasonMalformed, "the token's aud is neither a string nor a list of strings")
+		return nil, refuse(ReasonMalformed, "the token's aud is neither a string nor a list of strings")
 	}
-	return refuse(ReasonAudience, "the token is for another audience")
+	if len(named) == 0 {
+		return nil, refuse(ReasonAudience, "the token is for another audience")
+	}
+	return named, nil
 }
 
 // numericDate reads a NumericDate claim (RFC 7519 §2: seconds since the epoch, fractions

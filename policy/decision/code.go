@@ -59,6 +59,9 @@ const (
 	CodeDeadlineExceeded     Code = "deadline_exceeded"
 	CodePolicyNotLoaded      Code = "policy_not_loaded"
 	CodeOAuthKeysUnavailable Code = "oauth_keys_unavailable"
+	// CodeOAuthResourceMetadata answers a request for a protected resource's metadata: a denial
+	// in that the request goes no further, served by agentauthz with status 200.
+	CodeOAuthResourceMetadata Code = "oauth_resource_metadata"
 )
 
 // CodeInfo is everything agentauthz says about one code.
@@ -94,6 +97,8 @@ var codes = [...]CodeInfo{
 		"On a host with `oauth`, an access token that does not validate: malformed, expired or not yet valid, for another audience, from an issuer the host does not trust, signed with an unknown key or an algorithm the issuer is not allowed. The answer carries `WWW-Authenticate: Bearer error=\"invalid_token\"`."},
 	{CodeIdentityConflict, 401, "Identities disagree",
 		"The request's SPIFFE certificate and its access token name different agents (or the token's subject names none)."},
+	{CodeOAuthResourceMetadata, 200, "Protected resource metadata",
+		"Not a refusal: a `GET` of a protected resource's metadata (`/.well-known/oauth-protected-resource`, then the resource's path) on a host with `oauth`, which agentauthz answers itself with the JSON document (RFC 9728). The request goes no further."},
 
 	// What it may call.
 	{CodeAgentUnknown, 403, "Unknown agent",

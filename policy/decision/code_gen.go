@@ -6,7 +6,7 @@ package decision
 // including the empty one, are failures to decide: 503.
 func (c Code) Status() int {
 	switch c {
-	case CodeAllowed:
+	case CodeAllowed, CodeOAuthResourceMetadata:
 		return 200
 	case CodeRequestMalformed, CodePathAmbiguous, CodeMethodOverride, CodeHeaderOverride,
 		CodePathParamInvalid, CodeQueryInvalid, CodeBodyNotAllowed, CodeBodyMissing,
@@ -54,6 +54,8 @@ func (c Code) Title() string {
 		return "Invalid access token"
 	case CodeIdentityConflict:
 		return "Identities disagree"
+	case CodeOAuthResourceMetadata:
+		return "Protected resource metadata"
 	case CodeAgentUnknown:
 		return "Unknown agent"
 	case CodeHostUnknown:

@@ -63,6 +63,11 @@ type Decision struct {
 	// challenge (RFC 6750) on hosts that accept OAuth access tokens. Empty: none.
 	Challenge string
 
+	// Answer, on a decision that answers the request itself (CodeOAuthResourceMetadata), is the
+	// JSON body the front door sends with the code's status, in place of a problem. It is shared
+	// and must not be modified.
+	Answer []byte
+
 	// Cause, on a failure to decide, is what went wrong inside agentauthz. It is logged with the
 	// decision id for operators and never shown to the agent.
 	Cause error
