@@ -44,6 +44,7 @@ import (
 	// protojson cannot read the Any. The packages used by name above register themselves; these
 	// are the remaining ones.
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/access_loggers/file/v3"
+	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/listener/tls_inspector/v3"
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 )
 
@@ -775,6 +776,19 @@ func checkListener(p string, l *listenerv3.Listener, fail failFunc) {
 			fail(cp, "transport socket is %T, not a DownstreamTlsContext", inner)
 			continue
 		}
+		if names := fc.GetFilterChainMatch().GetServerNames(); len(names) > 0 && !dtc.GetRequireClientCertificate().GetValue() {
+			// The chain of hosts that accept OAuth access tokens: a certificate is optional, but
+			// one presented is verified against the trust bundle, and the chain is chosen by SNI,
+			// which only the TLS inspector reads.
+			ctc := dtc.GetCommonTlsContext()
+			if ctc.GetValidationContextSdsSecretConfig() == nil && ctc.GetCombinedValidationContext().GetValidationContextSdsSecretConfig() == nil {
+				fail(cp, "a chain with optional client certificates verifies none against the trust bundle: any certificate would name an agent")
+			}
+			if !hasListenerFilter(l, "envoy.filters.listener.tls_inspector") {
+				fail(cp, "server_names without the TLS inspector listener filter: the chain is never chosen")
+			}
+			continue
+		}
 		if !dtc.GetRequireClientCertificate().GetValue() {
 			fail(cp, "require_client_certificate is not true: agents without a certificate (and a SPIFFE ID) would be let in")
 		}
@@ -782,6 +796,16 @@ func checkListener(p string, l *listenerv3.Listener, fail failFunc) {
 			fail(cp, "no match_typed_subject_alt_names URI matcher: any certificate of the trust domain would be accepted as an agent")
 		}
 	}
+}
+
+// hasListenerFilter reports whether the listener runs the listener filter name.
+func hasListenerFilter(l *listenerv3.Listener, name string) bool {
+	for _, f := range l.GetListenerFilters() {
+		if f.GetName() == name {
+			return true
+		}
+	}
+	return false
 }
 
 // checkTLSVersions checks that a TLS context can negotiate some version: Envoy's defaults are a
