@@ -2,7 +2,8 @@
 // (OpenID Connect discovery and RFC 8414) and its JWKS over HTTP on loopback, counts how often
 // each is fetched, rotates its keys on demand, and mints access tokens (ES256 and RS256) with the
 // header and claims a test chooses, hostile ones included (HS256 keyed with the public key,
-// alg none).
+// alg none). Its token endpoint grants client credentials (RFC 6749 §4.4) to the clients a test
+// registers, for the resource the client names (RFC 8707) or the client's default one.
 package oauthtest
 
 import (
@@ -15,6 +16,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -37,11 +39,15 @@ type Issuer struct {
 	// document.
 	JWKSFetches, MetadataFetches atomic.Int32
 
-	mu    sync.Mutex
-	keys  []*SigningKey // published, the newest of each algorithm signing
-	down  bool
-	gen   int
-	block chan struct{} // JWKS requests wait for it to close, when set
+	// TokenRequests counts the token endpoint's requests.
+	TokenRequests atomic.Int32
+
+	mu      sync.Mutex
+	clients map[string]Client
+	keys    []*SigningKey // published, the newest of each algorithm signing
+	down    bool
+	gen     int
+	block   chan struct{} // JWKS requests wait for it to close, when set
 }
 
 // SigningKey is one key of the issuer.
@@ -71,6 +77,9 @@ func Start(tb testing.TB) *Issuer {
 			"issuer": iss.URL, "jwks_uri": iss.URL + "/jwks",
 			"authorization_endpoint": iss.URL + "/authorize", "token_endpoint": iss.URL + "/token",
 			"response_types_supported": []string{"code"}, "subject_types_supported": []string{"public"},
+			"grant_types_supported":                 []string{"client_credentials"},
+			"code_challenge_methods_supported":      []string{"S256"},
+			"token_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 			"id_token_signing_alg_values_supported": []string{"ES256", "RS256"},
 		})
 	}
@@ -95,6 +104,7 @@ func Start(tb testing.TB) *Issuer {
 		w.Header().Set("content-type", "application/json")
 		_, _ = w.Write(iss.JWKS())
 	})
+	mux.HandleFunc("POST /token", iss.token)
 	iss.Server = httptest.NewServer(mux)
 	tb.Cleanup(iss.Close)
 	return iss
@@ -255,14 +265,22 @@ func SigningInput(tb testing.TB, header, claims map[string]any) string {
 // algorithm than k's makes a token that must not verify.
 func Sign(tb testing.TB, k *SigningKey, header, claims map[string]any) string {
 	tb.Helper()
-	in := SigningInput(tb, header, claims)
+	tok, err := signJWS(k, SigningInput(tb, header, claims))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tok
+}
+
+// signJWS signs a JWS signing input with k.
+func signJWS(k *SigningKey, in string) (string, error) {
 	sum := sha256.Sum256([]byte(in))
 	var sig []byte
 	switch s := k.Signer.(type) {
 	case *ecdsa.PrivateKey:
 		r, ss, err := ecdsa.Sign(rand.Reader, s, sum[:])
 		if err != nil {
-			tb.Fatal(err)
+			return "", err
 		}
 		sig = make([]byte, 64)
 		r.FillBytes(sig[:32])
@@ -270,12 +288,12 @@ func Sign(tb testing.TB, k *SigningKey, header, claims map[string]any) string {
 	case *rsa.PrivateKey:
 		var err error
 		if sig, err = rsa.SignPKCS1v15(rand.Reader, s, crypto.SHA256, sum[:]); err != nil {
-			tb.Fatal(err)
+			return "", err
 		}
 	default:
-		tb.Fatalf("oauthtest: cannot sign with %T", k.Signer)
+		return "", fmt.Errorf("oauthtest: cannot sign with %T", k.Signer)
 	}
-	return in + "." + b64.EncodeToString(sig)
+	return in + "." + b64.EncodeToString(sig), nil
 }
 
 // SignHS256 signs with HMAC-SHA256 keyed with secret: keyed with a published public key, the
@@ -366,4 +384,80 @@ hosts:
     routes:
       - {name: revenue, method: GET, path: /v1/revenue, scope: reports:read}
 `
+}
+
+// Client is a confidential client of the issuer's token endpoint.
+type Client struct {
+	ID, Secret string
+	// Resource is the audience of its tokens when a token request names none.
+	Resource string
+	// Alg signs its tokens: ES256 unless set.
+	Alg jose.SignatureAlgorithm
+}
+
+// AddClient registers a client for the client credentials grant.
+func (iss *Issuer) AddClient(c Client) {
+	iss.mu.Lock()
+	defer iss.mu.Unlock()
+	if iss.clients == nil {
+		iss.clients = map[string]Client{}
+	}
+	if c.Alg == "" {
+		c.Alg = jose.ES256
+	}
+	iss.clients[c.ID] = c
+}
+
+// token is the token endpoint: the client credentials grant, the client authenticated by HTTP
+// Basic or in the form, the token's client_id and subject the client, its scope what was asked,
+// its audience the resource asked for (one) or the client's.
+func (iss *Issuer) token(w http.ResponseWriter, r *http.Request) {
+	iss.TokenRequests.Add(1)
+	fail := func(status int, code string) {
+		w.Header().Set("content-type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(map[string]string{"error": code})
+	}
+	if err := r.ParseForm(); err != nil {
+		fail(http.StatusBadRequest, "invalid_request")
+		return
+	}
+	id, secret, basic := r.BasicAuth()
+	if !basic {
+		id, secret = r.PostForm.Get("client_id"), r.PostForm.Get("client_secret")
+	}
+	iss.mu.Lock()
+	c, known := iss.clients[id]
+	iss.mu.Unlock()
+	if !known || secret == "" || !hmac.Equal([]byte(secret), []byte(c.Secret)) {
+		fail(http.StatusUnauthorized, "invalid_client")
+		return
+	}
+	if r.PostForm.Get("grant_type") != "client_credentials" {
+		fail(http.StatusBadRequest, "unsupported_grant_type")
+		return
+	}
+	aud := c.Resource
+	switch rs := r.PostForm["resource"]; len(rs) {
+	case 0:
+	case 1:
+		aud = rs[0]
+	default:
+		fail(http.StatusBadRequest, "invalid_target")
+		return
+	}
+	claims := iss.Claims(c.ID, r.PostForm.Get("scope"), aud)
+	k := iss.Key(c.Alg)
+	header, _ := json.Marshal(Header(string(c.Alg), k.ID))
+	body, _ := json.Marshal(claims)
+	tok, err := signJWS(k, b64.EncodeToString(header)+"."+b64.EncodeToString(body))
+	if err != nil {
+		fail(http.StatusInternalServerError, "server_error")
+		return
+	}
+	w.Header().Set("content-type", "application/json")
+	w.Header().Set("cache-control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"access_token": tok, "token_type": "Bearer", "expires_in": 300, "scope": r.PostForm.Get("scope"),
+	})
 }
