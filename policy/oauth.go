@@ -28,6 +28,8 @@ type OAuthConfig struct {
 	// params are the auth-params every challenge of the view carries before its error, each
 	// name=value: the resource's metadata pointer (resource_metadata), when it has one.
 	params []string
+	// scopes, on the view of a resource with a path, are the OAuth scopes its routes need.
+	scopes []string
 	// paths are the views of the host's resources with a path, by that path; metadata the
 	// host's protected-resource metadata documents, by the path they are served at. Both are set
 	// on the host's view only.
@@ -36,9 +38,15 @@ type OAuthConfig struct {
 }
 
 // Challenge is the WWW-Authenticate value of a 401 on the host (RFC 6750 §3): errCode empty for a
-// request without a token, "invalid_token" for a refused one, with description.
+// request without a token, "invalid_token" for a refused one, with description. A request
+// without a token to a resource with a path (an MCP server) is also told the scopes its routes
+// need, which MCP clients ask for first.
 func (c *OAuthConfig) Challenge(errCode, description string) string {
-	return bearerChallenge(c.params, errCode, description, nil)
+	var scopes []string
+	if errCode == "" {
+		scopes = c.scopes
+	}
+	return bearerChallenge(c.params, errCode, description, scopes)
 }
 
 // Resource is the identifier of the resource the view is, or the host's first audience when the

@@ -114,6 +114,9 @@ func (c *compiler) finishOAuth() {
 		}
 		for _, m := range hs.oauth.metadata {
 			slices.Sort(m.scopes)
+			if m.view != hs.oauth {
+				m.view.scopes = m.scopes
+			}
 			// Strings and lists of strings always marshal.
 			m.doc, _ = json.Marshal(protectedResource{
 				Resource: m.view.resource, AuthorizationServers: servers,

@@ -106,7 +106,7 @@ func TestOAuthResourceMetadata(t *testing.T) {
 	}
 	rm := `resource_metadata="https://mcp.acme.internal/.well-known/oauth-protected-resource`
 	for target, want := range map[string]string{
-		"/mcp": rm + `/mcp"`, "/mcp?session=1": rm + `/mcp"`, "/v1/status": rm + `"`, "/mcp/": rm + `"`,
+		"/mcp": rm + `/mcp", scope="mcp.tools"`, "/mcp?session=1": rm + `/mcp", scope="mcp.tools"`, "/v1/status": rm + `"`, "/mcp/": rm + `"`,
 	} {
 		if got := oc.For(target).Challenge("", ""); got != "Bearer "+want {
 			t.Errorf("challenge at %s: %s, want Bearer %s", target, got, want)

@@ -116,11 +116,11 @@ func TestMCPClientWithOAuth(t *testing.T) {
 	initialize := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}`
 	mcpHeaders := []string{"Accept: application/json, text/event-stream", "MCP-Protocol-Version: 2025-11-25"}
 
-	// Without a token: 401, and where the metadata is.
+	// Without a token: 401, where the metadata is, and the scope the MCP server needs.
 	before := s.Helpdesk.Count()
 	a := sendToken(t, tokenOnly, "POST", mcpURL, initialize, "", mcpHeaders...)
 	wantDenial(t, s, a, 401, "identity_missing")
-	if got, want := a.header.Get("WWW-Authenticate"), `Bearer resource_metadata="`+mcpMetadataURL+`"`; got != want {
+	if got, want := a.header.Get("WWW-Authenticate"), `Bearer resource_metadata="`+mcpMetadataURL+`", scope="mcp.tools"`; got != want {
 		t.Errorf("no token: WWW-Authenticate %q, want %q", got, want)
 	}
 
