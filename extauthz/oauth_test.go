@@ -328,3 +328,27 @@ func TestOAuthKeysUnavailable(t *testing.T) {
 		t.Errorf("issuer down: %d %s", a.Status, a.Code)
 	}
 }
+
+// TestOAuthResourceMetadata: Envoy is told to answer a GET of the host's protected-resource
+// metadata itself, with status 200 and the JSON document, whoever asks; other methods and paths
+// are decided as usual.
+func TestOAuthResourceMetadata(t *testing.T) {
+	f := newOAuthFixture(t)
+	a := f.check(t, "", "GET", "helpdesk.acme.internal", "/.well-known/oauth-protected-resource", "")
+	if a.Allow || a.Status != 200 || a.Code != "oauth_resource_metadata" || a.Headers["content-type"] != "application/json" ||
+		a.Headers[extauthz.WWWAuthenticateHeader] != "" || a.DecisionID == "" {
+		t.Fatalf("metadata: %+v", a)
+	}
+	// The body is the document (servertest reads any JSON object of a denial as Problem).
+	if a.Problem["resource"] != oauthtest.Audience || a.Problem["code"] != nil {
+		t.Errorf("metadata body %v", a.Problem)
+	}
+	for _, r := range [][2]string{{"POST", "/.well-known/oauth-protected-resource"}, {"GET", "/.well-known/oauth-protected-resource?x=1"}} {
+		if a := f.check(t, "", r[0], "helpdesk.acme.internal", r[1], ""); a.Status != 401 || a.Code != "identity_missing" {
+			t.Errorf("%s %s: %d %s", r[0], r[1], a.Status, a.Code)
+		}
+	}
+	if a := f.check(t, "", "GET", "reports.acme.internal", "/.well-known/oauth-protected-resource", ""); a.Code == "oauth_resource_metadata" {
+		t.Error("a host without oauth serves metadata")
+	}
+}

@@ -182,3 +182,34 @@ func TestOAuthResourceProblems(t *testing.T) {
 		}
 	}
 }
+
+// FuzzResourcePath: an audience read as a resource of the host is exactly https://host and the
+// path, and the path is one plain spelling: no empty, dot or encoded segment, no trailing slash.
+func FuzzResourcePath(f *testing.F) {
+	for _, s := range []string{"https://mcp.acme.internal", "https://mcp.acme.internal/mcp", "https://mcp.acme.internal/a/b",
+		"https://mcp.acme.internal/", "https://mcp.acme.internal//mcp", "https://mcp.acme.internal/./mcp", "https://mcp.acme.internal/%6dcp",
+		"https://mcp.acme.internal:443/mcp", "https://mcp.acme.internal.evil/mcp", "https://mcp.acme.internal@evil/mcp", "helpdesk"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, aud string) {
+		path, ok := resourcePath("mcp.acme.internal", aud)
+		if !ok {
+			return
+		}
+		if "https://mcp.acme.internal"+path != aud {
+			t.Fatalf("%q read as path %q", aud, path)
+		}
+		if path == "" {
+			return
+		}
+		if !strings.HasPrefix(path, "/") || strings.HasSuffix(path, "/") || strings.Contains(path, "//") ||
+			strings.ContainsAny(path, "?#%\\ ") {
+			t.Fatalf("%q: path %q is not one plain spelling", aud, path)
+		}
+		for _, seg := range strings.Split(path[1:], "/") {
+			if seg == "." || seg == ".." {
+				t.Fatalf("%q: dot segment in %q", aud, path)
+			}
+		}
+	})
+}
