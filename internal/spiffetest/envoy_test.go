@@ -210,7 +210,7 @@ func TestFrontProxy(t *testing.T) {
 		}
 		for _, c := range clients {
 			t.Run(c.name, func(t *testing.T) {
-				hd, decided := hdUp.Count(), az.decisions(t)
+				hd, bi, decided := hdUp.Count(), biUp.Count(), az.decisions(t)
 				refusedBefore := listenerStat(envoy, c.stat)
 				cfg := tlsconfig.TLSClientConfig(bundle, tlsconfig.AuthorizeID(envoyID))
 				cfg.GetClientCertificate = c.cert
@@ -219,15 +219,17 @@ func TestFrontProxy(t *testing.T) {
 					DisableKeepAlives: true,
 					DialContext:       dialTo(envoyAddr),
 				}}
-				resp, err := client.Get(list)
+				// The BI host: the hosts of front-proxy.yaml's agents_oauth chain take clients
+				// without a certificate, and agentauthz decides them (internal/e2e's OAuth tests).
+				resp, err := client.Post("https://bi.acme.internal/graphql", "application/json", strings.NewReader(`{"query":"{ revenue { total } }"}`))
 				if err == nil {
 					body, _ := io.ReadAll(resp.Body)
 					resp.Body.Close()
 					t.Fatalf("answered %d %s, want the handshake refused", resp.StatusCode, body)
 				}
 				t.Logf("refused: %v", err)
-				if n := hdUp.Count() - hd; n != 0 {
-					t.Errorf("%d requests reached the helpdesk API", n)
+				if n := hdUp.Count() - hd + biUp.Count() - bi; n != 0 {
+					t.Errorf("%d requests reached the APIs", n)
 				}
 				if n := az.decisions(t) - decided; n != 0 {
 					t.Errorf("agentauthz was asked %v times", n)
