@@ -15,6 +15,11 @@ import (
 const (
 	// SubjectAgent is the subject type of an agent; its id is the agent's SPIFFE ID.
 	SubjectAgent = "agent"
+	// SubjectAccessToken is the subject of an HTTP request the PEP has not identified: the agent
+	// the OAuth access token in context.headers.authorization names (its id is
+	// "authorization"), decided as Envoy's door decides a request with a token and no
+	// certificate, on the hosts that accept tokens (Host.oauth).
+	SubjectAccessToken = "access_token"
 	// ResourceHTTP is an HTTP request; its id is https://HOST/PATH?QUERY, the request's host and
 	// raw target, and action.name is its method.
 	ResourceHTTP = "http"
@@ -95,8 +100,11 @@ func readHTTPParts(ev *evaluation, r *engine.Request) *decision.Decision {
 	if problem != "" {
 		return malformed(problem)
 	}
-	if ev.subject.typ != SubjectAgent {
-		return malformed(`subject.type must be "agent": the subject is the agent's SPIFFE ID.`)
+	switch {
+	case ev.subject.typ == SubjectAccessToken && ev.subject.id != "authorization":
+		return malformed(`subject.id must be "authorization" for an access_token subject: the header holding the token.`)
+	case ev.subject.typ != SubjectAgent && ev.subject.typ != SubjectAccessToken:
+		return malformed(`subject.type must be "agent" (the agent's SPIFFE ID) or "access_token" (the agent the access token in context.headers.authorization names).`)
 	}
 	if r.Method == "" {
 		return malformed("action.name must be the request's method.")

@@ -2,6 +2,7 @@ package authzen
 
 import (
 	"encoding/json"
+	"strings"
 
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy/decision"
@@ -30,7 +31,17 @@ func appendResult(b []byte, res *engine.Result) []byte {
 	d := &res.Decision
 	if !d.Allowed() {
 		b = append(b, `{"decision":false,"context":`...)
-		b = append(b, d.Problem(res.ID)...)
+		p := d.Problem(res.ID)
+		if d.Challenge != "" && strings.HasSuffix(p, "}") {
+			// What Envoy's door would answer in WWW-Authenticate, for the PEP to answer with:
+			// the challenge of a refused or missing access token, or of a missing OAuth scope.
+			ch, _ := json.Marshal(d.Challenge) // a string always marshals
+			b = append(b, p[:len(p)-1]...)
+			b = append(b, `,"www_authenticate":`...)
+			b = append(b, ch...)
+			return append(b, "}}"...)
+		}
+		b = append(b, p...)
 		return append(b, '}')
 	}
 	c := allowContext{DecisionID: res.ID, Code: string(decision.CodeAllowed), Rule: d.Rule, RemoveQuery: d.RemoveQuery}
