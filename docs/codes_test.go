@@ -52,7 +52,7 @@ func TestReadmeCodes(t *testing.T) {
 		label := fmt.Sprint(s)
 		switch {
 		case s == 200:
-			label += " (allow)"
+			label += " (allow, or agentauthz's own answer)"
 		case s == 503:
 			label += " (could not decide)"
 		}

@@ -780,14 +780,30 @@ func (x *OpenAPITag) GetScope() string {
 	return ""
 }
 
-// OAuthResource says which access tokens a host (an OAuth resource server) accepts.
+// OAuthResource says which access tokens a host (an OAuth resource server) accepts. OAuth is
+// configured per host: an MCP server served on the host (a route with mcp) is one of the host's
+// resources, with an identifier of its own among the audiences.
+//
+// Each audience that is an https URL of the host itself, in one plain spelling (lower case, no
+// port, no query or fragment, no trailing slash, no empty, dot or percent-encoded segment), is a
+// protected resource whose metadata (RFC 9728) agentauthz serves through Envoy:
+// "https://HOST" at https://HOST/.well-known/oauth-protected-resource, "https://HOST/PATH" at
+// https://HOST/.well-known/oauth-protected-resource/PATH, each naming the resource, the host's
+// issuers (authorization_servers), the OAuth scopes its routes need (scopes_supported) and
+// bearer_methods_supported ["header"]. A 401 carries WWW-Authenticate: Bearer
+// resource_metadata="..." pointing to the metadata of the resource the request is for (and, at
+// a resource with a path, the scopes its routes need). A route whose path is a resource's path
+// takes only tokens whose aud names that resource: a token for another resource of the host is
+// refused (401 oauth_token_invalid).
 type OAuthResource struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Names of the issuers (OAuthIssuer.name) whose tokens are accepted here.
 	Issuers []string `protobuf:"bytes,1,rep,name=issuers,proto3" json:"issuers,omitempty"`
 	// This resource's own identifiers: a token's "aud" must name one of them, e.g.
 	// "https://helpdesk.acme.internal". A token issued for another resource is refused with 401.
-	// An audience belongs to one host: two hosts cannot share one.
+	// An audience belongs to one host: two hosts cannot share one. An MCP server on the host must
+	// be listed by its canonical URI, https://HOST/PATH of its route (e.g.
+	// "https://mcp.acme.internal/mcp"): the resource MCP clients ask tokens for (RFC 8707).
 	Audiences     []string `protobuf:"bytes,2,rep,name=audiences,proto3" json:"audiences,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
