@@ -338,6 +338,11 @@ func printDecision(w io.Writer, d *decision.Decision) {
 		}
 		return
 	}
+	if d.Answer != nil {
+		// agentauthz answers the request itself (a protected resource's metadata).
+		fmt.Fprintf(w, "answer %d %s\n  %s\n  %s\n", d.Status(), d.Code, d.Detail, d.Answer)
+		return
+	}
 	fmt.Fprintf(w, "deny %d %s  rule=%s\n  %s\n", d.Status(), d.Code, rule, d.Detail)
 	if d.Challenge != "" {
 		fmt.Fprintf(w, "  www-authenticate: %s\n", d.Challenge)
