@@ -1,0 +1,215 @@
+package response
+
+import "sync"
+
+// maxReported bounds the paths one response reports: an upstream choosing member names must not
+// grow the decision record without bound.
+const maxReported = 64
+
+// report is what one filtering removed and masked, as generalised pointers ("*" for every array
+// index), each once, in the order met.
+type report struct {
+	removed, masked []string
+	seen            map[string]struct{}
+	more            int  // paths past maxReported
+	mismatch        bool // allow or schema removed something
+}
+
+func (r *report) add(list *[]string, p []byte) {
+	if _, dup := r.seen[string(p)]; dup {
+		return
+	}
+	path := string(p)
+	if len(r.removed)+len(r.masked) >= maxReported {
+		r.more++
+		return
+	}
+	if r.seen == nil {
+		r.seen = map[string]struct{}{}
+	}
+	r.seen[path] = struct{}{}
+	*list = append(*list, path)
+}
+
+// walker writes the view of one JSON value that strictjson has accepted.
+type walker struct {
+	c       cursor
+	out     []byte
+	path    []byte // the JSON pointer of the current place, "*" for array elements
+	rep     *report
+	changed bool
+}
+
+var walkers = sync.Pool{New: func() any { return &walker{} }}
+
+// view returns the view of data under keep and redact, and whether it differs from data. data
+// must be strict JSON (strictjson.Check). ok is false when the walk went wrong, which strict
+// JSON never makes it do.
+func view(data []byte, keep *node, redact *rnode, rep *report) (out []byte, changed, ok bool) {
+	w := walkers.Get().(*walker)
+	defer func() {
+		w.c, w.rep, w.changed = cursor{}, nil, false
+		w.out, w.path = w.out[:0], w.path[:0]
+		walkers.Put(w)
+	}()
+	w.c = cursor{data: data}
+	w.rep = rep
+	if !fits(keep, w.c.next()) {
+		return nil, false, false
+	}
+	w.value(keep, redact)
+	if w.c.broken {
+		return nil, false, false
+	}
+	if !w.changed {
+		return data, false, true
+	}
+	return append([]byte(nil), w.out...), true, true
+}
+
+// fits reports whether the value starting with b can be kept at n (reduced, perhaps).
+func fits(n *node, b byte) bool {
+	switch {
+	case n.all:
+		return true
+	case b == '{':
+		return n.objects
+	case b == '[':
+		return n.elems != nil
+	case b == 'n': // null: nothing to hide
+		return true
+	}
+	return n.scalars
+}
+
+// value writes the value at the cursor, which fits n.
+func (w *walker) value(n *node, r *rnode) {
+	c := &w.c
+	b := c.next()
+	if n.all && r == nil || b != '{' && b != '[' {
+		start := c.pos
+		c.skip()
+		w.out = append(w.out, c.data[start:c.pos]...)
+		return
+	}
+	if b == '[' {
+		elems, re := n.elems, (*rnode)(nil)
+		if n.all {
+			elems = everything
+		}
+		if elems == nil {
+			elems = &node{} // keeps nothing but null; fits never lets this happen
+		}
+		if r != nil {
+			re = r.elems
+		}
+		w.out = append(w.out, '[')
+		first := true
+		mark := len(w.path)
+		w.path = append(w.path, "/*"...)
+		c.array(func() {
+			eb := c.next()
+			if re != nil && re.act != keepValue {
+				w.redacted(re.act, &first, nil)
+				return
+			}
+			if !fits(elems, eb) {
+				w.removed()
+				c.skip()
+				return
+			}
+			if !first {
+				w.out = append(w.out, ',')
+			}
+			first = false
+			w.value(elems, re)
+		})
+		w.path = w.path[:mark]
+		w.out = append(w.out, ']')
+		return
+	}
+	w.out = append(w.out, '{')
+	first := true
+	c.object(func(name, raw []byte) {
+		var child *node
+		switch {
+		case n.all:
+			child = everything
+		default:
+			child = n.members[string(name)]
+			if child == nil {
+				child = n.other
+			}
+		}
+		var rc *rnode
+		if r != nil {
+			rc = r.members[string(name)]
+		}
+		mark := len(w.path)
+		w.path = appendEscaped(append(w.path, '/'), name)
+		if child == nil || !fits(child, c.next()) {
+			w.removed()
+			c.skip()
+			w.path = w.path[:mark]
+			return
+		}
+		if rc != nil && rc.act != keepValue {
+			w.redacted(rc.act, &first, raw)
+			w.path = w.path[:mark]
+			return
+		}
+		if !first {
+			w.out = append(w.out, ',')
+		}
+		first = false
+		w.out = append(w.out, raw...)
+		w.out = append(w.out, ':')
+		w.value(child, rc)
+		w.path = w.path[:mark]
+	})
+	w.out = append(w.out, '}')
+}
+
+// removed notes that the value at the current place was removed because the rule does not
+// keep it.
+func (w *walker) removed() {
+	w.rep.mismatch, w.changed = true, true
+	w.rep.add(&w.rep.removed, w.path)
+}
+
+// redacted applies a redaction to the value at the cursor, the member named raw (nil in an
+// array).
+func (w *walker) redacted(act action, first *bool, raw []byte) {
+	c := &w.c
+	c.skip()
+	w.changed = true
+	if act == removeValue {
+		w.rep.add(&w.rep.removed, w.path)
+		return
+	}
+	w.rep.add(&w.rep.masked, w.path)
+	if !*first {
+		w.out = append(w.out, ',')
+	}
+	*first = false
+	if raw != nil {
+		w.out = append(w.out, raw...)
+		w.out = append(w.out, ':')
+	}
+	w.out = append(w.out, `"`+Marker+`"`...)
+}
+
+// appendEscaped writes a member name as a JSON pointer token.
+func appendEscaped(b, name []byte) []byte {
+	for _, c := range name {
+		switch c {
+		case '~':
+			b = append(b, '~', '0')
+		case '/':
+			b = append(b, '~', '1')
+		default:
+			b = append(b, c)
+		}
+	}
+	return b
+}
