@@ -244,7 +244,8 @@ func (rt *route) allowOrHold(r *Request, t target.Target, vals *[maxPathParams]s
 		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
 			Detail: "This request needs human approval.", Grant: rt.grant, RemoveQuery: strip, Hold: rt.hold.hold}
 	}
-	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant, RemoveQuery: strip}
+	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant, RemoveQuery: strip,
+		Response: rt.response.responseTag()}
 }
 
 // maxViolations bounds what one denial lists.

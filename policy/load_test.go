@@ -75,6 +75,12 @@ var badCases = map[string]struct {
 		`duplicate-and-more.yaml:10:17: hosts[0].routes[0].method: does not match regex pattern`,
 		`duplicate-and-more.yaml:13:9: duplicate key "scope" (first at line 12)`,
 	}},
+	"response-rules": {must: []string{
+		`response-rules.yaml:14:24: hosts[0].routes[0].response.json_schema: set allow or json_schema, not both`,
+		`response-rules.yaml:20:23: hosts[0].routes[1].response.allow[1]: "~" in a JSON pointer`,
+		`response-rules.yaml:22:24: hosts[0].routes[1].response.redact[0].pointer: /x is both allowed and removed`,
+		`response-rules.yaml:35:24: hosts[0].routes[2].response.agents[2].agents[0]: agent spiffe://example.org/agent/a already has a response rule`,
+	}},
 	"field-number-key": {must: []string{`field-number-key.yaml:13:9: key "4": write the field name scope, not its number`}},
 	"anchors": {must: []string{
 		`anchors.yaml:5:13: anchors (&read)`,

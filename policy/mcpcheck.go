@@ -239,7 +239,8 @@ func (rt *route) checkTool(r *Request, ag *agent, t target.Target, vals *[maxPat
 		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
 			Detail: "This call needs human approval.", Grant: rt.grant, Hold: tool.hold.hold}
 	}
-	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant}
+	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant,
+		Response: tool.response.responseTag()}
 }
 
 // holdsArgs reports whether a tool call must be held: the condition sees what it sees of any

@@ -46,6 +46,8 @@ type route struct {
 	// WWW-Authenticate challenge naming them.
 	oauthScopes    []string
 	scopeChallenge string
+	// response, when set, says what agents may read back of the route's responses.
+	response *responseRules
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

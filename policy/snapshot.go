@@ -39,6 +39,8 @@ type Snapshot struct {
 	oauthAgents  map[oauthSubject]spiffeid.ID
 	// openapi are the hosts' OpenAPI documents, with what the policy grants of each.
 	openapi []*openAPIHost
+	// responses are the response rules of routes and MCP tools, by key (responseRules.key).
+	responses map[string]*responseRules
 }
 
 // Notifiers returns the policy's notifier configurations. They must not be modified.

@@ -170,7 +170,7 @@ func TestCompileProblems(t *testing.T) {
 		want []string
 	}{
 		"none":          {Spec{}, []string{"allow: a response rule needs"}},
-		"both":          {Spec{Allow: []string{"/a"}, Schema: sch}, []string{"allow: set allow or schema"}},
+		"both":          {Spec{Allow: []string{"/a"}, Schema: sch}, []string{"allow: set allow or a JSON Schema"}},
 		"syntax":        {Spec{Allow: []string{"a", "/b~2", "", "/c//d"}}, []string{"allow[0]:", "allow[1]:", "allow[2]:", "allow[3]:"}},
 		"duplicate":     {Spec{Allow: []string{"/a", "/a"}}, []string{"allow[1]: /a is already allowed"}},
 		"overlap":       {Spec{Allow: []string{"/a", "/a/b"}}, []string{"allow[1]: /a/b: a shorter pointer"}},

@@ -138,9 +138,9 @@ func Compile(name string, spec Spec) (*Rule, error) {
 	}
 	switch {
 	case len(spec.Allow) > 0 && spec.Schema != nil:
-		problems = append(problems, Problem{"allow", "set allow or schema, not both: which one decides would be unclear"})
+		problems = append(problems, Problem{"allow", "set allow or a JSON Schema, not both: which one decides would be unclear"})
 	case len(spec.Allow) == 0 && spec.Schema == nil:
-		problems = append(problems, Problem{"allow", "a response rule needs allow (JSON pointers) or schema"})
+		problems = append(problems, Problem{"allow", "a response rule needs allow (JSON pointers) or a JSON Schema"})
 	case spec.Schema != nil:
 		n, err := schemaGraph(spec.Schema)
 		if err != nil {
