@@ -4,6 +4,11 @@
 // implementation, which decides what the agent may see, and writes the body it returns back to
 // Envoy. It decides nothing itself. docs/mcp-responses.md is the operator's guide.
 //
+// It also hands every answer whose request's decision named a response rule (metadata key
+// response_rule) to a Responses implementation, whatever the route: the rule says what the agent
+// may read back, and the Server writes the body, or the 502 problem, it returns
+// (docs/responses.md). Such an answer never reaches the MCP list filter.
+//
 // # Where the facts come from
 //
 // The ext_authz filter that checked the request leaves agentauthz's answer in Envoy's dynamic
@@ -81,6 +86,9 @@ const (
 	KeyRule       = "rule"
 	KeyMCPMethod  = "mcp_method"
 	KeyMCPServer  = "mcp_server"
+	// KeyResponseRule names the response rule an allowed request's answer must pass
+	// ("KEY@REVISION"); ext_authz sets it only where the policy has one.
+	KeyResponseRule = "response_rule"
 )
 
 // AttributeRequestMethod is the Envoy attribute the Server reads the request's HTTP method from
@@ -127,10 +135,44 @@ type ListResult struct {
 	Reason  string
 }
 
+// Responses applies response rules: what an agent may read back of an answer.
+type Responses interface {
+	// FilterResponse returns what to send the agent. It must fail closed itself: an answer it
+	// cannot read is refused (502) or withheld, never passed.
+	FilterResponse(ctx context.Context, req ResponseRequest) ResponseAnswer
+}
+
+// ResponseRequest is one answer whose request's decision named a response rule.
+type ResponseRequest struct {
+	// Rule is the response_rule metadata value; Agent and DecisionID those of the decision.
+	Rule, Agent, DecisionID string
+	// Status is the response's HTTP status.
+	Status int
+	// ContentType and ContentEncoding are the response's headers, as for ListRequest.
+	ContentType, ContentEncoding string
+	// Body is the whole response body (empty when it has none). It must not be modified.
+	Body []byte
+}
+
+// ResponseAnswer is what to send the agent.
+type ResponseAnswer struct {
+	// Status is the status to send; a status other than the response's is sent as a local
+	// reply with Body.
+	Status int
+	// Body is the body to send, ContentType its content type ("" keeps the response's).
+	Body        []byte
+	ContentType string
+	// Changed reports whether Status or Body differ from the response's.
+	Changed bool
+}
+
 // Config is what a Server needs.
 type Config struct {
 	// Lists decides; it is required.
 	Lists Lists
+	// Responses applies response rules; nil refuses (502) every answer whose request's decision
+	// named one.
+	Responses Responses
 	// MaxBody bounds the body handed to Lists (DefaultMaxBody when zero); a larger one becomes
 	// an empty list.
 	MaxBody int
