@@ -3,8 +3,12 @@ package response
 import (
 	"fmt"
 	"strings"
+	"syscall"
 	"testing"
 )
+
+// rusageThread is RUSAGE_THREAD: Getrusage of the calling thread.
+const rusageThread = 1
 
 // ticketList is a JSON list of n tickets, each with requester details and comments, about
 // 400 bytes a ticket.
@@ -39,9 +43,22 @@ func benchFilter(b *testing.B, size int) {
 	}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
+	start := threadCPU()
 	for b.Loop() {
 		r.Filter(in)
 	}
+	// On a shared machine wall time counts the waits for a core too; the thread's CPU time is
+	// the filter's own cost.
+	b.ReportMetric(float64(threadCPU()-start)/float64(b.N), "cpu-ns/op")
+}
+
+// threadCPU is the CPU time of the calling thread, in nanoseconds.
+func threadCPU() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		return 0
+	}
+	return ru.Utime.Nano() + ru.Stime.Nano()
 }
 
 func BenchmarkFilter4KB(b *testing.B)  { benchFilter(b, 4<<10) }

@@ -107,6 +107,48 @@ type node struct {
 	members map[string]*node // members by name
 	other   *node            // any member members does not name
 	elems   *node            // every element of an array here; nil: no array
+	// names and kids are members in a list, searched faster than the map when short.
+	names []string
+	kids  []*node
+}
+
+// maxListed is the most members a node searches as a list rather than its map.
+const maxListed = 8
+
+// member returns the node of the member name, nil when members does not name it.
+func (n *node) member(name []byte) *node {
+	if n.members == nil {
+		return nil
+	}
+	if n.names != nil {
+		for i, s := range n.names {
+			if s == string(name) {
+				return n.kids[i]
+			}
+		}
+		return nil
+	}
+	return n.members[string(name)]
+}
+
+// index lists the members of every node reachable from n, where they are few.
+func (n *node) index(seen map[*node]bool) {
+	if n == nil || n.all || seen[n] {
+		return
+	}
+	seen[n] = true
+	n.names, n.kids = nil, nil
+	if len(n.members) > 0 && len(n.members) <= maxListed {
+		for name, k := range n.members {
+			n.names = append(n.names, name)
+			n.kids = append(n.kids, k)
+		}
+	}
+	for _, k := range n.members {
+		k.index(seen)
+	}
+	n.other.index(seen)
+	n.elems.index(seen)
 }
 
 // everything keeps a value whole.
@@ -126,6 +168,41 @@ type rnode struct {
 	act     action
 	members map[string]*rnode
 	elems   *rnode
+	// names and kids are members in a list, as for node.
+	names []string
+	kids  []*rnode
+}
+
+// member returns the redactions under the member name, nil when there are none. Redactions
+// are few: a scan of the map's keys costs no hashing.
+func (r *rnode) member(name []byte) *rnode {
+	if r.names == nil {
+		return r.members[string(name)]
+	}
+	for i, s := range r.names {
+		if s == string(name) {
+			return r.kids[i]
+		}
+	}
+	return nil
+}
+
+// index lists the members of every rnode under r, where they are few.
+func (r *rnode) index() {
+	if r == nil {
+		return
+	}
+	if len(r.members) > 0 && len(r.members) <= maxListed {
+		r.names, r.kids = nil, nil
+		for name, k := range r.members {
+			r.names = append(r.names, name)
+			r.kids = append(r.kids, k)
+		}
+	}
+	for _, k := range r.members {
+		k.index()
+	}
+	r.elems.index()
 }
 
 // Compile compiles spec into a Rule named name. Every problem is returned at once.
@@ -204,6 +281,8 @@ func Compile(name string, spec Spec) (*Rule, error) {
 	if len(problems) > 0 {
 		return nil, problems
 	}
+	r.keep.index(map[*node]bool{})
+	r.redact.index()
 	return r, nil
 }
 

@@ -10,35 +10,42 @@ const maxReported = 64
 // index), each once, in the order met.
 type report struct {
 	removed, masked []string
-	seen            map[string]struct{}
-	more            int  // paths past maxReported
-	mismatch        bool // allow or schema removed something
+	// seen are digests of the paths reported, as written (see walker.digest): a path met again
+	// is not written out again.
+	seen     []uint64
+	more     int  // paths past maxReported
+	mismatch bool // allow or schema removed something
 }
 
 func (r *report) add(list *[]string, p []byte) {
-	if _, dup := r.seen[string(p)]; dup {
-		return
+	// At most maxReported paths are kept: a scan of them costs less than hashing each path.
+	for _, l := range [2][]string{r.removed, r.masked} {
+		for _, s := range l {
+			if s == string(p) {
+				return
+			}
+		}
 	}
-	path := string(p)
 	if len(r.removed)+len(r.masked) >= maxReported {
-		r.more++
+		r.more++ // counted once per occurrence past the limit: an upper bound
 		return
 	}
-	if r.seen == nil {
-		r.seen = map[string]struct{}{}
-	}
-	r.seen[path] = struct{}{}
-	*list = append(*list, path)
+	*list = append(*list, string(p))
 }
 
 // walker writes the view of one JSON value that strictjson has accepted.
 type walker struct {
 	c       cursor
 	out     []byte
-	path    []byte // the JSON pointer of the current place, "*" for array elements
+	path    []span // where the current place is: the member names on the way, or array elements
+	scratch []byte // a path written out
 	rep     *report
 	changed bool
 }
+
+// span is one step of a path: a member name as written, data[start:end], or every element of
+// an array (start < 0). Offsets, not slices: a step costs no pointer write.
+type span struct{ start, end int }
 
 var walkers = sync.Pool{New: func() any { return &walker{} }}
 
@@ -49,6 +56,7 @@ func view(data []byte, keep *node, redact *rnode, rep *report) (out []byte, chan
 	w := walkers.Get().(*walker)
 	defer func() {
 		w.c, w.rep, w.changed = cursor{}, nil, false
+		w.scratch = w.scratch[:0]
 		w.out, w.path = w.out[:0], w.path[:0]
 		walkers.Put(w)
 	}()
@@ -106,7 +114,7 @@ func (w *walker) value(n *node, r *rnode) {
 		w.out = append(w.out, '[')
 		first := true
 		mark := len(w.path)
-		w.path = append(w.path, "/*"...)
+		w.path = append(w.path, span{-1, -1})
 		c.array(func() {
 			eb := c.next()
 			if re != nil && re.act != keepValue {
@@ -136,17 +144,21 @@ func (w *walker) value(n *node, r *rnode) {
 		case n.all:
 			child = everything
 		default:
-			child = n.members[string(name)]
+			child = n.member(name)
 			if child == nil {
 				child = n.other
 			}
 		}
 		var rc *rnode
 		if r != nil {
-			rc = r.members[string(name)]
+			rc = r.member(name)
 		}
 		mark := len(w.path)
-		w.path = appendEscaped(append(w.path, '/'), name)
+		end := c.pos - 1 // the name ends before the colon
+		for c.data[end] != ':' {
+			end--
+		}
+		w.path = append(w.path, span{end - len(raw), end})
 		if child == nil || !fits(child, c.next()) {
 			w.removed()
 			c.skip()
@@ -174,7 +186,36 @@ func (w *walker) value(n *node, r *rnode) {
 // keep it.
 func (w *walker) removed() {
 	w.rep.mismatch, w.changed = true, true
-	w.rep.add(&w.rep.removed, w.path)
+	if w.seen(removeValue) {
+		return
+	}
+	w.rep.add(&w.rep.removed, w.pointer())
+}
+
+// seen reports whether the current place was reported already for act, by a digest of its
+// path as written: most removals repeat in every element of an array, and writing the path
+// out costs more than the digest. A digest not seen has its path written and compared.
+func (w *walker) seen(act action) bool {
+	h := uint64(14695981039346656037) ^ uint64(act)
+	for _, s := range w.path {
+		h = (h ^ '/') * 1099511628211
+		if s.start < 0 {
+			h = (h ^ '*') * 1099511628211
+			continue
+		}
+		for _, b := range w.c.data[s.start:s.end] {
+			h = (h ^ uint64(b)) * 1099511628211
+		}
+	}
+	for _, x := range w.rep.seen {
+		if x == h {
+			return true
+		}
+	}
+	if len(w.rep.seen) < 4*maxReported {
+		w.rep.seen = append(w.rep.seen, h)
+	}
+	return false
 }
 
 // redacted applies a redaction to the value at the cursor, the member named raw (nil in an
@@ -183,11 +224,16 @@ func (w *walker) redacted(act action, first *bool, raw []byte) {
 	c := &w.c
 	c.skip()
 	w.changed = true
+	if w.seen(act) {
+		// reported already
+	} else if act == removeValue {
+		w.rep.add(&w.rep.removed, w.pointer())
+	} else {
+		w.rep.add(&w.rep.masked, w.pointer())
+	}
 	if act == removeValue {
-		w.rep.add(&w.rep.removed, w.path)
 		return
 	}
-	w.rep.add(&w.rep.masked, w.path)
 	if !*first {
 		w.out = append(w.out, ',')
 	}
@@ -197,6 +243,21 @@ func (w *walker) redacted(act action, first *bool, raw []byte) {
 		w.out = append(w.out, ':')
 	}
 	w.out = append(w.out, `"`+Marker+`"`...)
+}
+
+// pointer writes the current place as a JSON pointer, "*" for array elements, in scratch.
+func (w *walker) pointer() []byte {
+	b := w.scratch[:0]
+	for _, s := range w.path {
+		b = append(b, '/')
+		if s.start < 0 {
+			b = append(b, wildcard...)
+			continue
+		}
+		b = appendEscaped(b, unquote(w.c.data[s.start:s.end]))
+	}
+	w.scratch = b
+	return b
 }
 
 // appendEscaped writes a member name as a JSON pointer token.
