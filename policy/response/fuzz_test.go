@@ -18,9 +18,11 @@ func FuzzFilter(f *testing.F) {
 	allow := mustCompile(f, Spec{Allow: []string{"/id", "/requester/name", "/comments/*/body", "/a~1b/c/*/d"}, Reduce: true,
 		Redact: []Redaction{{Pointer: "/comments/*/body"}}})
 	strict := mustCompile(f, Spec{Allow: []string{"/id", "/requester"}, Redact: []Redaction{{Pointer: "/requester/email", Remove: true}}})
+	schema := mustCompile(f, Spec{Reduce: true, Schema: compileSchema(f, `{"$defs":{"p":{"type":"object","properties":{"name":{"type":"string"},"boss":{"$ref":"#/$defs/p"}}}},`+
+		`"type":"object","properties":{"id":{},"requester":{"$ref":"#/$defs/p"},"comments":{"type":"array","items":{"properties":{"body":true}}}}}`)})
 	f.Fuzz(func(t *testing.T, body []byte) {
 		orig := bytes.Clone(body)
-		for _, r := range []*Rule{allow, strict} {
+		for _, r := range []*Rule{allow, strict, schema} {
 			res := r.Filter(Input{Status: 200, ContentType: "application/json", Body: body})
 			if !bytes.Equal(body, orig) {
 				t.Fatal("the body was modified")
