@@ -2871,7 +2871,9 @@ func (x *MCPPrompt) GetScope() string {
 // ResponseRule says what an agent may read back of a response: the members of its JSON answer
 // an allowlist of JSON pointers names (or a JSON Schema declares), with named members redacted,
 // within a size. It applies to 2xx responses; what it cannot read it refuses (502), and an error
-// status's body is withheld. docs/responses.md is the guide.
+// status's body is withheld. On a GraphQL route the field allowlist already shapes what may be
+// asked; a response rule shapes what may come back, whatever was asked. docs/responses.md is the
+// guide.
 type ResponseRule struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The largest body read, in bytes; a larger one is refused (502). Default 1048576. Envoy's
@@ -3040,14 +3042,21 @@ func (x *ResponseRedaction) GetAction() string {
 
 // ResponseAgentRule is a response rule for some agents.
 type ResponseAgentRule struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Agents        []string               `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
-	MaxBytes      *uint32                `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3,oneof" json:"max_bytes,omitempty"`
-	Allow         []string               `protobuf:"bytes,3,rep,name=allow,proto3" json:"allow,omitempty"`
-	JsonSchema    string                 `protobuf:"bytes,4,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
-	Redact        []*ResponseRedaction   `protobuf:"bytes,5,rep,name=redact,proto3" json:"redact,omitempty"`
-	OnMismatch    string                 `protobuf:"bytes,6,opt,name=on_mismatch,json=onMismatch,proto3" json:"on_mismatch,omitempty"`
-	Shadow        *bool                  `protobuf:"varint,7,opt,name=shadow,proto3,oneof" json:"shadow,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agents (SPIFFE IDs the policy defines) this rule is for; an agent is named by one rule.
+	Agents []string `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	// As ResponseRule.max_bytes; unset: the rule's.
+	MaxBytes *uint32 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3,oneof" json:"max_bytes,omitempty"`
+	// As ResponseRule.allow. Exactly one of allow and json_schema.
+	Allow []string `protobuf:"bytes,3,rep,name=allow,proto3" json:"allow,omitempty"`
+	// As ResponseRule.json_schema.
+	JsonSchema string `protobuf:"bytes,4,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	// As ResponseRule.redact; the rule's redactions do not apply.
+	Redact []*ResponseRedaction `protobuf:"bytes,5,rep,name=redact,proto3" json:"redact,omitempty"`
+	// As ResponseRule.on_mismatch; unset: the rule's.
+	OnMismatch string `protobuf:"bytes,6,opt,name=on_mismatch,json=onMismatch,proto3" json:"on_mismatch,omitempty"`
+	// As ResponseRule.shadow; unset: the rule's.
+	Shadow        *bool `protobuf:"varint,7,opt,name=shadow,proto3,oneof" json:"shadow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
