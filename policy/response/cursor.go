@@ -16,6 +16,10 @@ type cursor struct {
 	data   []byte
 	pos    int
 	broken bool
+	// limit, when not zero, bounds nesting: depth is the nesting at the cursor (its walker
+	// keeps it), and skip sets tooDeep (and broken) for a value that nests past limit.
+	limit, depth int
+	tooDeep      bool
 }
 
 // next skips whitespace and returns the byte at the cursor, or 0 at the end.
@@ -84,6 +88,10 @@ func (c *cursor) skip() {
 				continue
 			case '{', '[':
 				depth++
+				if c.limit > 0 && c.depth+depth > c.limit {
+					c.tooDeep, c.broken = true, true
+					return
+				}
 			case '}', ']':
 				depth--
 				if depth == 0 {

@@ -124,7 +124,7 @@ func refused(reason string) Result { return Result{Outcome: Refused, Reason: rea
 // value filters one JSON value: the whole body, structured content, or a text item's JSON. A
 // reason is returned when it cannot be shown.
 func (r *Rule) value(data []byte, rep *report) (out []byte, changed bool, reason string) {
-	if err := strictjson.Check(data, MaxDepth); err != nil {
+	if err := checkStrict(data); err != nil {
 		return nil, false, "the body is not strict JSON (" + err.Error() + ")"
 	}
 	if c := (&cursor{data: data}); !fits(r.keep, c.next()) {
@@ -134,14 +134,14 @@ func (r *Rule) value(data []byte, rep *report) (out []byte, changed bool, reason
 	if r.schema == nil {
 		out, changed, ok = view(data, r.keep, r.redact, rep)
 		if !ok {
-			return nil, false, "the body could not be walked"
+			return nil, false, walkFailed(rep)
 		}
 		return out, changed, ""
 	}
 	// A schema: remove what it does not declare, check the rest, then redact.
 	out, changed, ok = view(data, r.keep, nil, rep)
 	if !ok {
-		return nil, false, "the body could not be walked"
+		return nil, false, walkFailed(rep)
 	}
 	v, err := strictjson.ParseShared(out, MaxDepth)
 	if err != nil {
@@ -198,4 +198,13 @@ func quote(s string) string {
 		s = s[:limit] + "..."
 	}
 	return strconv.Quote(strings.ToValidUTF8(s, "\uFFFD"))
+}
+
+// walkFailed says why a walk of strict JSON failed: nesting past MaxDepth, or what strict JSON
+// never makes it do.
+func walkFailed(rep *report) string {
+	if rep.tooDeep {
+		return "the body is not strict JSON (nested deeper than " + strconv.Itoa(MaxDepth) + ")"
+	}
+	return "the body could not be walked"
 }

@@ -3,6 +3,7 @@ package response
 import (
 	"bytes"
 	"encoding/json"
+	"strings"
 	"testing"
 
 	"github.com/agentauthz/agentauthz/policy/strictjson"
@@ -81,6 +82,26 @@ func FuzzFilterMCP(f *testing.F) {
 		again := r.Filter(Input{Status: 200, ContentType: ct, Body: res.Body})
 		if again.Outcome == Refused || len(again.Removed) > 0 {
 			t.Fatalf("second pass: %s %s %q on %q", again.Outcome, again.Reason, again.Removed, res.Body)
+		}
+	})
+}
+
+// FuzzStrictAgrees checks that the package's one-call strict reading, with the walk's depth
+// bound, accepts exactly what policy/strictjson accepts.
+func FuzzStrictAgrees(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1,"a":2}`, `[1] x`, "\"\xff\"", `"\ud800"`, `"\ud83d\ude00"`, ` 1 `, ``, `{"a":[{"b":null}]}`,
+		strings.Repeat("[", 64) + strings.Repeat("]", 64), strings.Repeat("[", 65) + strings.Repeat("]", 65),
+		`{"x":` + strings.Repeat("{\"y\":", 64) + "1" + strings.Repeat("}", 64) + `}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want := strictjson.Check(data, MaxDepth) == nil
+		got := checkStrict(data) == nil
+		if got {
+			_, _, got = view(data, everything, nil, &report{})
+		}
+		if got != want {
+			t.Fatalf("strictjson accepts: %v, this package: %v, for %q", want, got, data)
 		}
 	})
 }

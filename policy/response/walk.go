@@ -1,6 +1,13 @@
 package response
 
-import "sync"
+import (
+	"bytes"
+	"hash/maphash"
+	"sync"
+)
+
+// pathSeed seeds the digests of reported paths.
+var pathSeed = maphash.MakeSeed()
 
 // maxReported bounds the paths one response reports: an upstream choosing member names must not
 // grow the decision record without bound.
@@ -14,6 +21,7 @@ type report struct {
 	// is not written out again.
 	seen     []uint64
 	more     int  // paths past maxReported
+	tooDeep  bool // the walk met nesting deeper than MaxDepth
 	mismatch bool // allow or schema removed something
 }
 
@@ -60,13 +68,16 @@ func view(data []byte, keep *node, redact *rnode, rep *report) (out []byte, chan
 		w.out, w.path = w.out[:0], w.path[:0]
 		walkers.Put(w)
 	}()
-	w.c = cursor{data: data}
+	w.c = cursor{data: data, limit: MaxDepth}
 	w.rep = rep
 	if !fits(keep, w.c.next()) {
 		return nil, false, false
 	}
 	w.value(keep, redact)
 	if w.c.broken {
+		if w.c.tooDeep {
+			rep.tooDeep = true
+		}
 		return nil, false, false
 	}
 	if !w.changed {
@@ -101,51 +112,95 @@ func (w *walker) value(n *node, r *rnode) {
 		return
 	}
 	if b == '[' {
-		elems, re := n.elems, (*rnode)(nil)
-		if n.all {
-			elems = everything
-		}
-		if elems == nil {
-			elems = &node{} // keeps nothing but null; fits never lets this happen
-		}
-		if r != nil {
-			re = r.elems
-		}
-		w.out = append(w.out, '[')
-		first := true
-		mark := len(w.path)
-		w.path = append(w.path, span{-1, -1})
-		c.array(func() {
-			eb := c.next()
-			if re != nil && re.act != keepValue {
-				w.redacted(re.act, &first, nil)
-				return
-			}
-			if !fits(elems, eb) {
-				w.removed()
-				c.skip()
-				return
-			}
+		w.array(n, r)
+		return
+	}
+	w.object(n, r)
+}
+
+// array writes the array at the cursor, each element under n's elements.
+func (w *walker) array(n *node, r *rnode) {
+	c := &w.c
+	elems, re := n.elems, (*rnode)(nil)
+	if n.all {
+		elems = everything
+	}
+	if elems == nil {
+		elems = &node{} // keeps nothing but null; fits never lets this happen
+	}
+	if r != nil {
+		re = r.elems
+	}
+	if c.depth++; c.depth > c.limit && c.limit > 0 {
+		c.tooDeep, c.broken = true, true
+		return
+	}
+	w.out = append(w.out, '[')
+	c.pos++ // '['
+	if c.next() == ']' {
+		c.pos++
+		c.depth--
+		w.out = append(w.out, ']')
+		return
+	}
+	first := true
+	mark := len(w.path)
+	w.path = append(w.path, span{-1, -1})
+	for !c.broken {
+		eb := c.next()
+		switch {
+		case re != nil && re.act != keepValue:
+			w.redacted(re.act, &first, nil)
+		case !fits(elems, eb):
+			w.removed()
+			c.skip()
+		default:
 			if !first {
 				w.out = append(w.out, ',')
 			}
 			first = false
 			w.value(elems, re)
-		})
-		w.path = w.path[:mark]
-		w.out = append(w.out, ']')
+		}
+		if !w.more(']') {
+			break
+		}
+	}
+	w.path = w.path[:mark]
+	c.depth--
+	w.out = append(w.out, ']')
+}
+
+// object writes the object at the cursor, each member under its node in n.
+func (w *walker) object(n *node, r *rnode) {
+	c := &w.c
+	if c.depth++; c.depth > c.limit && c.limit > 0 {
+		c.tooDeep, c.broken = true, true
 		return
 	}
 	w.out = append(w.out, '{')
+	c.pos++ // '{'
+	if c.next() == '}' {
+		c.pos++
+		c.depth--
+		w.out = append(w.out, '}')
+		return
+	}
 	first := true
-	c.object(func(name, raw []byte) {
-		var child *node
-		switch {
-		case n.all:
-			child = everything
-		default:
-			child = n.member(name)
-			if child == nil {
+	for !c.broken {
+		raw := c.str()
+		end := c.pos
+		c.expect(':')
+		vb := c.next()
+		if c.broken || len(raw) < 2 {
+			return // the walk is over: broken
+		}
+		name := raw[1 : len(raw)-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			name = unquote(raw)
+		}
+		child := everything
+		if !n.all {
+			if child = n.member(name); child == nil {
 				child = n.other
 			}
 		}
@@ -153,33 +208,45 @@ func (w *walker) value(n *node, r *rnode) {
 		if r != nil {
 			rc = r.member(name)
 		}
-		mark := len(w.path)
-		end := c.pos - 1 // the name ends before the colon
-		for c.data[end] != ':' {
-			end--
-		}
 		w.path = append(w.path, span{end - len(raw), end})
-		if child == nil || !fits(child, c.next()) {
+		switch {
+		case child == nil || !fits(child, vb):
 			w.removed()
 			c.skip()
-			w.path = w.path[:mark]
-			return
-		}
-		if rc != nil && rc.act != keepValue {
+		case rc != nil && rc.act != keepValue:
 			w.redacted(rc.act, &first, raw)
-			w.path = w.path[:mark]
-			return
+		default:
+			if !first {
+				w.out = append(w.out, ',')
+			}
+			first = false
+			w.out = append(w.out, raw...)
+			w.out = append(w.out, ':')
+			w.value(child, rc)
 		}
-		if !first {
-			w.out = append(w.out, ',')
+		w.path = w.path[:len(w.path)-1]
+		if !w.more('}') {
+			break
 		}
-		first = false
-		w.out = append(w.out, raw...)
-		w.out = append(w.out, ':')
-		w.value(child, rc)
-		w.path = w.path[:mark]
-	})
+	}
+	c.depth--
 	w.out = append(w.out, '}')
+}
+
+// more consumes the comma after a member or element and reports whether another follows, or
+// consumes the closing bracket.
+func (w *walker) more(closing byte) bool {
+	c := &w.c
+	switch c.next() {
+	case ',':
+		c.pos++
+		return true
+	case closing:
+		c.pos++
+		return false
+	}
+	c.broken = true
+	return false
 }
 
 // removed notes that the value at the current place was removed because the rule does not
@@ -196,16 +263,13 @@ func (w *walker) removed() {
 // path as written: most removals repeat in every element of an array, and writing the path
 // out costs more than the digest. A digest not seen has its path written and compared.
 func (w *walker) seen(act action) bool {
-	h := uint64(14695981039346656037) ^ uint64(act)
+	h := uint64(act) + 1
 	for _, s := range w.path {
-		h = (h ^ '/') * 1099511628211
-		if s.start < 0 {
-			h = (h ^ '*') * 1099511628211
-			continue
+		x := uint64(0x9e3779b97f4a7c15) // every element
+		if s.start >= 0 {
+			x = maphash.Bytes(pathSeed, w.c.data[s.start:s.end])
 		}
-		for _, b := range w.c.data[s.start:s.end] {
-			h = (h ^ uint64(b)) * 1099511628211
-		}
+		h = (h^x)*0xff51afd7ed558ccd + 1
 	}
 	for _, x := range w.rep.seen {
 		if x == h {
