@@ -2,6 +2,7 @@ package policy_test
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -102,6 +103,52 @@ func TestResponseRuleOnToolCall(t *testing.T) {
 	res := r.Filter(response.Input{Status: 200, ContentType: "application/json",
 		Body: []byte(`{"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"id":"T-1","requester":{"name":"A","email":"a@x","phone":"1"}}}}`)})
 	if string(res.Body) != `{"jsonrpc":"2.0","id":1,"result":{"structuredContent":{"id":"T-1","requester":{"name":"A","email":"[redacted]"}}}}` {
+		t.Errorf("%s %s", res.Outcome, res.Body)
+	}
+}
+
+// An OpenAPI operation's response rule names its route.
+func TestResponseRuleOnOperation(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"store.openapi.yaml", "tight.schema.json"} {
+		data, err := os.ReadFile(filepath.Join("testdata", "openapi", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	data, err := os.ReadFile(filepath.Join("testdata", "openapi", "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	withRule := strings.Replace(string(data), "        - id: getThing\n          scope: things:read\n",
+		"        - id: getThing\n          scope: things:read\n          response:\n            allow: [/id, /name]\n", 1)
+	if withRule == string(data) {
+		t.Fatal("the test policy's getThing grant moved")
+	}
+	if err := os.WriteFile(filepath.Join(dir, "policy.yaml"), []byte(withRule), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	files, err := policy.ReadPath(filepath.Join(dir, "policy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	snap, err := policy.Load(files, policy.Options{Secrets: policy.Placeholders})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reader := spiffeid.RequireFromString("spiffe://example.org/agent/reader")
+	d := snap.Decide(&policy.Request{Agent: reader, Method: "GET", Host: "store.example.org", Target: "/v2/things/3fa85f64-5717-4562-b3fc-2c963f66afa6", Headers: mcpHeaders{}})
+	if !d.Allowed() || d.Response != "route:get-thing@"+snap.Revision() {
+		t.Fatalf("%s %s %q", d.Code, d.Detail, d.Response)
+	}
+	r, err := snap.ResponseRule(d.Response, reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := r.Filter(response.Input{Status: 200, ContentType: "application/json", Body: []byte(`{"id":7,"name":"x","cost":3}`)}); string(res.Body) != `{"id":7,"name":"x"}` {
 		t.Errorf("%s %s", res.Outcome, res.Body)
 	}
 }

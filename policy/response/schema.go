@@ -122,7 +122,8 @@ func (g *graph) flatten(s *jsonschema.Schema, parts []*jsonschema.Schema, depth 
 	}
 	parts = append(parts, s)
 	refuse := func(kw string) {
-		msg := fmt.Sprintf("%s at %s: which members it declares depends on the value; write the response schema without it, or use allow", kw, s.Location)
+		msg := fmt.Sprintf("%s at %s: which members it declares depends on the value; write the response schema without it, or use allow",
+			kw, strings.TrimPrefix(s.Location, "file:///policy/"))
 		if g.seen == nil {
 			g.seen = map[string]bool{}
 		}
