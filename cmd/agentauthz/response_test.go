@@ -52,7 +52,7 @@ func TestCheckResponseFile(t *testing.T) {
 func TestTestResponses(t *testing.T) {
 	r := cli(t, "test", "-v", responseDir)
 	r.want(t, exitOK)
-	if !strings.Contains(r.stdout, "5 passed, 0 failed") {
+	if !strings.Contains(r.stdout, "6 passed, 0 failed") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
 

@@ -113,3 +113,22 @@ func TestFilterResponseFailsClosed(t *testing.T) {
 		t.Errorf("no policy: %d", res.Status)
 	}
 }
+
+// A rule in shadow changes nothing, and reports what it would have done.
+func TestFilterResponseShadow(t *testing.T) {
+	e, snap, buf := responseEngine(t, prometheus.NewRegistry())
+	body := []byte(`{"id":"ada","name":"Ada","email":"ada@example.com"}`)
+	res := e.FilterResponse(context.Background(), engine.ResponseInput{Rule: "route:get-user@" + snap.Revision(),
+		Agent: "spiffe://example.org/agent/helpdesk", DecisionID: "d3", Status: 200, ContentType: "application/json", Body: body})
+	if res.Changed || res.Status != 200 || &res.Body[0] != &body[0] || !res.Shadow || res.Outcome != response.Refused {
+		t.Fatalf("got %d %s changed=%v shadow=%v %s", res.Status, res.Outcome, res.Changed, res.Shadow, res.Body)
+	}
+	recs := logLines(t, buf)
+	rec := recs[len(recs)-1]
+	if rec["shadow"] != true || rec["outcome"] != "refused" || rec["status"] != 200.0 {
+		t.Errorf("record %v", rec)
+	}
+	if got, _ := json.Marshal(rec["removed"]); string(got) != `["/email"]` {
+		t.Errorf("removed %s", got)
+	}
+}
