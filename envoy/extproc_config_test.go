@@ -15,9 +15,9 @@ import (
 	"github.com/agentauthz/agentauthz/internal/mcpfilter"
 )
 
-// The checks of agentauthz's External Processing filter (mcp.yaml): it must fail closed, see
-// the whole response body of every MCP list answer, with ext_authz's answer, and never be
-// skipped for one.
+// The checks of agentauthz's External Processing filter (front-proxy.yaml, mcp.yaml): it must
+// fail closed, see the whole response body of every response with a response rule and of every
+// MCP list answer, with ext_authz's answer, and never be skipped for one.
 
 // listMethods are the MCP methods whose answers ext_proc filters.
 var listMethods = []string{mcpfilter.ToolsList, mcpfilter.ResourcesList, mcpfilter.ResourceTemplatesList, mcpfilter.PromptsList}
@@ -60,11 +60,15 @@ func checkExtProc(p string, m *extprocv3.ExternalProcessor, fail failFunc) {
 	}
 }
 
-// checkExtProcMatcher checks a matcher around ext_proc. It may skip the filter only for a
-// request whose mcp_method is there and is not a list method: an and_matcher of a presence
-// check and an inverted match of the list methods, both through the metadata matcher. A plain
-// value_match never matches metadata (Envoy hands the metadata input's value to custom matchers
-// only), so a matcher built on one, inverted, would skip every list.
+// checkExtProcMatcher checks a matcher around ext_proc. Each of its matchers must skip the filter
+// only for a response without a response rule: a conjunction of metadata checks (a single
+// predicate, or an and_matcher of them), one of which is an inverted presence check of
+// response_rule. Where a matcher also reads mcp_method (mcp.yaml: the answers to the MCP list
+// methods are filtered too), it must skip only for an mcp_method that is there and is not a
+// list method: a presence check and an inverted match of the list methods. Both through the
+// metadata matcher: a plain value_match never matches metadata (Envoy hands the metadata
+// input's value to custom matchers only), so a matcher built on one, inverted, would skip
+// every list.
 func checkExtProcMatcher(p string, m *matchingv3.ExtensionWithMatcher, fail failFunc) {
 	inner, err := m.GetExtensionConfig().GetTypedConfig().UnmarshalNew()
 	if err != nil {
@@ -86,40 +90,65 @@ func checkExtProcMatcher(p string, m *matchingv3.ExtensionWithMatcher, fail fail
 			fail(p, "the matcher around ext_proc has an action other than SkipFilter")
 			continue
 		}
-		present, notList := false, false
-		for _, pred := range fm.GetPredicate().GetAndMatcher().GetPredicate() {
-			sp := pred.GetSinglePredicate()
-			if !isMCPMethodInput(sp.GetInput()) {
-				continue
+		single := fm.GetPredicate().GetSinglePredicate()
+		conj := fm.GetPredicate().GetAndMatcher().GetPredicate()
+		n := len(conj)
+		if single != nil {
+			n = 1
+		}
+		if n == 0 {
+			fail(p, "the matcher around ext_proc skips it on a predicate that is not a conjunction of metadata checks")
+			continue
+		}
+		noRule, readsMethod, present, notList := false, false, false, false
+		for i := range n {
+			sp := single
+			if sp == nil {
+				sp = conj[i].GetSinglePredicate()
 			}
 			md := &metadatamatchv3.Metadata{}
 			if sp.GetCustomMatch().GetTypedConfig().UnmarshalTo(md) != nil {
-				continue
+				continue // a conjunct the metadata matcher does not read only narrows the skip
 			}
-			if md.GetValue().GetPresentMatch() && !md.GetInvert() {
-				present = true
-			}
-			var exact []string
-			for _, vm := range md.GetValue().GetOrMatch().GetValueMatchers() {
-				exact = append(exact, vm.GetStringMatch().GetExact())
-			}
-			sort.Strings(exact)
-			want := slices.Sorted(slices.Values(listMethods))
-			if md.GetInvert() && slices.Equal(exact, want) {
-				notList = true
+			switch {
+			case isMetadataInput(sp.GetInput(), keyResponseRule):
+				if md.GetValue().GetPresentMatch() && md.GetInvert() {
+					noRule = true
+				}
+			case isMetadataInput(sp.GetInput(), extproc.KeyMCPMethod):
+				readsMethod = true
+				if md.GetValue().GetPresentMatch() && !md.GetInvert() {
+					present = true
+				}
+				var exact []string
+				for _, vm := range md.GetValue().GetOrMatch().GetValueMatchers() {
+					exact = append(exact, vm.GetStringMatch().GetExact())
+				}
+				sort.Strings(exact)
+				want := slices.Sorted(slices.Values(listMethods))
+				if md.GetInvert() && slices.Equal(exact, want) {
+					notList = true
+				}
 			}
 		}
-		if !present || !notList {
+		switch {
+		case !noRule:
+			fail(p, "the matcher around ext_proc skips it without checking that response_rule is absent: a response the policy guards could reach the agent unfiltered")
+		case readsMethod && (!present || !notList):
 			fail(p, "the matcher around ext_proc skips it other than only for an mcp_method that is there and is not a list method: an MCP list could pass unfiltered")
 		}
 	}
 }
 
-// isMCPMethodInput reports whether in reads ext_authz's mcp_method from the dynamic metadata.
-func isMCPMethodInput(in interface{ GetTypedConfig() *anypb.Any }) bool {
+// isMetadataInput reports whether in reads ext_authz's answer's key from the dynamic metadata.
+func isMetadataInput(in interface{ GetTypedConfig() *anypb.Any }, key string) bool {
 	dm := &networkinputsv3.DynamicMetadataInput{}
 	if in == nil || in.GetTypedConfig().UnmarshalTo(dm) != nil {
 		return false
 	}
-	return dm.GetFilter() == extproc.MetadataNamespace && len(dm.GetPath()) == 1 && dm.GetPath()[0].GetKey() == extproc.KeyMCPMethod
+	return dm.GetFilter() == extproc.MetadataNamespace && len(dm.GetPath()) == 1 && dm.GetPath()[0].GetKey() == key
 }
+
+// keyResponseRule is the metadata key of ext_authz's answer naming the response rule of an
+// allowed request; absent, the response has none.
+const keyResponseRule = "response_rule"
