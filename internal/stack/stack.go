@@ -50,6 +50,10 @@ type Options struct {
 	// certificate presented is still verified against the trust bundle, and agentauthz still
 	// checks its SPIFFE ID against the policy.
 	CertificateOptional bool
+	// Helpdesk, when set, wraps the helpdesk upstream's handler (the REST API and its MCP
+	// server): a test makes the real upstream answer what it must, a broken or oversized body
+	// for one. What the wrapped handler writes is what Received records as sent.
+	Helpdesk func(http.Handler) http.Handler
 }
 
 // Stack is the running deployment.
@@ -88,7 +92,11 @@ func Start(t testing.TB, opts Options) *Stack {
 	if s.BIAPI, err = bi.New(nil); err != nil {
 		t.Fatal(err)
 	}
-	s.Helpdesk = startUpstream(t, helpdeskmcp.Routes(s.HelpdeskAPI, nil), p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
+	var hd http.Handler = helpdeskmcp.Routes(s.HelpdeskAPI, nil)
+	if opts.Helpdesk != nil {
+		hd = opts.Helpdesk(hd)
+	}
+	s.Helpdesk = startUpstream(t, hd, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.BI = startUpstream(t, s.BIAPI, p.BackendTLS(p.Issue(t, BIAPIID)))
 	s.HelpdeskGRPC = StartGRPCUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.Authz = startAuthz(t, p, HelpdeskToken, opts.CheckTimeout)
@@ -178,6 +186,24 @@ func (s *Stack) ClientWith(svid *SVID, alpn string) *http.Client {
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// ResponseGuardStats are the counters of the front proxy's ext_proc filter (stat_prefix
+// response_guard), by name without the prefix: streams_started counts the responses Envoy sent
+// agentauthz. Envoy creates them with the filter, so they are there, at zero, from the start.
+func (s *Stack) ResponseGuardStats(t testing.TB) map[string]uint64 {
+	t.Helper()
+	const prefix = "http.agents_ingress.ext_proc.response_guard."
+	out := map[string]uint64{}
+	for name, v := range s.Envoy.Stats() {
+		if rest, ok := strings.CutPrefix(name, prefix); ok {
+			out[rest] = v
+		}
+	}
+	if _, ok := out["streams_started"]; !ok {
+		t.Fatalf("stack: Envoy has no %sstreams_started", prefix)
+	}
+	return out
 }
 
 // AccessLog returns Envoy's access log lines so far (front-proxy.yaml's JSON format), each value

@@ -1,0 +1,236 @@
+package e2e_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/agentauthz/agentauthz/internal/demo/demoagent"
+	"github.com/agentauthz/agentauthz/internal/stack"
+)
+
+// The response guard through real Envoy and agentauthz with the demo policy: the helpdesk API
+// sends every ticket with the requester's e-mail and phone, and the helpdesk agent's view of a
+// ticket (REST and MCP) has neither. Only responses with a response rule reach agentauthz's
+// ext_proc filter, as Envoy's own counters show.
+
+const (
+	helpdeskURL  = "https://helpdesk.acme.internal"
+	jdoeEmail    = "jdoe@acme.example"
+	jdoePhone    = "+1-202-555-0141"
+	contactEmail = "requester_email"
+	contactPhone = "requester_phone"
+)
+
+// faults makes the real helpdesk upstream answer a path with a body the test chooses, as a
+// broken or oversized API would; other requests reach the API.
+type faults struct {
+	mu     sync.Mutex
+	bodies map[string]string // by request URI
+}
+
+func (f *faults) set(uri, body string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.bodies == nil {
+		f.bodies = map[string]string{}
+	}
+	f.bodies[uri] = body
+}
+
+func (f *faults) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		body, ok := f.bodies[r.RequestURI]
+		f.mu.Unlock()
+		if !ok {
+			h.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(body))
+	})
+}
+
+// sent is the body the helpdesk upstream answered the last request for uri with.
+func sent(t *testing.T, s *stack.Stack, uri string) string {
+	t.Helper()
+	rs := s.Helpdesk.Received()
+	for i := len(rs) - 1; i >= 0; i-- {
+		if rs[i].URI == uri {
+			return string(rs[i].Response)
+		}
+	}
+	t.Fatalf("nothing reached the helpdesk API for %s", uri)
+	return ""
+}
+
+// guardStreams is how many responses Envoy has sent agentauthz's response guard so far.
+func guardStreams(t *testing.T, s *stack.Stack) uint64 {
+	t.Helper()
+	return s.ResponseGuardStats(t)["streams_started"]
+}
+
+func TestResponseGuardREST(t *testing.T) {
+	f := &faults{}
+	s := stack.Start(t, stack.Options{Helpdesk: f.wrap})
+	c := s.Client(stack.HelpdeskAgent)
+
+	t.Run("a ticket without the requester's e-mail and phone, which the API sent", func(t *testing.T) {
+		before := guardStreams(t, s)
+		a := send(t, c, "GET", helpdeskURL+"/v1/tickets/4711", "")
+		var tk map[string]any
+		if a.status != http.StatusOK || json.Unmarshal([]byte(a.body), &tk) != nil {
+			t.Fatalf("%d %s", a.status, a.body)
+		}
+		if tk["id"] != "4711" || tk["requester"] != "jdoe" || tk["subject"] == nil || tk["comments"] == nil {
+			t.Errorf("the ticket lost what the agent may read: %s", a.body)
+		}
+		for _, k := range []string{contactEmail, contactPhone} {
+			if _, ok := tk[k]; ok {
+				t.Errorf("the agent read %s: %s", k, a.body)
+			}
+		}
+		if strings.Contains(a.body, jdoeEmail) || strings.Contains(a.body, jdoePhone) {
+			t.Errorf("the agent read jdoe's contact details: %s", a.body)
+		}
+		if up := sent(t, s, "/v1/tickets/4711"); !strings.Contains(up, jdoeEmail) || !strings.Contains(up, jdoePhone) {
+			t.Errorf("the API did not send the contact details: %s", up)
+		}
+		if n := a.header.Get("content-length"); n != "" && n != itoa(len(a.body)) {
+			t.Errorf("content-length %s for a body of %d bytes", n, len(a.body))
+		}
+		if got := guardStreams(t, s) - before; got != 1 {
+			t.Errorf("%d ext_proc streams for one guarded response, want 1", got)
+		}
+	})
+
+	t.Run("the list: no ticket carries them", func(t *testing.T) {
+		a := send(t, c, "GET", helpdeskURL+"/v1/tickets?status=open", "")
+		var list struct {
+			Tickets []map[string]any `json:"tickets"`
+		}
+		if a.status != http.StatusOK || json.Unmarshal([]byte(a.body), &list) != nil || len(list.Tickets) != 3 {
+			t.Fatalf("%d %s", a.status, a.body)
+		}
+		if strings.Contains(a.body, contactEmail) || strings.Contains(a.body, contactPhone) || strings.Contains(a.body, "@acme.example") {
+			t.Errorf("the agent read contact details: %s", a.body)
+		}
+		if up := sent(t, s, "/v1/tickets?status=open"); strings.Count(up, "@acme.example") != 3 {
+			t.Errorf("the API sent %s", up)
+		}
+	})
+
+	t.Run("a route without a response rule is not sent to ext_proc", func(t *testing.T) {
+		before := s.ResponseGuardStats(t)
+		a := send(t, c, "POST", helpdeskURL+"/v1/tickets/4711/comments", `{"body":"Restarted the VPN gateway."}`)
+		if a.status != http.StatusCreated {
+			t.Fatalf("%d %s", a.status, a.body)
+		}
+		// A denial has no response rule either.
+		if a := send(t, c, "DELETE", helpdeskURL+"/v1/tickets/4711", ""); a.status != http.StatusForbidden {
+			t.Fatalf("delete: %d %s", a.status, a.body)
+		}
+		after := s.ResponseGuardStats(t)
+		for _, k := range []string{"streams_started", "stream_msgs_sent"} {
+			if after[k] != before[k] {
+				t.Errorf("%s went from %d to %d", k, before[k], after[k])
+			}
+		}
+	})
+
+	t.Run("a body that is not JSON does not reach the agent", func(t *testing.T) {
+		broken := `{"id":"4712","requester_email":"` + jdoeEmail + `","subject":`
+		f.set("/v1/tickets/4712", broken)
+		a := send(t, c, "GET", helpdeskURL+"/v1/tickets/4712", "")
+		if a.status != http.StatusBadGateway || strings.Contains(a.body, jdoeEmail) {
+			t.Errorf("%d %s", a.status, a.body)
+		}
+		if up := sent(t, s, "/v1/tickets/4712"); up != broken {
+			t.Errorf("the upstream sent %q", up)
+		}
+	})
+
+	t.Run("a body over the rule's max_bytes does not reach the agent", func(t *testing.T) {
+		// getTicket's rule reads at most 64 KiB: a valid ticket of 70 000 bytes.
+		big, _ := json.Marshal(map[string]any{"id": "4713", "subject": strings.Repeat("s", 70000), "status": "open",
+			"requester": "asmith", contactEmail: "asmith@acme.example", contactPhone: "+1-202-555-0172",
+			"created_at": "2026-09-01T11:00:00Z", "comments": []any{}})
+		f.set("/v1/tickets/4713", string(big))
+		a := send(t, c, "GET", helpdeskURL+"/v1/tickets/4713", "")
+		if a.status != http.StatusBadGateway || strings.Contains(a.body, "asmith@acme.example") || strings.Contains(a.body, "sssssssss") {
+			t.Errorf("%d %.300s", a.status, a.body)
+		}
+		if up := sent(t, s, "/v1/tickets/4713"); len(up) != len(big) {
+			t.Errorf("the upstream sent %d bytes, want %d", len(up), len(big))
+		}
+	})
+}
+
+func TestResponseGuardMCP(t *testing.T) {
+	s := stack.Start(t, stack.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	httpClient := s.Client(stack.HelpdeskAgent)
+	httpClient.Transport = hostTransport{base: httpClient.Transport}
+	client := mcp.NewClient(&mcp.Implementation{Name: "e2e", Version: "1"}, nil)
+	cs, err := client.Connect(ctx, &mcp.StreamableClientTransport{Endpoint: s.URL() + demoagent.MCPPath, HTTPClient: httpClient}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+
+	before := guardStreams(t, s)
+	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "get_ticket", Arguments: map[string]any{"id": "4711"}})
+	if err != nil || res.IsError {
+		t.Fatalf("get_ticket: %v %+v", err, res)
+	}
+	structured, _ := json.Marshal(res.StructuredContent)
+	var text string
+	for _, c := range res.Content {
+		if tc, ok := c.(*mcp.TextContent); ok {
+			text += tc.Text
+		}
+	}
+	for what, got := range map[string]string{"structured content": string(structured), "text": text} {
+		if !strings.Contains(got, `"subject":"VPN drops every few minutes"`) {
+			t.Errorf("%s lost what the agent may read: %s", what, got)
+		}
+		if strings.Contains(got, contactEmail) || strings.Contains(got, contactPhone) || strings.Contains(got, jdoeEmail) {
+			t.Errorf("%s carries the requester's contact details: %s", what, got)
+		}
+	}
+	// The MCP server sent them, in both.
+	var up string
+	for _, r := range s.Helpdesk.Received() {
+		if strings.Contains(string(r.Body), `"get_ticket"`) {
+			up = string(r.Response)
+		}
+	}
+	if strings.Count(up, jdoeEmail) != 2 {
+		t.Errorf("the MCP server's answer: %s", up)
+	}
+	if got := guardStreams(t, s) - before; got != 1 {
+		t.Errorf("%d ext_proc streams for one guarded tool result, want 1", got)
+	}
+
+	// add_comment has no response rule: its result is not sent to ext_proc.
+	before = guardStreams(t, s)
+	if res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: "add_comment", Arguments: map[string]any{"ticket_id": "4711", "body": "Checked."}}); err != nil || res.IsError {
+		t.Fatalf("add_comment: %v %+v", err, res)
+	}
+	if got := guardStreams(t, s) - before; got != 0 {
+		t.Errorf("%d ext_proc streams for a tool without a response rule", got)
+	}
+}
+
+func itoa(n int) string {
+	b, _ := json.Marshal(n)
+	return string(b)
+}
