@@ -1,8 +1,11 @@
 package e2e_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -11,6 +14,7 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
+	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/internal/demo/demoagent"
 	"github.com/agentauthz/agentauthz/internal/stack"
 	"github.com/agentauthz/agentauthz/policy"
@@ -33,43 +37,72 @@ const (
 // broken or oversized API would; other requests reach the API.
 type faults struct {
 	mu     sync.Mutex
-	bodies map[string]string // by request URI
+	bodies map[string]fault // by request URI
 }
 
-func (f *faults) set(uri, body string) {
+type fault struct{ body, encoding string }
+
+func (f *faults) set(uri, body string) { f.setEncoded(uri, body, "") }
+
+// setEncoded answers uri with body and Content-Encoding: encoding.
+func (f *faults) setEncoded(uri, body, encoding string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.bodies == nil {
-		f.bodies = map[string]string{}
+		f.bodies = map[string]fault{}
 	}
-	f.bodies[uri] = body
+	f.bodies[uri] = fault{body, encoding}
 }
 
 func (f *faults) wrap(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f.mu.Lock()
-		body, ok := f.bodies[r.RequestURI]
+		ft, ok := f.bodies[r.RequestURI]
 		f.mu.Unlock()
 		if !ok {
 			h.ServeHTTP(w, r)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(body))
+		if ft.encoding != "" {
+			w.Header().Set("Content-Encoding", ft.encoding)
+		}
+		_, _ = w.Write([]byte(ft.body))
 	})
 }
 
-// sent is the body the helpdesk upstream answered the last request for uri with.
-func sent(t *testing.T, s *stack.Stack, uri string) string {
+// received is the last request for uri that reached the helpdesk API, with its answer.
+func received(t *testing.T, s *stack.Stack, uri string) stack.Received {
 	t.Helper()
 	rs := s.Helpdesk.Received()
 	for i := len(rs) - 1; i >= 0; i-- {
 		if rs[i].URI == uri {
-			return string(rs[i].Response)
+			return rs[i]
 		}
 	}
 	t.Fatalf("nothing reached the helpdesk API for %s", uri)
-	return ""
+	return stack.Received{}
+}
+
+// sent is the body the helpdesk API answered the last request for uri with.
+func sent(t *testing.T, s *stack.Stack, uri string) string {
+	t.Helper()
+	return string(received(t, s, uri).Response)
+}
+
+// responseEvent is the decision log's record of what the response guard did with the answer
+// to the last request for uri: the "response" record of the decision id agentauthz sent the
+// API with that request.
+func responseEvent(t *testing.T, s *stack.Stack, uri string) stack.Event {
+	t.Helper()
+	id := received(t, s, uri).Header.Get(extauthz.DecisionIDHeader)
+	for _, ev := range s.Authz.Decisions.Events("response") {
+		if ev.Attrs["decision_id"].String() == id && id != "" {
+			return ev
+		}
+	}
+	t.Fatalf("no response record for decision %q", id)
+	return stack.Event{}
 }
 
 // guardStreams is how many responses Envoy has sent agentauthz's response guard so far.
@@ -110,6 +143,14 @@ func TestResponseGuardREST(t *testing.T) {
 		if got := guardStreams(t, s) - before; got != 1 {
 			t.Errorf("%d ext_proc streams for one guarded response, want 1", got)
 		}
+		// The decision log says what was removed: paths, never values.
+		ev := responseEvent(t, s, "/v1/tickets/4711")
+		if got := fmt.Sprint(ev.Attrs["removed"]); got != "[/requester_email /requester_phone]" || ev.Attrs["shadow"].Bool() || ev.Attrs["outcome"].String() != "reduced" {
+			t.Errorf("the response record: %v", ev.Attrs)
+		}
+		if strings.Contains(fmt.Sprint(ev.Attrs), jdoeEmail) {
+			t.Errorf("the response record holds a value: %v", ev.Attrs)
+		}
 	})
 
 	t.Run("the list: no ticket carries them", func(t *testing.T) {
@@ -146,15 +187,44 @@ func TestResponseGuardREST(t *testing.T) {
 		}
 	})
 
+	t.Run("shadow: the answer passes unchanged, and the record says what would have been removed", func(t *testing.T) {
+		s.Authz.Reload(demoWith(t, getTicketRule, getTicketRule+"            shadow: true\n"))
+		defer s.Authz.ReloadDemo()
+		before := guardStreams(t, s)
+		a := send(t, c, "GET", helpdeskURL+"/v1/tickets/4714", "")
+		if a.status != http.StatusOK || a.body != sent(t, s, "/v1/tickets/4714") || !strings.Contains(a.body, "bwayne@acme.example") {
+			t.Fatalf("%d %s", a.status, a.body)
+		}
+		if got := guardStreams(t, s) - before; got != 1 {
+			t.Errorf("%d ext_proc streams, want 1: a rule in shadow is still applied, to report", got)
+		}
+		ev := responseEvent(t, s, "/v1/tickets/4714")
+		if got := fmt.Sprint(ev.Attrs["removed"]); got != "[/requester_email /requester_phone]" || !ev.Attrs["shadow"].Bool() {
+			t.Errorf("the response record: %v", ev.Attrs)
+		}
+	})
+
 	t.Run("a body that is not JSON does not reach the agent", func(t *testing.T) {
 		broken := `{"id":"4712","requester_email":"` + jdoeEmail + `","subject":`
 		f.set("/v1/tickets/4712", broken)
 		a := send(t, c, "GET", helpdeskURL+"/v1/tickets/4712", "")
-		if a.status != http.StatusBadGateway || strings.Contains(a.body, jdoeEmail) {
+		if a.status != http.StatusBadGateway || a.str("code") != "response_refused" || strings.Contains(a.body, jdoeEmail) {
 			t.Errorf("%d %s", a.status, a.body)
 		}
 		if up := sent(t, s, "/v1/tickets/4712"); up != broken {
 			t.Errorf("the upstream sent %q", up)
+		}
+	})
+
+	t.Run("an encoded body does not reach the agent", func(t *testing.T) {
+		var gz bytes.Buffer
+		zw := gzip.NewWriter(&gz)
+		_, _ = zw.Write([]byte(sent(t, s, "/v1/tickets/4711")))
+		_ = zw.Close()
+		f.setEncoded("/v1/tickets/4715", gz.String(), "gzip")
+		a := send(t, c, "GET", helpdeskURL+"/v1/tickets/4715", "", "Accept-Encoding: gzip")
+		if a.status != http.StatusBadGateway || a.str("code") != "response_refused" || a.header.Get("content-encoding") != "" {
+			t.Errorf("%d %v %q", a.status, a.header, a.body)
 		}
 	})
 
@@ -165,7 +235,7 @@ func TestResponseGuardREST(t *testing.T) {
 			"created_at": "2026-09-01T11:00:00Z", "comments": []any{}})
 		f.set("/v1/tickets/4713", string(big))
 		a := send(t, c, "GET", helpdeskURL+"/v1/tickets/4713", "")
-		if a.status != http.StatusBadGateway || strings.Contains(a.body, "asmith@acme.example") || strings.Contains(a.body, "sssssssss") {
+		if a.status != http.StatusBadGateway || a.str("code") != "response_refused" || strings.Contains(a.body, "asmith@acme.example") || strings.Contains(a.body, "sssssssss") {
 			t.Errorf("%d %.300s", a.status, a.body)
 		}
 		if up := sent(t, s, "/v1/tickets/4713"); len(up) != len(big) {
