@@ -244,8 +244,18 @@ func TestResponseGuardREST(t *testing.T) {
 	})
 }
 
+// TestResponseGuardMCP: get_ticket's result through front-proxy.yaml and through mcp.yaml
+// (whose ext_proc filter also filters MCP lists): without the requester's e-mail and phone, in
+// structured content and text; add_comment's result, which has no response rule, never sent to
+// ext_proc.
 func TestResponseGuardMCP(t *testing.T) {
-	s := stack.Start(t, stack.Options{})
+	for _, config := range []string{"front-proxy.yaml", "mcp.yaml"} {
+		t.Run(config, func(t *testing.T) { responseGuardMCP(t, config == "mcp.yaml") })
+	}
+}
+
+func responseGuardMCP(t *testing.T, mcpConfig bool) {
+	s := stack.Start(t, stack.Options{MCPConfig: mcpConfig})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	httpClient := s.Client(stack.HelpdeskAgent)
