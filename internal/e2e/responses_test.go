@@ -353,8 +353,8 @@ func BenchmarkResponseGuard(b *testing.B) {
 		files   []policy.File
 		streams uint64
 	}{
-		{"rule", stack.DemoFiles(b), 1},
 		{"no-rule", demoWith(b, getTicketRule, ""), 0},
+		{"rule", stack.DemoFiles(b), 1},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			s.Authz.Reload(bc.files)
