@@ -111,7 +111,7 @@ func checkExtProcMatcher(p string, m *matchingv3.ExtensionWithMatcher, fail fail
 				continue // a conjunct the metadata matcher does not read only narrows the skip
 			}
 			switch {
-			case isMetadataInput(sp.GetInput(), keyResponseRule):
+			case isMetadataInput(sp.GetInput(), extproc.KeyResponseRule):
 				if md.GetValue().GetPresentMatch() && md.GetInvert() {
 					noRule = true
 				}
@@ -148,7 +148,3 @@ func isMetadataInput(in interface{ GetTypedConfig() *anypb.Any }, key string) bo
 	}
 	return dm.GetFilter() == extproc.MetadataNamespace && len(dm.GetPath()) == 1 && dm.GetPath()[0].GetKey() == key
 }
-
-// keyResponseRule is the metadata key of ext_authz's answer naming the response rule of an
-// allowed request; absent, the response has none.
-const keyResponseRule = "response_rule"
