@@ -1,11 +1,14 @@
 package e2e_test
 
 import (
+	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -371,6 +374,40 @@ func BenchmarkResponseGuard(b *testing.B) {
 			b.ReportMetric(float64(streams)/float64(n), "guard-streams/op")
 			if streams != n*bc.streams {
 				b.Errorf("%d ext_proc streams for %d requests", streams, n)
+			}
+		})
+	}
+}
+
+// TestMalformedRequestsGetAStatus: a request Envoy refuses itself before any check (malformed
+// HTTP/1.1) gets Envoy's 400, through front-proxy.yaml and through mcp.yaml, whose ext_proc
+// filters would otherwise hold the reply while the codec error closes the connection: the
+// filter is skipped for an answer ext_authz never gave.
+func TestMalformedRequestsGetAStatus(t *testing.T) {
+	for _, config := range []string{"front-proxy.yaml", "mcp.yaml"} {
+		t.Run(config, func(t *testing.T) {
+			s := stack.Start(t, stack.Options{MCPConfig: config == "mcp.yaml"})
+			svid := s.SVID(stack.HelpdeskAgent)
+			for _, req := range []string{
+				"POST /m cp HTTP/1.1\r\nHost: " + demoagent.MCPHost + "\r\nContent-Length: 0\r\n\r\n",
+				"GET /v1/tïckets HTTP/1.1\r\nHost: helpdesk.acme.internal\r\n\r\n",
+				"GET /mcp HTTP/1.1\r\nHost: " + demoagent.MCPHost + "\r\nX_Session: 1\r\n\r\n",
+			} {
+				before := guardStreams(t, s)
+				conn, err := tls.Dial("tcp", s.Addr, s.PKI.ClientTLS(&svid, stack.EnvoyID, "http/1.1"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+				_, _ = io.WriteString(conn, req)
+				resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+				conn.Close()
+				if err != nil || resp.StatusCode != http.StatusBadRequest {
+					t.Errorf("%q: %v %v, want Envoy's 400", req, resp, err)
+				}
+				if got := guardStreams(t, s) - before; got != 0 {
+					t.Errorf("%q: %d ext_proc streams", req, got)
+				}
 			}
 		})
 	}
