@@ -50,6 +50,25 @@ var testCaseKeys = []userKey{
 	{"violations", "list of string", "Fields the denial must name, e.g. query.limit, or body for a JSON body."},
 	{"shadow_rule", "string", "The shadow route that must match the request too."},
 	{"shadow_code", "string", "What that shadow route must decide (its reason code)."},
+	{"response", "[response](#response)", "The upstream's answer to the allowed request, and what the agent must read of it under the route's (or tool's) response rule. Only with `want: allow`."},
+}
+
+var responseKeys = []userKey{
+	{"status", "integer", "The answer's HTTP status. Default 200."},
+	{"content_type", "string", "The answer's content type. Default application/json."},
+	{"content_encoding", "string", "The answer's content-encoding, if any."},
+	{"body", "string", "The answer's body, exactly as the upstream sends it."},
+	{"file", "string", "A file holding the answer's body, relative to the test file, in place of `body`."},
+	{"expect", "[expect](#expect)", "What the agent must get. Only what is set is checked."},
+}
+
+var responseExpectKeys = []userKey{
+	{"removed", "list of string", "The field paths the rule removes, in any order; an empty list asserts none."},
+	{"masked", "list of string", "The field paths the rule masks, in any order; an empty list asserts none."},
+	{"body", "string", "The JSON the agent reads, compared as JSON (member order and spacing aside)."},
+	{"refused", "boolean", "The answer is refused (502 `response_refused`)."},
+	{"status", "integer", "The HTTP status the agent gets."},
+	{"outcome", "string", "`passed`, `reduced`, `withheld` or `refused`."},
 }
 
 var mcpKeys = []userKey{
@@ -82,6 +101,10 @@ func renderUserFiles(testExample, approvers string) string {
 	b.WriteString("```yaml\n" + testExample + "```\n\n")
 	b.WriteString("### MCP message\n\n")
 	renderKeys(&b, mcpKeys)
+	b.WriteString("### response\n\n")
+	renderKeys(&b, responseKeys)
+	b.WriteString("#### expect\n\n")
+	renderKeys(&b, responseExpectKeys)
 	b.WriteString("## Approvers file\n\n")
 	b.WriteString("`agentauthz serve --approvers FILE` reads who may decide held requests with a bearer token (an identity provider may sign approvers in too: `--oidc-issuer`). " +
 		"The file is read strictly: an unknown key, an empty name, a name listed twice, a malformed hash or a token shared by two approvers is an error, and every problem is reported at once. " +
@@ -133,6 +156,8 @@ func TestUserFileKeys(t *testing.T) {
 	}{
 		{"test case", reflect.TypeFor[policytest.Case](), testCaseKeys},
 		{"MCP message", reflect.TypeFor[policytest.MCP](), mcpKeys},
+		{"response", reflect.TypeFor[policytest.Response](), responseKeys},
+		{"expect", reflect.TypeFor[policytest.ResponseExpect](), responseExpectKeys},
 	} {
 		if got, want := keyNames(tc.keys), yamlKeys(tc.typ); !slices.Equal(got, want) {
 			t.Errorf("%s: the reference lists %v; the decoder reads %v", tc.name, got, want)

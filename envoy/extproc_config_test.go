@@ -15,9 +15,9 @@ import (
 	"github.com/agentauthz/agentauthz/internal/mcpfilter"
 )
 
-// The checks of agentauthz's External Processing filter (mcp.yaml): it must fail closed, see
-// the whole response body of every MCP list answer, with ext_authz's answer, and never be
-// skipped for one.
+// The checks of agentauthz's External Processing filter (front-proxy.yaml, mcp.yaml): it must
+// fail closed, see the whole response body of every response with a response rule and of every
+// MCP list answer, with ext_authz's answer, and never be skipped for one.
 
 // listMethods are the MCP methods whose answers ext_proc filters.
 var listMethods = []string{mcpfilter.ToolsList, mcpfilter.ResourcesList, mcpfilter.ResourceTemplatesList, mcpfilter.PromptsList}
@@ -60,11 +60,16 @@ func checkExtProc(p string, m *extprocv3.ExternalProcessor, fail failFunc) {
 	}
 }
 
-// checkExtProcMatcher checks a matcher around ext_proc. It may skip the filter only for a
-// request whose mcp_method is there and is not a list method: an and_matcher of a presence
-// check and an inverted match of the list methods, both through the metadata matcher. A plain
-// value_match never matches metadata (Envoy hands the metadata input's value to custom matchers
-// only), so a matcher built on one, inverted, would skip every list.
+// checkExtProcMatcher checks a matcher around ext_proc. Each of its matchers must skip the filter
+// only for a response without a response rule: a conjunction of metadata checks (a single
+// predicate, or an and_matcher of them), one of which is an inverted presence check of
+// response_rule. Where the filter also filters MCP lists (mcp.yaml: a matcher reads
+// mcp_method), each skip must also be one that never skips a list: for an mcp_method that is
+// there and is not a list method (a presence check and an inverted match of the list methods),
+// or for a request ext_authz never answered (decision_id absent: Envoy refused it itself, and
+// nothing reached the MCP server). All through the metadata matcher: a plain value_match never
+// matches metadata (Envoy hands the metadata input's value to custom matchers only), so a
+// matcher built on one, inverted, would skip every list.
 func checkExtProcMatcher(p string, m *matchingv3.ExtensionWithMatcher, fail failFunc) {
 	inner, err := m.GetExtensionConfig().GetTypedConfig().UnmarshalNew()
 	if err != nil {
@@ -80,46 +85,90 @@ func checkExtProcMatcher(p string, m *matchingv3.ExtensionWithMatcher, fail fail
 	if xm.GetMatcherTree() != nil || xm.GetOnNoMatch() != nil {
 		fail(p, "the matcher around ext_proc has a matcher_tree or on_no_match: only a matcher_list of checked skips is safe")
 	}
-	for _, fm := range xm.GetMatcherList().GetMatchers() {
-		action := fm.GetOnMatch().GetAction().GetTypedConfig()
-		if action == nil || !action.MessageIs(&skipv3.SkipFilter{}) {
-			fail(p, "the matcher around ext_proc has an action other than SkipFilter")
-			continue
-		}
-		present, notList := false, false
-		for _, pred := range fm.GetPredicate().GetAndMatcher().GetPredicate() {
-			sp := pred.GetSinglePredicate()
-			if !isMCPMethodInput(sp.GetInput()) {
-				continue
-			}
-			md := &metadatamatchv3.Metadata{}
-			if sp.GetCustomMatch().GetTypedConfig().UnmarshalTo(md) != nil {
-				continue
-			}
-			if md.GetValue().GetPresentMatch() && !md.GetInvert() {
-				present = true
-			}
-			var exact []string
-			for _, vm := range md.GetValue().GetOrMatch().GetValueMatchers() {
-				exact = append(exact, vm.GetStringMatch().GetExact())
-			}
-			sort.Strings(exact)
-			want := slices.Sorted(slices.Values(listMethods))
-			if md.GetInvert() && slices.Equal(exact, want) {
-				notList = true
-			}
-		}
-		if !present || !notList {
+	skips := extProcSkips(m)
+	lists := slices.ContainsFunc(skips, func(s skip) bool { return s.readsMethod })
+	for _, s := range skips {
+		switch {
+		case s.problem != "":
+			fail(p, "%s", s.problem)
+		case !s.noRule:
+			fail(p, "the matcher around ext_proc skips it without checking that response_rule is absent: a response the policy guards could reach the agent unfiltered")
+		case (s.readsMethod || lists) && !(s.present && s.notList) && !s.noAnswer:
 			fail(p, "the matcher around ext_proc skips it other than only for an mcp_method that is there and is not a list method: an MCP list could pass unfiltered")
 		}
 	}
 }
 
-// isMCPMethodInput reports whether in reads ext_authz's mcp_method from the dynamic metadata.
-func isMCPMethodInput(in interface{ GetTypedConfig() *anypb.Any }) bool {
+// skip is what one matcher around ext_proc tests before it skips the filter.
+type skip struct {
+	problem string // not a conjunction of metadata checks, or not a SkipFilter
+	// noRule: response_rule is absent; noAnswer: decision_id is absent; readsMethod: mcp_method
+	// is read; present, notList: it is there, and is not a list method.
+	noRule, noAnswer, readsMethod, present, notList bool
+}
+
+// extProcSkips reads each matcher of the matcher_list around ext_proc. A conjunct the metadata
+// matcher does not read only narrows a skip, and is passed over.
+func extProcSkips(m *matchingv3.ExtensionWithMatcher) []skip {
+	var out []skip
+	for _, fm := range m.GetXdsMatcher().GetMatcherList().GetMatchers() {
+		action := fm.GetOnMatch().GetAction().GetTypedConfig()
+		if action == nil || !action.MessageIs(&skipv3.SkipFilter{}) {
+			out = append(out, skip{problem: "the matcher around ext_proc has an action other than SkipFilter"})
+			continue
+		}
+		single := fm.GetPredicate().GetSinglePredicate()
+		conj := fm.GetPredicate().GetAndMatcher().GetPredicate()
+		n := len(conj)
+		if single != nil {
+			n = 1
+		}
+		if n == 0 {
+			out = append(out, skip{problem: "the matcher around ext_proc skips it on a predicate that is not a conjunction of metadata checks"})
+			continue
+		}
+		var s skip
+		for i := range n {
+			sp := single
+			if sp == nil {
+				sp = conj[i].GetSinglePredicate()
+			}
+			md := &metadatamatchv3.Metadata{}
+			if sp.GetCustomMatch().GetTypedConfig().UnmarshalTo(md) != nil {
+				continue
+			}
+			absent := md.GetValue().GetPresentMatch() && md.GetInvert()
+			switch {
+			case isMetadataInput(sp.GetInput(), extproc.KeyResponseRule):
+				s.noRule = s.noRule || absent
+			case isMetadataInput(sp.GetInput(), extproc.KeyDecisionID):
+				s.noAnswer = s.noAnswer || absent
+			case isMetadataInput(sp.GetInput(), extproc.KeyMCPMethod):
+				s.readsMethod = true
+				if md.GetValue().GetPresentMatch() && !md.GetInvert() {
+					s.present = true
+				}
+				var exact []string
+				for _, vm := range md.GetValue().GetOrMatch().GetValueMatchers() {
+					exact = append(exact, vm.GetStringMatch().GetExact())
+				}
+				sort.Strings(exact)
+				want := slices.Sorted(slices.Values(listMethods))
+				if md.GetInvert() && slices.Equal(exact, want) {
+					s.notList = true
+				}
+			}
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// isMetadataInput reports whether in reads ext_authz's answer's key from the dynamic metadata.
+func isMetadataInput(in interface{ GetTypedConfig() *anypb.Any }, key string) bool {
 	dm := &networkinputsv3.DynamicMetadataInput{}
 	if in == nil || in.GetTypedConfig().UnmarshalTo(dm) != nil {
 		return false
 	}
-	return dm.GetFilter() == extproc.MetadataNamespace && len(dm.GetPath()) == 1 && dm.GetPath()[0].GetKey() == extproc.KeyMCPMethod
+	return dm.GetFilter() == extproc.MetadataNamespace && len(dm.GetPath()) == 1 && dm.GetPath()[0].GetKey() == key
 }

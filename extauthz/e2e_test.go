@@ -221,7 +221,7 @@ func answer(tb testing.TB, req *authv3.CheckRequest, resp *authv3.CheckResponse)
 	meta := resp.GetDynamicMetadata().AsMap()
 	for k := range meta {
 		switch k {
-		case "decision_id", "agent", "rule", "code", "outcome":
+		case "decision_id", "agent", "rule", "code", "outcome", "response_rule":
 		default:
 			tb.Errorf("unexpected dynamic metadata field %q", k)
 		}

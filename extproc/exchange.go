@@ -30,6 +30,8 @@ type exchange struct {
 	list                 bool   // the answer to a list method
 	bodies               int    // response body messages received
 	httpMethod           string // the request's, from the attribute request.method
+	// resp is the answer's request under a response rule: its response_rule metadata.
+	resp ResponseRequest
 }
 
 // ended is Process's return for the error ending the stream.
@@ -86,7 +88,7 @@ func (x *exchange) readMetadata(md *corev3.Metadata) {
 	}
 	for key, dst := range map[string]*string{
 		KeyAgent: &x.req.Agent, KeyDecisionID: &x.req.DecisionID, KeyRule: &x.req.Rule,
-		KeyMCPMethod: &x.req.Method, KeyMCPServer: &x.req.Server,
+		KeyMCPMethod: &x.req.Method, KeyMCPServer: &x.req.Server, KeyResponseRule: &x.resp.Rule,
 	} {
 		if v := ns.GetFields()[key].GetStringValue(); v != "" {
 			*dst = v
@@ -100,6 +102,9 @@ func (x *exchange) headers(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespon
 	x.req.Status, _ = strconv.Atoi(header(hs, ":status"))
 	x.req.ContentType = header(hs, "content-type")
 	x.req.ContentEncoding = header(hs, "content-encoding")
+	if x.resp.Rule != "" {
+		return x.responseHeaders(h)
+	}
 	if !mcpfilter.IsList(x.req.Method) {
 		switch {
 		case x.req.Agent == "" && x.req.Method == "":
@@ -134,6 +139,9 @@ func (x *exchange) headers(h *extprocv3.HttpHeaders) *extprocv3.ProcessingRespon
 // body answers the buffered response body.
 func (x *exchange) body(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	x.bodies++
+	if x.resp.Rule != "" {
+		return x.responseBody(b)
+	}
 	switch {
 	case !x.list:
 		// Envoy sent a body the Server did not ask for (mode_override not allowed): not a list,

@@ -456,7 +456,10 @@ func TestRealEnvoyMCPLists(t *testing.T) {
 // of one that is not a list. Envoy 1.40 honours it: a tools/call costs the headers' round trip
 // only, and its body passes unbuffered and unchanged.
 func TestRealEnvoyModeOverride(t *testing.T) {
-	px := startMCPProxy(t, proxyOptions{settings: map[string]string{"value: {present_match: true}": "value: {null_match: {}}"}})
+	// Every presence check becomes a null check, never true of a value there or absent (Envoy
+	// reads an absent key as a value of no kind, not null), and none is inverted: no conjunction
+	// holds, and no matcher skips.
+	px := startMCPProxy(t, proxyOptions{settings: map[string]string{"value: {present_match: true}": "value: {null_match: {}}", "invert: true": "invert: false"}})
 	d := px.delta(t)
 	r := px.post(t, mcpHost, "json", "tools/call")
 	checkLength(t, r)

@@ -4,6 +4,11 @@
 // implementation, which decides what the agent may see, and writes the body it returns back to
 // Envoy. It decides nothing itself. docs/mcp-responses.md is the operator's guide.
 //
+// It also hands every answer whose request's decision named a response rule (metadata key
+// response_rule) to a Responses implementation, whatever the route: the rule says what the agent
+// may read back, and the Server writes the body, or the 502 problem, it returns
+// (docs/responses.md). Such an answer never reaches the MCP list filter.
+//
 // # Where the facts come from
 //
 // The ext_authz filter that checked the request leaves agentauthz's answer in Envoy's dynamic
@@ -16,16 +21,21 @@
 // # What Envoy sends
 //
 // envoy/mcp.yaml sends no part of the request, the response headers, and the whole response body
-// in one message (BUFFERED), and only where it may be a list: a matcher around the filter skips
-// it for every request whose mcp_method is there and is not a list method, so a tools/call
-// result is never sent to agentauthz, and a route that is not MCP disables the filter. A
-// response without mcp_method (the event stream an agent opens with GET) still comes, headers
-// only: the Server answers it with mode_override (response_body_mode NONE, which the
-// configuration allows), and Envoy then streams the body past without buffering it. A matcher
-// that could not read the metadata therefore costs a round trip, never a list passed unseen.
-// Such an answer passes only to a GET or DELETE, which carry no JSON-RPC method (the request's
-// HTTP method comes as the attribute AttributeRequestMethod); to any other request, ext_authz
-// should have named its method, and the body is replaced.
+// in one message (BUFFERED), and only where it may be a list or has a response rule: a matcher
+// around the filter skips it for every request without response_rule whose mcp_method is there
+// and is not a list method (so an unguarded tools/call result is never sent to agentauthz), and
+// for Envoy's own replies to requests ext_authz never answered (no decision_id: nothing reached
+// the upstream, and Envoy must be able to answer a malformed request itself); a route that is
+// not MCP disables the filter, and on the front proxy the filter is skipped unless
+// response_rule is there. A response of an allowed request without mcp_method (the event stream
+// an agent opens with GET) still comes, headers only: the Server answers it with mode_override
+// (response_body_mode NONE, which the configuration allows), and Envoy then streams the body
+// past without buffering it. Such an answer passes only to a GET or DELETE, which carry no
+// JSON-RPC method (the request's HTTP method comes as the attribute AttributeRequestMethod); to
+// any other request, ext_authz should have named its method, and the body is replaced. The
+// skips read metadata ext_authz writes on every answer (decision_id) or on every MCP message
+// (mcp_method); envoy/extproc_config_test.go holds the matcher to exactly these conditions,
+// since metadata the matcher cannot read looks absent, and an absent decision_id skips.
 //
 // # Failing closed
 //
@@ -81,6 +91,9 @@ const (
 	KeyRule       = "rule"
 	KeyMCPMethod  = "mcp_method"
 	KeyMCPServer  = "mcp_server"
+	// KeyResponseRule names the response rule an allowed request's answer must pass
+	// ("KEY@REVISION"); ext_authz sets it only where the policy has one.
+	KeyResponseRule = "response_rule"
 )
 
 // AttributeRequestMethod is the Envoy attribute the Server reads the request's HTTP method from
@@ -127,10 +140,44 @@ type ListResult struct {
 	Reason  string
 }
 
+// Responses applies response rules: what an agent may read back of an answer.
+type Responses interface {
+	// FilterResponse returns what to send the agent. It must fail closed itself: an answer it
+	// cannot read is refused (502) or withheld, never passed.
+	FilterResponse(ctx context.Context, req ResponseRequest) ResponseAnswer
+}
+
+// ResponseRequest is one answer whose request's decision named a response rule.
+type ResponseRequest struct {
+	// Rule is the response_rule metadata value; Agent and DecisionID those of the decision.
+	Rule, Agent, DecisionID string
+	// Status is the response's HTTP status.
+	Status int
+	// ContentType and ContentEncoding are the response's headers, as for ListRequest.
+	ContentType, ContentEncoding string
+	// Body is the whole response body (empty when it has none). It must not be modified.
+	Body []byte
+}
+
+// ResponseAnswer is what to send the agent.
+type ResponseAnswer struct {
+	// Status is the status to send; a status other than the response's is sent as a local
+	// reply with Body.
+	Status int
+	// Body is the body to send, ContentType its content type ("" keeps the response's).
+	Body        []byte
+	ContentType string
+	// Changed reports whether Status or Body differ from the response's.
+	Changed bool
+}
+
 // Config is what a Server needs.
 type Config struct {
 	// Lists decides; it is required.
 	Lists Lists
+	// Responses applies response rules; nil refuses (502) every answer whose request's decision
+	// named one.
+	Responses Responses
 	// MaxBody bounds the body handed to Lists (DefaultMaxBody when zero); a larger one becomes
 	// an empty list.
 	MaxBody int

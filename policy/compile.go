@@ -140,6 +140,7 @@ func Load(files []File, opts Options) (*Snapshot, error) {
 	}
 	c.snap.revision = revision(files, c.refs)
 	c.snap.lint = c.lint
+	c.snap.responseTags()
 	return c.snap, nil
 }
 
@@ -440,6 +441,15 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 	if r.GetApproval() != nil {
 		cr.hold = c.holdRule(src, at+".approval", r.GetName(), r.GetApproval(), cr.grant)
 		ok = ok && cr.hold != nil
+	}
+	if r.GetResponse() != nil {
+		if r.GetMcp() != "" {
+			c.addf(src, at+".response", "an MCP route's responses are its tools' results: set response on the tools (mcp_servers[].tools[].response)")
+			ok = false
+		} else {
+			cr.response = c.responseRule(src, at+".response", "route:"+r.GetName(), r.GetResponse(), false)
+			ok = ok && cr.response != nil
+		}
 	}
 	ok = c.routeOAuth(src, at, hs, r, cr) && ok
 	if !ok {

@@ -253,9 +253,11 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 func (rt *route) allowOrHold(r *Request, t target.Target, vals *[maxPathParams]string, strip []string) decision.Decision {
 	if rt.hold != nil && rt.hold.holds(rt, r, t, vals) {
 		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
-			Detail: "This request needs human approval.", Grant: rt.grant, RemoveQuery: strip, Hold: rt.hold.hold}
+			Detail: "This request needs human approval.", Grant: rt.grant, RemoveQuery: strip, Hold: rt.hold.hold,
+			Response: rt.response.responseTag()} // for the approved request's answer
 	}
-	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant, RemoveQuery: strip}
+	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant, RemoveQuery: strip,
+		Response: rt.response.responseTag()}
 }
 
 // maxViolations bounds what one denial lists.

@@ -75,6 +75,14 @@ var badCases = map[string]struct {
 		`duplicate-and-more.yaml:10:17: hosts[0].routes[0].method: does not match regex pattern`,
 		`duplicate-and-more.yaml:13:9: duplicate key "scope" (first at line 12)`,
 	}},
+	"response-rules": {must: []string{
+		`response-rules.yaml:19:11: hosts[0].routes[0].response: an MCP route's responses are its tools' results`,
+		`response-rules.yaml:28:24: hosts[1].routes[0].response.json_schema: set allow or json_schema, not both`,
+		`response-rules.yaml:34:23: hosts[1].routes[1].response.allow[1]: "~" in a JSON pointer`,
+		`response-rules.yaml:36:24: hosts[1].routes[1].response.redact[0].pointer: /x is both allowed and removed`,
+		`response-rules.yaml:49:24: hosts[1].routes[2].response.agents[2].agents[0]: agent spiffe://example.org/agent/a already has a response rule`,
+		`response-rules.yaml:56:24: hosts[1].routes[3].response.json_schema: anyOf at response-anyof.schema.json#/properties/id`,
+	}},
 	"field-number-key": {must: []string{`field-number-key.yaml:13:9: key "4": write the field name scope, not its number`}},
 	"anchors": {must: []string{
 		`anchors.yaml:5:13: anchors (&read)`,

@@ -57,6 +57,8 @@ type mcpTool struct {
 	perAgent map[spiffeid.ID][]*jsonschema.Schema
 	hold     *holdRule
 	shadow   bool
+	// response, when set, says what agents may read back of the tool's results.
+	response *responseRules
 	// headers are the arguments revision 2026-07-28 mirrors into Mcp-Param-* headers, from the
 	// snapshot's x-mcp-header annotations.
 	headers []paramHeader
@@ -289,6 +291,10 @@ func (c *compiler) mcpTool(src *source, at string, srv *mcpServer, t *policyv1.M
 			tool.hold.hold.Retry = nil
 			tool.hold.hold.Implicit = true
 		}
+	}
+	if t.GetResponse() != nil {
+		tool.response = c.responseRule(src, at+".response", "mcp:"+tool.rule, t.GetResponse(), true)
+		ok = ok && tool.response != nil
 	}
 	if !ok {
 		return

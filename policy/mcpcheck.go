@@ -237,9 +237,11 @@ func (rt *route) checkTool(r *Request, ag *agent, t target.Target, vals *[maxPat
 		elicitURL: msg.elicitURL && current == mcpRevision20260728}
 	if tool.hold != nil && tool.hold.holdsArgs(rt, r, t, vals, msg.args) {
 		return decision.Decision{Outcome: decision.Deny, Code: decision.CodeApprovalRequired,
-			Detail: "This call needs human approval.", Grant: rt.grant, Hold: tool.hold.hold}
+			Detail: "This call needs human approval.", Grant: rt.grant, Hold: tool.hold.hold,
+			Response: tool.response.responseTag()} // for the approved call's result
 	}
-	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant}
+	return decision.Decision{Outcome: decision.Allow, Code: decision.CodeAllowed, Grant: rt.grant,
+		Response: tool.response.responseTag()}
 }
 
 // holdsArgs reports whether a tool call must be held: the condition sees what it sees of any

@@ -437,6 +437,10 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		c.addf(src, at+".body", "operation %s takes no request body", op.ID)
 		ok = false
 	}
+	if entry.GetResponse() != nil {
+		cr.response = c.responseRule(src, at+".response", "route:"+name, entry.GetResponse(), false)
+		ok = ok && cr.response != nil
+	}
 	if !ok {
 		return nil
 	}

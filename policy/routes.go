@@ -51,6 +51,8 @@ type route struct {
 	// audienceChallenge is the challenge refusing a token that does not.
 	oauthResource     string
 	audienceChallenge string
+	// response, when set, says what agents may read back of the route's responses.
+	response *responseRules
 }
 
 // node is one segment position of a host's path tree. A request path walks it segment by

@@ -41,6 +41,8 @@ type Snapshot struct {
 	openapi []*openAPIHost
 	// lint is what Lint reports; deciding never reads it.
 	lint *lintFacts
+	// responses are the response rules of routes and MCP tools, by key (responseRules.key).
+	responses map[string]*responseRules
 }
 
 // Notifiers returns the policy's notifier configurations. They must not be modified.

@@ -61,6 +61,7 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&mcp.Method, "mcp-method", "", "on an MCP route: send this JSON-RPC method instead of a tool call (tools/list, resources/read, ...)")
 	fs.StringVar(&mcpParams, "mcp-params", "", "on an MCP route: the method's params, a JSON object")
 	fs.StringVar(&mcp.Version, "mcp-version", "", "on an MCP route: the MCP-Protocol-Version (default 2025-11-25)")
+	resp := addResponseFlags(fs)
 	explain := fs.Bool("explain", false, "show which rules were considered and why each matched or not")
 	var bundles multiFlag
 	fs.Var(&bundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate a JWT-SVID the request carries (repeatable)")
@@ -169,6 +170,9 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 	}
 	if d.Approval != nil {
 		fmt.Fprintln(stdout, "  (offline: the approval is held in memory only; a server holds it in its approval store)")
+	}
+	if resp.file != "" {
+		return resp.apply(e, &res, stdout, stderr)
 	}
 	if d.Allowed() {
 		return exitOK
@@ -335,6 +339,10 @@ func printDecision(w io.Writer, d *decision.Decision) {
 		}
 		for _, q := range d.RemoveQuery {
 			fmt.Fprintf(w, "  strip query    %s\n", q)
+		}
+		if d.Response != "" {
+			key, _, _ := strings.Cut(d.Response, "@")
+			fmt.Fprintf(w, "  response rule  %s (the answer is filtered: --response-file shows how)\n", key)
 		}
 		return
 	}

@@ -4,6 +4,7 @@ package metrics
 
 import (
 	"net/http"
+	"strconv"
 	"sync"
 	"time"
 
@@ -33,6 +34,8 @@ type Metrics struct {
 	mcp           *prometheus.CounterVec
 	mcpFiltered   *prometheus.CounterVec
 	mcpLists      *prometheus.CounterVec
+	responses     *prometheus.CounterVec
+	respRemoved   *prometheus.CounterVec
 	identities    *prometheus.CounterVec
 	oauthFetches  *prometheus.CounterVec
 
@@ -168,6 +171,15 @@ func New(reg prometheus.Registerer, opts ...Option) *Metrics {
 		Name: "agentauthz_oauth_key_fetches_total",
 		Help: "Fetches of OAuth issuers' keys (metadata and JWKS), by issuer and result (success, failure). A failure leaves cached keys verifying.",
 	}, []string{"issuer", "result"})
+	m.responses = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_responses_total",
+		Help: "Responses checked against a response rule, by rule (route:NAME or mcp:SERVER/TOOL), outcome (passed, reduced, withheld, refused) and shadow (true: reported, sent unchanged).",
+	}, []string{"rule", "outcome", "shadow"})
+	m.respRemoved = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "agentauthz_response_fields_removed_total",
+		Help: "Distinct field paths removed or masked from responses by response rules (in shadow: that would have been), by rule and action (removed, masked).",
+	}, []string{"rule", "action"})
+	reg.MustRegister(m.responses, m.respRemoved)
 	reg.MustRegister(m.checkDuration, m.decisions, m.shadow, m.reloads, m.policyInfo, m.policyLoaded, m.pending, m.notifications,
 		m.logFailures, m.logTruncated, m.logHead, m.signinFailed, m.signinRefused, m.mcp, m.mcpFiltered, m.mcpLists, m.identities, m.oauthFetches)
 	build := version.Get()
@@ -203,6 +215,21 @@ func (m *Metrics) MCPList(method, outcome string) {
 		return
 	}
 	m.mcpLists.WithLabelValues(method, outcome).Inc()
+}
+
+// Response counts one response checked against a response rule: the rule's key, the outcome,
+// whether the rule is in shadow, and how many field paths were removed and masked.
+func (m *Metrics) Response(rule, outcome string, shadow bool, removed, masked int) {
+	if m == nil {
+		return
+	}
+	m.responses.WithLabelValues(rule, outcome, strconv.FormatBool(shadow)).Inc()
+	if removed > 0 {
+		m.respRemoved.WithLabelValues(rule, "removed").Add(float64(removed))
+	}
+	if masked > 0 {
+		m.respRemoved.WithLabelValues(rule, "masked").Add(float64(masked))
+	}
 }
 
 // Handler serves the metrics of g in the Prometheus text format.

@@ -90,6 +90,9 @@ type Case struct {
 	Violations []string `yaml:"violations"`
 	ShadowRule string   `yaml:"shadow_rule"`
 	ShadowCode string   `yaml:"shadow_code"`
+	// Response is the upstream's answer to the allowed request, and what the agent must read
+	// of it under the route's response rule.
+	Response *Response `yaml:"response"`
 
 	file string
 	line int
@@ -155,6 +158,12 @@ func ReadCases(path string) ([]Case, error) {
 			continue
 		}
 		c.file, c.line = path, n.Line
+		if c.Response != nil {
+			if err := c.Response.read(filepath.Dir(path)); err != nil {
+				problems = append(problems, fmt.Sprintf("%s:%d: %s: %v", path, n.Line, c.Name, err))
+				continue
+			}
+		}
 		switch {
 		case c.Name == "":
 			problems = append(problems, fmt.Sprintf("%s:%d: a case needs a name", path, n.Line))
@@ -291,7 +300,11 @@ func Run(ctx context.Context, e *engine.Engine, claims *Claims, cases []Case) []
 		}
 		r := extauthz.ReadRequest(cr)
 		res := e.Decide(ctx, &r)
-		out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: c.judge(&res.Decision), Decision: res.Decision})
+		why := c.judge(&res.Decision)
+		if c.Response != nil {
+			why = append(why, c.judgeResponse(ctx, e, &res)...)
+		}
+		out = append(out, Result{File: c.file, Name: c.Name, Line: c.line, Problems: why, Decision: res.Decision})
 	}
 	return out
 }

@@ -229,7 +229,7 @@ func Start(cfg Config) (*Server, error) {
 		lists = engineLists{eng}
 	}
 	extprocv3.RegisterExternalProcessorServer(s.grpc, extproc.New(extproc.Config{
-		Lists: lists, Log: cfg.Log, Metrics: cfg.Metrics}))
+		Lists: lists, Responses: engineResponses{eng}, Log: cfg.Log, Metrics: cfg.Metrics}))
 	s.health = health.NewServer()
 	s.draining = make(chan struct{})
 	healthpb.RegisterHealthServer(s.grpc, &healthService{Server: s.health, draining: s.draining})
@@ -538,4 +538,13 @@ func (l engineLists) FilterMCPList(ctx context.Context, req extproc.ListRequest)
 	res := l.e.FilterList(ctx, engine.List{Agent: req.Agent, Server: req.Server, Method: req.Method,
 		DecisionID: req.DecisionID, ContentType: req.ContentType, ContentEncoding: req.ContentEncoding, Body: req.Body})
 	return extproc.ListResult{Body: res.Body, ContentType: res.ContentType, Outcome: res.Outcome, Reason: res.Reason}
+}
+
+// engineResponses is the engine's response rules, as the ext_proc front door asks for them.
+type engineResponses struct{ e *engine.Engine }
+
+func (r engineResponses) FilterResponse(ctx context.Context, req extproc.ResponseRequest) extproc.ResponseAnswer {
+	res := r.e.FilterResponse(ctx, engine.ResponseInput{Rule: req.Rule, Agent: req.Agent, DecisionID: req.DecisionID,
+		Status: req.Status, ContentType: req.ContentType, ContentEncoding: req.ContentEncoding, Body: req.Body})
+	return extproc.ResponseAnswer{Status: res.Status, Body: res.Body, ContentType: res.ContentType, Changed: res.Changed}
 }

@@ -2,6 +2,7 @@ package stack
 
 import (
 	"crypto/rand"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
@@ -178,9 +179,42 @@ func DemoFiles(t testing.TB) []policy.File {
 
 // DecisionRecord is agentauthz's decision log, kept in memory (engine.DecisionLog).
 type DecisionRecord struct {
-	mu    sync.Mutex
-	recs  []audit.Decision
-	delay time.Duration
+	mu     sync.Mutex
+	recs   []audit.Decision
+	events []Event
+	delay  time.Duration
+}
+
+// Event is a record of another kind than a decision that agentauthz writes in the decision log
+// (engine.EventLog): "response", what the response guard did with an answer, for one.
+type Event struct {
+	Kind  string
+	Attrs map[string]slog.Value
+}
+
+// Write records an event, as the decision log would.
+func (r *DecisionRecord) Write(kind string, attrs ...slog.Attr) error {
+	e := Event{Kind: kind, Attrs: make(map[string]slog.Value, len(attrs))}
+	for _, a := range attrs {
+		e.Attrs[a.Key] = a.Value.Resolve()
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, e)
+	return nil
+}
+
+// Events returns the events of kind recorded so far, in order.
+func (r *DecisionRecord) Events(kind string) []Event {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var out []Event
+	for _, e := range r.events {
+		if e.Kind == kind {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 // Decision records d, after the delay SetDelay set.

@@ -50,6 +50,14 @@ type Options struct {
 	// certificate presented is still verified against the trust bundle, and agentauthz still
 	// checks its SPIFFE ID against the policy.
 	CertificateOptional bool
+	// Helpdesk, when set, wraps the helpdesk upstream's handler (the REST API and its MCP
+	// server): a test makes the real upstream answer what it must, a broken or oversized body
+	// for one. What the wrapped handler writes is what Received records as sent.
+	Helpdesk func(http.Handler) http.Handler
+	// MCPConfig runs envoy/mcp.yaml instead of front-proxy.yaml: the MCP server's host and the
+	// helpdesk API only (the BI API and the gRPC service are not routed), with the ext_proc
+	// filter that also filters MCP lists.
+	MCPConfig bool
 }
 
 // Stack is the running deployment.
@@ -66,7 +74,8 @@ type Stack struct {
 	// HelpdeskGRPC records what reached the helpdesk API's gRPC service (HelpdeskAPI's too).
 	HelpdeskGRPC *GRPCUpstream
 
-	svids map[string]SVID // the agents'
+	svids       map[string]SVID // the agents'
+	guardPrefix string          // the ext_proc filter's stats prefix
 }
 
 // Start brings the stack up; everything stops when the test ends.
@@ -88,13 +97,25 @@ func Start(t testing.TB, opts Options) *Stack {
 	if s.BIAPI, err = bi.New(nil); err != nil {
 		t.Fatal(err)
 	}
-	s.Helpdesk = startUpstream(t, helpdeskmcp.Routes(s.HelpdeskAPI, nil), p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
+	var hd http.Handler = helpdeskmcp.Routes(s.HelpdeskAPI, nil)
+	if opts.Helpdesk != nil {
+		hd = opts.Helpdesk(hd)
+	}
+	s.Helpdesk = startUpstream(t, hd, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.BI = startUpstream(t, s.BIAPI, p.BackendTLS(p.Issue(t, BIAPIID)))
 	s.HelpdeskGRPC = StartGRPCUpstream(t, s.HelpdeskAPI, p.BackendTLS(p.Issue(t, HelpdeskAPIID)))
 	s.Authz = startAuthz(t, p, HelpdeskToken, opts.CheckTimeout)
 
-	cfg := renderFrontProxy(t, Addrs{Agents: "127.0.0.1:0", Authz: s.Authz.GRPCAddr(),
-		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), HelpdeskGRPC: s.HelpdeskGRPC.Addr(), SDSSocket: sock}, opts.CertificateOptional)
+	addrs := Addrs{Agents: "127.0.0.1:0", Authz: s.Authz.GRPCAddr(),
+		Helpdesk: s.Helpdesk.Addr(), BI: s.BI.Addr(), HelpdeskGRPC: s.HelpdeskGRPC.Addr(), SDSSocket: sock}
+	var cfg string
+	s.guardPrefix = "http.agents_ingress.ext_proc.response_guard."
+	if opts.MCPConfig {
+		cfg = renderMCP(t, addrs)
+		s.guardPrefix = "http.agents_ingress.ext_proc.mcp_lists."
+	} else {
+		cfg = renderFrontProxy(t, addrs, opts.CertificateOptional)
+	}
 	s.Envoy = envoyproc.Start(t, envoyproc.Options{Config: cfg, LogLevel: opts.EnvoyLogLevel})
 	s.Addr = s.Envoy.ListenerAddr("agents_ingress")
 	return s
@@ -135,6 +156,17 @@ func renderFrontProxy(t testing.TB, a Addrs, certificateOptional bool) string {
 		replace[agentsSANMatcher] = "                  default_validation_context: {}\n"
 	}
 	return envoyproc.RenderFile(t, FrontProxyConfig(), replace)
+}
+
+// renderMCP writes envoy/mcp.yaml with only its addresses, ports and socket path replaced.
+func renderMCP(t testing.TB, a Addrs) string {
+	t.Helper()
+	return envoyproc.RenderFile(t, filepath.Join(filepath.Dir(FrontProxyConfig()), "mcp.yaml"), map[string]string{
+		endpointAddr(10, "0.0.0.0", "8443"):                        endpointAddr(10, host(a.Agents), port(a.Agents)),
+		endpointAddr(22, "agentauthz.acme.internal", "9001"):       endpointAddr(22, host(a.Authz), port(a.Authz)),
+		endpointAddr(22, "helpdesk-backend.acme.internal", "8443"): endpointAddr(22, host(a.Helpdesk), port(a.Helpdesk)),
+		"path: /run/spire/agent/public/api.sock":                   "path: " + a.SDSSocket,
+	})
 }
 
 // agentsSANMatcher is the agents' listener's SAN matcher in the shipped front-proxy.yaml.
@@ -178,6 +210,25 @@ func (s *Stack) ClientWith(svid *SVID, alpn string) *http.Client {
 		Timeout:       30 * time.Second,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
+}
+
+// ResponseGuardStats are the counters of the ext_proc filter (stat_prefix response_guard, or
+// mcp_lists with MCPConfig), by name without the prefix: streams_started counts the responses
+// Envoy sent agentauthz. Envoy creates them with the filter, so they are there, at zero, from
+// the start.
+func (s *Stack) ResponseGuardStats(t testing.TB) map[string]uint64 {
+	t.Helper()
+	prefix := s.guardPrefix
+	out := map[string]uint64{}
+	for name, v := range s.Envoy.Stats() {
+		if rest, ok := strings.CutPrefix(name, prefix); ok {
+			out[rest] = v
+		}
+	}
+	if _, ok := out["streams_started"]; !ok {
+		t.Fatalf("stack: Envoy has no %sstreams_started", prefix)
+	}
+	return out
 }
 
 // AccessLog returns Envoy's access log lines so far (front-proxy.yaml's JSON format), each value

@@ -22,6 +22,10 @@ type Received struct {
 	Body   []byte
 	// Peer is the SPIFFE ID of the client certificate: Envoy's.
 	Peer string
+	// Status and Response are what the upstream answered (its status and the body it wrote),
+	// filled in once the handler returns: what was sent, to compare with what the agent got.
+	Status   int
+	Response []byte
 }
 
 // Upstream serves an API over TLS with SPIFFE mTLS, as the shipped front proxy reaches its
@@ -57,10 +61,18 @@ func startUpstream(t testing.TB, h http.Handler, tlsConf *tls.Config) *Upstream 
 			rec.Peer = URISAN(r.TLS.PeerCertificates)
 		}
 		u.mu.Lock()
+		i := len(u.reqs)
 		u.reqs = append(u.reqs, rec)
 		u.mu.Unlock()
 		r.Body = io.NopCloser(bytes.NewReader(body))
-		h.ServeHTTP(w, r)
+		rw := &recorder{ResponseWriter: w}
+		h.ServeHTTP(rw, r)
+		u.mu.Lock()
+		u.reqs[i].Status, u.reqs[i].Response = rw.status, rw.body.Bytes()
+		if u.reqs[i].Status == 0 {
+			u.reqs[i].Status = http.StatusOK
+		}
+		u.mu.Unlock()
 	}), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = u.srv.Serve(tls.NewListener(l, tlsConf)) }()
 	t.Cleanup(func() { u.srv.Close() })
@@ -83,3 +95,33 @@ func (u *Upstream) Count() int {
 	defer u.mu.Unlock()
 	return len(u.reqs)
 }
+
+// recorder keeps a copy of what a handler writes. It passes Flush on, for event streams.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	r.body.Write(b)
+	return r.ResponseWriter.Write(b)
+}
+
+func (r *recorder) Flush() {
+	if f, ok := r.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

@@ -62,6 +62,7 @@ const (
 	// CodeOAuthResourceMetadata answers a request for a protected resource's metadata: a denial
 	// in that the request goes no further, served by agentauthz with status 200.
 	CodeOAuthResourceMetadata Code = "oauth_resource_metadata"
+	CodeResponseRefused      Code = "response_refused"
 )
 
 // CodeInfo is everything agentauthz says about one code.
@@ -193,6 +194,10 @@ var codes = [...]CodeInfo{
 		"No such approval."},
 	{CodeApprovalLimit, 429, "Too many requests held",
 		"The request would be held, but its agent (or its route) already has as many requests held or approved and unused as the route's `max_pending_per_agent` (`max_pending_per_rule`) allows. Nothing is held: wait for approvers to decide, use what is approved, then ask again."},
+
+	// What comes back: the answer, not the request.
+	{CodeResponseRefused, 502, "Response refused",
+		"The upstream's answer cannot be shown under the route's or tool's response rule (not strict JSON, encoded, too large, of another content type, holding members the rule refuses, or the policy changed since the request): the agent gets this instead, from the ext_proc filter."},
 
 	// Failures to decide.
 	{CodeInternal, 503, failedTitle,

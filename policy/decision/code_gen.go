@@ -30,6 +30,8 @@ func (c Code) Status() int {
 		return 428
 	case CodeApprovalLimit:
 		return 429
+	case CodeResponseRefused:
+		return 502
 	case CodeBodyUnavailable, CodeInternal, CodeDeadlineExceeded, CodePolicyNotLoaded,
 		CodeOAuthKeysUnavailable:
 		return 503
@@ -138,6 +140,8 @@ func (c Code) Title() string {
 		return "Unknown approval"
 	case CodeApprovalLimit:
 		return "Too many requests held"
+	case CodeResponseRefused:
+		return "Response refused"
 	case CodeInternal:
 		return "Authorization failed"
 	case CodeDeadlineExceeded:

@@ -42,6 +42,10 @@ func TestCodeTable(t *testing.T) {
 			if s != 200 {
 				t.Errorf("%s has status %d, want 200", ci.Code, s)
 			}
+		case ci.Code == CodeResponseRefused:
+			if s != 502 {
+				t.Errorf("%s has status %d, want 502: the upstream's answer is bad, not the request", ci.Code, s)
+			}
 		case s != 503 && (s < 400 || s > 499):
 			t.Errorf("%s has status %d: a deny is a 4xx (the policy refused) or 503 (agentauthz could not decide)", ci.Code, s)
 		}

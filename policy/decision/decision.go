@@ -59,6 +59,11 @@ type Decision struct {
 	// the denial's form (MCPAnswer), the record and the metrics follow.
 	MCP *MCPCall
 
+	// Response, on an allow, names the response rule the answer must pass ("KEY@REVISION",
+	// policy.(*Snapshot).ResponseRule finds it); empty: the answer passes as it is. It comes
+	// from the policy and is shared; the agent cannot set it.
+	Response string
+
 	// Challenge, on a denial, is the WWW-Authenticate header value the agent gets: a Bearer
 	// challenge (RFC 6750) on hosts that accept OAuth access tokens. Empty: none.
 	Challenge string

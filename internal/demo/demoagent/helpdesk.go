@@ -14,6 +14,23 @@ type ticket struct {
 	Subject   string `json:"subject"`
 	Status    string `json:"status"`
 	Requester string `json:"requester"`
+	// The requester's contact details, which the helpdesk API sends and the demo policy's
+	// response rule keeps from this agent.
+	RequesterEmail *string `json:"requester_email"`
+	RequesterPhone *string `json:"requester_phone"`
+}
+
+// contact says what the agent read of the requester's contact details.
+func (t ticket) contact() string {
+	switch {
+	case t.RequesterEmail == nil && t.RequesterPhone == nil:
+		return "no requester e-mail or phone (the response rule removed them)"
+	case t.RequesterEmail != nil && t.RequesterPhone != nil:
+		return "the requester's e-mail " + *t.RequesterEmail + " and phone " + *t.RequesterPhone
+	case t.RequesterEmail != nil:
+		return "the requester's e-mail " + *t.RequesterEmail
+	}
+	return "the requester's phone " + *t.RequesterPhone
 }
 
 // ResetReason is why the agent asks for the password reset; approvers see it.
@@ -61,7 +78,7 @@ func (a *agent) helpdeskStory(ctx context.Context) error {
 	if err := decodeJSON(ans, &t); err != nil {
 		return err
 	}
-	a.printf("    ← 200: %q, %s, requested by %s\n", t.Subject, t.Status, t.Requester)
+	a.printf("    ← 200: %q, %s, requested by %s; %s\n", t.Subject, t.Status, t.Requester, t.contact())
 	user := t.Requester
 	if user == "" {
 		user = "jdoe"

@@ -78,7 +78,7 @@ func TestMCPStoriesDirect(t *testing.T) {
 			for _, want := range []string{
 				"open an MCP session\n    POST mcp.acme.internal/mcp",
 				"← 4 tools\n        add_comment: Adds a comment",
-				"← 3 open tickets:\n      #4711 VPN drops every few minutes (open, requested by jdoe)",
+				`← {"tickets":[{"id":"4711","subject":"VPN drops every few minutes","status":"open","requester":"jdoe",`,
 				`tools/call list_tickets {"limit":5000,"status":"open"}` + "\n" + `    ← tool error (isError): validating "arguments": `,
 				// At 2026-07-28 the SDK's server sends a JSON-RPC error with HTTP 400, and its
 				// client's error says so.

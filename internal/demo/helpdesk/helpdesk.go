@@ -37,12 +37,17 @@ const TokenEnv = "AGENTAUTHZ_HELPDESK_TOKEN"
 
 // Ticket is one helpdesk ticket.
 type Ticket struct {
-	ID        string    `json:"id"`
-	Subject   string    `json:"subject"`
-	Status    string    `json:"status"`
-	Requester string    `json:"requester"`
-	CreatedAt time.Time `json:"created_at"`
-	Comments  []Comment `json:"comments"`
+	ID        string `json:"id"`
+	Subject   string `json:"subject"`
+	Status    string `json:"status"`
+	Requester string `json:"requester"`
+	// RequesterEmail and RequesterPhone are how to reach the requester: personal data the API
+	// returns with every ticket, and that the demo policy's response rules keep from the
+	// helpdesk agent.
+	RequesterEmail string    `json:"requester_email"`
+	RequesterPhone string    `json:"requester_phone"`
+	CreatedAt      time.Time `json:"created_at"`
+	Comments       []Comment `json:"comments"`
 }
 
 // Comment is a comment on a ticket.
@@ -99,11 +104,11 @@ func New(cfg Config) (*API, error) {
 	a := &API{token: []byte("Bearer " + cfg.Token), log: cfg.Log, clock: cfg.Clock, tickets: map[string]*Ticket{}, users: map[string]bool{}}
 	seed := time.Date(2026, 9, 1, 9, 0, 0, 0, time.UTC)
 	for i, t := range []Ticket{
-		{ID: "4711", Subject: "VPN drops every few minutes", Status: "open", Requester: "jdoe"},
-		{ID: "4712", Subject: "Locked out after travel; password expired", Status: "open", Requester: "jdoe"},
-		{ID: "4713", Subject: "New laptop for onboarding", Status: "pending", Requester: "asmith"},
-		{ID: "4714", Subject: "Printer on the third floor jams", Status: "closed", Requester: "bwayne"},
-		{ID: "4715", Subject: "Finance share: permission denied", Status: "open", Requester: "clee"},
+		{ID: "4711", Subject: "VPN drops every few minutes", Status: "open", Requester: "jdoe", RequesterEmail: "jdoe@acme.example", RequesterPhone: "+1-202-555-0141"},
+		{ID: "4712", Subject: "Locked out after travel; password expired", Status: "open", Requester: "jdoe", RequesterEmail: "jdoe@acme.example", RequesterPhone: "+1-202-555-0141"},
+		{ID: "4713", Subject: "New laptop for onboarding", Status: "pending", Requester: "asmith", RequesterEmail: "asmith@acme.example", RequesterPhone: "+1-202-555-0172"},
+		{ID: "4714", Subject: "Printer on the third floor jams", Status: "closed", Requester: "bwayne", RequesterEmail: "bwayne@acme.example", RequesterPhone: "+1-202-555-0198"},
+		{ID: "4715", Subject: "Finance share: permission denied", Status: "open", Requester: "clee", RequesterEmail: "clee@acme.example", RequesterPhone: "+1-202-555-0115"},
 	} {
 		t.CreatedAt = seed.Add(time.Duration(i) * time.Hour)
 		t.Comments = []Comment{}

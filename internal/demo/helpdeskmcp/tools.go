@@ -107,7 +107,8 @@ func addTools(s *mcp.Server, api *helpdesk.API) {
 			limit = int(*in.Limit)
 		}
 		out := ticketList{Tickets: api.Tickets(in.Status, limit)}
-		return text(renderList(in.Status, out.Tickets)), out, nil
+		res, err := jsonText(out)
+		return res, out, err
 	})
 
 	mcp.AddTool(s, &mcp.Tool{
@@ -121,7 +122,8 @@ func addTools(s *mcp.Server, api *helpdesk.API) {
 		if !ok {
 			return nil, helpdesk.Ticket{}, fmt.Errorf("there is no ticket %s", in.ID)
 		}
-		return text(renderTicket(t)), t, nil
+		res, err := jsonText(t)
+		return res, t, err
 	})
 
 	mcp.AddTool(s, &mcp.Tool{
@@ -167,31 +169,13 @@ func text(s string) *mcp.CallToolResult {
 	return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: s}}}
 }
 
-func renderList(status string, ts []helpdesk.Ticket) string {
-	var b strings.Builder
-	what := "tickets"
-	if status != "" {
-		what = status + " tickets"
+// jsonText is a result whose content is v serialized as JSON in one text block, the same value
+// as the structured content the SDK adds: clients that read only content see what the others
+// see, and a response rule (which reads JSON text) can filter both alike.
+func jsonText(v any) (*mcp.CallToolResult, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("helpdeskmcp: the result cannot be written: %w", err)
 	}
-	switch len(ts) {
-	case 0:
-		return "No " + what + "."
-	case 1:
-		fmt.Fprintf(&b, "1 %s:\n", strings.TrimSuffix(what, "s"))
-	default:
-		fmt.Fprintf(&b, "%d %s:\n", len(ts), what)
-	}
-	for _, t := range ts {
-		fmt.Fprintf(&b, "#%s %s (%s, requested by %s)\n", t.ID, t.Subject, t.Status, t.Requester)
-	}
-	return strings.TrimSuffix(b.String(), "\n")
-}
-
-func renderTicket(t helpdesk.Ticket) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "#%s %s\n%s, requested by %s on %s", t.ID, t.Subject, t.Status, t.Requester, t.CreatedAt.Format(time.RFC3339))
-	for _, c := range t.Comments {
-		fmt.Fprintf(&b, "\ncomment %d (%s): %s", c.ID, c.CreatedAt.Format(time.RFC3339), c.Body)
-	}
-	return b.String()
+	return text(string(b)), nil
 }

@@ -612,7 +612,9 @@ type OpenAPIOperation struct {
 	StripUnknownQuery bool `protobuf:"varint,10,opt,name=strip_unknown_query,json=stripUnknownQuery,proto3" json:"strip_unknown_query,omitempty"`
 	// OAuth scopes the access token must grant, every one, besides the agent's scope, as
 	// Route.oauth_scopes says.
-	OauthScopes   []string `protobuf:"bytes,11,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
+	OauthScopes []string `protobuf:"bytes,11,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
+	// What an agent may read back of the operation's responses, as Route.response says.
+	Response      *ResponseRule `protobuf:"bytes,12,opt,name=response,proto3" json:"response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -720,6 +722,13 @@ func (x *OpenAPIOperation) GetStripUnknownQuery() bool {
 func (x *OpenAPIOperation) GetOauthScopes() []string {
 	if x != nil {
 		return x.OauthScopes
+	}
+	return nil
+}
+
+func (x *OpenAPIOperation) GetResponse() *ResponseRule {
+	if x != nil {
+		return x.Response
 	}
 	return nil
 }
@@ -1299,7 +1308,11 @@ type Route struct {
 	// oauth_scope_missing and a WWW-Authenticate challenge naming them (error="insufficient_scope"),
 	// so that the client can ask for them. Applies to requests that carry an access token; the
 	// host must accept them (Host.oauth).
-	OauthScopes   []string `protobuf:"bytes,14,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
+	OauthScopes []string `protobuf:"bytes,14,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
+	// What an agent may read back of the route's responses: a view of its JSON answers, enforced
+	// by the ext_proc filter (docs/responses.md). Without it, responses pass as the upstream sends
+	// them, and Envoy does not send them to agentauthz.
+	Response      *ResponseRule `protobuf:"bytes,15,opt,name=response,proto3" json:"response,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1428,6 +1441,13 @@ func (x *Route) GetShadow() bool {
 func (x *Route) GetOauthScopes() []string {
 	if x != nil {
 		return x.OauthScopes
+	}
+	return nil
+}
+
+func (x *Route) GetResponse() *ResponseRule {
+	if x != nil {
+		return x.Response
 	}
 	return nil
 }
@@ -2672,8 +2692,12 @@ type MCPTool struct {
 	// Show agents the tightened schema in tools/list instead of the server's.
 	ShowTightenedSchema bool   `protobuf:"varint,7,opt,name=show_tightened_schema,json=showTightenedSchema,proto3" json:"show_tightened_schema,omitempty"`
 	Description         string `protobuf:"bytes,8,opt,name=description,proto3" json:"description,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// What an agent may read back of the tool's results: the rule applies to a tools/call
+	// result's structuredContent and to each text content item, whose text must be JSON
+	// (docs/responses.md).
+	Response      *ResponseRule `protobuf:"bytes,9,opt,name=response,proto3" json:"response,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MCPTool) Reset() {
@@ -2760,6 +2784,13 @@ func (x *MCPTool) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *MCPTool) GetResponse() *ResponseRule {
+	if x != nil {
+		return x.Response
+	}
+	return nil
 }
 
 // Argument schema for some agents only.
@@ -2923,6 +2954,278 @@ func (x *MCPPrompt) GetScope() string {
 	return ""
 }
 
+// ResponseRule says what an agent may read back of a response: the members of its JSON answer
+// an allowlist of JSON pointers names (or a JSON Schema declares), with named members redacted,
+// within a size. It applies to 2xx responses; what it cannot read it refuses (502), and an error
+// status's body is withheld. On a GraphQL route the field allowlist already shapes what may be
+// asked; a response rule shapes what may come back, whatever was asked. docs/responses.md is the
+// guide.
+type ResponseRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The largest body read, in bytes; a larger one is refused (502). Default 1048576. Envoy's
+	// per-connection buffer limit must be at least this.
+	MaxBytes *uint32 `protobuf:"varint,1,opt,name=max_bytes,json=maxBytes,proto3,oneof" json:"max_bytes,omitempty"`
+	// JSON pointers (RFC 6901) of what the agent may read, each kept whole: "/id",
+	// "/requester/name", "/comments/*/body". A "*" token stands for every element of an array.
+	// Every member not listed, at any depth, is removed. Exactly one of allow and json_schema.
+	Allow []string `protobuf:"bytes,2,rep,name=allow,proto3" json:"allow,omitempty"`
+	// A JSON Schema (2020-12) file, relative to the policy file, instead of allow: members it does
+	// not declare (properties, additionalProperties, items, through $ref and allOf) are removed,
+	// and what remains must satisfy it, or the body is refused. anyOf, oneOf, if,
+	// patternProperties, dependentSchemas and unevaluated* are refused: which members they
+	// declare depends on the value.
+	JsonSchema string `protobuf:"bytes,3,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	// Members hidden after allow or json_schema.
+	Redact []*ResponseRedaction `protobuf:"bytes,4,rep,name=redact,proto3" json:"redact,omitempty"`
+	// What to do with a body that holds members the rule does not allow: "reduce" (the default)
+	// sends the body without them, "refuse" answers 502 instead.
+	OnMismatch string `protobuf:"bytes,5,opt,name=on_mismatch,json=onMismatch,proto3" json:"on_mismatch,omitempty"`
+	// Report what the rule would remove, in the decision log and metrics, and send the response
+	// unchanged.
+	Shadow bool `protobuf:"varint,6,opt,name=shadow,proto3" json:"shadow,omitempty"`
+	// Rules for some agents instead of this one: the first that names the agent applies. An
+	// agent's rule sets allow or json_schema, and redact, of its own; max_bytes, on_mismatch and
+	// shadow it leaves unset are this rule's.
+	Agents        []*ResponseAgentRule `protobuf:"bytes,7,rep,name=agents,proto3" json:"agents,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseRule) Reset() {
+	*x = ResponseRule{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseRule) ProtoMessage() {}
+
+func (x *ResponseRule) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseRule.ProtoReflect.Descriptor instead.
+func (*ResponseRule) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ResponseRule) GetMaxBytes() uint32 {
+	if x != nil && x.MaxBytes != nil {
+		return *x.MaxBytes
+	}
+	return 0
+}
+
+func (x *ResponseRule) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *ResponseRule) GetJsonSchema() string {
+	if x != nil {
+		return x.JsonSchema
+	}
+	return ""
+}
+
+func (x *ResponseRule) GetRedact() []*ResponseRedaction {
+	if x != nil {
+		return x.Redact
+	}
+	return nil
+}
+
+func (x *ResponseRule) GetOnMismatch() string {
+	if x != nil {
+		return x.OnMismatch
+	}
+	return ""
+}
+
+func (x *ResponseRule) GetShadow() bool {
+	if x != nil {
+		return x.Shadow
+	}
+	return false
+}
+
+func (x *ResponseRule) GetAgents() []*ResponseAgentRule {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+// ResponseRedaction hides one member of a response.
+type ResponseRedaction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The member's JSON pointer; "*" stands for every element of an array.
+	Pointer string `protobuf:"bytes,1,opt,name=pointer,proto3" json:"pointer,omitempty"`
+	// "mask" (the default) replaces the value by the string "[redacted]", keeping the member;
+	// "remove" removes the member.
+	Action        string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseRedaction) Reset() {
+	*x = ResponseRedaction{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseRedaction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseRedaction) ProtoMessage() {}
+
+func (x *ResponseRedaction) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseRedaction.ProtoReflect.Descriptor instead.
+func (*ResponseRedaction) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ResponseRedaction) GetPointer() string {
+	if x != nil {
+		return x.Pointer
+	}
+	return ""
+}
+
+func (x *ResponseRedaction) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+// ResponseAgentRule is a response rule for some agents.
+type ResponseAgentRule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The agents (SPIFFE IDs the policy defines) this rule is for; an agent is named by one rule.
+	Agents []string `protobuf:"bytes,1,rep,name=agents,proto3" json:"agents,omitempty"`
+	// As ResponseRule.max_bytes; unset: the rule's.
+	MaxBytes *uint32 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3,oneof" json:"max_bytes,omitempty"`
+	// As ResponseRule.allow. Exactly one of allow and json_schema.
+	Allow []string `protobuf:"bytes,3,rep,name=allow,proto3" json:"allow,omitempty"`
+	// As ResponseRule.json_schema.
+	JsonSchema string `protobuf:"bytes,4,opt,name=json_schema,json=jsonSchema,proto3" json:"json_schema,omitempty"`
+	// As ResponseRule.redact; the rule's redactions do not apply.
+	Redact []*ResponseRedaction `protobuf:"bytes,5,rep,name=redact,proto3" json:"redact,omitempty"`
+	// As ResponseRule.on_mismatch; unset: the rule's.
+	OnMismatch string `protobuf:"bytes,6,opt,name=on_mismatch,json=onMismatch,proto3" json:"on_mismatch,omitempty"`
+	// As ResponseRule.shadow; unset: the rule's.
+	Shadow        *bool `protobuf:"varint,7,opt,name=shadow,proto3,oneof" json:"shadow,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseAgentRule) Reset() {
+	*x = ResponseAgentRule{}
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseAgentRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseAgentRule) ProtoMessage() {}
+
+func (x *ResponseAgentRule) ProtoReflect() protoreflect.Message {
+	mi := &file_agentauthz_policy_v1_policy_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseAgentRule.ProtoReflect.Descriptor instead.
+func (*ResponseAgentRule) Descriptor() ([]byte, []int) {
+	return file_agentauthz_policy_v1_policy_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ResponseAgentRule) GetAgents() []string {
+	if x != nil {
+		return x.Agents
+	}
+	return nil
+}
+
+func (x *ResponseAgentRule) GetMaxBytes() uint32 {
+	if x != nil && x.MaxBytes != nil {
+		return *x.MaxBytes
+	}
+	return 0
+}
+
+func (x *ResponseAgentRule) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *ResponseAgentRule) GetJsonSchema() string {
+	if x != nil {
+		return x.JsonSchema
+	}
+	return ""
+}
+
+func (x *ResponseAgentRule) GetRedact() []*ResponseRedaction {
+	if x != nil {
+		return x.Redact
+	}
+	return nil
+}
+
+func (x *ResponseAgentRule) GetOnMismatch() string {
+	if x != nil {
+		return x.OnMismatch
+	}
+	return ""
+}
+
+func (x *ResponseAgentRule) GetShadow() bool {
+	if x != nil && x.Shadow != nil {
+		return *x.Shadow
+	}
+	return false
+}
+
 var File_agentauthz_policy_v1_policy_proto protoreflect.FileDescriptor
 
 const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
@@ -2973,7 +3276,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x12approval_extension\x18\x05 \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\x11approvalExtension\x12:\n" +
 	"\x19ignore_approval_extension\x18\x06 \x01(\bR\x17ignoreApprovalExtensionB\f\n" +
 	"\n" +
-	"_base_path\"\xe7\x06\n" +
+	"_base_path\"\xa7\a\n" +
 	"\x10OpenAPIOperation\x12\x1a\n" +
 	"\x02id\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x02R\x02id\x12;\n" +
@@ -2987,7 +3290,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\vdescription\x18\t \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12.\n" +
 	"\x13strip_unknown_query\x18\n" +
 	" \x01(\bR\x11stripUnknownQuery\x12G\n" +
-	"\foauth_scopes\x18\v \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\x1aV\n" +
+	"\foauth_scopes\x18\v \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\x12>\n" +
+	"\bresponse\x18\f \x01(\v2\".agentauthz.policy.v1.ResponseRuleR\bresponse\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\x1aU\n" +
@@ -3036,7 +3340,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06prefix\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18@R\x06prefix\x123\n" +
 	"\x03env\x18\x03 \x01(\tB\x1f\xbaH\x1cr\x1a2\x18^[A-Za-z_][A-Za-z0-9_]*$H\x00R\x03env\x12\x1d\n" +
 	"\x04file\x18\x04 \x01(\tB\a\xbaH\x04r\x02\x10\x01H\x00R\x04fileB\x0f\n" +
-	"\x06source\x12\x05\xbaH\x02\b\x01\"\xd6\a\n" +
+	"\x06source\x12\x05\xbaH\x02\b\x01\"\x96\b\n" +
 	"\x05Route\x126\n" +
 	"\x04name\x18\x01 \x01(\tB\"\xbaH\x1fr\x1d2\x1b^[a-z0-9][a-z0-9._-]{0,63}$R\x04name\x12,\n" +
 	"\x06method\x18\x02 \x01(\tB\x14\xbaH\x11r\x0f2\r^[A-Z]{1,16}$R\x06method\x12F\n" +
@@ -3052,7 +3356,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x03mcp\x18\r \x01(\tB\a\xbaH\x04r\x02\x18@R\x03mcp\x12:\n" +
 	"\bapproval\x18\f \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
 	"\x06shadow\x18\v \x01(\bR\x06shadow\x12G\n" +
-	"\foauth_scopes\x18\x0e \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\x1aV\n" +
+	"\foauth_scopes\x18\x0e \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\x12>\n" +
+	"\bresponse\x18\x0f \x01(\v2\".agentauthz.policy.v1.ResponseRuleR\bresponse\x1aV\n" +
 	"\vParamsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x121\n" +
 	"\x05value\x18\x02 \x01(\v2\x1b.agentauthz.policy.v1.ParamR\x05value:\x028\x01\x1aU\n" +
@@ -3205,7 +3510,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"MCPMethods\x12C\n" +
 	"\x05allow\x18\x01 \x03(\tB-\xbaH*\x92\x01'\b\x01\x18\x01\"!r\x1f2\x1d^[a-z][A-Za-z0-9_/.-]{0,127}$R\x05allow\x12;\n" +
-	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"\xa3\x03\n" +
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"\xe3\x03\n" +
 	"\aMCPTool\x121\n" +
 	"\x04name\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18\x80\x012\x11^[A-Za-z0-9_.-]+$R\x04name\x12;\n" +
 	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\x123\n" +
@@ -3214,7 +3519,8 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\bapproval\x18\x05 \x01(\v2\x1e.agentauthz.policy.v1.ApprovalR\bapproval\x12\x16\n" +
 	"\x06shadow\x18\x06 \x01(\bR\x06shadow\x122\n" +
 	"\x15show_tightened_schema\x18\a \x01(\bR\x13showTightenedSchema\x12*\n" +
-	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\"z\n" +
+	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12>\n" +
+	"\bresponse\x18\t \x01(\v2\".agentauthz.policy.v1.ResponseRuleR\bresponse\"z\n" +
 	"\x11MCPAgentArguments\x121\n" +
 	"\x06agents\x18\x01 \x03(\tB\x19\xbaH\x16\x92\x01\x13\b\x01\x18\x01\"\rr\v:\tspiffe://R\x06agents\x122\n" +
 	"\x10arguments_schema\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x0fargumentsSchema\"h\n" +
@@ -3225,7 +3531,38 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\tMCPPrompt\x12\x1e\n" +
 	"\x04name\x18\x01 \x01(\tB\n" +
 	"\xbaH\ar\x05\x10\x01\x18\x80\x01R\x04name\x12;\n" +
-	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scopeBFZDgithub.com/agentauthz/agentauthz/proto/agentauthz/policy/v1;policyv1b\x06proto3"
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"\x88\x03\n" +
+	"\fResponseRule\x12.\n" +
+	"\tmax_bytes\x18\x01 \x01(\rB\f\xbaH\t*\a\x18\x80\x80\x80\b \x00H\x00R\bmaxBytes\x88\x01\x01\x12&\n" +
+	"\x05allow\x18\x02 \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10\x80\x04\"\x05r\x03\x18\x80\bR\x05allow\x12)\n" +
+	"\vjson_schema\x18\x03 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\n" +
+	"jsonSchema\x12J\n" +
+	"\x06redact\x18\x04 \x03(\v2'.agentauthz.policy.v1.ResponseRedactionB\t\xbaH\x06\x92\x01\x03\x10\x80\x01R\x06redact\x128\n" +
+	"\von_mismatch\x18\x05 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06reduceR\x06refuseR\n" +
+	"onMismatch\x12\x16\n" +
+	"\x06shadow\x18\x06 \x01(\bR\x06shadow\x12I\n" +
+	"\x06agents\x18\a \x03(\v2'.agentauthz.policy.v1.ResponseAgentRuleB\b\xbaH\x05\x92\x01\x02\x10@R\x06agentsB\f\n" +
+	"\n" +
+	"_max_bytes\"h\n" +
+	"\x11ResponseRedaction\x12$\n" +
+	"\apointer\x18\x01 \x01(\tB\n" +
+	"\xbaH\ar\x05\x10\x01\x18\x80\bR\apointer\x12-\n" +
+	"\x06action\x18\x02 \x01(\tB\x15\xbaH\x12r\x10R\x00R\x04maskR\x06removeR\x06action\"\x85\x03\n" +
+	"\x11ResponseAgentRule\x121\n" +
+	"\x06agents\x18\x01 \x03(\tB\x19\xbaH\x16\x92\x01\x13\b\x01\x18\x01\"\rr\v:\tspiffe://R\x06agents\x12.\n" +
+	"\tmax_bytes\x18\x02 \x01(\rB\f\xbaH\t*\a\x18\x80\x80\x80\b \x00H\x00R\bmaxBytes\x88\x01\x01\x12&\n" +
+	"\x05allow\x18\x03 \x03(\tB\x10\xbaH\r\x92\x01\n" +
+	"\x10\x80\x04\"\x05r\x03\x18\x80\bR\x05allow\x12)\n" +
+	"\vjson_schema\x18\x04 \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\n" +
+	"jsonSchema\x12J\n" +
+	"\x06redact\x18\x05 \x03(\v2'.agentauthz.policy.v1.ResponseRedactionB\t\xbaH\x06\x92\x01\x03\x10\x80\x01R\x06redact\x128\n" +
+	"\von_mismatch\x18\x06 \x01(\tB\x17\xbaH\x14r\x12R\x00R\x06reduceR\x06refuseR\n" +
+	"onMismatch\x12\x1b\n" +
+	"\x06shadow\x18\a \x01(\bH\x01R\x06shadow\x88\x01\x01B\f\n" +
+	"\n" +
+	"_max_bytesB\t\n" +
+	"\a_shadowBFZDgithub.com/agentauthz/agentauthz/proto/agentauthz/policy/v1;policyv1b\x06proto3"
 
 var (
 	file_agentauthz_policy_v1_policy_proto_rawDescOnce sync.Once
@@ -3239,7 +3576,7 @@ func file_agentauthz_policy_v1_policy_proto_rawDescGZIP() []byte {
 	return file_agentauthz_policy_v1_policy_proto_rawDescData
 }
 
-var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_agentauthz_policy_v1_policy_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*Policy)(nil),              // 0: agentauthz.policy.v1.Policy
 	(*Lint)(nil),                // 1: agentauthz.policy.v1.Lint
@@ -3270,12 +3607,15 @@ var file_agentauthz_policy_v1_policy_proto_goTypes = []any{
 	(*MCPAgentArguments)(nil),   // 26: agentauthz.policy.v1.MCPAgentArguments
 	(*MCPResource)(nil),         // 27: agentauthz.policy.v1.MCPResource
 	(*MCPPrompt)(nil),           // 28: agentauthz.policy.v1.MCPPrompt
-	nil,                         // 29: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
-	nil,                         // 30: agentauthz.policy.v1.OpenAPIOperation.QueryEntry
-	nil,                         // 31: agentauthz.policy.v1.Route.ParamsEntry
-	nil,                         // 32: agentauthz.policy.v1.Route.QueryEntry
-	nil,                         // 33: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	(*durationpb.Duration)(nil), // 34: google.protobuf.Duration
+	(*ResponseRule)(nil),        // 29: agentauthz.policy.v1.ResponseRule
+	(*ResponseRedaction)(nil),   // 30: agentauthz.policy.v1.ResponseRedaction
+	(*ResponseAgentRule)(nil),   // 31: agentauthz.policy.v1.ResponseAgentRule
+	nil,                         // 32: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
+	nil,                         // 33: agentauthz.policy.v1.OpenAPIOperation.QueryEntry
+	nil,                         // 34: agentauthz.policy.v1.Route.ParamsEntry
+	nil,                         // 35: agentauthz.policy.v1.Route.QueryEntry
+	nil,                         // 36: agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	(*durationpb.Duration)(nil), // 37: google.protobuf.Duration
 }
 var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	2,  // 0: agentauthz.policy.v1.Policy.agents:type_name -> agentauthz.policy.v1.Agent
@@ -3293,39 +3633,45 @@ var file_agentauthz_policy_v1_policy_proto_depIdxs = []int32{
 	5,  // 12: agentauthz.policy.v1.OpenAPI.operations:type_name -> agentauthz.policy.v1.OpenAPIOperation
 	6,  // 13: agentauthz.policy.v1.OpenAPI.tags:type_name -> agentauthz.policy.v1.OpenAPITag
 	19, // 14: agentauthz.policy.v1.OpenAPI.approval_extension:type_name -> agentauthz.policy.v1.Approval
-	29, // 15: agentauthz.policy.v1.OpenAPIOperation.params:type_name -> agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
-	30, // 16: agentauthz.policy.v1.OpenAPIOperation.query:type_name -> agentauthz.policy.v1.OpenAPIOperation.QueryEntry
+	32, // 15: agentauthz.policy.v1.OpenAPIOperation.params:type_name -> agentauthz.policy.v1.OpenAPIOperation.ParamsEntry
+	33, // 16: agentauthz.policy.v1.OpenAPIOperation.query:type_name -> agentauthz.policy.v1.OpenAPIOperation.QueryEntry
 	13, // 17: agentauthz.policy.v1.OpenAPIOperation.body:type_name -> agentauthz.policy.v1.Body
 	19, // 18: agentauthz.policy.v1.OpenAPIOperation.approval:type_name -> agentauthz.policy.v1.Approval
-	34, // 19: agentauthz.policy.v1.OAuthIssuer.clock_skew:type_name -> google.protobuf.Duration
-	9,  // 20: agentauthz.policy.v1.OAuthIssuer.agents:type_name -> agentauthz.policy.v1.OAuthSubject
-	31, // 21: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
-	32, // 22: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
-	13, // 23: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
-	19, // 24: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
-	17, // 25: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
-	15, // 26: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
-	33, // 27: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
-	34, // 28: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
-	34, // 29: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
-	21, // 30: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
-	22, // 31: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
-	24, // 32: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
-	25, // 33: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
-	27, // 34: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
-	28, // 35: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
-	26, // 36: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
-	19, // 37: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
-	18, // 38: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	18, // 39: agentauthz.policy.v1.OpenAPIOperation.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	18, // 40: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
-	18, // 41: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
-	16, // 42: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	29, // 19: agentauthz.policy.v1.OpenAPIOperation.response:type_name -> agentauthz.policy.v1.ResponseRule
+	37, // 20: agentauthz.policy.v1.OAuthIssuer.clock_skew:type_name -> google.protobuf.Duration
+	9,  // 21: agentauthz.policy.v1.OAuthIssuer.agents:type_name -> agentauthz.policy.v1.OAuthSubject
+	34, // 22: agentauthz.policy.v1.Route.params:type_name -> agentauthz.policy.v1.Route.ParamsEntry
+	35, // 23: agentauthz.policy.v1.Route.query:type_name -> agentauthz.policy.v1.Route.QueryEntry
+	13, // 24: agentauthz.policy.v1.Route.body:type_name -> agentauthz.policy.v1.Body
+	19, // 25: agentauthz.policy.v1.Route.approval:type_name -> agentauthz.policy.v1.Approval
+	29, // 26: agentauthz.policy.v1.Route.response:type_name -> agentauthz.policy.v1.ResponseRule
+	17, // 27: agentauthz.policy.v1.GraphQLAPI.fields:type_name -> agentauthz.policy.v1.GraphQLFields
+	15, // 28: agentauthz.policy.v1.GraphQLAPI.arguments:type_name -> agentauthz.policy.v1.GraphQLArguments
+	36, // 29: agentauthz.policy.v1.GraphQLArguments.args:type_name -> agentauthz.policy.v1.GraphQLArguments.ArgsEntry
+	37, // 30: agentauthz.policy.v1.Approval.approve_within:type_name -> google.protobuf.Duration
+	37, // 31: agentauthz.policy.v1.Approval.use_within:type_name -> google.protobuf.Duration
+	21, // 32: agentauthz.policy.v1.Notifier.slack:type_name -> agentauthz.policy.v1.SlackNotifier
+	22, // 33: agentauthz.policy.v1.Notifier.webhook:type_name -> agentauthz.policy.v1.WebhookNotifier
+	24, // 34: agentauthz.policy.v1.MCPServer.methods:type_name -> agentauthz.policy.v1.MCPMethods
+	25, // 35: agentauthz.policy.v1.MCPServer.tools:type_name -> agentauthz.policy.v1.MCPTool
+	27, // 36: agentauthz.policy.v1.MCPServer.resources:type_name -> agentauthz.policy.v1.MCPResource
+	28, // 37: agentauthz.policy.v1.MCPServer.prompts:type_name -> agentauthz.policy.v1.MCPPrompt
+	26, // 38: agentauthz.policy.v1.MCPTool.agents:type_name -> agentauthz.policy.v1.MCPAgentArguments
+	19, // 39: agentauthz.policy.v1.MCPTool.approval:type_name -> agentauthz.policy.v1.Approval
+	29, // 40: agentauthz.policy.v1.MCPTool.response:type_name -> agentauthz.policy.v1.ResponseRule
+	30, // 41: agentauthz.policy.v1.ResponseRule.redact:type_name -> agentauthz.policy.v1.ResponseRedaction
+	31, // 42: agentauthz.policy.v1.ResponseRule.agents:type_name -> agentauthz.policy.v1.ResponseAgentRule
+	30, // 43: agentauthz.policy.v1.ResponseAgentRule.redact:type_name -> agentauthz.policy.v1.ResponseRedaction
+	18, // 44: agentauthz.policy.v1.OpenAPIOperation.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	18, // 45: agentauthz.policy.v1.OpenAPIOperation.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	18, // 46: agentauthz.policy.v1.Route.ParamsEntry.value:type_name -> agentauthz.policy.v1.Param
+	18, // 47: agentauthz.policy.v1.Route.QueryEntry.value:type_name -> agentauthz.policy.v1.Param
+	16, // 48: agentauthz.policy.v1.GraphQLArguments.ArgsEntry.value:type_name -> agentauthz.policy.v1.GraphQLArgument
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_agentauthz_policy_v1_policy_proto_init() }
@@ -3355,13 +3701,15 @@ func file_agentauthz_policy_v1_policy_proto_init() {
 		(*Notifier_Webhook)(nil),
 	}
 	file_agentauthz_policy_v1_policy_proto_msgTypes[23].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[29].OneofWrappers = []any{}
+	file_agentauthz_policy_v1_policy_proto_msgTypes[31].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentauthz_policy_v1_policy_proto_rawDesc), len(file_agentauthz_policy_v1_policy_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   34,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
