@@ -177,7 +177,8 @@ func TestCheckAllow(t *testing.T) {
 				"  set header     authorization: [redacted]\n" +
 				"  remove header  cookie\n" +
 				"  remove header  proxy-authorization\n" +
-				"  remove header  every forwarded-context header (trust_forwarded_headers)\n"
+				"  remove header  every forwarded-context header (trust_forwarded_headers)\n" +
+				"  response rule  route:get-ticket (the answer is filtered: --response-file shows how)\n"
 			if r.stdout != want {
 				t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, want)
 			}
