@@ -59,6 +59,8 @@ type mcpTool struct {
 	shadow   bool
 	// response, when set, says what agents may read back of the tool's results.
 	response *responseRules
+	// oauthScopes are the OAuth scopes a call's access token must grant (besides the route's).
+	oauthScopes []string
 	// headers are the arguments revision 2026-07-28 mirrors into Mcp-Param-* headers, from the
 	// snapshot's x-mcp-header annotations.
 	headers []paramHeader
@@ -214,6 +216,7 @@ func (c *compiler) mcpTool(src *source, at string, srv *mcpServer, t *policyv1.M
 	tool := &mcpTool{
 		name: t.GetName(), rule: srv.name + "/" + t.GetName(), scope: c.scope(t.GetScope()), scopeName: t.GetScope(),
 		shadow: t.GetShadow() || src.policy.GetShadow(), perAgent: map[spiffeid.ID][]*jsonschema.Schema{},
+		oauthScopes: t.GetOauthScopes(),
 	}
 	ok := true
 	var shownFile []byte

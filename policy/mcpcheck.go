@@ -211,6 +211,17 @@ func (rt *route) checkTool(r *Request, ag *agent, t target.Target, vals *[maxPat
 		return decision.Denied(decision.CodeMCPTool,
 			"This tool needs scope "+tool.scopeName+", which you do not hold; do not retry it.")
 	}
+	if r.Token != nil {
+		for _, s := range tool.oauthScopes {
+			if !r.Token.HasScope(s) {
+				d := decision.Denied(decision.CodeOAuthScopeMissing,
+					"Your access token does not grant scope "+s+", which this tool needs; ask the authorization server for a token with "+
+						strings.Join(tool.oauthScopes, " ")+" and call the tool again.")
+				d.Challenge = rt.toolChallenges[tool.name]
+				return d
+			}
+		}
+	}
 	if d := checkParamHeaders(r, tool, msg); d.Code != "" {
 		return d
 	}

@@ -2,8 +2,10 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/go-jose/go-jose/v4"
@@ -273,13 +275,43 @@ func removeAgentCredential(g *decision.Grant, header string) {
 func (c *compiler) routeOAuth(src *source, at string, hs *host, r *policyv1.Route, cr *route) bool {
 	scopes := r.GetOauthScopes()
 	if hs.oauth == nil {
-		if len(scopes) == 0 {
-			return true
+		ok := true
+		if len(scopes) > 0 {
+			c.addf(src, at+".oauth_scopes", "host %s accepts no OAuth access tokens (oauth)", hs.name)
+			ok = false
 		}
-		c.addf(src, at+".oauth_scopes", "host %s accepts no OAuth access tokens (oauth)", hs.name)
-		return false
+		if cr.mcp != nil {
+			for _, name := range slices.Sorted(maps.Keys(cr.mcp.tools)) {
+				if len(cr.mcp.tools[name].oauthScopes) > 0 {
+					c.addf(src, at+".mcp", "tool %s of MCP server %s needs OAuth scopes (oauth_scopes), and host %s accepts no OAuth access tokens (oauth)", name, cr.mcp.name, hs.name)
+					ok = false
+				}
+			}
+		}
+		return ok
 	}
 	view := hs.oauth.For(cr.template)
+	if cr.mcp != nil {
+		// Each tool's challenge names the route's scopes and the tool's: what a token must grant
+		// to call it here.
+		for _, name := range slices.Sorted(maps.Keys(cr.mcp.tools)) {
+			tool := cr.mcp.tools[name]
+			if len(tool.oauthScopes) == 0 {
+				continue
+			}
+			hs.oauth.addScopes(view, tool.oauthScopes)
+			if cr.toolChallenges == nil {
+				cr.toolChallenges = map[string]string{}
+			}
+			all := slices.Clip(scopes)
+			for _, s := range tool.oauthScopes {
+				if !slices.Contains(all, s) {
+					all = append(all, s)
+				}
+			}
+			cr.toolChallenges[name] = bearerChallenge(view.params, "insufficient_scope", "", all)
+		}
+	}
 	if cr.template == "/" && hs.oauth.resource != "" {
 		// The host's root is the host as a resource: https://host names both.
 		cr.oauthResource = hs.oauth.resource

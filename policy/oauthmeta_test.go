@@ -54,6 +54,9 @@ func loadOAuthMCPPolicy(t *testing.T, text string) (*Snapshot, error) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "policy.yaml"), text)
 	iss.WriteJWKS(t, filepath.Join(dir, "corp-idp.jwks.json"))
+	writeFile(t, filepath.Join(dir, "helpdesk.tools.json"), `{"tools":[
+  {"name":"reset_password","inputSchema":{"type":"object","additionalProperties":false}},
+  {"name":"get_ticket","inputSchema":{"type":"object","additionalProperties":false}}]}`)
 	files, err := ReadPath(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -180,6 +183,71 @@ func TestOAuthResourceProblems(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), "list the MCP server's resource identifier https://mcp.acme.internal/mcp among its oauth.audiences") {
 			t.Errorf("%s: %v", name, err)
 		}
+	}
+}
+
+// TestOAuthToolScopes: a tool may need OAuth scopes of its own, besides the route's: a token
+// without them is refused with insufficient_scope naming the route's and the tool's; other
+// tools, and a certificate without a token, are not affected; the metadata lists them; a host
+// without OAuth cannot serve such a tool.
+func TestOAuthToolScopes(t *testing.T) {
+	text := strings.Replace(oauthMCPPolicy, `      - {allow: [initialize, notifications/initialized, tools/list], scope: tickets:read}
+`, `      - {allow: [initialize, notifications/initialized, tools/list], scope: tickets:read}
+    tools_snapshot: helpdesk.tools.json
+    tools:
+      - {name: reset_password, scope: tickets:read, oauth_scopes: [tickets.admin]}
+      - {name: get_ticket, scope: tickets:read}
+`, 1)
+	snap, err := loadOAuthMCPPolicy(t, text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	corp := snap.OAuthIssuers()[0]
+	helpdesk := spiffeid.RequireFromString("spiffe://acme.internal/agent/helpdesk")
+	call := func(tool string) []byte {
+		return []byte(`{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"` + tool + `","arguments":{}}}`)
+	}
+	for _, tc := range []struct {
+		name, tool string
+		scopes     []string // nil: no token
+		code       decision.Code
+		challenge  string
+	}{
+		{"a token without the tool's scope", "reset_password", []string{"mcp.tools"}, decision.CodeOAuthScopeMissing,
+			`Bearer resource_metadata="https://mcp.acme.internal/.well-known/oauth-protected-resource/mcp", error="insufficient_scope", scope="mcp.tools tickets.admin"`},
+		{"a token with it", "reset_password", []string{"mcp.tools", "tickets.admin"}, decision.CodeAllowed, ""},
+		{"another tool", "get_ticket", []string{"mcp.tools"}, decision.CodeAllowed, ""},
+		{"a certificate without a token", "reset_password", nil, decision.CodeAllowed, ""},
+	} {
+		r := &Request{Agent: helpdesk, Method: "POST", Host: "mcp.acme.internal", Target: "/mcp", Body: call(tc.tool),
+			Headers: headers{"content-type": "application/json", "accept": "application/json, text/event-stream", "mcp-protocol-version": "2025-11-25"}}
+		if tc.scopes != nil {
+			r.Token = &accesstoken.Token{Issuer: corp, Subject: "helpdesk-client", Scopes: tc.scopes, Audiences: []string{"https://mcp.acme.internal/mcp"}}
+		}
+		d := snap.Decide(r)
+		if d.Code != tc.code || d.Challenge != tc.challenge {
+			t.Errorf("%s: %s %q (%s), want %s %q", tc.name, d.Code, d.Challenge, d.Detail, tc.code, tc.challenge)
+		}
+		if d.Code == decision.CodeOAuthScopeMissing && (d.MCP == nil || d.Rule != "helpdesk/reset_password") {
+			t.Errorf("%s: rule %q, MCP call %+v; want the tool's, answered as JSON-RPC", tc.name, d.Rule, d.MCP)
+		}
+	}
+	d, _ := snap.OAuth("mcp.acme.internal").Metadata("GET", "/.well-known/oauth-protected-resource/mcp")
+	var md struct {
+		Scopes []string `json:"scopes_supported"`
+	}
+	if err := json.Unmarshal(d.Answer, &md); err != nil || !reflect.DeepEqual(md.Scopes, []string{"mcp.tools", "tickets.admin"}) {
+		t.Errorf("the MCP server's metadata lists scopes %v (%v), want the route's and the tool's", md.Scopes, err)
+	}
+
+	noOAuth := strings.Replace(text, `    oauth:
+      issuers: [partner-idp, corp-idp]
+      audiences: [https://mcp.acme.internal/mcp, https://mcp.acme.internal, mcp-internal]
+`, "", 1)
+	noOAuth = strings.Replace(noOAuth, ", oauth_scopes: [mcp.tools]}", "}", 1)
+	noOAuth = strings.Replace(noOAuth, ", oauth_scopes: [status.read]}", "}", 1)
+	if _, err := loadOAuthMCPPolicy(t, noOAuth); err == nil || !strings.Contains(err.Error(), "tool reset_password of MCP server helpdesk needs OAuth scopes") {
+		t.Errorf("a tool with OAuth scopes on a host without OAuth: %v", err)
 	}
 }
 

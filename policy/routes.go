@@ -46,6 +46,9 @@ type route struct {
 	// WWW-Authenticate challenge naming them.
 	oauthScopes    []string
 	scopeChallenge string
+	// toolChallenges, on an MCP route, are the insufficient_scope challenges of the tools with
+	// OAuth scopes, by tool name.
+	toolChallenges map[string]string
 	// oauthResource, on a route serving one of its host's OAuth resources (an MCP server's
 	// endpoint), is that resource's identifier: an access token must name it in its audience.
 	// audienceChallenge is the challenge refusing a token that does not.

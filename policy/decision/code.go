@@ -62,7 +62,7 @@ const (
 	// CodeOAuthResourceMetadata answers a request for a protected resource's metadata: a denial
 	// in that the request goes no further, served by agentauthz with status 200.
 	CodeOAuthResourceMetadata Code = "oauth_resource_metadata"
-	CodeResponseRefused      Code = "response_refused"
+	CodeResponseRefused       Code = "response_refused"
 )
 
 // CodeInfo is everything agentauthz says about one code.
@@ -113,7 +113,7 @@ var codes = [...]CodeInfo{
 	{CodeOAuthSubjectUnknown, 403, "Token subject is not an agent",
 		"A valid access token whose subject its issuer's `agents` maps to no agent."},
 	{CodeOAuthScopeMissing, 403, "OAuth scope missing",
-		"A route matched and the agent holds its scope, but the access token does not grant the route's `oauth_scopes`. The answer carries `WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"...\"` naming them."},
+		"A route matched and the agent holds its scope, but the access token does not grant the route's `oauth_scopes` (or, for an MCP tool call, the tool's). The answer carries `WWW-Authenticate: Bearer error=\"insufficient_scope\", scope=\"...\"` naming them."},
 
 	// The request line.
 	{CodeRequestMalformed, 400, "Malformed request",

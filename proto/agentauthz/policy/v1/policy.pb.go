@@ -2695,7 +2695,14 @@ type MCPTool struct {
 	// What an agent may read back of the tool's results: the rule applies to a tools/call
 	// result's structuredContent and to each text content item, whose text must be JSON
 	// (docs/responses.md).
-	Response      *ResponseRule `protobuf:"bytes,9,opt,name=response,proto3" json:"response,omitempty"`
+	Response *ResponseRule `protobuf:"bytes,9,opt,name=response,proto3" json:"response,omitempty"`
+	// OAuth scopes the access token must grant to call this tool, every one, besides the route's
+	// (Route.oauth_scopes) and the agent's scope: least privilege on the issuer's side, per tool.
+	// A token without them is refused with 403 oauth_scope_missing, as the tool's JSON-RPC error,
+	// and a WWW-Authenticate challenge naming them (error="insufficient_scope"), MCP's step-up.
+	// Applies to calls that carry an access token; every host the server is bound to must accept
+	// them (Host.oauth).
+	OauthScopes   []string `protobuf:"bytes,10,rep,name=oauth_scopes,json=oauthScopes,proto3" json:"oauth_scopes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2789,6 +2796,13 @@ func (x *MCPTool) GetDescription() string {
 func (x *MCPTool) GetResponse() *ResponseRule {
 	if x != nil {
 		return x.Response
+	}
+	return nil
+}
+
+func (x *MCPTool) GetOauthScopes() []string {
+	if x != nil {
+		return x.OauthScopes
 	}
 	return nil
 }
@@ -3510,7 +3524,7 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\n" +
 	"MCPMethods\x12C\n" +
 	"\x05allow\x18\x01 \x03(\tB-\xbaH*\x92\x01'\b\x01\x18\x01\"!r\x1f2\x1d^[a-z][A-Za-z0-9_/.-]{0,127}$R\x05allow\x12;\n" +
-	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"\xe3\x03\n" +
+	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\"\xac\x04\n" +
 	"\aMCPTool\x121\n" +
 	"\x04name\x18\x01 \x01(\tB\x1d\xbaH\x1ar\x18\x10\x01\x18\x80\x012\x11^[A-Za-z0-9_.-]+$R\x04name\x12;\n" +
 	"\x05scope\x18\x02 \x01(\tB%\xbaH\"r 2\x1e^[a-z0-9][a-z0-9:._/-]{0,127}$R\x05scope\x123\n" +
@@ -3520,7 +3534,9 @@ const file_agentauthz_policy_v1_policy_proto_rawDesc = "" +
 	"\x06shadow\x18\x06 \x01(\bR\x06shadow\x122\n" +
 	"\x15show_tightened_schema\x18\a \x01(\bR\x13showTightenedSchema\x12*\n" +
 	"\vdescription\x18\b \x01(\tB\b\xbaH\x05r\x03\x18\x80\bR\vdescription\x12>\n" +
-	"\bresponse\x18\t \x01(\v2\".agentauthz.policy.v1.ResponseRuleR\bresponse\"z\n" +
+	"\bresponse\x18\t \x01(\v2\".agentauthz.policy.v1.ResponseRuleR\bresponse\x12G\n" +
+	"\foauth_scopes\x18\n" +
+	" \x03(\tB$\xbaH!\x92\x01\x1e\x10\x10\x18\x01\"\x18r\x162\x14^[!#-\\[\\]-~]{1,128}$R\voauthScopes\"z\n" +
 	"\x11MCPAgentArguments\x121\n" +
 	"\x06agents\x18\x01 \x03(\tB\x19\xbaH\x16\x92\x01\x13\b\x01\x18\x01\"\rr\v:\tspiffe://R\x06agents\x122\n" +
 	"\x10arguments_schema\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x0fargumentsSchema\"h\n" +
