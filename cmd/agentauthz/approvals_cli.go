@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -15,13 +14,16 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/agentauthz/agentauthz/internal/approval"
 )
 
 // ApproverTokenEnv holds the approver's bearer token for `agentauthz approvals`.
 const ApproverTokenEnv = "AGENTAUTHZ_APPROVER_TOKEN"
 
-const approvalsUsage = `Usage:
+const approvalsLong = `List, show, approve or deny the requests a running agentauthz holds for approval.
+
   agentauthz approvals list [--state pending|approved|denied|expired|used] [--limit N] [--cursor C | --all]
   agentauthz approvals show ID
   agentauthz approvals approve ID [--comment TEXT]
@@ -34,8 +36,8 @@ Every command takes --url, the HTTP listener of agentauthz serve (default
 http://127.0.0.1:9002), and the approver's token from $AGENTAUTHZ_APPROVER_TOKEN (or --token,
 which other users of this machine may see in the process list).
 
-Exit status: 0 done, 1 refused by the server (not signed in, not an approver, no such approval,
-already decided, expired), 2 bad usage or the server could not be reached.
+Exit status: 0 done, 3 refused by the server (not signed in, not an approver, no such approval,
+already decided, expired), 1 the server could not be reached or cannot decide now, 2 bad usage.
 `
 
 // approvalsClient calls the approval API of a running agentauthz.
@@ -53,40 +55,35 @@ type apiError struct {
 
 func (e *apiError) Error() string { return e.msg }
 
-func runApprovals(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, approvalsUsage)
-		return exitUsage
-	}
-	sub, args := args[0], args[1:]
-	switch sub {
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, approvalsUsage)
-		return exitOK
-	case "list", "show", "approve", "deny":
-	default:
-		fmt.Fprintf(stderr, "agentauthz approvals: unknown command %q; run agentauthz approvals --help\n", sub)
-		return exitUsage
-	}
-	fs := flag.NewFlagSet("approvals "+sub, flag.ContinueOnError)
-	base := fs.String("url", "http://127.0.0.1:9002", "base URL of agentauthz's HTTP listener")
-	token := fs.String("token", "", "approver's bearer token (default $"+ApproverTokenEnv+")")
-	var state, comment, cursor *string
-	var limit *int
-	var all *bool
+// approvalsOptions are the flags of agentauthz approvals: --url and --token for every
+// command, the others for the command that has them.
+type approvalsOptions struct {
+	base, token           string
+	state, cursor, comment string
+	limit                 int
+	all                   bool
+}
+
+func (o *approvalsOptions) addCommonFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.base, "url", "http://127.0.0.1:9002", "base URL of agentauthz's HTTP listener")
+	fs.StringVar(&o.token, "token", "", "approver's bearer token (default $"+ApproverTokenEnv+")")
+}
+
+func (o *approvalsOptions) addFlags(fs *pflag.FlagSet, sub string) {
 	switch sub {
 	case "list":
-		state = fs.String("state", "", "list only approvals in this state: pending, approved, denied, expired or used")
-		limit = fs.Int("limit", 50, "list at most this many approvals (1 to 500), the newest")
-		cursor = fs.String("cursor", "", "list the page after the one that printed this cursor")
-		all = fs.Bool("all", false, "list every approval, page by page")
+		fs.StringVar(&o.state, "state", "", "list only approvals in this state: pending, approved, denied, expired or used")
+		fs.IntVar(&o.limit, "limit", 50, "list at most this many approvals (1 to 500), the newest")
+		fs.StringVar(&o.cursor, "cursor", "", "list the page after the one that printed this cursor")
+		fs.BoolVar(&o.all, "all", false, "list every approval, page by page")
 	case "approve", "deny":
-		comment = fs.String("comment", "", "a comment for the record (shown to the agent on a denial)")
+		fs.StringVar(&o.comment, "comment", "", "a comment for the record (shown to the agent on a denial)")
 	}
-	pos, ok, code := parseInterleaved(fs, args, stderr)
-	if !ok {
-		return code
-	}
+}
+
+// runApprovals runs approvals sub (list, show, approve or deny) with the arguments pos.
+func runApprovals(sub string, o *approvalsOptions, pos []string, stdout, stderr io.Writer) int {
+	state, comment, cursor, limit, all, base, token := &o.state, &o.comment, &o.cursor, &o.limit, &o.all, &o.base, &o.token
 	fail := func(format string, a ...any) int {
 		fmt.Fprintf(stderr, "agentauthz approvals %s: %s\n", sub, fmt.Sprintf(format, a...))
 		return exitUsage
@@ -107,13 +104,13 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 			return fail("%q is not an approval id (apr_ and 26 letters and digits)", approval.Visible(id))
 		}
 	}
-	if state != nil && *state != "" && !approval.ValidState(approval.State(*state)) {
+	if *state != "" && !approval.ValidState(approval.State(*state)) {
 		return fail("--state %q: use pending, approved, denied, expired or used", approval.Visible(*state))
 	}
-	if limit != nil && (*limit < 1 || *limit > 500) {
+	if sub == "list" && (*limit < 1 || *limit > 500) {
 		return fail("--limit %d: list 1 to 500 approvals at a time", *limit)
 	}
-	if cursor != nil && *cursor != "" {
+	if *cursor != "" {
 		if _, err := approval.ParseCursor(*cursor); err != nil {
 			return fail("--cursor %q is not a cursor agentauthz approvals list printed", approval.Visible(*cursor))
 		}
@@ -121,7 +118,7 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 			return fail("--cursor and --all go separately")
 		}
 	}
-	if comment != nil && len(*comment) > 2000 {
+	if len(*comment) > 2000 {
 		return fail("--comment is longer than 2000 bytes")
 	}
 	u, err := url.Parse(*base)
@@ -150,29 +147,10 @@ func runApprovals(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case errors.As(err, &refused) && refused.status != http.StatusServiceUnavailable && refused.status != http.StatusBadRequest:
 		fmt.Fprintf(stderr, "agentauthz approvals %s: %s\n", sub, err)
-		return exitDeny
+		return exitDenied
 	default:
 		fmt.Fprintf(stderr, "agentauthz approvals %s: %s\n", sub, err)
-		return exitUsage
-	}
-}
-
-// parseInterleaved parses flags wherever they appear among the arguments, so that
-// "approve ID --comment C" works, and returns the other arguments.
-func parseInterleaved(fs *flag.FlagSet, args []string, stderr io.Writer) (pos []string, ok bool, code int) {
-	for {
-		if ok, code := parseFlags(fs, args, stderr); !ok {
-			return nil, false, code
-		}
-		rest := fs.Args()
-		if len(rest) == 0 {
-			return pos, true, exitOK
-		}
-		if len(args) > len(rest) && args[len(args)-len(rest)-1] == "--" {
-			return append(pos, rest...), true, exitOK // everything after -- is an argument
-		}
-		pos = append(pos, rest[0])
-		args = rest[1:]
+		return exitError
 	}
 }
 

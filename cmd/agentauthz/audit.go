@@ -2,19 +2,17 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/agentauthz/agentauthz/internal/audit"
 )
 
-const auditUsage = `Usage:
-  agentauthz audit verify [--key FILE] [--from HEAD] [--head HEAD]... FILE...
-
-verify checks that audit logs are intact: every line a well-formed record whose hash matches
+const auditVerifyLong = `Verify checks that audit logs are intact: every line a well-formed record whose hash matches
 its content, each chained to the one before, its sequence number one more. Several files are
 one chain, in the order given: rotated files oldest first (FILE.<16 digits> in name order),
 then the current FILE, e.g.  agentauthz audit verify decisions.log.* decisions.log
@@ -33,25 +31,9 @@ agentauthz_decision_log_head_sequence, GET /v1/decision-log/head), a bare HASH o
                 must hold it, unchanged. Without one, records removed from the end of a log
                 cannot be detected.
 
-Exit code: 0 intact, 1 tampered, 2 bad usage, an unreadable file, or a keyed log without --key.
+Exit status: 0 intact, 6 tampered (not intact), 1 an unreadable file, 2 bad usage or a keyed
+log without --key.
 `
-
-func runAudit(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprintln(stderr, "agentauthz audit: name a subcommand: verify; run agentauthz audit --help")
-		return exitUsage
-	}
-	switch args[0] {
-	case "verify":
-		return runAuditVerify(args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, auditUsage)
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "agentauthz audit: unknown subcommand %q; run agentauthz audit --help\n", args[0])
-		return exitUsage
-	}
-}
 
 // headFlag is a --from or --head: SEQ:HASH, HASH or SEQ, hex digits of either case.
 type headFlag struct {
@@ -67,6 +49,8 @@ func (h *headFlag) String() string {
 	return strings.Join(s, ",")
 }
 
+func (h *headFlag) Type() string { return "HEAD" }
+
 func (h *headFlag) Set(s string) error {
 	head, err := audit.ParseHead(s)
 	if err != nil {
@@ -79,16 +63,21 @@ func (h *headFlag) Set(s string) error {
 	return nil
 }
 
-func runAuditVerify(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("audit verify", flag.ContinueOnError)
-	from, heads := headFlag{one: true}, headFlag{}
-	fs.Var(&from, "from", "the `HEAD` the first FILE starts from (default: the start of a chain)")
-	fs.Var(&heads, "head", "a `HEAD` exported earlier that the chain must hold (repeatable)")
-	keyFile := fs.String("key", "", "the key `FILE` of a keyed log")
-	if ok, code := parseFlags(fs, args, stderr); !ok {
-		return code
-	}
-	files := fs.Args()
+// auditVerifyOptions are the flags of agentauthz audit verify.
+type auditVerifyOptions struct {
+	from, heads headFlag
+	keyFile     string
+}
+
+func (o *auditVerifyOptions) addFlags(fs *pflag.FlagSet) {
+	o.from.one = true
+	fs.Var(&o.from, "from", "the `HEAD` the first FILE starts from (default: the start of a chain)")
+	fs.Var(&o.heads, "head", "a `HEAD` exported earlier that the chain must hold (repeatable)")
+	fs.StringVar(&o.keyFile, "key", "", "the key `FILE` of a keyed log")
+}
+
+func runAuditVerify(o *auditVerifyOptions, files []string, stdout, stderr io.Writer) int {
+	from, heads, keyFile := o.from, o.heads, &o.keyFile
 	if len(files) == 0 {
 		fmt.Fprintln(stderr, "agentauthz audit verify: name at least one audit log file")
 		return exitUsage
@@ -101,7 +90,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 		key, err := audit.ReadKey(*keyFile)
 		if err != nil {
 			fmt.Fprintf(stderr, "agentauthz audit verify: --key: %v\n", err)
-			return exitUsage
+			return exitError
 		}
 		opts.Key = key
 	}
@@ -123,7 +112,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 		switch {
 		case errors.As(err, &ve):
 			fmt.Fprintf(stdout, "%s: %v\n", name, ve)
-			status = max(status, exitDeny)
+			status = exitTampered
 			broken = name
 		case errors.Is(err, audit.ErrKeyNeeded):
 			fmt.Fprintf(stderr, "agentauthz audit verify: %s: the log is keyed (hmac): give its key with --key FILE\n", name)
@@ -131,7 +120,7 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 			broken = name
 		case err != nil:
 			fmt.Fprintf(stderr, "agentauthz audit verify: %v\n", err)
-			status = exitUsage
+			status = exitError
 			broken = name
 		case i == len(files)-1:
 			lastOK = fmt.Sprintf("%s: ok, %d records, head %s\n", name, n, v.Head())
@@ -146,11 +135,11 @@ func runAuditVerify(args []string, stdout, stderr io.Writer) int {
 		var ve *audit.VerifyError
 		if errors.As(err, &ve) {
 			fmt.Fprintf(stdout, "%s: %v\n", files[len(files)-1], ve)
-			return exitDeny
+			return exitTampered
 		}
 		fmt.Fprint(stdout, lastOK)
 		fmt.Fprintf(stderr, "agentauthz audit verify: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	fmt.Fprint(stdout, lastOK)
 	for _, f := range v.Found() {

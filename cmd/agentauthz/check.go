@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,7 @@ import (
 	"strings"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/spf13/pflag"
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.yaml.in/yaml/v3"
 
@@ -32,6 +32,8 @@ type headerFlags map[string]string
 
 func (h headerFlags) String() string { return "" }
 
+func (h headerFlags) Type() string { return "\"name: value\"" }
+
 func (h headerFlags) Set(s string) error {
 	k, v, ok := strings.Cut(s, ":")
 	if !ok || strings.TrimSpace(k) == "" {
@@ -41,111 +43,129 @@ func (h headerFlags) Set(s string) error {
 	return nil
 }
 
-func runCheck(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	policyPath := fs.String("policy", "", "policy file or directory (default: the embedded demo policy)")
-	reqFile := fs.String("request", "", "YAML or JSON file describing the request (principal, method, host, path, headers, body)")
-	checkReqFile := fs.String("check-request", "", "protojson file holding the CheckRequest Envoy sends (as captured from Envoy or grpcurl); the whole request")
-	var r extauthz.HTTPRequest
-	headers := headerFlags{}
-	fs.StringVar(&r.Principal, "agent", "", "the agent's SPIFFE ID")
-	fs.StringVar(&r.Method, "method", "GET", "HTTP method")
-	fs.StringVar(&r.Host, "host", "", "host (:authority)")
-	fs.StringVar(&r.Path, "path", "", "raw path with query, e.g. '/v1/tickets?status=open'")
-	fs.Var(headers, "header", "request header \"name: value\" (repeatable)")
-	fs.StringVar(&r.Body, "body", "", "request body")
-	var mcp policytest.MCP
-	var mcpArgs, mcpParams string
-	fs.StringVar(&mcp.Tool, "mcp-tool", "", "on an MCP route: call this tool (a JSON-RPC tools/call POST built for you)")
-	fs.StringVar(&mcpArgs, "mcp-args", "", "on an MCP route: the tool's arguments, a JSON object")
-	fs.StringVar(&mcp.Method, "mcp-method", "", "on an MCP route: send this JSON-RPC method instead of a tool call (tools/list, resources/read, ...)")
-	fs.StringVar(&mcpParams, "mcp-params", "", "on an MCP route: the method's params, a JSON object")
-	fs.StringVar(&mcp.Version, "mcp-version", "", "on an MCP route: the MCP-Protocol-Version (default 2025-11-25)")
-	resp := addResponseFlags(fs)
-	explain := fs.Bool("explain", false, "show which rules were considered and why each matched or not")
-	var bundles multiFlag
-	fs.Var(&bundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate a JWT-SVID the request carries (repeatable)")
-	tokenFile := fs.String("token", "", "file holding an OAuth access token the request carries as Authorization: Bearer; validated against its issuer's keys (the policy's jwks_file, or fetched from the issuer)")
-	claimsFile := fs.String("claims", "", "YAML or JSON file of an access token's claims, signed offline and sent as Authorization: Bearer (exp, nbf, iat may be durations from now)")
-	if ok, code := parseFlags(fs, args, stderr); !ok {
-		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "agentauthz check: unexpected argument %q\n", fs.Arg(0))
+// checkOptions are the flags of agentauthz check.
+type checkOptions struct {
+	policyPath, reqFile, checkReqFile string
+	r                                 extauthz.HTTPRequest
+	headers                           headerFlags
+	mcp                               policytest.MCP
+	mcpArgs, mcpParams                string
+	explain                           bool
+	bundles                           multiFlag
+	tokenFile, claimsFile             string
+	output                            string
+	failOnDeny                        bool
+	resp                              *responseFlags
+}
+
+func (o *checkOptions) addFlags(fs *pflag.FlagSet) {
+	o.headers = headerFlags{}
+	fs.StringVar(&o.policyPath, "policy", "", "policy file or directory (default: the embedded demo policy)")
+	fs.StringVar(&o.reqFile, "request", "", "YAML or JSON file describing the request (principal, method, host, path, headers, body)")
+	fs.StringVar(&o.checkReqFile, "check-request", "", "protojson file holding the CheckRequest Envoy sends (as captured from Envoy or grpcurl); the whole request")
+	fs.StringVar(&o.r.Principal, "agent", "", "the agent's SPIFFE ID")
+	fs.StringVar(&o.r.Method, "method", "GET", "HTTP method")
+	fs.StringVar(&o.r.Host, "host", "", "host (:authority)")
+	fs.StringVar(&o.r.Path, "path", "", "raw path with query, e.g. '/v1/tickets?status=open'")
+	fs.Var(o.headers, "header", "request header \"name: value\" (repeatable)")
+	fs.StringVar(&o.r.Body, "body", "", "request body")
+	fs.StringVar(&o.mcp.Tool, "mcp-tool", "", "on an MCP route: call this tool (a JSON-RPC tools/call POST built for you)")
+	fs.StringVar(&o.mcpArgs, "mcp-args", "", "on an MCP route: the tool's arguments, a JSON object")
+	fs.StringVar(&o.mcp.Method, "mcp-method", "", "on an MCP route: send this JSON-RPC method instead of a tool call (tools/list, resources/read, ...)")
+	fs.StringVar(&o.mcpParams, "mcp-params", "", "on an MCP route: the method's params, a JSON object")
+	fs.StringVar(&o.mcp.Version, "mcp-version", "", "on an MCP route: the MCP-Protocol-Version (default 2025-11-25)")
+	o.resp = addResponseFlags(fs)
+	fs.BoolVar(&o.explain, "explain", false, "show which rules were considered and why each matched or not, and why an approval condition (when) held or not")
+	fs.Var(&o.bundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate a JWT-SVID the request carries (repeatable)")
+	fs.StringVar(&o.tokenFile, "token", "", "file holding an OAuth access token the request carries as Authorization: Bearer; validated against its issuer's keys (the policy's jwks_file, or fetched from the issuer)")
+	fs.StringVar(&o.claimsFile, "claims", "", "YAML or JSON file of an access token's claims, signed offline and sent as Authorization: Bearer (exp, nbf, iat may be durations from now)")
+	fs.StringVarP(&o.output, "output", "o", "text", "how to print the decision: text, or json (one JSON object, see the CLI reference)")
+	fs.BoolVar(&o.failOnDeny, "fail-on-deny", false, "exit with status 3 when the request is denied (default: a deny is a decision, exit status 0)")
+}
+
+// runCheck decides one request offline and prints the decision.
+func runCheck(o *checkOptions, fs *pflag.FlagSet, args []string, stdout, stderr io.Writer) int {
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "agentauthz check: "+format+"\n", a...)
 		return exitUsage
 	}
-	if *tokenFile != "" && *claimsFile != "" {
-		fmt.Fprintln(stderr, "agentauthz check: give --token or --claims, not both")
-		return exitUsage
+	fail := func(err error) int {
+		fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
+		return exitError
+	}
+	r, mcp := o.r, o.mcp
+	if len(args) > 0 {
+		return usage("unexpected argument %q", args[0])
+	}
+	if o.output != "text" && o.output != "json" {
+		return usage("-o %q: use text or json", o.output)
+	}
+	if o.tokenFile != "" && o.claimsFile != "" {
+		return usage("give --token or --claims, not both")
+	}
+	if o.resp.file != "" && o.output == "json" {
+		return usage("--response-file prints text; drop -o json")
 	}
 	var cr *authv3.CheckRequest
 	switch {
-	case *checkReqFile != "":
+	case o.checkReqFile != "":
 		if given := requestFlags(fs); len(given) > 0 {
-			fmt.Fprintf(stderr, "agentauthz check: --check-request is the whole request; drop %s\n", strings.Join(given, ", "))
-			return exitUsage
+			return usage("--check-request is the whole request; drop %s", strings.Join(given, ", "))
 		}
 		var err error
-		if cr, err = policytest.ReadCheckRequest(*checkReqFile); err != nil {
-			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
-			return exitUsage
+		if cr, err = policytest.ReadCheckRequest(o.checkReqFile); err != nil {
+			return fail(err)
 		}
-	case *reqFile != "":
+	case o.reqFile != "":
+		if given := requestFileFlags(fs); len(given) > 0 {
+			return usage("--request is the whole request; drop %s or put it in %s", strings.Join(given, ", "), o.reqFile)
+		}
 		var err error
-		if r, err = readRequestFile(*reqFile); err != nil {
-			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
-			return exitUsage
+		if r, err = readRequestFile(o.reqFile); err != nil {
+			return fail(err)
 		}
 	default:
-		r.Headers = headers
+		r.Headers = o.headers
 		if r.Host == "" || r.Path == "" {
-			fmt.Fprintln(stderr, "agentauthz check: give --request FILE, --check-request FILE, or at least --host and --path")
-			return exitUsage
+			return usage("give --request FILE, --check-request FILE, or at least --host and --path")
 		}
 		if mcpGiven(fs) {
 			if given := mcpConflicts(fs); len(given) > 0 {
-				fmt.Fprintf(stderr, "agentauthz check: the --mcp-* flags build the method and body; drop %s\n", strings.Join(given, ", "))
-				return exitUsage
+				return usage("the --mcp-* flags build the method and body; drop %s", strings.Join(given, ", "))
 			}
 			for _, f := range []struct {
 				flag, text string
 				into       *map[string]any
-			}{{"--mcp-args", mcpArgs, &mcp.Arguments}, {"--mcp-params", mcpParams, &mcp.Params}} {
+			}{{"--mcp-args", o.mcpArgs, &mcp.Arguments}, {"--mcp-params", o.mcpParams, &mcp.Params}} {
 				if f.text == "" {
 					continue
 				}
 				if err := json.Unmarshal([]byte(f.text), f.into); err != nil {
-					fmt.Fprintf(stderr, "agentauthz check: %s is not a JSON object: %v\n", f.flag, err)
-					return exitUsage
+					return usage("%s is not a JSON object: %s", f.flag, jsonProblem(err))
 				}
 			}
 			if err := mcp.Apply(&r); err != nil {
-				fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
-				return exitUsage
+				return usage("%v", err)
 			}
 		}
 	}
-	if (*tokenFile != "" || *claimsFile != "") && hasHeader(r.Headers, "authorization") {
-		fmt.Fprintln(stderr, "agentauthz check: --token and --claims are sent as the authorization header; drop the request's own")
-		return exitUsage
+	if (o.tokenFile != "" || o.claimsFile != "") && hasHeader(r.Headers, "authorization") {
+		return usage("--token and --claims are sent as the authorization header; drop the request's own")
 	}
 
-	snap, err := loadOffline(*policyPath)
+	snap, err := loadOffline(o.policyPath)
 	if err != nil {
-		printLoadError(stderr, "check", err)
-		return exitUsage
+		return printLoadError(stderr, "check", err)
 	}
 	// check may fetch issuers' keys: it validates a real token as the server would.
-	e, claims, err := offlineEngine(snap, bundles, oauthkeys.New(oauthkeys.Config{}))
+	e, claims, err := offlineEngine(snap, o.bundles, oauthkeys.New(oauthkeys.Config{}))
 	if err != nil {
-		fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
-		return exitUsage
+		return fail(err)
 	}
 	if cr == nil {
-		tok, err := checkToken(*tokenFile, *claimsFile, claims)
+		tok, err := checkToken(o.tokenFile, o.claimsFile, claims)
 		if err != nil {
-			fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
-			return exitUsage
+			return fail(err)
 		}
 		if tok != "" {
 			h := make(map[string]string, len(r.Headers)+1)
@@ -158,39 +178,45 @@ func runCheck(args []string, stdout, stderr io.Writer) int {
 		cr = r.CheckRequest()
 	}
 	req := extauthz.ReadRequest(cr)
-	req.Explain = *explain
+	req.Explain = o.explain
 	res := e.Decide(context.Background(), &req)
-	for _, s := range res.Explain {
-		fmt.Fprintln(stdout, s)
-	}
 	d := res.Decision
-	printDecision(stdout, &d)
-	if d.ShadowRule != "" {
-		fmt.Fprintf(stdout, "  shadow rule %s would decide %s %s (not enforced)\n", d.ShadowRule, d.ShadowOutcome, d.ShadowCode)
+	if o.output == "json" {
+		if err := writeCheckJSON(stdout, &res); err != nil {
+			return fail(err)
+		}
+	} else {
+		for _, s := range res.Explain {
+			fmt.Fprintln(stdout, s)
+		}
+		printDecision(stdout, &d)
+		if d.ShadowRule != "" {
+			fmt.Fprintf(stdout, "  shadow rule %s would decide %s %s (not enforced)\n", d.ShadowRule, d.ShadowOutcome, d.ShadowCode)
+		}
+		if d.Approval != nil {
+			fmt.Fprintln(stdout, "  (offline: the approval is held in memory only; a server holds it in its approval store)")
+		}
 	}
-	if d.Approval != nil {
-		fmt.Fprintln(stdout, "  (offline: the approval is held in memory only; a server holds it in its approval store)")
+	if o.resp.file != "" {
+		return o.resp.apply(e, &res, o.failOnDeny, stdout, stderr)
 	}
-	if resp.file != "" {
-		return resp.apply(e, &res, stdout, stderr)
+	if !d.Allowed() && o.failOnDeny {
+		return exitDenied
 	}
-	if d.Allowed() {
-		return exitOK
-	}
-	return exitDeny
+	return exitOK
 }
 
 // mcpGiven reports whether any --mcp-* flag was given.
-func mcpGiven(fs *flag.FlagSet) bool {
+func mcpGiven(fs *pflag.FlagSet) bool {
 	given := false
-	fs.Visit(func(f *flag.Flag) { given = given || strings.HasPrefix(f.Name, "mcp-") })
+	fs.Visit(func(f *pflag.Flag) { given = given || strings.HasPrefix(f.Name, "mcp-") })
 	return given
 }
 
 // mcpConflicts lists the flags given that an MCP message replaces.
-func mcpConflicts(fs *flag.FlagSet) []string {
+func mcpConflicts(fs *pflag.FlagSet) []string {
 	var given []string
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		if f.Name == "method" || f.Name == "body" {
 			given = append(given, "--"+f.Name)
 		}
@@ -199,9 +225,9 @@ func mcpConflicts(fs *flag.FlagSet) []string {
 }
 
 // requestFlags lists the flags given that describe the request, which --check-request replaces.
-func requestFlags(fs *flag.FlagSet) []string {
+func requestFlags(fs *pflag.FlagSet) []string {
 	var given []string
-	fs.Visit(func(f *flag.Flag) {
+	fs.Visit(func(f *pflag.Flag) {
 		switch f.Name {
 		case "request", "agent", "method", "host", "path", "header", "body", "token", "claims",
 			"mcp-tool", "mcp-args", "mcp-method", "mcp-params", "mcp-version":
@@ -210,6 +236,24 @@ func requestFlags(fs *flag.FlagSet) []string {
 	})
 	return given
 }
+
+// requestFileFlags lists the flags given that describe the request line, which --request
+// replaces: the file is the whole request, and a flag beside it would be silently ignored or
+// silently win. --token and --claims are not among them: they add the authorization header.
+func requestFileFlags(fs *pflag.FlagSet) []string {
+	var given []string
+	fs.Visit(func(f *pflag.Flag) {
+		switch f.Name {
+		case "agent", "method", "host", "path", "header", "body",
+			"mcp-tool", "mcp-args", "mcp-method", "mcp-params", "mcp-version":
+			given = append(given, "--"+f.Name)
+		}
+	})
+	return given
+}
+
+// requestFields are the keys of a --request file.
+var requestFields = []string{"principal", "method", "host", "path", "headers", "body", "protocol"}
 
 func readRequestFile(path string) (extauthz.HTTPRequest, error) {
 	var r extauthz.HTTPRequest
@@ -221,11 +265,7 @@ func readRequestFile(path string) (extauthz.HTTPRequest, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&r); err != nil {
 		// A TypeError lists one problem a line; the command prints one line.
-		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			return r, fmt.Errorf("%s: %s", path, strings.Join(te.Errors, "; "))
-		}
-		return r, fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		return r, fmt.Errorf("%s: %s", path, yamlProblem(err, requestFields))
 	}
 	return r, nil
 }
@@ -340,15 +380,6 @@ func printDecision(w io.Writer, d *decision.Decision) {
 		for _, q := range d.RemoveQuery {
 			fmt.Fprintf(w, "  strip query    %s\n", q)
 		}
-		if d.Response != "" {
-			key, _, _ := strings.Cut(d.Response, "@")
-			fmt.Fprintf(w, "  response rule  %s (the answer is filtered: --response-file shows how)\n", key)
-		}
-		return
-	}
-	if d.Answer != nil {
-		// agentauthz answers the request itself (a protected resource's metadata).
-		fmt.Fprintf(w, "answer %d %s\n  %s\n  %s\n", d.Status(), d.Code, d.Detail, d.Answer)
 		return
 	}
 	fmt.Fprintf(w, "deny %d %s  rule=%s\n  %s\n", d.Status(), d.Code, rule, d.Detail)
@@ -371,15 +402,18 @@ func printDecision(w io.Writer, d *decision.Decision) {
 	}
 }
 
-// printLoadError prints every problem of a policy that did not load, or the one error.
-func printLoadError(w io.Writer, cmd string, err error) {
+// printLoadError prints every problem of a policy that did not load, or the one error, and
+// returns the exit code: exitProblems for a policy with problems, exitError for one that could
+// not be read.
+func printLoadError(w io.Writer, cmd string, err error) int {
 	var problems policy.Problems
 	if errors.As(err, &problems) {
 		for _, p := range problems {
 			fmt.Fprintln(w, p)
 		}
 		fmt.Fprintf(w, "agentauthz %s: the policy has %d problem(s)\n", cmd, len(problems))
-		return
+		return exitProblems
 	}
 	fmt.Fprintf(w, "agentauthz %s: %v\n", cmd, err)
+	return exitError
 }

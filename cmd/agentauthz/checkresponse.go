@@ -2,10 +2,11 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/spf13/pflag"
 
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/policytest"
@@ -18,7 +19,7 @@ type responseFlags struct {
 	status                      int
 }
 
-func addResponseFlags(fs *flag.FlagSet) *responseFlags {
+func addResponseFlags(fs *pflag.FlagSet) *responseFlags {
 	f := &responseFlags{}
 	fs.StringVar(&f.file, "response-file", "", "a file holding the upstream's answer to the request: show what the agent reads of it under the route's or tool's response rule")
 	fs.IntVar(&f.status, "response-status", 200, "with --response-file: the answer's HTTP status")
@@ -28,16 +29,20 @@ func addResponseFlags(fs *flag.FlagSet) *responseFlags {
 }
 
 // apply shows what the agent reads of the answer, and returns check's exit code: a refused
-// answer is a deny.
-func (f *responseFlags) apply(e *engine.Engine, res *engine.Result, stdout, stderr io.Writer) int {
+// answer is a deny, a decision like any other (exit status 0, or 3 with failOnDeny).
+func (f *responseFlags) apply(e *engine.Engine, res *engine.Result, failOnDeny bool, stdout, stderr io.Writer) int {
+	denied := exitOK
+	if failOnDeny {
+		denied = exitDenied
+	}
 	if !res.Decision.Allowed() {
 		fmt.Fprintln(stdout, "response: the request is denied, so no answer comes back")
-		return exitDeny
+		return denied
 	}
 	body, err := os.ReadFile(f.file)
 	if err != nil {
 		fmt.Fprintf(stderr, "agentauthz check: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	got := policytest.ApplyResponse(context.Background(), e, res, &policytest.Response{Status: f.status,
 		ContentType: f.contentType, ContentEncoding: f.encoding, Body: string(body)})
@@ -61,7 +66,7 @@ func (f *responseFlags) apply(e *engine.Engine, res *engine.Result, stdout, stde
 	}
 	fmt.Fprintf(stdout, "%s\n", got.Body)
 	if got.Outcome == response.Refused && !got.Shadow {
-		return exitDeny
+		return denied
 	}
 	return exitOK
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,26 +11,22 @@ import (
 // runGraphQLID prints the persisted-operation id of GraphQL documents, for a GraphQL API's
 // persisted list: agentauthz graphql-id FILE...
 func runGraphQLID(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("graphql-id", flag.ContinueOnError)
-	if ok, code := parseFlags(fs, args, stderr); !ok {
-		return code
-	}
-	if fs.NArg() == 0 {
+	if len(args) == 0 {
 		fmt.Fprintln(stderr, "agentauthz graphql-id: name at least one file holding a GraphQL document")
 		return exitUsage
 	}
 	status := exitOK
-	for _, name := range fs.Args() {
+	for _, name := range args {
 		doc, err := os.ReadFile(name)
 		if err != nil {
 			fmt.Fprintf(stderr, "agentauthz graphql-id: %v\n", err)
-			status = exitUsage
+			status = exitError
 			continue
 		}
 		id, err := gqlcheck.PersistedID(string(doc))
 		if err != nil {
 			fmt.Fprintf(stderr, "agentauthz graphql-id: %s: %v\n", name, err)
-			status = exitUsage
+			status = exitError
 			continue
 		}
 		fmt.Fprintf(stdout, "%s  %s\n", id, name)

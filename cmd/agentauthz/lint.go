@@ -2,85 +2,142 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/pflag"
 
 	"github.com/agentauthz/agentauthz/policy"
 )
 
-func runLint(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("lint", flag.ContinueOnError)
-	baselines := baselineFlags{}
-	var checks lintChecks
-	checks.flags(fs)
-	fs.Var(baselines, "openapi-baseline", "DOC=OLDER-COPY: report the operations the policy grants whose parameters or schemas changed since an older copy of OpenAPI document DOC (as the policy names it); repeatable")
-	if ok, code := parseFlags(fs, args, stderr); !ok {
-		return code
+// lintOptions are the flags of agentauthz lint.
+type lintOptions struct {
+	baselines baselineFlags
+	format    string
+	checks    lintChecks
+}
+
+func (o *lintOptions) addFlags(fs *pflag.FlagSet) {
+	o.baselines = baselineFlags{}
+	o.checks.flags(fs)
+	fs.Var(o.baselines, "openapi-baseline", "DOC=OLDER-COPY: report the operations the policy grants whose parameters or schemas changed since an older copy of OpenAPI document DOC (as the policy names it); repeatable")
+	fs.StringVar(&o.format, "format", "text", "how to print the problems: text, json or sarif (SARIF 2.1.0, for code scanning)")
+}
+
+// lintedPolicy is what lint found of one path it was given.
+type lintedPolicy struct {
+	Path     string
+	Problems []lintProblem // none: the policy is sound
+	Stats    policy.Stats
+	Revision string
+	Warnings []string // what does not fail lint, but should be looked at
+	err      error    // the path could not be linted: it is not a policy, or not readable
+}
+
+// runLint validates the policies at args and reports every problem.
+func runLint(o *lintOptions, args []string, stdout, stderr io.Writer) int {
+	switch o.format {
+	case "text", "json", "sarif":
+	default:
+		fmt.Fprintf(stderr, "agentauthz lint: --format %q: use text, json or sarif\n", o.format)
+		return exitUsage
 	}
-	if fs.NArg() == 0 {
+	if len(args) == 0 {
 		fmt.Fprintln(stderr, "agentauthz lint: name at least one policy file or directory")
 		return exitUsage
 	}
+	var linted []lintedPolicy
 	status := exitOK
-	for _, p := range fs.Args() {
-		files, err := policy.ReadPath(p)
-		if err != nil {
-			fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
-			status = exitUsage
-			continue
+	for _, p := range args {
+		l := lintPath(p, o.baselines, &o.checks)
+		for _, w := range l.Warnings {
+			fmt.Fprintln(stderr, w)
 		}
-		// Credentials are not read unless asked: lint checks the policy, not the machine it runs on.
-		snap, err := policy.Load(files, policy.Options{Secrets: checks.secrets()})
-		var problems policy.Problems
 		switch {
-		case errors.As(err, &problems):
-			for _, pr := range problems {
-				fmt.Fprintln(stdout, pr)
-			}
-			fmt.Fprintf(stdout, "%s: %d problem(s)\n", p, len(problems))
-			if status == exitOK {
-				status = exitDeny
-			}
-		case err != nil:
-			fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
-			status = exitUsage
-		default:
-			found, warnings, err := checks.problems(p, snap)
-			if err != nil {
-				fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
-				status = exitUsage
-				continue
-			}
-			if len(baselines) > 0 {
-				drift, err := snap.OpenAPIDrift(baselines)
-				if err != nil {
-					fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
-					status = exitUsage
-					continue
-				}
-				found = append(found, drift...)
-			}
-			for _, w := range warnings {
-				fmt.Fprintln(stderr, w)
-			}
-			if len(found) > 0 {
-				for _, pr := range found {
-					fmt.Fprintln(stdout, pr)
-				}
-				fmt.Fprintf(stdout, "%s: %d problem(s)\n", p, len(found))
-				if status == exitOK {
-					status = exitDeny
-				}
-				continue
-			}
-			st := snap.Stats()
-			mcp := ""
-			if st.MCPServers > 0 {
-				mcp = fmt.Sprintf(", %d MCP servers with %d tools", st.MCPServers, st.MCPTools)
-			}
-			fmt.Fprintf(stdout, "%s: ok: %d agents, %d hosts, %d routes%s (revision %s)\n", p, st.Agents, st.Hosts, st.Routes, mcp, snap.Revision())
+		case l.err != nil:
+			fmt.Fprintf(stderr, "agentauthz lint: %v\n", l.err)
+			status = exitError // the worst: some policy could not even be read
+		case len(l.Problems) > 0 && status == exitOK:
+			status = exitProblems
 		}
+		if o.format == "text" {
+			printLintText(stdout, &l)
+		}
+		linted = append(linted, l)
+	}
+	var err error
+	switch o.format {
+	case "json":
+		err = writeLintJSON(stdout, linted)
+	case "sarif":
+		err = writeSARIF(stdout, linted)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "agentauthz lint: %v\n", err)
+		return exitError
 	}
 	return status
+}
+
+// lintPath lints the policy at p: the problems of loading it, or, when it loads, its quiet
+// mistakes (lintChecks), its test files' and those of its OpenAPI documents against their
+// baselines.
+func lintPath(p string, baselines baselineFlags, checks *lintChecks) lintedPolicy {
+	l := lintedPolicy{Path: p}
+	files, err := policy.ReadPath(p)
+	if err != nil {
+		l.err = err
+		return l
+	}
+	// Credentials are not read unless asked: lint checks the policy, not the machine it runs on.
+	snap, err := policy.Load(files, policy.Options{Secrets: checks.secrets()})
+	var problems policy.Problems
+	switch {
+	case errors.As(err, &problems):
+		l.Problems = parseProblems(problems, "")
+		return l
+	case err != nil:
+		l.err = err
+		return l
+	}
+	found, warnings, err := checks.problems(p, snap)
+	if err != nil {
+		l.err = err
+		return l
+	}
+	l.Warnings = warnings
+	for i := range found {
+		found[i] = plainDecodeErrors(found[i])
+	}
+	l.Problems = parseProblems(found, "")
+	if len(baselines) > 0 {
+		drift, err := snap.OpenAPIDrift(baselines)
+		if err != nil {
+			l.err = err
+			return l
+		}
+		l.Problems = append(l.Problems, parseProblems(drift, ruleOpenAPIDrift)...)
+	}
+	if len(l.Problems) == 0 {
+		l.Stats, l.Revision = snap.Stats(), snap.Revision()
+	}
+	return l
+}
+
+func printLintText(w io.Writer, l *lintedPolicy) {
+	switch {
+	case l.err != nil:
+	case len(l.Problems) > 0:
+		for _, pr := range l.Problems {
+			fmt.Fprintln(w, pr.Text)
+		}
+		fmt.Fprintf(w, "%s: %d problem(s)\n", l.Path, len(l.Problems))
+	default:
+		st := l.Stats
+		mcp := ""
+		if st.MCPServers > 0 {
+			mcp = fmt.Sprintf(", %d MCP servers with %d tools", st.MCPServers, st.MCPTools)
+		}
+		fmt.Fprintf(w, "%s: ok: %d agents, %d hosts, %d routes%s (revision %s)\n", l.Path, st.Agents, st.Hosts, st.Routes, mcp, l.Revision)
+	}
 }

@@ -1,10 +1,11 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/spf13/pflag"
 
 	"github.com/agentauthz/agentauthz/internal/approval/signin"
 	"github.com/agentauthz/agentauthz/internal/policytest"
@@ -21,7 +22,7 @@ type lintChecks struct {
 	tests        multiFlag
 }
 
-func (l *lintChecks) flags(fs *flag.FlagSet) {
+func (l *lintChecks) flags(fs *pflag.FlagSet) {
 	fs.BoolVar(&l.checkSecrets, "check-secrets", false, "read every credential inject_headers names (environment variables, files), as serve does, and report each one missing")
 	fs.StringVar(&l.approvers, "approvers", "", "the approvers file serve is given: report approval rules that none of its approvers may approve")
 	fs.StringVar(&l.oidcIssuer, "oidc-issuer", "", "the OIDC issuer serve is given: approvers also sign in through it, so approval rules are not checked against --approvers alone")

@@ -1,101 +1,44 @@
 // Command agentauthz is the Envoy external-authorization service for AI agents.
 //
 //	agentauthz serve [--policy FILE|DIR] [--grpc-addr ADDR] [--http-addr ADDR]
-//	agentauthz check [--policy FILE|DIR] (--request FILE | --check-request FILE | --agent ID --method M --host H --path P ...)
-//	agentauthz lint  [--openapi-baseline DOC=OLD] FILE|DIR...
+//	agentauthz check [--policy FILE|DIR] (--request FILE | --check-request FILE | --agent ID --method M --host H --path P ...) [-o text|json]
+//	agentauthz lint  [--format text|json|sarif] [--openapi-baseline DOC=OLD] FILE|DIR...
 //	agentauthz openapi init|routes SPEC
-//	agentauthz test  DIR...
+//	agentauthz test  [--format text|json|junit] DIR...
 //	agentauthz audit verify FILE...
 //	agentauthz graphql-id FILE...
+//	agentauthz approvals list|show|approve|deny
+//	agentauthz completion bash|zsh|fish|powershell
+//
+// Each command's work is a run function taking its options; commands.go wires them into the
+// command tree, so that a command's flags and its behaviour are read in one place.
 package main
 
 import (
-	"errors"
-	"flag"
-	"fmt"
 	"io"
 	"os"
-
-	"github.com/agentauthz/agentauthz/internal/version"
 )
-
-const usage = `agentauthz: authorization for AI agents calling internal APIs through Envoy
-
-Usage:
-  agentauthz serve [flags]       serve Envoy's ext_authz v3 gRPC API (no flags: the demo policy)
-  agentauthz check [flags]       decide one request offline and say which rule decided it
-  agentauthz lint FILE|DIR...    validate policies and print every problem
-  agentauthz openapi ...         a starting policy, or the routes, from an OpenAPI document
-  agentauthz test DIR...         run the policy's test files (*_test.yaml) and report
-  agentauthz audit verify FILE   check that audit logs are intact (tamper-evident chain)
-  agentauthz graphql-id FILE...  print the persisted-operation id of GraphQL documents
-  agentauthz approvals ...       list, show, approve or deny held requests on a running server
-  agentauthz version             print the version, commit and Go version (also --version)
-
-Run "agentauthz COMMAND -h" for a command's flags.
-`
 
 func main() {
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-// Exit codes shared by the commands.
+// Exit codes, the same for every command (docs/cli.md lists them). A decision, a finding or a
+// failed case is a result that a pipeline branches on; an error is a command that could not do
+// its work.
 const (
-	exitOK    = 0
-	exitDeny  = 1 // check: the request is denied; lint: the policy has problems
-	exitUsage = 2 // bad flags, unreadable files, a policy that does not load
+	exitOK       = 0 // done: allowed, no problems, every case passed, intact
+	exitError    = 1 // the command could not do its work: an unreadable file, a server out of reach
+	exitUsage    = 2 // bad usage: unknown command or flag, a bad flag value, missing arguments
+	exitDenied   = 3 // check --fail-on-deny: the request is denied; approvals: the server refused
+	exitProblems = 4 // the policy has problems (lint, and any command whose policy does not load)
+	exitFailed   = 5 // test: a case failed
+	exitTampered = 6 // audit verify: the log is not intact
 )
 
+// run runs the command line args and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "serve":
-		return runServe(args[1:], stdout, stderr)
-	case "check":
-		return runCheck(args[1:], stdout, stderr)
-	case "graphql-id":
-		return runGraphQLID(args[1:], stdout, stderr)
-	case "test":
-		return runTest(args[1:], stdout, stderr)
-	case "lint":
-		return runLint(args[1:], stdout, stderr)
-	case "openapi":
-		return runOpenAPI(args[1:], stdout, stderr)
-	case "audit":
-		return runAudit(args[1:], stdout, stderr)
-	case "approvals":
-		return runApprovals(args[1:], stdout, stderr)
-	case "version", "-version", "--version":
-		if len(args) > 1 {
-			fmt.Fprintf(stderr, "agentauthz version: unexpected argument %q\n", args[1])
-			return exitUsage
-		}
-		fmt.Fprintln(stdout, version.Get())
-		return exitOK
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, usage)
-		return exitOK
-	default:
-		fmt.Fprintf(stderr, "agentauthz: unknown command %q; run agentauthz --help\n", args[0])
-		return exitUsage
-	}
-}
-
-// parseFlags parses a command's flags, printing one line for a bad flag.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (ok bool, code int) {
-	fs.SetOutput(io.Discard)
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fmt.Fprintf(stderr, "Usage of agentauthz %s:\n", fs.Name())
-			fs.PrintDefaults()
-			return false, exitOK
-		}
-		fmt.Fprintf(stderr, "agentauthz %s: %v\n", fs.Name(), err)
-		return false, exitUsage
-	}
-	return true, exitOK
+	root := newRootCmd(stdout, stderr)
+	root.SetArgs(args)
+	return execute(root, stderr)
 }

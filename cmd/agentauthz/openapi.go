@@ -2,40 +2,24 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
+	"github.com/spf13/pflag"
+
 	"github.com/agentauthz/agentauthz/policy"
 )
 
-const openAPIUsage = `Usage:
+const openAPILong = `A starting policy, or the routes, from an OpenAPI document.
+
   agentauthz openapi init [--out FILE] [--host NAME] [--trust-domain TD] SPEC
       write a starting policy granting nothing for an OpenAPI document
   agentauthz openapi routes [--host NAME] SPEC
       print the routes the document's operations compile into
 `
-
-func runOpenAPI(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, openAPIUsage)
-		return exitUsage
-	}
-	switch args[0] {
-	case "init":
-		return runOpenAPIInit(args[1:], stdout, stderr)
-	case "routes":
-		return runOpenAPIRoutes(args[1:], stdout, stderr)
-	case "-h", "-help", "--help", "help":
-		fmt.Fprint(stdout, openAPIUsage)
-		return exitOK
-	}
-	fmt.Fprintf(stderr, "agentauthz openapi: unknown command %q\n%s", args[0], openAPIUsage)
-	return exitUsage
-}
 
 // starter writes the starting policy for spec, as the policy file out (beside spec when empty).
 func starter(spec, out, host, trustDomain string) ([]byte, error) {
@@ -59,61 +43,62 @@ func starter(spec, out, host, trustDomain string) ([]byte, error) {
 	return policy.OpenAPIStarter(f, policy.StarterOptions{Document: filepath.ToSlash(rel), Host: host, TrustDomain: trustDomain})
 }
 
-func runOpenAPIInit(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("openapi init", flag.ContinueOnError)
-	out := fs.String("out", "", "write the policy to FILE, whose directory must hold SPEC (default: standard output, for a policy beside SPEC)")
-	host := fs.String("host", "", "the host agents address (default: the host of the document's first server)")
-	td := fs.String("trust-domain", "example.org", "the agents' SPIFFE trust domain")
-	if ok, code := parseFlags(fs, args, stderr); !ok {
-		return code
+// openAPIOptions are the flags of agentauthz openapi init and routes.
+type openAPIOptions struct {
+	out, host, trustDomain string
+}
+
+func (o *openAPIOptions) addFlags(fs *pflag.FlagSet, init bool) {
+	if init {
+		fs.StringVar(&o.out, "out", "", "write the policy to FILE, whose directory must hold SPEC (default: standard output, for a policy beside SPEC)")
+		fs.StringVar(&o.trustDomain, "trust-domain", "example.org", "the agents' SPIFFE trust domain")
 	}
-	if fs.NArg() != 1 {
+	fs.StringVar(&o.host, "host", "", "the host agents address (default: the host of the document's first server)")
+}
+
+func runOpenAPIInit(o *openAPIOptions, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
 		fmt.Fprintln(stderr, "agentauthz openapi init: name one OpenAPI document")
 		return exitUsage
 	}
-	data, err := starter(fs.Arg(0), *out, *host, *td)
+	data, err := starter(args[0], o.out, o.host, o.trustDomain)
 	if err != nil {
 		fmt.Fprintf(stderr, "agentauthz openapi init: %v\n", err)
-		return exitUsage
+		return exitError
 	}
-	if *out == "" {
+	if o.out == "" {
 		_, _ = stdout.Write(data)
 		return exitOK
 	}
-	if _, err := os.Stat(*out); err == nil {
-		fmt.Fprintf(stderr, "agentauthz openapi init: %s exists; name another --out\n", *out)
-		return exitUsage
+	if _, err := os.Stat(o.out); err == nil {
+		fmt.Fprintf(stderr, "agentauthz openapi init: %s exists; name another --out\n", o.out)
+		return exitError
 	}
-	if err := os.WriteFile(*out, data, 0o644); err != nil {
+	if err := os.WriteFile(o.out, data, 0o644); err != nil {
 		fmt.Fprintf(stderr, "agentauthz openapi init: %v\n", err)
-		return exitUsage
+		return exitError
 	}
-	fmt.Fprintf(stdout, "wrote %s: every operation listed, nothing granted\n", *out)
+	fmt.Fprintf(stdout, "wrote %s: every operation listed, nothing granted\n", o.out)
 	return exitOK
 }
 
-func runOpenAPIRoutes(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("openapi routes", flag.ContinueOnError)
-	host := fs.String("host", "", "the host agents address (default: the host of the document's first server)")
-	if ok, code := parseFlags(fs, args, stderr); !ok {
-		return code
-	}
-	if fs.NArg() != 1 {
+func runOpenAPIRoutes(o *openAPIOptions, args []string, stdout, stderr io.Writer) int {
+	if len(args) != 1 {
 		fmt.Fprintln(stderr, "agentauthz openapi routes: name one OpenAPI document")
 		return exitUsage
 	}
-	spec := fs.Arg(0)
-	data, err := starter(spec, "", *host, "")
+	spec := args[0]
+	data, err := starter(spec, "", o.host, "")
 	if err != nil {
 		fmt.Fprintf(stderr, "agentauthz openapi routes: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	dir := filepath.Dir(spec)
 	snap, err := policy.Load([]policy.File{{Name: filepath.Join(dir, "policy.yaml"), Dir: dir, Data: data, FS: os.DirFS(dir), FSDir: "."}},
 		policy.Options{Secrets: policy.Placeholders})
 	if err != nil {
 		fmt.Fprintf(stderr, "agentauthz openapi routes: %v\n", err)
-		return exitUsage
+		return exitError
 	}
 	for _, r := range snap.OpenAPIRoutes() {
 		fmt.Fprintf(stdout, "%s %s%s\n  route %s, operation %s, suggested scope %s\n", r.Method, r.Host, r.Path, r.Route, r.OperationID, r.Scope)
@@ -142,6 +127,8 @@ func runOpenAPIRoutes(args []string, stdout, stderr io.Writer) int {
 type baselineFlags map[string]string
 
 func (b baselineFlags) String() string { return "" }
+
+func (b baselineFlags) Type() string { return "DOC=OLDER-COPY" }
 
 func (b baselineFlags) Set(s string) error {
 	name, file, ok := strings.Cut(s, "=")

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"io/fs"
@@ -14,14 +13,23 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/spf13/pflag"
+
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/internal/server"
 	"github.com/agentauthz/agentauthz/internal/service"
 )
 
-func runServe(args []string, _, stderr io.Writer) int {
-	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
-	var cfg service.Config
+// serveOptions are the flags of agentauthz serve.
+type serveOptions struct {
+	cfg        service.Config
+	logLevel   string
+	redact     string
+	jwtBundles multiFlag
+}
+
+func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
+	cfg := &o.cfg
 	fs.StringVar(&cfg.PolicyPath, "policy", "", "policy file or directory (default: the embedded demo policy)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", server.DefaultGRPCAddr, "gRPC listen address, host:port or unix:/path")
 	fs.Var((*socketModeFlag)(&cfg.GRPCSocket.Mode), "grpc-socket-mode", "permission bits of the unix socket of --grpc-addr unix:/path, in octal: 0660 lets the socket's owner and group connect (connecting needs write permission); default: as the umask leaves them")
@@ -32,19 +40,18 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.BoolVar(&cfg.HTTP.TLSSPIFFE, "http-tls-spiffe", false, "serve the HTTP listener over TLS 1.2+ with agentauthz's X.509-SVID from --spiffe-socket (for API and AuthZEN clients that verify SVIDs; browsers do not trust it)")
 	fs.BoolVar(&cfg.HTTP.BehindTLSProxy, "http-behind-tls-proxy", false, "browsers reach the HTTP listener through a TLS-terminating proxy: the console's session cookie is always Secure; nothing else is trusted from the proxy's headers")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC, HTTP and AuthZEN listeners on non-loopback addresses (tokens and sessions cross the network in the clear)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
 	dl := &cfg.DecisionLogChain
 	fs.StringVar(&dl.KeyFile, "decision-log-key", "", "key FILE (32+ bytes) of a keyed decision log: records carry an HMAC only its holders can make; keep it where the log's writers cannot read it")
 	fs.Var((*sizeFlag)(&dl.Rotate.Size), "decision-log-rotate-size", "start a new decision log file, chained to the last, before it grows past SIZE (e.g. 100MiB; 0 never)")
 	fs.DurationVar(&dl.Rotate.Every, "decision-log-rotate-every", 0, "start a new decision log file, chained to the last, at the first record this long after the file was started (0 never)")
 	fs.DurationVar(&dl.HeadEvery, "decision-log-head-every", service.DefaultHeadEvery, "how often the decision log's head goes to the server log when it moved (negative: at rotation and exit only)")
-	redact := fs.String("redact-query", "", "comma-separated query parameters whose values are never shown (decision log, approvals, notifications): names match case-insensitively, however encoded, after & or ;")
+	fs.StringVar(&o.redact, "redact-query", "", "comma-separated query parameters whose values are never shown (decision log, approvals, notifications): names match case-insensitively, however encoded, after & or ;")
 	fs.DurationVar(&cfg.CheckTimeout, "check-timeout", engine.DefaultTimeout, "deadline of one Check; a later decision is a deny")
 	fs.StringVar(&cfg.SPIFFE.Socket, "spiffe-socket", os.Getenv("SPIFFE_ENDPOINT_SOCKET"), "SPIFFE Workload API socket (unix:///path): serve gRPC over mTLS with agentauthz's SVID (and the HTTP listener over TLS with it, with --http-tls-spiffe)")
 	fs.StringVar(&cfg.SPIFFE.AllowedClients, "grpc-allowed-clients", "", "comma-separated SPIFFE IDs that may call Check over mTLS (Envoy's)")
-	var jwtBundles multiFlag
-	fs.Var(&jwtBundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate agents' JWT-SVIDs (repeatable)")
+	fs.Var(&o.jwtBundles, "jwt-bundle", "TRUST_DOMAIN=FILE: a JWT bundle (JWKS) to validate agents' JWT-SVIDs (repeatable)")
 	zf := &cfg.AuthZEN
 	fs.StringVar(&zf.Addr, "authzen-addr", "", "host:port of a listener for the AuthZEN API alone (SPIFFE mTLS with --spiffe-socket); the API is always on --http-addr too")
 	fs.StringVar(&zf.PEPTokens, "authzen-peps", "", "AuthZEN PEP tokens file: name and token_sha256 of each PEP that may ask about any agent")
@@ -61,19 +68,21 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.StringVar(&af.SlackUsers, "slack-users", "", "Slack users file: the Slack member ID, name and groups of each approver who may click Approve or Deny in Slack")
 	fs.StringVar(&af.ConsoleURL, "approvals-url", "", "the approval console's address as approvers reach it (https://host[:port][/prefix]), told to MCP clients whose call is held")
 	fs.StringVar(&af.StateKeyFile, "mcp-state-key-file", "", "file holding the key (32 bytes or more) that signs the request state of MCP calls held for revision 2026-07-28 clients; replicas must share it (default: a key generated at start)")
-	observabilityFlags(fs, &cfg)
-	if ok, code := parseFlags(fs, args, stderr); !ok {
-		return code
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "agentauthz serve: unexpected argument %q\n", fs.Arg(0))
+	observabilityFlags(fs, cfg)
+}
+
+// runServe serves until SIGINT or SIGTERM.
+func runServe(o *serveOptions, args []string, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprintf(stderr, "agentauthz serve: unexpected argument %q\n", args[0])
 		return exitUsage
 	}
-	cfg.SPIFFE.JWTBundles = jwtBundles
-	cfg.RedactQuery = strings.Split(*redact, ",")
+	cfg := o.cfg
+	cfg.SPIFFE.JWTBundles = o.jwtBundles
+	cfg.RedactQuery = strings.Split(o.redact, ",")
 	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(stderr, "agentauthz serve: --log-level: %q is not debug, info, warn or error\n", *logLevel)
+	if err := level.UnmarshalText([]byte(o.logLevel)); err != nil {
+		fmt.Fprintf(stderr, "agentauthz serve: --log-level: %q is not debug, info, warn or error\n", o.logLevel)
 		return exitUsage
 	}
 	// Check the addresses before loading anything, so that a typo is one line and binds nothing.
@@ -97,6 +106,15 @@ func runServe(args []string, _, stderr io.Writer) int {
 			return exitUsage
 		}
 	}
+	// Flags that go together, and plaintext listeners refused, are usage: nothing is opened.
+	if err := cfg.CheckFlags(); err != nil {
+		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
+		return exitUsage
+	}
+	if err := cfg.Tracing.Check(); err != nil {
+		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
+		return exitUsage
+	}
 	cfg.Log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	server.SetGC()
 	startProfiling()
@@ -108,17 +126,17 @@ func runServe(args []string, _, stderr io.Writer) int {
 				cfg.Log.Error("policy problem", "problem", p)
 			}
 			fmt.Fprintf(stderr, "agentauthz serve: the policy has %d problem(s); run agentauthz lint %s\n", len(problems), cfg.PolicyPath)
-		} else {
-			fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
+			return exitProblems
 		}
-		return exitUsage
+		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
+		return exitError
 	}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := svc.Run(ctx, hup); err != nil {
-		return exitUsage
+		return exitError
 	}
 	return exitOK
 }
@@ -133,6 +151,8 @@ func (m *socketModeFlag) String() string {
 	return fmt.Sprintf("%04o", uint32(*m))
 }
 
+func (m *socketModeFlag) Type() string { return "MODE" }
+
 func (m *socketModeFlag) Set(v string) error {
 	mode, err := server.ParseSocketMode(v)
 	if err != nil {
@@ -146,4 +166,5 @@ func (m *socketModeFlag) Set(v string) error {
 type multiFlag []string
 
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
+func (m *multiFlag) Type() string       { return "string" }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }

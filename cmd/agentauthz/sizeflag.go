@@ -12,6 +12,8 @@ type sizeFlag int64
 
 func (s *sizeFlag) String() string { return strconv.FormatInt(int64(*s), 10) }
 
+func (s *sizeFlag) Type() string { return "SIZE" }
+
 func (s *sizeFlag) Set(v string) error {
 	v = strings.TrimSpace(v)
 	digits := strings.TrimRightFunc(v, func(r rune) bool { return r < '0' || r > '9' })

@@ -65,6 +65,11 @@ func (c Config) checkListeners() error {
 	return nil
 }
 
+// CheckFlags reports listener settings that cannot be served as given (flags that go together,
+// a plaintext listener refused on a non-loopback address), before anything is opened: Start
+// reports them too, but a command line tells them apart from failures to start.
+func (c Config) CheckFlags() error { return c.checkListeners() }
+
 // openHTTPTLS loads the HTTP listener's certificate files, when given.
 func openHTTPTLS(h HTTPConfig, log *slog.Logger) (*server.CertFiles, error) {
 	if h.TLSCert == "" {
