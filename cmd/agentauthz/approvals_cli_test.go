@@ -152,13 +152,13 @@ func TestApprovalsCLI(t *testing.T) {
 
 	// bob is not an it-admin: refused, with the server's reason, in one line.
 	r = s.approvals(t, "approve", jdoe, "--token", bobCLIToken)
-	r.want(t, exitDeny)
+	r.want(t, exitDenied)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, "forbidden: You are not one of this request's approvers (group:it-admins)") {
 		t.Errorf("bob approves: %q", r.stderr)
 	}
 	r = s.approvals(t, "approve", jdoe, "--token", "wrong")
-	r.want(t, exitDeny)
+	r.want(t, exitDenied)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, "not signed in") || !strings.Contains(r.stderr, ApproverTokenEnv) {
 		t.Errorf("wrong token: %q", r.stderr)
@@ -171,7 +171,7 @@ func TestApprovalsCLI(t *testing.T) {
 		t.Errorf("approve: %q, want %q", r.stdout, want)
 	}
 	r = s.approvals(t, "deny", jdoe)
-	r.want(t, exitDeny)
+	r.want(t, exitDenied)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, jdoe+" was already approved by alice at 2026-03-01T12:01:00Z") {
 		t.Errorf("deny after approve: %q", r.stderr)
@@ -185,7 +185,7 @@ func TestApprovalsCLI(t *testing.T) {
 		t.Errorf("the agent's retry after the CLI approved: %s", code)
 	}
 	r = s.approvals(t, "deny", jdoe)
-	r.want(t, exitDeny)
+	r.want(t, exitDenied)
 	if !strings.Contains(r.stderr, jdoe+" was already decided by alice at 2026-03-01T12:01:00Z, and is now used") {
 		t.Errorf("deny after use: %q", r.stderr)
 	}
@@ -218,13 +218,13 @@ func TestApprovalsCLI(t *testing.T) {
 	late := s.hold(t, "cdoe")
 	s.clock.Advance(16 * time.Minute)
 	r = s.approvals(t, "approve", late)
-	r.want(t, exitDeny)
+	r.want(t, exitDenied)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, late+" expired before it was decided") {
 		t.Errorf("approve an expired request: %q", r.stderr)
 	}
 	r = s.approvals(t, "show", approval.NewID())
-	r.want(t, exitDeny)
+	r.want(t, exitDenied)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, "no approval apr_") {
 		t.Errorf("show an unknown id: %q", r.stderr)
@@ -235,7 +235,7 @@ func TestApprovalsCLI(t *testing.T) {
 	s.store.fail = true
 	s.store.mu.Unlock()
 	r = s.approvals(t, "list")
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, "retry later") {
 		t.Errorf("list with the store down: %q", r.stderr)
@@ -260,7 +260,8 @@ func TestApprovalsCLIUsage(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"frob"}, `unknown command "frob"`},
+		{[]string{"frob"}, `unknown subcommand "frob"`},
+		{[]string{"lst"}, `unknown subcommand "lst" (did you mean list?)`},
 		{[]string{"show"}, "which approval?"},
 		{[]string{"approve"}, "which approval?"},
 		{[]string{"show", id, "extra"}, `unexpected argument "extra"`},
@@ -268,11 +269,12 @@ func TestApprovalsCLIUsage(t *testing.T) {
 		{[]string{"show", "not-an-id"}, "is not an approval id"},
 		{[]string{"show", "01HZZZZZZZZZZZZZZZZZZZZZZZ"}, "is not an approval id"},
 		{[]string{"list", "--state", "bogus"}, `--state "bogus"`},
-		{[]string{"list", "--bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"list", "--bogus"}, "unknown flag --bogus"},
+		{[]string{"list", "--stat", "pending"}, "unknown flag --stat (did you mean --state?)"},
+		{[]string{"list", "--limit", "ten"}, `--limit "ten": want a whole number`},
 		{[]string{"approve", id, "--comment", strings.Repeat("x", 2001)}, "longer than 2000 bytes"},
 		{[]string{"list", "--url", "127.0.0.1:9002"}, "is not an http:// or https:// URL"},
 		{[]string{"list", "--url", "ftp://127.0.0.1:9002"}, "is not an http:// or https:// URL"},
-		{[]string{"list", "--url", "http://127.0.0.1:1"}, "cannot reach agentauthz at http://127.0.0.1:1"},
 		{[]string{"show", "--token", "", id}, ""},
 	} {
 		args := append([]string{"approvals"}, tc.args...)
@@ -298,12 +300,15 @@ func TestApprovalsCLIUsage(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close()
 	r := cli(t, "approvals", "list", "--url", "http://"+addr)
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	oneLine(t, "stderr", r.stderr)
+	if !strings.Contains(r.stderr, "cannot reach agentauthz at http://"+addr) {
+		t.Errorf("unreachable: %q", r.stderr)
+	}
 
 	// Something else on the URL: a clear line, not a JSON error.
 	r = cli(t, "approvals", "list", "--url", s.url+"/healthz")
-	r.want(t, exitDeny)
+	r.want(t, exitDenied)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, "is --url agentauthz's HTTP listener") {
 		t.Errorf("wrong URL: %q", r.stderr)
@@ -321,7 +326,8 @@ func TestApprovalsCLIUsage(t *testing.T) {
 
 	r = cli(t, "approvals")
 	r.want(t, exitUsage)
-	if !strings.Contains(r.stderr, "agentauthz approvals approve ID [--comment TEXT]") {
+	oneLine(t, "stderr", r.stderr)
+	if !strings.Contains(r.stderr, "name a subcommand: approve, deny, list, show") {
 		t.Errorf("approvals without a command: %q", r.stderr)
 	}
 	r = cli(t, "approvals", "--help")
@@ -331,10 +337,10 @@ func TestApprovalsCLIUsage(t *testing.T) {
 	}
 	r = cli(t, "approvals", "approve", "-h")
 	r.want(t, exitOK)
-	if !strings.Contains(r.stderr, "-comment") {
-		t.Errorf("approve -h: %q", r.stderr)
+	if !strings.Contains(r.stdout, "--comment") || !strings.Contains(r.stdout, "--url") {
+		t.Errorf("approve -h: %q", r.stdout)
 	}
-	if r := cli(t, "--help"); !strings.Contains(r.stdout, "agentauthz approvals") {
+	if r := cli(t, "--help"); !strings.Contains(r.stdout, "\n  approvals ") {
 		t.Errorf("agentauthz --help does not list approvals:\n%s", r.stdout)
 	}
 }

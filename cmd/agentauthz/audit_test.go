@@ -47,7 +47,7 @@ func TestAuditVerifyTampered(t *testing.T) {
 	lines := strings.SplitAfter(string(b), "\n")
 	os.WriteFile(path, []byte(lines[0]+lines[2]+lines[3]), 0o600) // line 2 removed
 	r := cli(t, "audit", "verify", path)
-	r.want(t, exitDeny)
+	r.want(t, exitTampered)
 	oneLine(t, "stdout", r.stdout)
 	if want := path + ": line 2: out of chain: its prev is not the hash of line 1"; !strings.HasPrefix(r.stdout, want) || r.stderr != "" {
 		t.Errorf("stdout %q, stderr %q; want %q...", r.stdout, r.stderr, want)
@@ -55,7 +55,7 @@ func TestAuditVerifyTampered(t *testing.T) {
 
 	os.WriteFile(path, []byte(lines[0]+strings.Replace(lines[1], "deny", "allow", 1)+lines[2]+lines[3]), 0o600)
 	r = cli(t, "audit", "verify", path)
-	r.want(t, exitDeny)
+	r.want(t, exitTampered)
 	if want := path + ": line 2: altered: its hash does not match its content\n"; r.stdout != want {
 		t.Errorf("stdout %q, want %q", r.stdout, want)
 	}
@@ -64,7 +64,7 @@ func TestAuditVerifyTampered(t *testing.T) {
 	os.WriteFile(path, []byte(lines[0]+lines[1]+lines[2]), 0o600)
 	cli(t, "audit", "verify", path).want(t, exitOK)
 	r = cli(t, "audit", "verify", "--head", head.String(), path)
-	r.want(t, exitDeny)
+	r.want(t, exitTampered)
 	if want := path + ": line 4: head mismatch: the log ends before the expected head"; !strings.HasPrefix(r.stdout, want) {
 		t.Errorf("stdout %q, want %q...", r.stdout, want)
 	}
@@ -84,12 +84,12 @@ func TestAuditVerifyRotated(t *testing.T) {
 	cli(t, "audit", "verify", "--from", h1.Hash, second).want(t, exitOK)
 
 	r = cli(t, "audit", "verify", second) // its start is not genesis
-	r.want(t, exitDeny)
+	r.want(t, exitTampered)
 	if !strings.HasPrefix(r.stdout, second+": line 1: out of chain: its prev is not the genesis hash") {
 		t.Errorf("stdout %q", r.stdout)
 	}
 	r = cli(t, "audit", "verify", second, first, second) // out of order
-	r.want(t, exitDeny)
+	r.want(t, exitTampered)
 	if want := second + ": line 1: out of chain"; !strings.HasPrefix(r.stdout, want) ||
 		!strings.HasSuffix(r.stdout, "\n"+first+": not checked: it cannot be linked to "+second+", which did not verify\n"+second+": not checked: it cannot be linked to "+second+", which did not verify\n") {
 		t.Errorf("stdout %q", r.stdout)
@@ -106,11 +106,9 @@ func TestAuditVerifyUsage(t *testing.T) {
 		{[]string{"audit"}, "agentauthz audit: name a subcommand"},
 		{[]string{"audit", "prove"}, `agentauthz audit: unknown subcommand "prove"`},
 		{[]string{"audit", "verify"}, "agentauthz audit verify: name at least one audit log file"},
-		{[]string{"audit", "verify", "--tail", path}, "agentauthz audit verify: flag provided but not defined: -tail"},
-		{[]string{"audit", "verify", "--head", "abc", path}, `agentauthz audit verify: invalid value "abc" for flag -head: want SEQ:HASH, a SHA-256 hash (64 hex digits) or a sequence number`},
-		{[]string{"audit", "verify", "--from", strings.Repeat("g", 64), path}, "agentauthz audit verify: invalid value"},
-		{[]string{"audit", "verify", missing}, "agentauthz audit verify: open " + missing + ": no such file or directory"},
-		{[]string{"audit", "verify", t.TempDir()}, "agentauthz audit verify: read "},
+		{[]string{"audit", "verify", "--tail", path}, "agentauthz audit verify: unknown flag --tail"},
+		{[]string{"audit", "verify", "--head", "abc", path}, `agentauthz audit verify: --head "abc": want SEQ:HASH, a SHA-256 hash (64 hex digits) or a sequence number`},
+		{[]string{"audit", "verify", "--from", strings.Repeat("g", 64), path}, "agentauthz audit verify: --from \"ggg"},
 	} {
 		r := cli(t, tc.args...)
 		r.want(t, exitUsage)
@@ -119,22 +117,42 @@ func TestAuditVerifyUsage(t *testing.T) {
 			t.Errorf("%s: stderr %q, want %q...", strings.Join(tc.args, " "), r.stderr, tc.want)
 		}
 	}
-	// An unreadable file: exit 2, and the files after it cannot be linked to it.
+	// Files that cannot be read: an error, not a usage mistake.
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"audit", "verify", missing}, "agentauthz audit verify: open " + missing + ": no such file or directory"},
+		{[]string{"audit", "verify", t.TempDir()}, "agentauthz audit verify: read "},
+	} {
+		r := cli(t, tc.args...)
+		r.want(t, exitError)
+		oneLine(t, "stderr of "+strings.Join(tc.args, " "), r.stderr)
+		if !strings.HasPrefix(r.stderr, tc.want) {
+			t.Errorf("%s: stderr %q, want %q...", strings.Join(tc.args, " "), r.stderr, tc.want)
+		}
+	}
+	// An unreadable file: exit 1, and the files after it cannot be linked to it.
 	r := cli(t, "audit", "verify", missing, path)
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	if r.stdout != path+": not checked: it cannot be linked to "+missing+", which did not verify\n" {
 		t.Errorf("stdout %q", r.stdout)
 	}
 
 	r = cli(t, "audit", "--help")
 	r.want(t, exitOK)
-	if !strings.Contains(r.stdout, "agentauthz audit verify [--key FILE] [--from HEAD] [--head HEAD]... FILE...") {
+	if !strings.Contains(r.stdout, "\n  verify ") {
+		t.Errorf("help: %q", r.stdout)
+	}
+	r = cli(t, "audit", "verify", "--help")
+	r.want(t, exitOK)
+	if !strings.Contains(r.stdout, "agentauthz audit verify [--key FILE] [--from HEAD] [--head HEAD]... FILE...\n") {
 		t.Errorf("help: %q", r.stdout)
 	}
 	r = cli(t, "audit", "verify", "-h")
 	r.want(t, exitOK)
-	if !strings.Contains(r.stderr, "-head HEAD") {
-		t.Errorf("verify -h: %q", r.stderr)
+	if !strings.Contains(r.stdout, "--head HEAD") {
+		t.Errorf("verify -h: %q", r.stdout)
 	}
 }
 
@@ -197,14 +215,14 @@ func TestAuditVerifyKeyedRotated(t *testing.T) {
 	os.WriteFile(path, []byte(strings.Join(lines[:len(lines)-2], "")), 0o600)
 	cli(t, append([]string{"audit", "verify", "--key", keyFile}, files...)...).want(t, exitOK)
 	r = cli(t, args()...)
-	r.want(t, exitDeny)
+	r.want(t, exitTampered)
 	if !strings.Contains(r.stdout, path+": line ") || !strings.Contains(r.stdout, "head mismatch: the log ends before the expected head at seq 30") {
 		t.Errorf("cut log: stdout %q", r.stdout)
 	}
 	os.WriteFile(path, b, 0o600)
 	// A rotated file left out.
 	r = cli(t, append([]string{"audit", "verify", "--key", keyFile}, slices.Delete(slices.Clone(files), 1, 2)...)...)
-	r.want(t, exitDeny)
+	r.want(t, exitTampered)
 	if !strings.Contains(r.stdout, files[2]+": line 1: out of chain") {
 		t.Errorf("a file left out: stdout %q", r.stdout)
 	}

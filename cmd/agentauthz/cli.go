@@ -84,6 +84,53 @@ func groupRun(cmd *cobra.Command, args []string) error {
 	return &usageError{cmd.CommandPath(), msg + "; run " + cmd.CommandPath() + " --help"}
 }
 
+// singleDashLong refuses a long flag written with one dash (-policy), as Go's flag package,
+// which this command used before, accepted: here -policy is -p -o -l ..., and reading it so
+// would be a guess. It names the flag to write instead.
+func singleDashLong(root *cobra.Command, args []string) error {
+	cmd, _, err := root.Find(args)
+	if err != nil {
+		return nil // cobra says what is wrong
+	}
+	lookup := func(name string) *pflag.Flag {
+		if f := cmd.Flags().Lookup(name); f != nil {
+			return f
+		}
+		return cmd.InheritedFlags().Lookup(name)
+	}
+	// cobra adds these when the command runs; they are known here already.
+	cmd.InitDefaultHelpFlag()
+	if !cmd.HasParent() {
+		cmd.InitDefaultVersionFlag()
+	}
+	for i, a := range args {
+		if a == "--" {
+			return nil
+		}
+		if i > 0 {
+			// The value of the flag before it, however it looks.
+			prev, _, hasValue := strings.Cut(args[i-1], "=")
+			if name, ok := strings.CutPrefix(prev, "--"); ok && !hasValue {
+				if f := lookup(name); f != nil && f.NoOptDefVal == "" {
+					continue
+				}
+			}
+		}
+		name, ok := strings.CutPrefix(a, "-")
+		if !ok || strings.HasPrefix(name, "-") {
+			continue
+		}
+		name, _, _ = strings.Cut(name, "=")
+		if len(name) < 2 {
+			continue
+		}
+		if f := lookup(name); f != nil && !f.Hidden {
+			return &usageError{cmd.CommandPath(), fmt.Sprintf("unknown flag -%s: a long flag takes two dashes: --%s", name, name)}
+		}
+	}
+	return nil
+}
+
 // flagError says in one line what is wrong with a flag, in the words of the command line (no
 // Go parse errors), with the nearest flag for a mistyped one.
 func flagError(cmd *cobra.Command, err error) error {

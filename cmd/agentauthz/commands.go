@@ -177,6 +177,8 @@ func newAuditCmd(stdout, stderr io.Writer) *cobra.Command {
 		Short: "check that audit logs are intact: each record hashed and chained to the one before",
 		Long:  auditVerifyLong,
 		Args:  cobra.ArbitraryArgs,
+		// The flags are in Use already.
+		DisableFlagsInUseLine: true,
 		RunE:  runE(func(_ *cobra.Command, args []string) int { return runAuditVerify(&o, args, stdout, stderr) }),
 	}
 	o.addFlags(verify.Flags())
@@ -211,9 +213,10 @@ func newApprovalsCmd(stdout, stderr io.Writer) *cobra.Command {
 		{"deny", "deny ID [--comment TEXT]", "deny a held request"},
 	} {
 		sc := &cobra.Command{
-			Use:   sub.use,
-			Short: sub.short,
-			Args:  cobra.ArbitraryArgs,
+			Use:                   sub.use,
+			Short:                 sub.short,
+			Args:                  cobra.ArbitraryArgs,
+			DisableFlagsInUseLine: true,
 			RunE:  runE(func(_ *cobra.Command, args []string) int { return runApprovals(sub.name, &o, args, stdout, stderr) }),
 		}
 		o.addFlags(sc.Flags(), sub.name)

@@ -42,7 +42,7 @@ func TestGraphQLIDBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := cli(t, "graphql-id", bad)
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	oneLine(t, "stderr", r.stderr)
 	r = cli(t, "graphql-id")
 	r.want(t, exitUsage)

@@ -15,6 +15,7 @@
 package main
 
 import (
+	"fmt"
 	"io"
 	"os"
 )
@@ -39,6 +40,10 @@ const (
 // run runs the command line args and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
+	if err := singleDashLong(root, args); err != nil {
+		fmt.Fprintln(stderr, err)
+		return exitUsage
+	}
 	root.SetArgs(args)
 	return execute(root, stderr)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -98,7 +99,7 @@ func TestLintDemo(t *testing.T) {
 func TestLintBadPolicy(t *testing.T) {
 	setCredential(t)
 	r := cli(t, "lint", "testdata/bad-policy.yaml")
-	r.want(t, exitDeny)
+	r.want(t, exitProblems)
 	want := `testdata/bad-policy.yaml:5:5: unknown field "scoeps", expected one of [id scopes description]
 testdata/bad-policy.yaml:10:17: hosts[0].routes[0].method: does not match regex pattern ` + "`^[A-Z]{1,16}$`" + ` (string.pattern)
 testdata/bad-policy.yaml:13:9: duplicate key "scope" (first at line 12)
@@ -127,7 +128,7 @@ func demoRevision(t *testing.T) string {
 func TestLintSeveralPaths(t *testing.T) {
 	setCredential(t)
 	r := cli(t, "lint", demoDir, "testdata/bad-compile.yaml")
-	r.want(t, exitDeny)
+	r.want(t, exitProblems)
 	for _, s := range []string{
 		"../../internal/demo/policy: ok: 2 agents, 4 hosts, 9 routes, 1 MCP servers with 4 tools (revision " + demoRevision(t) + ")",
 		`testdata/bad-compile.yaml:4:9: agents[0].id: trust domain "partner.example" is not in trust_domains`,
@@ -140,14 +141,14 @@ func TestLintSeveralPaths(t *testing.T) {
 	}
 
 	r = cli(t, "lint", "testdata/bad-compile.yaml", "testdata/missing.yaml")
-	r.want(t, exitUsage)
+	r.want(t, exitError) // a path that cannot be read is worse than problems
 	oneLine(t, "stderr", r.stderr)
 }
 
 func TestLintUsage(t *testing.T) {
 	setCredential(t)
 	r := cli(t, "lint", "testdata/missing.yaml")
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	oneLine(t, "stderr", r.stderr)
 	if !strings.Contains(r.stderr, "testdata/missing.yaml") || r.stdout != "" {
 		t.Errorf("stdout %q, stderr %q", r.stdout, r.stderr)
@@ -212,7 +213,7 @@ func TestCheckDeny(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := cli(t, append([]string{"check"}, tc.args...)...)
-			r.want(t, exitDeny)
+			r.want(t, exitOK) // a deny is a decision
 			lines := strings.Split(r.stdout, "\n")
 			if lines[0] != tc.first {
 				t.Errorf("first line %q, want %q\n%s", lines[0], tc.first, r.stdout)
@@ -238,20 +239,20 @@ func TestCheckRequestFile(t *testing.T) {
 	}
 
 	r = cli(t, "check", "--request", "testdata/request-deny.json", "--policy", demoDir)
-	r.want(t, exitDeny)
+	r.want(t, exitOK)
 	if !strings.HasPrefix(r.stdout, "deny 403 scope_missing  rule=get-ticket\n") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
 
 	r = cli(t, "check", "--request", "testdata/request-unknown-key.yaml")
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	oneLine(t, "stderr", r.stderr)
-	if want := "agentauthz check: testdata/request-unknown-key.yaml: line 4: field pth not found in type extauthz.HTTPRequest\n"; r.stderr != want || r.stdout != "" {
+	if want := "agentauthz check: testdata/request-unknown-key.yaml: line 4: unknown key \"pth\" (known: principal, method, host, path, headers, body, protocol)\n"; r.stderr != want || r.stdout != "" {
 		t.Errorf("stdout %q, stderr %q: want the file and the key", r.stdout, r.stderr)
 	}
 
 	r = cli(t, "check", "--request", "testdata/missing.yaml")
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	oneLine(t, "stderr", r.stderr)
 }
 
@@ -263,7 +264,10 @@ func TestCheckUsage(t *testing.T) {
 		{"check", "--header", "no colon", "--host", "h", "--path", "/"},
 		{"check", "--host", "helpdesk.acme.internal"},
 		{"check", "--host", "helpdesk.acme.internal", "--path", "/", "extra"},
-		{"check", "--host", "helpdesk.acme.internal", "--path", "/", "--policy", "testdata/missing.yaml"},
+		{"check", "--request", "testdata/request-allow.yaml", "--agent", helpdesk},
+		{"check", "--request", "testdata/request-allow.yaml", "--path", "/v1/tickets/1"},
+		{"check", "--host", "helpdesk.acme.internal", "--path", "/", "-o", "yaml"},
+		{"check", "-policy", demoDir, "--host", "helpdesk.acme.internal", "--path", "/"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := cli(t, args...)
@@ -276,10 +280,31 @@ func TestCheckUsage(t *testing.T) {
 	}
 }
 
+// TestCheckRequestWithFlags: --request is the whole request; a flag that describes the request
+// beside it is refused in one line naming both, rather than one of them silently winning.
+func TestCheckRequestWithFlags(t *testing.T) {
+	setCredential(t)
+	r := cli(t, "check", "--request", "testdata/request-allow.yaml", "--agent", helpdesk)
+	r.want(t, exitUsage)
+	if want := "agentauthz check: --request is the whole request; drop --agent or put it in testdata/request-allow.yaml\n"; r.stderr != want || r.stdout != "" {
+		t.Errorf("stdout %q, stderr %q; want %q", r.stdout, r.stderr, want)
+	}
+}
+
+func TestCheckMissingPolicy(t *testing.T) {
+	setCredential(t)
+	r := cli(t, "check", "--host", "helpdesk.acme.internal", "--path", "/", "--policy", "testdata/missing.yaml")
+	r.want(t, exitError)
+	oneLine(t, "stderr", r.stderr)
+	if r.stdout != "" || !strings.Contains(r.stderr, "testdata/missing.yaml") {
+		t.Errorf("stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+}
+
 func TestCheckBadPolicy(t *testing.T) {
 	setCredential(t)
 	r := cli(t, "check", "--policy", "testdata/bad-compile.yaml", "--host", "helpdesk.acme.internal", "--path", "/")
-	r.want(t, exitUsage)
+	r.want(t, exitProblems)
 	want := `testdata/bad-compile.yaml:4:9: agents[0].id: trust domain "partner.example" is not in trust_domains
 testdata/bad-compile.yaml:11:15: hosts[0].routes[0].path: path parameter {id} has no type: add it under params
 agentauthz check: the policy has 2 problem(s)
@@ -312,8 +337,8 @@ func TestCommands(t *testing.T) {
 
 	r = cli(t, "check", "-h")
 	r.want(t, exitOK)
-	if !strings.Contains(r.stderr, "-request") {
-		t.Errorf("check -h: stderr %q", r.stderr)
+	if !strings.Contains(r.stdout, "--request") || r.stderr != "" {
+		t.Errorf("check -h: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
 }
 
@@ -328,7 +353,6 @@ func TestServeBadFlags(t *testing.T) {
 			{"serve", "--log-level", "loud"},
 			{"serve", "--nope"},
 			{"serve", "extra"},
-			{"serve", "--policy", "testdata/missing.yaml", "--grpc-addr", "127.0.0.1:0", "--http-addr", ""},
 		} {
 			t.Run(fmt.Sprintf("credential=%v/%s", credentialSet, strings.Join(args, " ")), func(t *testing.T) {
 				if credentialSet {
@@ -347,10 +371,22 @@ func TestServeBadFlags(t *testing.T) {
 	}
 }
 
+// TestServeMissingPolicy: a policy that cannot be read is one line and exit 1, listening on
+// nothing.
+func TestServeMissingPolicy(t *testing.T) {
+	setCredential(t)
+	r := cli(t, "serve", "--policy", "testdata/missing.yaml", "--grpc-addr", "127.0.0.1:0", "--http-addr", "", "--data-dir", filepath.Join(t.TempDir(), "data"))
+	r.want(t, exitError)
+	oneLine(t, "stderr", r.stderr)
+	if r.stdout != "" || !strings.Contains(r.stderr, "testdata/missing.yaml") {
+		t.Errorf("stdout %q, stderr %q", r.stdout, r.stderr)
+	}
+}
+
 func TestServeBadPolicy(t *testing.T) {
 	setCredential(t)
 	r := cli(t, "serve", "--policy", "testdata/bad-compile.yaml", "--grpc-addr", "127.0.0.1:0", "--http-addr", "")
-	r.want(t, exitUsage)
+	r.want(t, exitProblems)
 	for _, s := range []string{
 		`testdata/bad-compile.yaml:4:9: agents[0].id: trust domain \"partner.example\" is not in trust_domains`,
 		"testdata/bad-compile.yaml:11:15: hosts[0].routes[0].path: path parameter {id} has no type: add it under params",

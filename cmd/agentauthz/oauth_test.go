@@ -141,16 +141,19 @@ func TestOAuthCheckUsage(t *testing.T) {
 	writeTestFile(t, filepath.Join(dir, "empty.jwt"), "\n")
 	writeTestFile(t, filepath.Join(dir, "bad.yaml"), "exp: soon\n")
 	base := []string{"check", "--policy", policyPath, "--host", "helpdesk.acme.internal", "--path", "/v1/tickets"}
-	for _, args := range [][]string{
-		append(base, "--token", filepath.Join(dir, "c.yaml"), "--claims", filepath.Join(dir, "c.yaml")),
-		append(base, "--claims", filepath.Join(dir, "c.yaml"), "--header", "Authorization: Bearer x"),
-		append(base, "--token", filepath.Join(dir, "missing.jwt")),
-		append(base, "--token", filepath.Join(dir, "empty.jwt")),
-		append(base, "--claims", filepath.Join(dir, "bad.yaml")),
-		{"check", "--policy", policyPath, "--check-request", "testdata/none.json", "--claims", filepath.Join(dir, "c.yaml")},
+	for _, tc := range []struct {
+		args []string
+		code int
+	}{
+		{append(base, "--token", filepath.Join(dir, "c.yaml"), "--claims", filepath.Join(dir, "c.yaml")), exitUsage},
+		{append(base, "--claims", filepath.Join(dir, "c.yaml"), "--header", "Authorization: Bearer x"), exitUsage},
+		{append(base, "--token", filepath.Join(dir, "missing.jwt")), exitError},
+		{append(base, "--token", filepath.Join(dir, "empty.jwt")), exitError},
+		{append(base, "--claims", filepath.Join(dir, "bad.yaml")), exitError},
+		{[]string{"check", "--policy", policyPath, "--check-request", "testdata/none.json", "--claims", filepath.Join(dir, "c.yaml")}, exitUsage},
 	} {
-		r := cli(t, args...)
-		r.want(t, exitUsage)
+		r := cli(t, tc.args...)
+		r.want(t, tc.code)
 		oneLine(t, "stderr", r.stderr)
 	}
 }
@@ -207,7 +210,7 @@ func TestOAuthTestCases(t *testing.T) {
   want: allow
 `)
 	r = cli(t, "test", dir)
-	r.want(t, exitDeny)
+	r.want(t, exitFailed)
 	if !strings.Contains(r.stdout, "want allow, got deny 401 oauth_token_invalid") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
@@ -219,5 +222,5 @@ func TestOAuthTestCases(t *testing.T) {
   path: /v1/tickets
   want: deny
 `)
-	cli(t, "test", dir).want(t, exitUsage)
+	cli(t, "test", dir).want(t, exitError)
 }

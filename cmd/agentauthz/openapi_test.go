@@ -67,7 +67,7 @@ func TestOpenAPIInitRefuses(t *testing.T) {
 	doc := copyFile(t, demoDir+"/helpdesk.openapi.json", dir)
 	other := t.TempDir()
 	r := cli(t, "openapi", "init", "--out", filepath.Join(other, "policy.yaml"), doc)
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	if !strings.Contains(r.stderr, "is not inside") {
 		t.Errorf("stderr = %q", r.stderr)
 	}
@@ -76,7 +76,7 @@ func TestOpenAPIInitRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = cli(t, "openapi", "init", "--out", existing, doc)
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	r = cli(t, "openapi", "init")
 	r.want(t, exitUsage)
 	r = cli(t, "openapi", "frobnicate")
@@ -86,7 +86,7 @@ func TestOpenAPIInitRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = cli(t, "openapi", "init", bad)
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	if !strings.Contains(r.stderr, `bad.yaml:2:1: duplicate key "openapi"`) {
 		t.Errorf("stderr = %q", r.stderr)
 	}
@@ -146,13 +146,13 @@ func TestLintOpenAPIBaseline(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = cli(t, "lint", "--openapi-baseline", "helpdesk.openapi.json="+old, dir)
-	r.want(t, exitDeny)
+	r.want(t, exitProblems)
 	if !strings.Contains(r.stdout, "helpdesk.openapi.json:15:7: operation listTickets changed since "+old+
 		" under the grant of scope tickets:read (") || !strings.Contains(r.stdout, "): query parameter limit\n") {
 		t.Errorf("stdout = %q", r.stdout)
 	}
 	r = cli(t, "lint", "--openapi-baseline", "nope.json="+old, dir)
-	r.want(t, exitUsage)
+	r.want(t, exitError)
 	r = cli(t, "lint", "--openapi-baseline", "no-equals-sign", dir)
 	r.want(t, exitUsage)
 }

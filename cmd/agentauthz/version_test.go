@@ -8,7 +8,7 @@ import (
 
 // version and --version print one line naming the build and the Go version, on stdout.
 func TestVersion(t *testing.T) {
-	for _, arg := range []string{"version", "--version", "-version"} {
+	for _, arg := range []string{"version", "--version", "-v"} {
 		r := cli(t, arg)
 		r.want(t, exitOK)
 		oneLine(t, "stdout", r.stdout)
@@ -23,5 +23,12 @@ func TestVersion(t *testing.T) {
 	r.want(t, exitUsage)
 	if r.stderr != "agentauthz version: unexpected argument \"extra\"\n" {
 		t.Errorf("stderr = %q", r.stderr)
+	}
+	// Go's flag package read -version as --version; here a single dash starts short flags, and
+	// the mistake is named rather than read as -v -e -r ....
+	r = cli(t, "-version")
+	r.want(t, exitUsage)
+	if r.stderr != "agentauthz: unknown flag -version: a long flag takes two dashes: --version\n" || r.stdout != "" {
+		t.Errorf("-version: stdout %q, stderr %q", r.stdout, r.stderr)
 	}
 }
