@@ -64,11 +64,19 @@ func (s *Snapshot) Explain(r *Request) (decision.Decision, []string) {
 		case d.Rule == rt.name:
 			add("  %s %s (%s %s): matched; needs scope %s (%s)%s; decides %s %s", kind, rt.name, rt.method, rt.template,
 				s.scopeNames[rt.scope], held(ag.holds(rt.scope, rt.shadow)), rt.explainOAuthScopes(r.Token), d.Outcome, d.Code)
+			s.explainRouteWhen(h, rt, r, t, &d, add)
 		case rt.mcp != nil && d.MCP != nil && d.MCP.Server == rt.mcp.name && !rt.shadow:
 			// An MCP route: the tool the message calls decided, under the route.
 			add("  %s %s (%s %s): matched; needs scope %s (%s); MCP server %s", kind, rt.name, rt.method, rt.template,
 				s.scopeNames[rt.scope], held(ag.holds(rt.scope, false)), rt.mcp.name)
-			s.explainMCP(rt.mcp, ag, &d, add)
+			toolInputs := func(args map[string]any) map[string]any {
+				var vals [maxPathParams]string
+				h.root.match(r.Method, t.Path, &vals, 0)
+				in := rt.conditionInputs(r, t, &vals)
+				in["body"] = args
+				return in
+			}
+			s.explainMCP(rt.mcp, ag, r, &d, toolInputs, add)
 		case rt.shadow && d.ShadowRule == "", !rt.shadow && d.Rule == "":
 			// No route of its kind decided: the request was refused before routes were looked at.
 			add("  %s %s (%s %s): matches, but the request was refused before a route could decide", kind, rt.name, rt.method, rt.template)
@@ -137,7 +145,7 @@ func (rt *route) matchesPath(path string) bool {
 }
 
 // explainMCP says what decided an MCP message: its method, and the tool, resource or prompt.
-func (s *Snapshot) explainMCP(srv *mcpServer, ag *agent, d *decision.Decision, add func(string, ...any)) {
+func (s *Snapshot) explainMCP(srv *mcpServer, ag *agent, r *Request, d *decision.Decision, inputs func(map[string]any) map[string]any, add func(string, ...any)) {
 	c := d.MCP
 	switch {
 	case c.Method == "":
@@ -150,6 +158,7 @@ func (s *Snapshot) explainMCP(srv *mcpServer, ag *agent, d *decision.Decision, a
 		default:
 			add("    tools/call %s: rule %s; needs scope %s (%s); checked against %d schema(s); decides %s %s", c.Name, t.rule,
 				t.scopeName, held(ag.holds(t.scope, false)), len(t.schemas)+len(t.perAgent[ag.id]), d.Outcome, d.Code)
+			explainToolWhen(t.hold, r, d, inputs, add)
 		}
 	default:
 		add("    %s: decides %s %s", clip(c.Method, 64), d.Outcome, d.Code)

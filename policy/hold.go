@@ -40,6 +40,8 @@ type holdRule struct {
 	// whenAST is when's checked expression, and whenAt where it is written, for lint.
 	whenAST *cel.Ast
 	whenAt  string
+	// whenExpr is the condition as written, for Explain.
+	whenExpr string
 }
 
 // holdEnv declares what Approval.when sees.
@@ -127,7 +129,7 @@ func (c *compiler) holdRule(src *source, at, rule string, a *policyv1.Approval, 
 			c.addf(src, at+".when", "%v", err)
 			return nil
 		}
-		hr.when, hr.whenAST, hr.whenAt = prg, ast, src.where(at+".when")
+		hr.when, hr.whenAST, hr.whenAt, hr.whenExpr = prg, ast, src.where(at+".when"), expr
 	}
 	if !ok {
 		return nil

@@ -58,10 +58,10 @@ func (e *apiError) Error() string { return e.msg }
 // approvalsOptions are the flags of agentauthz approvals: --url and --token for every
 // command, the others for the command that has them.
 type approvalsOptions struct {
-	base, token           string
+	base, token            string
 	state, cursor, comment string
-	limit                 int
-	all                   bool
+	limit                  int
+	all                    bool
 }
 
 func (o *approvalsOptions) addCommonFlags(fs *pflag.FlagSet) {

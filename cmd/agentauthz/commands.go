@@ -179,7 +179,7 @@ func newAuditCmd(stdout, stderr io.Writer) *cobra.Command {
 		Args:  cobra.ArbitraryArgs,
 		// The flags are in Use already.
 		DisableFlagsInUseLine: true,
-		RunE:  runE(func(_ *cobra.Command, args []string) int { return runAuditVerify(&o, args, stdout, stderr) }),
+		RunE:                  runE(func(_ *cobra.Command, args []string) int { return runAuditVerify(&o, args, stdout, stderr) }),
 	}
 	o.addFlags(verify.Flags())
 	markFiles(verify, "key")
@@ -217,7 +217,7 @@ func newApprovalsCmd(stdout, stderr io.Writer) *cobra.Command {
 			Short:                 sub.short,
 			Args:                  cobra.ArbitraryArgs,
 			DisableFlagsInUseLine: true,
-			RunE:  runE(func(_ *cobra.Command, args []string) int { return runApprovals(sub.name, &o, args, stdout, stderr) }),
+			RunE:                  runE(func(_ *cobra.Command, args []string) int { return runApprovals(sub.name, &o, args, stdout, stderr) }),
 		}
 		o.addFlags(sc.Flags(), sub.name)
 		if sub.name == "list" {

@@ -254,7 +254,7 @@ func TestChartFlagsExist(t *testing.T) {
 		t.Fatalf("serve -h: %v\n%s", err, out)
 	}
 	known := map[string]bool{}
-	for _, m := range regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
+	for _, m := range regexp.MustCompile(`(?m)^\s+(?:-\w, )?--([a-z0-9-]+)`).FindAllStringSubmatch(string(out), -1) {
 		known[m[1]] = true
 	}
 	if !known["grpc-socket-mode"] || !known["spiffe-socket"] {
