@@ -18,19 +18,23 @@ var (
 	yamlUnknownField = regexp.MustCompile(`^(line \d+: )?field (\S+) not found in type \S+$`)
 	yamlWrongKind    = regexp.MustCompile("^(line \\d+: )?cannot unmarshal !!(\\w+)(?: `[^`]*`)? into (.+)$")
 
-	// The same, inside a longer message that a package below wrote.
-	inUnknownField = regexp.MustCompile(`field (\S+) not found in type [\w.*\[\]]+`)
-	inWrongKind    = regexp.MustCompile("cannot unmarshal !!(\\w+)(?: `[^`]*`)? into ([\\w.*\\[\\]{} ]+?)(;|$|\n)")
+	// The same, inside a longer message that a package below wrote, whose list of errors may
+	// start with the decoder's heading, joined into one line.
+	decodeErrorsHead = regexp.MustCompile(`unmarshal errors:(?:;|\n)\s*`)
+	inUnknownField   = regexp.MustCompile(`field (\S+) not found in type [\w.*\[\]]+`)
+	inWrongKind      = regexp.MustCompile("cannot unmarshal !!(\\w+)(?: `[^`]*`)? into ([\\w.*\\[\\]{} ]+?)(;|$|\n)")
 )
 
 // plainDecodeErrors rewrites the YAML decoder's words for Go types in msg, an error a package
 // below wrote around them, into the words of the file the user wrote.
 func plainDecodeErrors(msg string) string {
+	msg = decodeErrorsHead.ReplaceAllString(msg, "")
 	msg = inUnknownField.ReplaceAllString(msg, `unknown key "$1"`)
-	return inWrongKind.ReplaceAllStringFunc(msg, func(s string) string {
+	msg = inWrongKind.ReplaceAllStringFunc(msg, func(s string) string {
 		m := inWrongKind.FindStringSubmatch(s)
 		return "want " + goKind(strings.TrimSpace(m[2])) + ", not " + yamlKind(m[1]) + m[3]
 	})
+	return strings.ReplaceAll(msg, ";   ", "; ")
 }
 
 // yamlProblem says what is wrong with a YAML document decoded into a Go value whose keys are
