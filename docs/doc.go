@@ -1,5 +1,5 @@
 // Package docs holds agentauthz's documentation for the people who write policy and run it:
-// policy-reference.md, writing-policy.md, mcp.md, authzen.md and operating.md.
+// policy-reference.md, writing-policy.md, cli.md, mcp.md, authzen.md and operating.md.
 //
 // It has no code of its own. Its tests keep the documents true to the product:
 //
@@ -11,6 +11,8 @@
 //   - TestGuideFiles compares the files the guide shows with testdata/;
 //   - TestGuideCommands builds agentauthz, runs every command the guide shows and compares what
 //     it prints;
+//   - TestCLICommands does the same for the command-line reference, cli.md, and checks the exit
+//     status each "$ echo $?" shows; TestCLIExitTable checks its table of exit statuses;
 //   - TestArchitectureNames finds every Go name ARCHITECTURE.md mentions in the package it
 //     names;
 //   - TestGuideCodes and TestReadmeCodes compare the guide's table of reason codes and the

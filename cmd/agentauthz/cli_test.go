@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -208,5 +209,27 @@ func TestExitCodesDistinct(t *testing.T) {
 			t.Errorf("exit %d is both %s and %s", code, name, other)
 		}
 		codes[code] = name
+	}
+}
+
+// TestExitCodeTable: the reference's table of exit statuses (docs/cli.md) says what each of
+// these codes is.
+func TestExitCodeTable(t *testing.T) {
+	data, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := map[string]string{}
+	for _, m := range regexp.MustCompile(`(?m)^\| (\d) \| (.*) \|$`).FindAllStringSubmatch(string(data), -1) {
+		rows[m[1]] = m[2]
+	}
+	for code, word := range map[int]string{exitOK: "done", exitError: "error", exitUsage: "usage", exitDenied: "denied",
+		exitProblems: "problems", exitFailed: "failed", exitTampered: "tampered"} {
+		if row := rows[strconv.Itoa(code)]; !strings.HasPrefix(row, word+":") {
+			t.Errorf("docs/cli.md: exit status %d is %q, want it to start %q", code, row, word+":")
+		}
+	}
+	if len(rows) != 7 {
+		t.Errorf("docs/cli.md lists %d exit statuses, want 7", len(rows))
 	}
 }

@@ -55,8 +55,12 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newApprovalsCmd(stdout, stderr),
 		newVersionCmd(stdout, stderr),
 	)
+	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	for _, c := range root.Commands() {
+		if c.Name() == "help" {
+			c.Short = "print the help of a command"
+		}
 		if c.Name() == "completion" {
 			c.Short = "print a shell completion script: bash, zsh, fish or powershell"
 			c.Args = cobra.ArbitraryArgs

@@ -18,6 +18,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
 )
 
 func main() {
@@ -40,6 +43,13 @@ const (
 // run runs the command line args and returns the exit code.
 func run(args []string, stdout, stderr io.Writer) int {
 	root := newRootCmd(stdout, stderr)
+	// An unknown command is named as such, before the flags after it are read as the root's.
+	// (The shells' completion requests are commands cobra adds as it runs.)
+	if cmd, _, err := root.Find(args); err == nil && cmd == root && len(args) > 0 && !strings.HasPrefix(args[0], "-") &&
+		args[0] != cobra.ShellCompRequestCmd && args[0] != cobra.ShellCompNoDescRequestCmd {
+		fmt.Fprintln(stderr, groupRun(root, args[:1]))
+		return exitUsage
+	}
 	if err := singleDashLong(root, args); err != nil {
 		fmt.Fprintln(stderr, err)
 		return exitUsage
