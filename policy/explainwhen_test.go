@@ -63,3 +63,29 @@ func TestExplainWhen(t *testing.T) {
 
 // payoutWhen is the condition of the payout routes (loadConditionPolicy).
 const payoutWhen = `body.max_amount > 1000 || body.kind == "WIRE" || body.note_tags.exists(t, t == "urgent") || has(body.inner) && body.inner.big > 1000`
+
+// TestExplainToolWhen: on an MCP route, the tool's condition is explained with the call's
+// arguments as body.
+func TestExplainToolWhen(t *testing.T) {
+	snap := loadMCP(t)
+	for _, tc := range []struct {
+		id   string
+		code decision.Code
+		want string
+	}{
+		{"7", decision.CodeApprovalRequired, `      approval when body.id != "1": true: held for approval` + "\n" + `        where body.id = "7"`},
+		{"1", decision.CodeAllowed, `      approval when body.id != "1": false: not held` + "\n" + `        where body.id = "1"`},
+	} {
+		req := func() *policy.Request {
+			return mcpRequest(mcpCase{body: call("delete_document", map[string]any{"id": tc.id, "reason": "obsolete"})})
+		}
+		want := snap.Decide(req())
+		d, steps := snap.Explain(req())
+		if d.Code != want.Code || d.Code != tc.code {
+			t.Errorf("id %s: Explain decided %s, Decide %s; want %s", tc.id, d.Code, want.Code, tc.code)
+		}
+		if text := strings.Join(steps, "\n"); !strings.Contains(text, tc.want) {
+			t.Errorf("id %s: the explanation lacks %q:\n%s", tc.id, tc.want, text)
+		}
+	}
+}
