@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"encoding/xml"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -166,76 +167,145 @@ func TestLintJSON(t *testing.T) {
 	cli(t, "lint", "--format", "yaml", demoDir).want(t, exitUsage)
 }
 
-// TestLintSARIF checks lint's SARIF against what SARIF 2.1.0 requires of each object it writes
-// (sarifLog: version and runs; run: tool; tool: driver; driver: name; result: message; a rule:
-// id; region: startLine >= 1), decoding it strictly into the SARIF shape and checking the
-// required properties are present, not only zero.
+// The SARIF 2.1.0 objects lint writes, as the OASIS standard defines them, written here apart
+// from the types that write them: pointers for the properties the standard requires, so that a
+// missing one is told from a zero one. Unknown properties are refused, so a misspelt name
+// fails too.
+type (
+	sarif21Log struct {
+		Schema  string        `json:"$schema"`
+		Version *string       `json:"version"` // required, "2.1.0"
+		Runs    *[]sarif21Run `json:"runs"`    // required
+	}
+	sarif21Run struct {
+		Tool    *sarif21Tool    `json:"tool"` // required
+		Results []sarif21Result `json:"results"`
+	}
+	sarif21Tool struct {
+		Driver *sarif21Component `json:"driver"` // required
+	}
+	sarif21Component struct {
+		Name           *string                      `json:"name"` // required
+		Version        string                       `json:"version"`
+		InformationURI string                       `json:"informationUri"`
+		Rules          []sarif21ReportingDescriptor `json:"rules"`
+	}
+	sarif21ReportingDescriptor struct {
+		ID               *string         `json:"id"` // required
+		ShortDescription *sarif21Message `json:"shortDescription"`
+	}
+	sarif21Message struct { // text or id required
+		Text *string `json:"text"`
+		ID   *string `json:"id"`
+	}
+	sarif21Result struct {
+		RuleID    string            `json:"ruleId"`
+		RuleIndex *int              `json:"ruleIndex"`
+		Level     string            `json:"level"`
+		Message   *sarif21Message   `json:"message"` // required
+		Locations []sarif21Location `json:"locations"`
+	}
+	sarif21Location struct {
+		PhysicalLocation *sarif21PhysicalLocation `json:"physicalLocation"`
+	}
+	sarif21PhysicalLocation struct {
+		ArtifactLocation *sarif21ArtifactLocation `json:"artifactLocation"`
+		Region           *sarif21Region           `json:"region"`
+	}
+	sarif21ArtifactLocation struct {
+		URI *string `json:"uri"`
+	}
+	sarif21Region struct {
+		StartLine   *int `json:"startLine"`   // minimum 1
+		StartColumn *int `json:"startColumn"` // minimum 1
+	}
+)
+
+// checkSARIF21 checks a log against the standard's requirements on the objects above, and
+// returns its results.
+func checkSARIF21(t *testing.T, data string) []sarif21Result {
+	t.Helper()
+	var log sarif21Log
+	decodeStrict(t, data, &log)
+	if log.Version == nil || *log.Version != "2.1.0" || log.Runs == nil || len(*log.Runs) != 1 {
+		t.Fatalf("sarifLog: version and one run required:\n%s", data)
+	}
+	run := (*log.Runs)[0]
+	if run.Tool == nil || run.Tool.Driver == nil || run.Tool.Driver.Name == nil || *run.Tool.Driver.Name != "agentauthz" {
+		t.Fatalf("run.tool.driver.name required:\n%s", data)
+	}
+	rules := run.Tool.Driver.Rules
+	for i, r := range rules {
+		if r.ID == nil || *r.ID == "" || r.ShortDescription == nil || r.ShortDescription.Text == nil {
+			t.Errorf("rules[%d]: id and a description required", i)
+		}
+	}
+	if run.Results == nil {
+		t.Fatalf("run.results: lint says it ran, with no results or some:\n%s", data)
+	}
+	for i, res := range run.Results {
+		if res.Message == nil || (res.Message.Text == nil && res.Message.ID == nil) || res.Message.Text != nil && *res.Message.Text == "" {
+			t.Errorf("results[%d].message: text or id required", i)
+		}
+		switch res.Level {
+		case "none", "note", "warning", "error":
+		default:
+			t.Errorf("results[%d].level %q is not a SARIF level", i, res.Level)
+		}
+		if res.RuleIndex == nil || *res.RuleIndex < 0 || *res.RuleIndex >= len(rules) || *rules[*res.RuleIndex].ID != res.RuleID {
+			t.Errorf("results[%d]: ruleId %q is not rules[ruleIndex]", i, res.RuleID)
+		}
+		for j, loc := range res.Locations {
+			pl := loc.PhysicalLocation
+			if pl == nil || pl.ArtifactLocation == nil || pl.ArtifactLocation.URI == nil {
+				t.Errorf("results[%d].locations[%d]: no artifact", i, j)
+				continue
+			}
+			if _, err := url.Parse(*pl.ArtifactLocation.URI); err != nil {
+				t.Errorf("results[%d].locations[%d]: uri %q is not a URI reference", i, j, *pl.ArtifactLocation.URI)
+			}
+			if r := pl.Region; r != nil && (r.StartLine == nil || *r.StartLine < 1 || r.StartColumn != nil && *r.StartColumn < 1) {
+				t.Errorf("results[%d].locations[%d]: region %+v", i, j, r)
+			}
+		}
+	}
+	return run.Results
+}
+
+// TestLintSARIF: lint's SARIF meets SARIF 2.1.0 (checkSARIF21), a result per problem at its
+// file, line and column with its rule.
 func TestLintSARIF(t *testing.T) {
 	setCredential(t)
 	r := cli(t, "lint", "--format", "sarif", "testdata/bad-policy.yaml", "testdata/bad-compile.yaml")
 	r.want(t, exitProblems)
-	var log sarifLog
-	decodeStrict(t, r.stdout, &log)
-	var raw struct {
-		Runs []struct {
-			Tool struct {
-				Driver map[string]json.RawMessage `json:"driver"`
-			} `json:"tool"`
-			Results []map[string]json.RawMessage `json:"results"`
-		} `json:"runs"`
-		Version json.RawMessage `json:"version"`
+	results := checkSARIF21(t, r.stdout)
+	if len(results) != 5 {
+		t.Fatalf("%d results, want 5 (3 + 2 problems):\n%s", len(results), r.stdout)
 	}
-	if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
-		t.Fatal(err)
-	}
-	if log.Version != "2.1.0" || string(raw.Version) != `"2.1.0"` || !strings.HasSuffix(log.Schema, "sarif-schema-2.1.0.json") || len(log.Runs) != 1 {
-		t.Fatalf("log: version %q, schema %q, %d runs", log.Version, log.Schema, len(log.Runs))
-	}
-	run := log.Runs[0]
-	if _, ok := raw.Runs[0].Tool.Driver["name"]; !ok || run.Tool.Driver.Name != "agentauthz" {
-		t.Errorf("driver: %+v", run.Tool.Driver)
-	}
-	rules := map[string]int{}
-	for i, rule := range run.Tool.Driver.Rules {
-		if rule.ID == "" || rule.ShortDescription.Text == "" {
-			t.Errorf("rule %d: %+v", i, rule)
-		}
-		rules[rule.ID] = i
-	}
-	if len(run.Results) != 5 {
-		t.Fatalf("%d results, want 5 (3 + 2 problems):\n%s", len(run.Results), r.stdout)
-	}
-	for i, res := range run.Results {
-		if _, ok := raw.Runs[0].Results[i]["message"]; !ok || res.Message.Text == "" {
-			t.Errorf("result %d has no message", i)
-		}
-		if idx, ok := rules[res.RuleID]; !ok || idx != res.RuleIndex {
-			t.Errorf("result %d: rule %q at %d, not in the driver's rules %v", i, res.RuleID, res.RuleIndex, rules)
-		}
-		if res.Level != "error" || len(res.Locations) != 1 {
+	for i, res := range results {
+		if res.Level != "error" || len(res.Locations) != 1 || res.Locations[0].PhysicalLocation.Region == nil ||
+			res.Locations[0].PhysicalLocation.Region.StartColumn == nil {
 			t.Errorf("result %d: %+v", i, res)
 			continue
 		}
-		loc := res.Locations[0].PhysicalLocation
-		if loc.ArtifactLocation.URI != "testdata/bad-policy.yaml" && loc.ArtifactLocation.URI != "testdata/bad-compile.yaml" ||
-			loc.Region == nil || loc.Region.StartLine < 1 || loc.Region.StartColumn < 1 {
-			t.Errorf("result %d: location %+v", i, loc)
+		if uri := *res.Locations[0].PhysicalLocation.ArtifactLocation.URI; uri != "testdata/bad-policy.yaml" && uri != "testdata/bad-compile.yaml" {
+			t.Errorf("result %d: uri %q", i, uri)
 		}
 	}
-	first := run.Results[0]
-	if first.RuleID != "unknown-field" || first.Locations[0].PhysicalLocation.Region.StartLine != 5 {
+	first := results[0]
+	if first.RuleID != "unknown-field" || *first.Locations[0].PhysicalLocation.Region.StartLine != 5 ||
+		*first.Locations[0].PhysicalLocation.Region.StartColumn != 5 || *first.Message.Text != `unknown field "scoeps", expected one of [id scopes description]` {
 		t.Errorf("first result: %+v", first)
 	}
-	if got := run.Results[1].RuleID; got != "string.pattern" {
+	if got := results[1].RuleID; got != "string.pattern" {
 		t.Errorf("second result's rule %q, want string.pattern", got)
 	}
 
 	// No problems: a run with no results, still a whole log.
 	r = cli(t, "lint", "--format", "sarif", demoDir)
 	r.want(t, exitOK)
-	decodeStrict(t, r.stdout, &log)
-	if len(log.Runs) != 1 || len(log.Runs[0].Results) != 0 || !strings.Contains(r.stdout, `"results": []`) {
-		t.Errorf("clean policy:\n%s", r.stdout)
+	if results := checkSARIF21(t, r.stdout); len(results) != 0 {
+		t.Errorf("clean policy: %d results", len(results))
 	}
 }
 
