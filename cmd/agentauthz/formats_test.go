@@ -227,6 +227,12 @@ func checkSARIF21(t *testing.T, data string) []sarif21Result {
 	t.Helper()
 	var log sarif21Log
 	decodeStrict(t, data, &log)
+	// encoding/json matches names in any case; SARIF's are case-sensitive.
+	var raw any
+	if err := json.Unmarshal([]byte(data), &raw); err != nil {
+		t.Fatal(err)
+	}
+	checkSARIFNames(t, raw)
 	if log.Version == nil || *log.Version != "2.1.0" || log.Runs == nil || len(*log.Runs) != 1 {
 		t.Fatalf("sarifLog: version and one run required:\n%s", data)
 	}
@@ -270,6 +276,29 @@ func checkSARIF21(t *testing.T, data string) []sarif21Result {
 		}
 	}
 	return run.Results
+}
+
+// sarif21Names are the property names of the objects above, as the standard spells them.
+var sarif21Names = map[string]bool{"$schema": true, "version": true, "runs": true, "tool": true, "results": true,
+	"driver": true, "name": true, "informationUri": true, "rules": true, "id": true, "shortDescription": true,
+	"text": true, "ruleId": true, "ruleIndex": true, "level": true, "message": true, "locations": true,
+	"physicalLocation": true, "artifactLocation": true, "region": true, "uri": true, "startLine": true, "startColumn": true}
+
+func checkSARIFNames(t *testing.T, v any) {
+	t.Helper()
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			if !sarif21Names[k] {
+				t.Errorf("%q is not a SARIF 2.1.0 property of the objects lint writes", k)
+			}
+			checkSARIFNames(t, e)
+		}
+	case []any:
+		for _, e := range x {
+			checkSARIFNames(t, e)
+		}
+	}
 }
 
 // TestLintSARIF: lint's SARIF meets SARIF 2.1.0 (checkSARIF21), a result per problem at its
