@@ -457,3 +457,42 @@ func TestTestFormats(t *testing.T) {
 	cli(t, "test", "--format", "json", passing).want(t, exitOK)
 	cli(t, "test", "--format", "tap", passing).want(t, exitUsage)
 }
+
+// TestCheckJSONDocumented: every field check -o json prints is in the reference's table, as
+// spelt there.
+func TestCheckJSONDocumented(t *testing.T) {
+	setCredential(t)
+	data, err := os.ReadFile("../../docs/cli.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, _ := strings.Cut(string(data), "### `check -o json`")
+	section, _, _ = strings.Cut(section, "\n#")
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("(?m)^\\| ((?:`[a-z_]+`(?:, )?)+) \\|").FindAllStringSubmatch(section, -1) {
+		for _, f := range regexp.MustCompile("`([a-z_]+)`").FindAllStringSubmatch(m[1], -1) {
+			documented[f[1]] = true
+		}
+	}
+	if len(documented) < 10 {
+		t.Fatalf("docs/cli.md documents %d fields of check -o json", len(documented))
+	}
+	for _, args := range [][]string{
+		{"--agent", helpdesk, "--host", "helpdesk.acme.internal", "--path", "/v1/tickets/42", "--header", "Authorization: Bearer x", "--explain"},
+		{"--agent", helpdesk, "--host", "helpdesk.acme.internal", "--path", "/v1/tickets?limit=1000"},
+		{"--agent", helpdesk, "--method", "POST", "--host", "helpdesk.acme.internal", "--path", "/v1/users/jdoe/password-reset",
+			"--header", "content-type: application/json", "--body", `{"reason":"locked out"}`},
+	} {
+		r := cli(t, append([]string{"check", "-o", "json"}, args...)...)
+		r.want(t, exitOK)
+		var raw map[string]json.RawMessage
+		if err := json.Unmarshal([]byte(r.stdout), &raw); err != nil {
+			t.Fatalf("%v\n%s", err, r.stdout)
+		}
+		for k := range raw {
+			if !documented[k] {
+				t.Errorf("check -o json prints %q, which docs/cli.md does not document", k)
+			}
+		}
+	}
+}
