@@ -135,14 +135,20 @@ func TestLintJSON(t *testing.T) {
 	setCredential(t)
 	r := cli(t, "lint", "--format", "json", demoDir, "testdata/bad-policy.yaml", "testdata/missing.yaml")
 	r.want(t, exitError)
+	// The error; the demo's warning (it holds requests, and lint was given no approvers) is in
+	// the JSON.
 	oneLine(t, "stderr", r.stderr)
+	if !strings.HasPrefix(r.stderr, "agentauthz lint: ") || !strings.Contains(r.stderr, "testdata/missing.yaml") {
+		t.Errorf("stderr: %q", r.stderr)
+	}
 	var out lintJSON
 	decodeStrict(t, r.stdout, &out)
 	if len(out.Policies) != 3 || out.Problems != 3 {
 		t.Fatalf("%+v", out)
 	}
 	demo, bad, missing := out.Policies[0], out.Policies[1], out.Policies[2]
-	if !demo.OK || demo.Stats == nil || demo.Stats.Routes != 9 || demo.Revision != demoRevision(t) || len(demo.Problems) != 0 {
+	if !demo.OK || demo.Stats == nil || demo.Stats.Routes != 9 || demo.Revision != demoRevision(t) || len(demo.Problems) != 0 ||
+		len(demo.Warnings) != 1 || !strings.Contains(demo.Warnings[0], "holds requests for approval") {
 		t.Errorf("demo: %+v", demo)
 	}
 	want := []lintJSONProblem{
@@ -330,11 +336,17 @@ func TestLintSARIF(t *testing.T) {
 		t.Errorf("second result's rule %q, want string.pattern", got)
 	}
 
-	// No problems: a run with no results, still a whole log.
+	// No problems: a warning does not fail lint, and is a result of level warning.
 	r = cli(t, "lint", "--format", "sarif", demoDir)
 	r.want(t, exitOK)
+	if results := checkSARIF21(t, r.stdout); len(results) != 1 || results[0].Level != "warning" || results[0].RuleID != "approvers-not-given" {
+		t.Errorf("clean policy: %+v", results)
+	}
+	// No problems and no warnings: a run with no results, still a whole log.
+	r = cli(t, "lint", "--format", "sarif", "--approvers", "../../internal/approval/signin/testdata/approvers.yaml", "testdata/approval")
+	r.want(t, exitOK)
 	if results := checkSARIF21(t, r.stdout); len(results) != 0 {
-		t.Errorf("clean policy: %d results", len(results))
+		t.Errorf("clean policy: %+v\n%s", results, r.stderr)
 	}
 }
 

@@ -50,8 +50,10 @@ func runLint(o *lintOptions, args []string, stdout, stderr io.Writer) int {
 	status := exitOK
 	for _, p := range args {
 		l := lintPath(p, o.baselines, &o.checks)
-		for _, w := range l.Warnings {
-			fmt.Fprintln(stderr, w)
+		if o.format == "text" { // the other formats carry them
+			for _, w := range l.Warnings {
+				fmt.Fprintln(stderr, w)
+			}
 		}
 		switch {
 		case l.err != nil:

@@ -23,6 +23,7 @@ type lintProblem struct {
 	Field   string // the policy field, e.g. hosts[0].routes[1].path; "" when the message names none
 	Rule    string // the rule id: what kind of problem it is (lintRules)
 	Message string
+	warning bool // does not fail lint
 }
 
 // The rule ids of lint's problems. A problem of the policy's schema is named by the schema
@@ -33,6 +34,13 @@ const (
 	ruleSyntax       = "yaml-syntax"   // not YAML, or not a policy document
 	ruleOpenAPIDrift = "openapi-drift" // --openapi-baseline: a granted operation changed
 	ruleReference    = "reference"     // a name that refers to nothing, a value that cannot be compiled
+	ruleScopeUnheld  = "scope-unheld"  // a scope required that no agent holds
+	ruleScopeUnused  = "scope-unrequired"
+	ruleWhen         = "approval-when"
+	ruleApprovers    = "approvers"
+	ruleCredential   = "credential"
+	ruleTestCase     = "test-case"
+	ruleApproversNot = "approvers-not-given" // a warning: approval rules, and no approvers to check them against
 )
 
 // lintRules describes each rule id that is not a schema constraint, for SARIF's rule list.
@@ -42,11 +50,19 @@ var lintRules = map[string]string{
 	ruleSyntax:       "A file that is not YAML, or not one policy document.",
 	ruleOpenAPIDrift: "An operation the policy grants changed in its OpenAPI document since the baseline copy.",
 	ruleReference:    "A value that cannot be compiled: an unknown name, a bad pattern, a conflicting route.",
+	ruleScopeUnheld:  "A scope that a route, operation or tool requires and no agent holds: every agent is refused it.",
+	ruleScopeUnused:  "A scope an agent holds and nothing requires: it grants nothing (a misspelling?).",
+	ruleWhen:         "An approval condition that names a field its route's parameters, schema or message cannot have.",
+	ruleApprovers:    "An approval rule none of the approvers given may approve, or an approver that names no one.",
+	ruleCredential:   "A credential inject_headers names that is not there (--check-secrets).",
+	ruleTestCase:     "A policy test case that cannot pass or cannot be read: an unknown key, rule, reason code, agent or host.",
+	ruleApproversNot: "The policy holds requests for approval, and lint was not given the approvers to check them against.",
 }
 
 var (
 	problemAt     = regexp.MustCompile(`^(.+?):(\d+):(\d+): (.*)$`)
 	problemInFile = regexp.MustCompile(`^(.+?\.(?:ya?ml|json)): (.*)$`)
+	problemAtLine = regexp.MustCompile(`^(.+?\.ya?ml):(\d+): (.*)$`)
 	problemField  = regexp.MustCompile(`^([a-z_]+(?:\[\d+\]|\["[^"]*"\])?(?:\.[a-z_]+(?:\[\d+\]|\["[^"]*"\])?)*): (.*)$`)
 	schemaRule    = regexp.MustCompile(` \(([a-z0-9_]+\.[a-z0-9_.]+)\)$`)
 )
@@ -61,6 +77,9 @@ func parseProblems(lines []string, rule string) []lintProblem {
 			p.File, p.Message = m[1], m[4]
 			p.Line, _ = strconv.Atoi(m[2])
 			p.Column, _ = strconv.Atoi(m[3])
+		} else if m := problemAtLine.FindStringSubmatch(s); m != nil {
+			p.File, p.Message = m[1], m[3]
+			p.Line, _ = strconv.Atoi(m[2])
 		} else if m := problemInFile.FindStringSubmatch(s); m != nil {
 			p.File, p.Message = m[1], m[2]
 		}
@@ -69,14 +88,34 @@ func parseProblems(lines []string, rule string) []lintProblem {
 		}
 		p.Rule = rule
 		if p.Rule == "" {
-			p.Rule = problemRule(p.Message)
+			p.Rule = problemRule(p.File, p.Field, p.Message)
 		}
 		out = append(out, p)
 	}
 	return out
 }
 
-func problemRule(msg string) string {
+// problemRule names the kind of problem of a line in file: what the policy's checks say, as
+// they word it.
+func problemRule(file, field, msg string) string {
+	switch {
+	case strings.HasSuffix(file, "_test.yaml"), strings.HasSuffix(file, "_test.yml"):
+		return ruleTestCase
+	case strings.HasSuffix(field, ".when"):
+		return ruleWhen
+	case strings.HasPrefix(field, "lint.unheld_scopes"):
+		return ruleScopeUnheld
+	case strings.HasPrefix(field, "lint.unrequired_scopes"):
+		return ruleScopeUnused
+	case strings.Contains(field, "inject_headers") && strings.Contains(msg, "credential"):
+		return ruleCredential
+	case strings.Contains(msg, "no approver may approve"), strings.Contains(msg, "names no approver given"):
+		return ruleApprovers
+	case strings.Contains(msg, ": no agent holds scope "):
+		return ruleScopeUnheld
+	case strings.Contains(msg, "requires scope "), strings.Contains(msg, ": nothing requires scope "):
+		return ruleScopeUnused
+	}
 	switch {
 	case strings.HasPrefix(msg, "unknown field "):
 		return ruleUnknownField
@@ -109,6 +148,8 @@ type lintJSONPolicy struct {
 	Revision string            `json:"revision,omitempty"`
 	Stats    *lintJSONStats    `json:"stats,omitempty"`
 	Problems []lintJSONProblem `json:"problems"`
+	// Warnings do not fail lint, but should be looked at.
+	Warnings []string `json:"warnings,omitempty"`
 }
 
 type lintJSONStats struct {
@@ -131,7 +172,7 @@ type lintJSONProblem struct {
 func writeLintJSON(w io.Writer, linted []lintedPolicy) error {
 	out := lintJSON{Policies: []lintJSONPolicy{}}
 	for _, l := range linted {
-		p := lintJSONPolicy{Path: l.Path, OK: l.err == nil && len(l.Problems) == 0, Problems: []lintJSONProblem{}}
+		p := lintJSONPolicy{Path: l.Path, OK: l.err == nil && len(l.Problems) == 0, Problems: []lintJSONProblem{}, Warnings: l.Warnings}
 		if l.err != nil {
 			p.Error = l.err.Error()
 		} else if p.OK {
@@ -232,6 +273,9 @@ func writeSARIF(w io.Writer, linted []lintedPolicy) error {
 	var problems []lintProblem
 	for _, l := range linted {
 		problems = append(problems, l.Problems...)
+		for _, w := range l.Warnings {
+			problems = append(problems, lintProblem{Text: w, Rule: ruleApproversNot, Message: w, warning: true})
+		}
 	}
 	var ids []string
 	for _, p := range problems {
@@ -254,7 +298,11 @@ func writeSARIF(w io.Writer, linted []lintedPolicy) error {
 	}
 	for _, p := range problems {
 		msg := p.Message
-		res := sarifResult{RuleID: p.Rule, RuleIndex: index[p.Rule], Level: "error", Message: sarifMessage{Text: msg}}
+		level := "error"
+		if p.warning {
+			level = "warning"
+		}
+		res := sarifResult{RuleID: p.Rule, RuleIndex: index[p.Rule], Level: level, Message: sarifMessage{Text: msg}}
 		if p.File != "" {
 			loc := sarifLocation{PhysicalLocation: sarifPhysicalLocation{ArtifactLocation: sarifArtifactLocation{URI: fileURI(p.File)}}}
 			if p.Line > 0 {
