@@ -380,6 +380,15 @@ func printDecision(w io.Writer, d *decision.Decision) {
 		for _, q := range d.RemoveQuery {
 			fmt.Fprintf(w, "  strip query    %s\n", q)
 		}
+		if d.Response != "" {
+			key, _, _ := strings.Cut(d.Response, "@")
+			fmt.Fprintf(w, "  response rule  %s (the answer is filtered: --response-file shows how)\n", key)
+		}
+		return
+	}
+	if d.Answer != nil {
+		// agentauthz answers the request itself (a protected resource's metadata).
+		fmt.Fprintf(w, "answer %d %s\n  %s\n  %s\n", d.Status(), d.Code, d.Detail, d.Answer)
 		return
 	}
 	fmt.Fprintf(w, "deny %d %s  rule=%s\n  %s\n", d.Status(), d.Code, rule, d.Detail)

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/agentauthz/agentauthz/internal/engine"
@@ -39,6 +40,11 @@ type checkJSON struct {
 	HeadersToRemove []string     `json:"headers_to_remove,omitempty"`
 	// QueryToRemove are query parameters removed before the request is forwarded.
 	QueryToRemove []string `json:"query_to_remove,omitempty"`
+	// ResponseRule, on an allow, names the response rule the upstream's answer must pass.
+	ResponseRule string `json:"response_rule,omitempty"`
+	// Answer is the body agentauthz answers itself with, for a decision that answers the
+	// request (a protected resource's metadata).
+	Answer string `json:"answer,omitempty"`
 	// Violations say which part of the request broke which rule.
 	Violations []jsonViolation `json:"violations,omitempty"`
 	// Challenge is the WWW-Authenticate header of a 401.
@@ -99,6 +105,10 @@ func newCheckJSON(res *engine.Result) checkJSON {
 			out.HeadersToRemove = g.Remove
 		}
 		out.QueryToRemove = d.RemoveQuery
+		out.ResponseRule, _, _ = strings.Cut(d.Response, "@")
+	}
+	if d.Answer != nil {
+		out.Answer = string(d.Answer)
 	}
 	for _, v := range d.Violations {
 		out.Violations = append(out.Violations, jsonViolation(v))

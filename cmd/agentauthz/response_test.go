@@ -29,9 +29,11 @@ func TestCheckResponseFile(t *testing.T) {
 		t.Errorf("stdout shows a removed value:\n%s", r.stdout)
 	}
 
-	// Refused: a deny's exit code, and the problem the agent gets.
+	// Refused: a deny, a decision (status 0, or 3 with --fail-on-deny), and the problem the
+	// agent gets.
+	cli(t, append(base, "--response-content-type", "text/html", "--fail-on-deny")...).want(t, exitDenied)
 	r = cli(t, append(base, "--response-content-type", "text/html")...)
-	r.want(t, exitDeny)
+	r.want(t, exitOK)
 	if !strings.Contains(r.stdout, "response 502 refused") || !strings.Contains(r.stdout, `"code":"response_refused"`) {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
@@ -39,13 +41,16 @@ func TestCheckResponseFile(t *testing.T) {
 	// A denied request has no answer.
 	r = cli(t, "check", "--policy", responseDir, "--agent", "spiffe://example.org/agent/helpdesk",
 		"--host", "api.example.org", "--path", "/tickets/x", "--response-file", ticket)
-	r.want(t, exitDeny)
+	r.want(t, exitOK)
 	if !strings.Contains(r.stdout, "response: the request is denied") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
 
 	r = cli(t, "check", "--policy", responseDir, "--agent", "spiffe://example.org/agent/helpdesk",
 		"--host", "api.example.org", "--path", "/tickets/T-1", "--response-file", filepath.Join(responseDir, "missing.json"))
+	r.want(t, exitError)
+	r = cli(t, "check", "--policy", responseDir, "--agent", "spiffe://example.org/agent/helpdesk",
+		"--host", "api.example.org", "--path", "/tickets/T-1", "--response-file", ticket, "-o", "json")
 	r.want(t, exitUsage)
 }
 
@@ -80,7 +85,7 @@ func TestTestResponses(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = cli(t, "test", dir)
-	r.want(t, exitDeny)
+	r.want(t, exitFailed)
 	for _, s := range []string{"want removed", "want body", "0 passed, 1 failed"} {
 		if !strings.Contains(r.stdout, s) {
 			t.Errorf("stdout lacks %q:\n%s", s, r.stdout)
