@@ -35,13 +35,6 @@ var (
 	problemContentType     = overwrite("content-type", decision.ProblemContentType)
 	jsonContentType        = overwrite("content-type", "application/json")
 	noStore                = overwrite("cache-control", "no-store")
-	// The CORS headers of a protected resource's metadata, public and read by browser-based MCP
-	// clients from any origin; no credentials are involved, so "*" is the whole answer. The
-	// preflight allows the GET with MCP-Protocol-Version, which MCP clients send with it.
-	corsAnyOrigin    = overwrite("access-control-allow-origin", "*")
-	corsAllowMethods = overwrite("access-control-allow-methods", "GET")
-	corsAllowHeaders = overwrite("access-control-allow-headers", "mcp-protocol-version")
-	corsMaxAge       = overwrite("access-control-max-age", "86400")
 	grpcStatuses           = map[int]*corev3.HeaderValueOption{
 		400: grpcStatusHeader(codes.InvalidArgument),
 		401: grpcStatusHeader(codes.Unauthenticated),
@@ -52,6 +45,17 @@ var (
 		429: grpcStatusHeader(codes.ResourceExhausted),
 		503: grpcStatusHeader(codes.Unavailable),
 	}
+)
+
+// The CORS headers of a protected resource's metadata, public and read by browser-based MCP
+// clients from any origin; no credentials are involved, so "*" is the whole answer. The preflight
+// allows the GET with MCP-Protocol-Version, which MCP clients send with it. No other answer
+// carries CORS headers: CORS on the APIs is theirs.
+var (
+	corsAnyOrigin    = overwrite("access-control-allow-origin", "*")
+	corsAllowMethods = overwrite("access-control-allow-methods", "GET")
+	corsAllowHeaders = overwrite("access-control-allow-headers", "mcp-protocol-version")
+	corsMaxAge       = overwrite("access-control-max-age", "86400")
 )
 
 // WWWAuthenticateHeader carries a denial's Bearer challenge, on hosts that accept OAuth access
