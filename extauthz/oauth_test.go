@@ -343,9 +343,44 @@ func TestOAuthResourceMetadata(t *testing.T) {
 	if a.Problem["resource"] != oauthtest.Audience || a.Problem["code"] != nil {
 		t.Errorf("metadata body %v", a.Problem)
 	}
-	for _, r := range [][2]string{{"POST", "/.well-known/oauth-protected-resource"}, {"GET", "/.well-known/oauth-protected-resource?x=1"}} {
+	// Public metadata, readable from any origin; nothing more is allowed of another origin.
+	if a.Headers["access-control-allow-origin"] != "*" || a.Headers["access-control-allow-methods"] != "" || a.Headers["access-control-allow-credentials"] != "" {
+		t.Errorf("metadata's CORS headers: %v", a.Headers)
+	}
+	// A browser's CORS preflight of that GET: answered by Envoy too, with no body.
+	// (Read directly: servertest reads a denial's body as a problem, and this one has none.)
+	resp, err := f.client.Check(t.Context(), extauthz.HTTPRequest{Method: "OPTIONS", Host: "helpdesk.acme.internal",
+		Path: "/.well-known/oauth-protected-resource", Headers: map[string]string{"origin": "https://app.example",
+			"access-control-request-method": "GET", "access-control-request-headers": "mcp-protocol-version"}}.CheckRequest())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pre := resp.GetDeniedResponse()
+	hs := map[string]string{}
+	for _, h := range pre.GetHeaders() {
+		hs[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+	}
+	if resp.GetDynamicMetadata().GetFields()["code"].GetStringValue() != "oauth_resource_metadata" || pre.GetStatus().GetCode() != 200 ||
+		pre.GetBody() != "" || hs["content-type"] != "" || hs["access-control-allow-origin"] != "*" || hs["access-control-allow-methods"] != "GET" ||
+		hs["access-control-allow-headers"] != "mcp-protocol-version" || hs["access-control-max-age"] != "86400" ||
+		hs["access-control-allow-credentials"] != "" || hs[extauthz.DecisionIDHeader] == "" {
+		t.Errorf("preflight: %v", resp)
+	}
+	for _, r := range [][2]string{{"POST", "/.well-known/oauth-protected-resource"}, {"GET", "/.well-known/oauth-protected-resource?x=1"}, {"OPTIONS", "/v1/tickets"}} {
 		if a := f.check(t, "", r[0], "helpdesk.acme.internal", r[1], ""); a.Status != 401 || a.Code != "identity_missing" {
 			t.Errorf("%s %s: %d %s", r[0], r[1], a.Status, a.Code)
+		}
+	}
+	// Every other answer leaves CORS to the API: a denial grants no origin anything.
+	for _, a := range []servertest.Answer{
+		f.check(t, "", "GET", "helpdesk.acme.internal", "/v1/tickets", ""),
+		f.check(t, "", "OPTIONS", "helpdesk.acme.internal", "/v1/tickets", ""),
+		f.check(t, "", "GET", "helpdesk.acme.internal", "/v1/tickets", f.token(t, oauthtest.HelpdeskClient, "tickets.read")),
+	} {
+		for k := range a.Headers {
+			if strings.HasPrefix(k, "access-control-") {
+				t.Errorf("%d %s carries %s", a.Status, a.Code, k)
+			}
 		}
 	}
 	if a := f.check(t, "", "GET", "reports.acme.internal", "/.well-known/oauth-protected-resource", ""); a.Code == "oauth_resource_metadata" {

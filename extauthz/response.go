@@ -47,6 +47,17 @@ var (
 	}
 )
 
+// The CORS headers of a protected resource's metadata, public and read by browser-based MCP
+// clients from any origin; no credentials are involved, so "*" is the whole answer. The preflight
+// allows the GET with MCP-Protocol-Version, which MCP clients send with it. No other answer
+// carries CORS headers: CORS on the APIs is theirs.
+var (
+	corsAnyOrigin    = overwrite("access-control-allow-origin", "*")
+	corsAllowMethods = overwrite("access-control-allow-methods", "GET")
+	corsAllowHeaders = overwrite("access-control-allow-headers", "mcp-protocol-version")
+	corsMaxAge       = overwrite("access-control-max-age", "86400")
+)
+
 // WWWAuthenticateHeader carries a denial's Bearer challenge, on hosts that accept OAuth access
 // tokens.
 const WWWAuthenticateHeader = "www-authenticate"
@@ -130,7 +141,7 @@ type denyParts struct {
 	status  typev3.HttpStatus
 	idOpt   corev3.HeaderValueOption
 	idHdr   corev3.HeaderValue
-	headers [5]*corev3.HeaderValueOption
+	headers [7]*corev3.HeaderValueOption
 	chOpt   corev3.HeaderValueOption
 	chHdr   corev3.HeaderValue
 	meta    structpb.Struct
@@ -176,7 +187,7 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 	p.idHdr = corev3.HeaderValue{Key: DecisionIDHeader, Value: id}
 	p.idOpt.Header = &p.idHdr
 	p.idOpt.AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
-	p.headers = [5]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
+	p.headers = [7]*corev3.HeaderValueOption{problemContentType, noStore, &p.idOpt}
 	hs := p.headers[:3]
 	if d.Challenge != "" {
 		// A 401 tells the agent how to authenticate, a 403 for lack of OAuth scope which ones
@@ -187,8 +198,13 @@ func (rs *responder) respond(res *engine.Result, grpc bool) *authv3.CheckRespons
 		hs = append(hs, &p.chOpt)
 	}
 	if d.Answer != nil {
-		// agentauthz answers the request itself (a protected resource's metadata).
+		// agentauthz answers the request itself (a protected resource's metadata, or the CORS
+		// preflight of its GET): the only answers that allow another origin to read them.
 		p.headers[0] = jsonContentType
+		hs = append(hs, corsAnyOrigin)
+		if d.Preflight {
+			hs = append(hs[1:], corsAllowMethods, corsAllowHeaders, corsMaxAge)
+		}
 		p.denied.Body = string(d.Answer)
 	} else if status, body, ok := d.MCPAnswer(id); ok {
 		// An MCP client reads JSON-RPC: the answer takes the form it gives the model.

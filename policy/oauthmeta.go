@@ -127,16 +127,23 @@ func (c *compiler) finishOAuth() {
 }
 
 // Metadata answers a request for one of the host's protected-resource metadata documents: a GET
-// of its exact path, without a query. The answer is a decision that the front door serves
-// itself (decision.Decision.Answer, status 200), whoever asks: metadata is public, and a client
-// reads it before it has any credential.
+// of its exact path, without a query, or the CORS preflight (OPTIONS) a browser sends before that
+// GET. The answer is a decision that the front door serves itself (decision.Decision.Answer,
+// status 200), whoever asks: metadata is public, and a client reads it before it has any
+// credential. A browser-based MCP client reads it from another origin, so the answer allows any
+// (extauthz adds the CORS headers); nothing else agentauthz answers does.
 func (c *OAuthConfig) Metadata(method, target string) (decision.Decision, bool) {
-	if method != "GET" || len(c.metadata) == 0 || !strings.HasPrefix(target, MetadataPath) {
+	if (method != "GET" && method != "OPTIONS") || len(c.metadata) == 0 || !strings.HasPrefix(target, MetadataPath) {
 		return decision.Decision{}, false
 	}
 	m := c.metadata[target]
 	if m == nil {
 		return decision.Decision{}, false
+	}
+	if method == "OPTIONS" {
+		d := decision.Denied(decision.CodeOAuthResourceMetadata, "The CORS preflight of the protected-resource metadata of "+m.view.resource+".")
+		d.Answer, d.Preflight = []byte{}, true
+		return d, true
 	}
 	d := decision.Denied(decision.CodeOAuthResourceMetadata, "The protected-resource metadata of "+m.view.resource+".")
 	d.Answer = m.doc

@@ -92,7 +92,22 @@ func TestOAuthResourceMetadata(t *testing.T) {
 			t.Errorf("GET %s:\n got %v\nwant %v", target, got, want)
 		}
 	}
+	// The CORS preflight of each document's GET is answered too, without a body.
+	for _, target := range []string{"/.well-known/oauth-protected-resource/mcp", "/.well-known/oauth-protected-resource"} {
+		d, ok := oc.Metadata("OPTIONS", target)
+		if !ok || d.Code != decision.CodeOAuthResourceMetadata || d.Status() != 200 || !d.Preflight || d.Answer == nil || len(d.Answer) != 0 {
+			t.Errorf("OPTIONS %s: %v %s %d preflight %v answer %q", target, ok, d.Code, d.Status(), d.Preflight, d.Answer)
+		}
+		if d, _ := oc.Metadata("GET", target); d.Preflight {
+			t.Errorf("GET %s is answered as a preflight", target)
+		}
+	}
 	for _, r := range [][2]string{
+		{"OPTIONS", "/.well-known/oauth-protected-resource/mcp?x=1"},
+		{"OPTIONS", "/.well-known/oauth-protected-resource/v1/status"},
+		{"OPTIONS", "/.well-known/oauth-authorization-server"},
+		{"OPTIONS", "/mcp"},
+		{"options", "/.well-known/oauth-protected-resource"},
 		{"POST", "/.well-known/oauth-protected-resource/mcp"},
 		{"HEAD", "/.well-known/oauth-protected-resource"},
 		{"GET", "/.well-known/oauth-protected-resource/mcp?x=1"},

@@ -310,12 +310,24 @@ func TestChartEnvoyIsSidecarYAML(t *testing.T) {
 	if !bytes.Equal(src, cp) {
 		t.Fatal("chart/files/envoy-sidecar.yaml is not envoy/sidecar.yaml: cp ../sidecar.yaml chart/files/envoy-sidecar.yaml")
 	}
+	// The agents_oauth chain, from its comment to its filters, which the chart leaves out
+	// unless sidecar.oauth.
+	start := bytes.Index(src, []byte("\n        # The API's host, asked for by name (SNI)"))
+	end := bytes.Index(src, []byte("\n          filters: *inbound_http\n"))
+	if start < 0 || end < start {
+		t.Fatal("envoy/sidecar.yaml has no agents_oauth chain where the chart looks for it")
+	}
+	oauthChain := string(src[start+1 : end+len("\n          filters: *inbound_http\n")])
 	for _, tc := range []struct {
 		name  string
 		given map[string]any
 		want  map[string]string
 	}{
 		{"defaults", map[string]any{}, map[string]string{
+			"path: /run/spire/agent/public/api.sock": "path: /spiffe-workload-api/spire-agent.sock",
+			oauthChain:                               "",
+		}},
+		{"OAuth", map[string]any{"sidecar": map[string]any{"oauth": true}}, map[string]string{
 			"path: /run/spire/agent/public/api.sock": "path: /spiffe-workload-api/spire-agent.sock",
 		}},
 		{"another API", map[string]any{
@@ -333,6 +345,14 @@ func TestChartEnvoyIsSidecarYAML(t *testing.T) {
 			`domains: ["helpdesk.acme.internal"]`:         `domains: ["payables.corp.example"]`,
 			"port_value: 8080":                            "port_value: 9090",
 			"max_request_bytes: 65536":                    "max_request_bytes: 262144",
+			oauthChain:                                    "",
+		}},
+		{"another API with OAuth", map[string]any{
+			"sidecar": map[string]any{"host": "payables.corp.example", "oauth": true},
+		}, map[string]string{
+			"path: /run/spire/agent/public/api.sock":   "path: /spiffe-workload-api/spire-agent.sock",
+			`domains: ["helpdesk.acme.internal"]`:      `domains: ["payables.corp.example"]`,
+			`server_names: ["helpdesk.acme.internal"]`: `server_names: ["payables.corp.example"]`,
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

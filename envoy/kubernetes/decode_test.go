@@ -113,6 +113,8 @@ func strictIstioSpec(js []byte, obj runtime.Object) error {
 		spec = &o.Spec
 	case *istiosecurity.PeerAuthentication:
 		spec = &o.Spec
+	case *istiosecurity.RequestAuthentication:
+		spec = &o.Spec
 	default:
 		return fmt.Errorf("no strict reading for %T", obj)
 	}

@@ -53,7 +53,8 @@ func chartService(t *testing.T, file string) (*corev1.Service, labels.Set) {
 // closed, sends the whole body as bytes, waits longer than agentauthz's check timeout and points
 // at the chart's Service; path normalisation is off, headers with underscores refused, slashes
 // kept as sent; the API's AuthorizationPolicy sends every
-// request to that provider; agentauthz admits only mTLS, and Check only from the API.
+// request to that provider, and nothing removes an agent's access token before it; agentauthz
+// admits only mTLS, and Check only from the API.
 func TestIstio(t *testing.T) {
 	data, err := os.ReadFile(filepath.Join("istio", "mesh-config.yaml"))
 	if err != nil {
@@ -114,6 +115,21 @@ func TestIstio(t *testing.T) {
 	if pa.Spec.GetMtls().GetMode() != istioapi.PeerAuthentication_MutualTLS_STRICT ||
 		!slices.Equal(mapKeys(pa.Spec.GetSelector().GetMatchLabels()), mapKeys(ap.Spec.GetSelector().GetMatchLabels())) {
 		t.Errorf("the API's PeerAuthentication %v, want STRICT for the same pods as the AuthorizationPolicy", &pa.Spec)
+	}
+
+	// An agent's access token reaches agentauthz: the gRPC provider sends every header (it has
+	// no list to leave one out), and no RequestAuthentication removes Authorization before the
+	// check, as a jwtRules entry does unless forwardOriginalToken.
+	for _, f := range []string{"istio/authorization-policy.yaml", "istio/agentauthz-access.yaml"} {
+		for _, o := range readObjects(t, f) {
+			if ra, ok := o.(*istiosecurity.RequestAuthentication); ok {
+				for _, r := range ra.Spec.GetJwtRules() {
+					if !r.GetForwardOriginalToken() {
+						t.Errorf("%s: RequestAuthentication %s removes the access token (issuer %s) before agentauthz sees it: set forwardOriginalToken, or leave token validation to agentauthz", f, ra.Name, r.GetIssuer())
+					}
+				}
+			}
+		}
 	}
 
 	objs = readObjects(t, "istio/agentauthz-access.yaml")
@@ -191,7 +207,7 @@ func TestEnvoyGateway(t *testing.T) {
 		t.Errorf("timeout %v (%v) is not above agentauthz's check timeout %v", *ea.Timeout, err, engine.DefaultTimeout)
 	}
 	if len(ea.HeadersToExtAuth) != 0 {
-		t.Errorf("headersToExtAuth %v: agentauthz needs every header (it refuses the ones that would make a request read two ways)", ea.HeadersToExtAuth)
+		t.Errorf("headersToExtAuth %v: agentauthz needs every header (it refuses the ones that would make a request read two ways, and reads an agent's access token from authorization)", ea.HeadersToExtAuth)
 	}
 	svc, podLabels := chartService(t, "envoy-gateway/values-envoy-gateway.yaml")
 	refs := ea.GRPC.BackendRefs

@@ -34,6 +34,9 @@ func FuzzReadRequest(f *testing.F) {
 		`{"subject":{"type":"agent","id":"a"},"action":{"name":"GET"},"resource":{"type":"http","id":"https://h/p"},"context":{"body_base64":"AAE="}}`,
 		`{"subject":{"type":"agent","id":"a"},"action":{"name":"GET"},"evaluations":[{"resource":{"type":"http","id":"https://h@x/p#f"}},{},7]}`,
 		`{"subject":{"type":"agent","id":"a"},"action":{"name":"GET"},"resource":{"type":"http","id":"https://h/p"},"context":{"headers":{"A":"b",":path":"/","x":"a\r\nb"}}}`,
+		`{"subject":{"type":"access_token","id":"authorization"},"action":{"name":"GET"},"resource":{"type":"http","id":"https://h/p"},"context":{"headers":{"authorization":"Bearer x"}}}`,
+		`{"subject":{"type":"access_token","id":"authorization"},"action":{"name":"tools/call"},"resource":{"type":"mcp_tool","id":"list_tickets","properties":{"server":"mcp.acme.internal/mcp","arguments":{"limit":5}}},"context":{"headers":{"authorization":"Bearer x","content-type":"text/plain","host":"mcp.acme.internal"}}}`,
+		`{"subject":{"type":"agent","id":"a"},"action":{"name":"tools/call"},"resource":{"type":"mcp_tool","id":"t","properties":{"server":"h/p"}},"context":{"headers":{"Authorization":"x"}}}`,
 	} {
 		f.Add([]byte(s), true)
 		f.Add([]byte(s), false)
@@ -72,6 +75,7 @@ func FuzzReadRequest(f *testing.F) {
 		}
 		for i := range evs {
 			checkFacts(t, &evs[i])
+			checkToolFacts(t, &evs[i])
 		}
 	})
 }
@@ -84,7 +88,8 @@ func checkFacts(t *testing.T, ev *evaluation) {
 		}
 		return
 	}
-	if ev.subject.typ != SubjectAgent || r.Principal != ev.subject.id || r.Method != ev.action || r.Method == "" {
+	if principal := map[string]string{SubjectAgent: ev.subject.id, SubjectAccessToken: ""}[ev.subject.typ]; r.Principal != principal ||
+		(ev.subject.typ != SubjectAgent && ev.subject.typ != SubjectAccessToken) || r.Method != ev.action || r.Method == "" {
 		t.Fatalf("facts %q %q from subject %+v, action %q", r.Principal, r.Method, ev.subject, ev.action)
 	}
 	if got := "https://" + r.Host + r.Target; got != ev.resource.id || r.Host == "" || !strings.HasPrefix(r.Target, "/") ||
@@ -115,5 +120,46 @@ func checkFacts(t *testing.T, ev *evaluation) {
 		}
 	case r.Body != nil:
 		t.Fatalf("a body %q from nowhere", r.Body)
+	}
+}
+
+// checkToolFacts: an evaluation read as an MCP tool call is refused as request_malformed, or
+// is the POST of one tools/call of the tool resource.id names, from the subject's SPIFFE ID (none
+// for an access_token subject), with the call's own headers and, of the context's, only
+// authorization, as sent.
+func checkToolFacts(t *testing.T, ev *evaluation) {
+	r := readMCPTool(ev)
+	if r.Unreadable != nil {
+		if r.Unreadable.Code != "request_malformed" || r.Unreadable.Detail == "" {
+			t.Fatalf("a refusal that is not request_malformed with a detail: %+v", r.Unreadable)
+		}
+		return
+	}
+	if principal := map[string]string{SubjectAgent: ev.subject.id, SubjectAccessToken: ""}[ev.subject.typ]; r.Principal != principal ||
+		(ev.subject.typ != SubjectAgent && ev.subject.typ != SubjectAccessToken) || r.Method != "POST" || ev.action != "tools/call" {
+		t.Fatalf("facts %q %q from subject %+v, action %q", r.Principal, r.Method, ev.subject, ev.action)
+	}
+	var msg struct {
+		Method string
+		Params struct{ Name string }
+	}
+	if err := json.Unmarshal(r.Body, &msg); err != nil || msg.Method != "tools/call" || msg.Params.Name != ev.resource.id {
+		t.Fatalf("body %q (%v) for tool %q", r.Body, err, ev.resource.id)
+	}
+	h, _ := r.Headers.(headers)
+	sent, _ := ev.context[ContextHeaders].(map[string]any)
+	for name, v := range h {
+		switch name {
+		case "content-type", "mcp-protocol-version", "content-length":
+		case "authorization":
+			if sent[name] != v {
+				t.Fatalf("authorization %q, sent %v", v, sent[name])
+			}
+		default:
+			t.Fatalf("header %q: %q taken from the context", name, v)
+		}
+	}
+	if _, ok := sent["authorization"]; ok && h["authorization"] == "" && sent["authorization"] != "" {
+		t.Fatal("the context's authorization was dropped")
 	}
 }

@@ -15,10 +15,10 @@ import (
 const (
 	// SubjectAgent is the subject type of an agent; its id is the agent's SPIFFE ID.
 	SubjectAgent = "agent"
-	// SubjectAccessToken is the subject of an HTTP request the PEP has not identified: the agent
-	// the OAuth access token in context.headers.authorization names (its id is
-	// "authorization"), decided as Envoy's door decides a request with a token and no
-	// certificate, on the hosts that accept tokens (Host.oauth).
+	// SubjectAccessToken is the subject of a request (an HTTP request or an MCP tool call) the
+	// PEP has not identified: the agent the OAuth access token in context.headers.authorization
+	// names (its id is "authorization"), decided as Envoy's door decides a request with a token
+	// and no certificate, on the hosts that accept tokens (Host.oauth).
 	SubjectAccessToken = "access_token"
 	// ResourceHTTP is an HTTP request; its id is https://HOST/PATH?QUERY, the request's host and
 	// raw target, and action.name is its method.
@@ -266,8 +266,9 @@ const mcpRevision = "2025-11-25"
 
 // readMCPTool reads an evaluation of an MCP tool call into the engine's facts: the JSON-RPC
 // POST an MCP client sends to the server's endpoint, with the tool's name and arguments, so
-// that the policy decides it as the same call through Envoy. An evaluation that does not
-// describe one tool call is returned with Unreadable set.
+// that the policy decides it as the same call through Envoy, with the agent's access token
+// from context.headers.authorization, if any. An evaluation that does not describe one tool call
+// is returned with Unreadable set.
 func readMCPTool(ev *evaluation) engine.Request {
 	var r engine.Request
 	if ev.subject.typ == SubjectAgent {
@@ -285,8 +286,10 @@ func readMCPToolParts(ev *evaluation, r *engine.Request) *decision.Decision {
 	host, path, ok := strings.Cut(server, "/")
 	r.Host, r.Target = host, "/"+path
 	switch {
-	case ev.subject.typ != SubjectAgent:
-		return malformed(`subject.type must be "agent": the subject is the agent's SPIFFE ID.`)
+	case ev.subject.typ == SubjectAccessToken && ev.subject.id != "authorization":
+		return malformed(`subject.id must be "authorization" for an access_token subject: the header holding the token.`)
+	case ev.subject.typ != SubjectAgent && ev.subject.typ != SubjectAccessToken:
+		return malformed(`subject.type must be "agent" (the agent's SPIFFE ID) or "access_token" (the agent the access token in context.headers.authorization names).`)
 	case ev.action != "tools/call":
 		return malformed(`action.name must be "tools/call" for an mcp_tool resource.`)
 	case ev.resource.id == "":
@@ -308,7 +311,20 @@ func readMCPToolParts(ev *evaluation, r *engine.Request) *decision.Decision {
 		return malformed("resource.properties.arguments cannot be written as JSON.")
 	}
 	r.Body = body
-	r.Headers = headers{"content-type": "application/json", "mcp-protocol-version": mcpRevision,
+	h := headers{"content-type": "application/json", "mcp-protocol-version": mcpRevision,
 		"content-length": strconv.Itoa(len(body))}
+	// The agent's access token, if the PEP forwards it, as in an http evaluation: it identifies
+	// an access_token subject, and must agree with an agent subject's SPIFFE ID. The call's other
+	// headers are the tool call's own, above, whatever the context says.
+	if raw, ok := ev.context[ContextHeaders]; ok {
+		ctx, problem := readHeaders(raw, host)
+		if problem != "" {
+			return malformed(problem)
+		}
+		if v, ok := ctx["authorization"]; ok {
+			h["authorization"] = v
+		}
+	}
+	r.Headers = h
 	return nil
 }

@@ -143,6 +143,30 @@ func TestMCPClientWithOAuth(t *testing.T) {
 			t.Errorf("GET %s recorded as %+v", url, d)
 		}
 	}
+	// A browser-based MCP client reads the metadata from its own origin: the GET allows any
+	// origin, and the CORS preflight of a GET with MCP-Protocol-Version is answered through
+	// Envoy. The 401 grants no origin anything: CORS on the MCP server is the server's.
+	origin := "Origin: https://chat.example"
+	if a := sendToken(t, tokenOnly, "GET", mcpMetadataURL, "", "", origin, "MCP-Protocol-Version: 2025-11-25"); a.status != 200 ||
+		a.header.Get("Access-Control-Allow-Origin") != "*" || a.header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Errorf("GET %s from another origin: %d %v", mcpMetadataURL, a.status, a.header)
+	}
+	for _, url := range []string{mcpMetadataURL, mcpHostMetadata} {
+		a := sendToken(t, tokenOnly, "OPTIONS", url, "", "", origin, "Access-Control-Request-Method: GET", "Access-Control-Request-Headers: mcp-protocol-version")
+		if a.status != 200 || a.body != "" || a.header.Get("Access-Control-Allow-Origin") != "*" || a.header.Get("Access-Control-Allow-Methods") != "GET" ||
+			a.header.Get("Access-Control-Allow-Headers") != "mcp-protocol-version" || a.header.Get("Access-Control-Max-Age") != "86400" {
+			t.Errorf("preflight of %s: %d %v %q", url, a.status, a.header, a.body)
+		}
+		if d, ok := s.Authz.Decisions.Find(a.header.Get(extauthz.DecisionIDHeader)); !ok || d.Code != "oauth_resource_metadata" || d.Method != "OPTIONS" {
+			t.Errorf("preflight of %s recorded as %+v", url, d)
+		}
+	}
+	a = sendToken(t, tokenOnly, "POST", mcpURL, initialize, "", append(mcpHeaders, origin)...)
+	for k := range a.header {
+		if strings.HasPrefix(strings.ToLower(k), "access-control-") {
+			t.Errorf("the 401 carries %s: %v", k, a.header)
+		}
+	}
 	if s.Helpdesk.Count() != before {
 		t.Errorf("the MCP server received %d requests before the client had a token", s.Helpdesk.Count()-before)
 	}

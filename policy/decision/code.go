@@ -99,7 +99,7 @@ var codes = [...]CodeInfo{
 	{CodeIdentityConflict, 401, "Identities disagree",
 		"The request's SPIFFE certificate and its access token name different agents (or the token's subject names none)."},
 	{CodeOAuthResourceMetadata, 200, "Protected resource metadata",
-		"Not a refusal: a `GET` of a protected resource's metadata (`/.well-known/oauth-protected-resource`, then the resource's path) on a host with `oauth`, which agentauthz answers itself with the JSON document (RFC 9728). The request goes no further."},
+		"Not a refusal: a `GET` of a protected resource's metadata (`/.well-known/oauth-protected-resource`, then the resource's path) on a host with `oauth`, which agentauthz answers itself with the JSON document (RFC 9728), readable from any origin (`Access-Control-Allow-Origin: *`), or the CORS preflight (`OPTIONS`) of that `GET`. The request goes no further."},
 
 	// What it may call.
 	{CodeAgentUnknown, 403, "Unknown agent",

@@ -72,6 +72,10 @@ type Decision struct {
 	// JSON body the front door sends with the code's status, in place of a problem. It is shared
 	// and must not be modified.
 	Answer []byte
+	// Preflight, on a CodeOAuthResourceMetadata decision, marks the answer to a CORS preflight
+	// (OPTIONS) of the metadata's path: an empty Answer, and the CORS headers that let a browser
+	// GET the document from any origin.
+	Preflight bool
 
 	// Cause, on a failure to decide, is what went wrong inside agentauthz. It is logged with the
 	// decision id for operators and never shown to the agent.
