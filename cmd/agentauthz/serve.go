@@ -33,6 +33,9 @@ func runServe(args []string, _, stderr io.Writer) int {
 	fs.BoolVar(&cfg.HTTP.BehindTLSProxy, "http-behind-tls-proxy", false, "browsers reach the HTTP listener through a TLS-terminating proxy: the console's session cookie is always Secure; nothing else is trusted from the proxy's headers")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC, HTTP and AuthZEN listeners on non-loopback addresses (tokens and sessions cross the network in the clear)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	memoryLimit := server.MemoryLimit{Auto: true}
+	fs.Var(&memoryLimit, "memory-limit", "soft limit on the memory the Go runtime holds, such as 48MiB (units B, KiB, MiB, GiB, TiB): the garbage collector collects sooner near it; auto takes GOMEMLIMIT when set, else "+
+		fmt.Sprintf("%.0f%%", 100*server.AutoMemoryFraction)+" of the cgroup's memory limit, else none; off sets none")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
 	dl := &cfg.DecisionLogChain
 	fs.StringVar(&dl.KeyFile, "decision-log-key", "", "key FILE (32+ bytes) of a keyed decision log: records carry an HMAC only its holders can make; keep it where the log's writers cannot read it")
@@ -99,6 +102,8 @@ func runServe(args []string, _, stderr io.Writer) int {
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	server.SetGC()
+	limit, from := server.SetMemoryLimit(memoryLimit)
+	cfg.Log.Info("memory limit", "bytes", limit, "from", from)
 	startProfiling()
 
 	svc, err := service.Start(cfg)
