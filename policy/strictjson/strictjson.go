@@ -91,8 +91,10 @@ var parsers = sync.Pool{New: func() any { return &parser{dec: jsontext.NewDecode
 
 // release returns the parser to the pool, holding no reference to the body.
 func (p *parser) release() {
-	p.dec.Reset(&bytes.Buffer{})
+	// The decoder is pointed at the parser's own buffer, emptied: a new empty buffer here was
+	// an allocation per body.
 	p.buf, p.data, p.share = bytes.Buffer{}, nil, false
+	p.dec.Reset(&p.buf)
 	parsers.Put(p)
 }
 
