@@ -326,6 +326,8 @@ func TestServeBadFlags(t *testing.T) {
 			{"serve", "--grpc-addr", "unix:"},
 			{"serve", "--http-addr", "nonsense"},
 			{"serve", "--log-level", "loud"},
+			{"serve", "--memory-limit", "48MB"},
+			{"serve", "--memory-limit", "1MiB"},
 			{"serve", "--nope"},
 			{"serve", "extra"},
 			{"serve", "--policy", "testdata/missing.yaml", "--grpc-addr", "127.0.0.1:0", "--http-addr", ""},

@@ -103,7 +103,6 @@ func runServe(args []string, _, stderr io.Writer) int {
 	cfg.Log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	server.SetGC()
 	limit, from := server.SetMemoryLimit(memoryLimit)
-	cfg.Log.Info("memory limit", "bytes", limit, "from", from)
 	startProfiling()
 
 	svc, err := service.Start(cfg)
@@ -118,6 +117,7 @@ func runServe(args []string, _, stderr io.Writer) int {
 		}
 		return exitUsage
 	}
+	cfg.Log.Info("memory limit", "bytes", limit, "from", from) // after Start: a refusal is one line
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

@@ -247,9 +247,10 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 			}
 			s.pprof = freeAddr()
 			httpAddr := freeAddr()
-			spec = childproc.Spec{Name: s.name, Path: c.bin, Args: []string{"serve", "--grpc-addr", addr, "--http-addr", httpAddr,
+			spec = childproc.Spec{Name: s.name, Path: c.bin, Args: append([]string{"serve", "--grpc-addr", addr, "--http-addr", httpAddr,
 				"--spiffe-socket", sp.Agent.Addr(), "--grpc-allowed-clients", envoyID.String(),
 				"--decision-log", decisionLog, "--data-dir", filepath.Join(dir, s.name+"-data"), "--log-level", "error"},
+				c.serveArgs...),
 				Env: []string{"AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench", "AGENTAUTHZ_PPROF_ADDR=" + s.pprof}}
 			if s.server, err = startProc(spec); err != nil {
 				return err

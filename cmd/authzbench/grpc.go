@@ -227,6 +227,7 @@ func runGRPC(args []string) int {
 		httpAddr := freeAddr()
 		args := append([]string{"serve", "--grpc-addr", s.grpcAddr, "--http-addr", httpAddr, "--decision-log", decisionLog,
 			"--data-dir", filepath.Join(dir, name+"-data"), "--log-level", "error"}, extra...)
+		args = append(args, c.serveArgs...)
 		cmd := exec.Command(c.bin, args...)
 		cmd.Env = append(os.Environ(), "AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench",
 			"AGENTAUTHZ_PPROF_ADDR="+s.pprofAddr)

@@ -67,7 +67,15 @@ type common struct {
 	bin     string
 	profile string
 	json    string
+	// serveArgs are added to every agentauthz serve the harness starts (-serve-arg).
+	serveArgs multiArg
 }
+
+// multiArg collects a repeatable flag.
+type multiArg []string
+
+func (m *multiArg) String() string     { return strings.Join(*m, " ") }
+func (m *multiArg) Set(s string) error { *m = append(*m, s); return nil }
 
 func (c *common) register(fs *flag.FlagSet, conc int) {
 	fs.DurationVar(&c.dur, "d", 5*time.Second, "duration of each measurement")
@@ -76,6 +84,7 @@ func (c *common) register(fs *flag.FlagSet, conc int) {
 	fs.StringVar(&c.bin, "agentauthz", "", "agentauthz binary built with -tags pprof (default: built from ./cmd/agentauthz)")
 	fs.StringVar(&c.profile, "profile", "", "save CPU and allocation profiles of agentauthz (decision log on) under load into this directory")
 	fs.StringVar(&c.json, "json", "", "also write the results as JSON to this file")
+	fs.Var(&c.serveArgs, "serve-arg", "an argument added to every agentauthz serve, such as --memory-limit=32MiB (repeatable)")
 }
 
 // buildAgentauthz builds agentauthz with -tags pprof into dir, unless a binary was given.

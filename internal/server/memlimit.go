@@ -1,6 +1,7 @@
 package server
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -49,7 +50,8 @@ func (l MemoryLimit) String() string {
 func (l *MemoryLimit) Set(s string) error {
 	v, err := ParseMemoryLimit(s)
 	if err != nil {
-		return err
+		// The flag package names the flag and the value before this message.
+		return errors.New(strings.TrimPrefix(err.Error(), "server: "))
 	}
 	*l = v
 	return nil
