@@ -91,10 +91,8 @@ var parsers = sync.Pool{New: func() any { return &parser{dec: jsontext.NewDecode
 
 // release returns the parser to the pool, holding no reference to the body.
 func (p *parser) release() {
-	// The decoder is pointed at the parser's own buffer, emptied: a new empty buffer here was
-	// an allocation per body.
+	p.dec.Reset(&bytes.Buffer{})
 	p.buf, p.data, p.share = bytes.Buffer{}, nil, false
-	p.dec.Reset(&p.buf)
 	parsers.Put(p)
 }
 
