@@ -15,12 +15,22 @@ const defaultMaxBodyBytes = 64 << 10
 
 // bodySchema checks a whole, size-checked body of the right content type.
 type bodySchema interface {
-	// mediaTypes lists the content types the schema reads, lower case, without parameters.
+	// mediaTypes lists the content types the schema reads, lower case, without parameters: one
+	// of the shared lists below, which callers only read (a list built per call was an
+	// allocation on every request with a body).
 	mediaTypes() []string
 	// check returns a deny, or a zero Decision (Code "") when the body is fine. A schema that
 	// reads the body as JSON does so through r.readJSON, so that later stages reuse what it read.
 	check(r *Request, ag *agent) decision.Decision
 }
+
+// The media type lists of bodySchema.mediaTypes. Read only.
+var (
+	jsonMediaTypes       = []string{"application/json"}
+	grpcMediaTypes       = []string{"application/grpc", "application/grpc+proto"}
+	formMediaTypes       = []string{formMediaType}
+	jsonOrFormMediaTypes = []string{"application/json", formMediaType}
+)
 
 // bodyRule is a route's compiled body: limits, and the schema.
 type bodyRule struct {

@@ -23,7 +23,7 @@ type jsonSchemaBody struct {
 
 var _ bodySchema = (*jsonSchemaBody)(nil)
 
-func (*jsonSchemaBody) mediaTypes() []string { return []string{"application/json"} }
+func (*jsonSchemaBody) mediaTypes() []string { return jsonMediaTypes }
 
 func (j *jsonSchemaBody) check(r *Request, _ *agent) decision.Decision {
 	v, err := r.readJSON(j.maxDepth)

@@ -28,7 +28,7 @@ type protoJSONBody struct {
 
 var _ bodySchema = (*protoJSONBody)(nil)
 
-func (*protoJSONBody) mediaTypes() []string { return []string{"application/json"} }
+func (*protoJSONBody) mediaTypes() []string { return jsonMediaTypes }
 
 func (p *protoJSONBody) check(r *Request, _ *agent) decision.Decision {
 	var err error
@@ -66,7 +66,7 @@ type grpcBody struct {
 
 var _ bodySchema = (*grpcBody)(nil)
 
-func (*grpcBody) mediaTypes() []string { return []string{"application/grpc", "application/grpc+proto"} }
+func (*grpcBody) mediaTypes() []string { return grpcMediaTypes }
 
 func (g *grpcBody) check(r *Request, _ *agent) decision.Decision {
 	body := r.Body

@@ -24,7 +24,7 @@ type graphqlBody struct{ api *graphqlAPI }
 
 var _ bodySchema = graphqlBody{}
 
-func (graphqlBody) mediaTypes() []string { return []string{"application/json"} }
+func (graphqlBody) mediaTypes() []string { return jsonMediaTypes }
 
 func (g graphqlBody) check(r *Request, ag *agent) decision.Decision {
 	v, err := r.readJSON(g.api.checker.MaxBodyDepth())

@@ -27,7 +27,7 @@ type mcpBody struct{ maxDepth int }
 
 var _ bodySchema = mcpBody{}
 
-func (mcpBody) mediaTypes() []string { return []string{"application/json"} }
+func (mcpBody) mediaTypes() []string { return jsonMediaTypes }
 
 func (b mcpBody) check(r *Request, _ *agent) decision.Decision {
 	if _, err := r.readJSON(b.maxDepth); err != nil {

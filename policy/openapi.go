@@ -648,7 +648,7 @@ type bothSchemas struct{ first, second bodySchema }
 
 var _ bodySchema = (*bothSchemas)(nil)
 
-func (*bothSchemas) mediaTypes() []string { return []string{"application/json"} }
+func (*bothSchemas) mediaTypes() []string { return jsonMediaTypes }
 
 func (b *bothSchemas) check(r *Request, ag *agent) decision.Decision {
 	if d := b.first.check(r, ag); d.Code != "" {

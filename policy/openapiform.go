@@ -24,7 +24,7 @@ type formBody struct {
 
 var _ bodySchema = (*formBody)(nil)
 
-func (*formBody) mediaTypes() []string { return []string{formMediaType} }
+func (*formBody) mediaTypes() []string { return formMediaTypes }
 
 func (f *formBody) check(r *Request, _ *agent) decision.Decision {
 	if err := target.CheckForm(string(r.Body)); err != nil {
@@ -59,7 +59,7 @@ type jsonOrForm struct {
 
 var _ bodySchema = (*jsonOrForm)(nil)
 
-func (*jsonOrForm) mediaTypes() []string { return []string{"application/json", formMediaType} }
+func (*jsonOrForm) mediaTypes() []string { return jsonOrFormMediaTypes }
 
 func (b *jsonOrForm) check(r *Request, ag *agent) decision.Decision {
 	ct, _ := r.Headers.Get("content-type")

@@ -351,6 +351,8 @@ func TestServeBadFlags(t *testing.T) {
 			{"serve", "--grpc-addr", "unix:"},
 			{"serve", "--http-addr", "nonsense"},
 			{"serve", "--log-level", "loud"},
+			{"serve", "--memory-limit", "48MB"},
+			{"serve", "--memory-limit", "1MiB"},
 			{"serve", "--nope"},
 			{"serve", "extra"},
 		} {

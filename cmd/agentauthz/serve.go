@@ -22,10 +22,11 @@ import (
 
 // serveOptions are the flags of agentauthz serve.
 type serveOptions struct {
-	cfg        service.Config
-	logLevel   string
-	redact     string
-	jwtBundles multiFlag
+	cfg         service.Config
+	logLevel    string
+	memoryLimit server.MemoryLimit
+	redact      string
+	jwtBundles  multiFlag
 }
 
 func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
@@ -41,6 +42,9 @@ func (o *serveOptions) addFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&cfg.HTTP.BehindTLSProxy, "http-behind-tls-proxy", false, "browsers reach the HTTP listener through a TLS-terminating proxy: the console's session cookie is always Secure; nothing else is trusted from the proxy's headers")
 	fs.BoolVar(&cfg.Insecure, "insecure", false, "allow plaintext gRPC, HTTP and AuthZEN listeners on non-loopback addresses (tokens and sessions cross the network in the clear)")
 	fs.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	o.memoryLimit = server.MemoryLimit{Auto: true}
+	fs.Var((*memoryLimitFlag)(&o.memoryLimit), "memory-limit", "soft limit on the memory the Go runtime holds, such as 48MiB (units B, KiB, MiB, GiB, TiB): the garbage collector collects sooner near it; auto takes GOMEMLIMIT when set, else "+
+		fmt.Sprintf("%.0f%%", 100*server.AutoMemoryFraction)+" of the cgroup's memory limit, else none; off sets none")
 	fs.StringVar(&cfg.DecisionLog, "decision-log", "-", "where the tamper-evident decision log goes: a file, - for stdout, or off")
 	dl := &cfg.DecisionLogChain
 	fs.StringVar(&dl.KeyFile, "decision-log-key", "", "key FILE (32+ bytes) of a keyed decision log: records carry an HMAC only its holders can make; keep it where the log's writers cannot read it")
@@ -117,6 +121,7 @@ func runServe(o *serveOptions, args []string, stderr io.Writer) int {
 	}
 	cfg.Log = slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: level}))
 	server.SetGC()
+	limit, from := server.SetMemoryLimit(o.memoryLimit)
 	startProfiling()
 
 	svc, err := service.Start(cfg)
@@ -131,6 +136,7 @@ func runServe(o *serveOptions, args []string, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "agentauthz serve: %v\n", err)
 		return exitError
 	}
+	cfg.Log.Info("memory limit", "bytes", limit, "from", from) // after Start: a refusal is one line
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -168,3 +174,10 @@ type multiFlag []string
 func (m *multiFlag) String() string     { return strings.Join(*m, ",") }
 func (m *multiFlag) Type() string       { return "string" }
 func (m *multiFlag) Set(s string) error { *m = append(*m, s); return nil }
+
+// memoryLimitFlag is --memory-limit as a command-line flag.
+type memoryLimitFlag server.MemoryLimit
+
+func (f *memoryLimitFlag) String() string     { return (*server.MemoryLimit)(f).String() }
+func (f *memoryLimitFlag) Set(s string) error { return (*server.MemoryLimit)(f).Set(s) }
+func (f *memoryLimitFlag) Type() string       { return "size" }

@@ -247,9 +247,10 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 			}
 			s.pprof = freeAddr()
 			httpAddr := freeAddr()
-			spec = childproc.Spec{Name: s.name, Path: c.bin, Args: []string{"serve", "--grpc-addr", addr, "--http-addr", httpAddr,
+			spec = childproc.Spec{Name: s.name, Path: c.bin, Args: append([]string{"serve", "--grpc-addr", addr, "--http-addr", httpAddr,
 				"--spiffe-socket", sp.Agent.Addr(), "--grpc-allowed-clients", envoyID.String(),
 				"--decision-log", decisionLog, "--data-dir", filepath.Join(dir, s.name+"-data"), "--log-level", "error"},
+				c.serveArgs...),
 				Env: []string{"AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench", "AGENTAUTHZ_PPROF_ADDR=" + s.pprof}}
 			if s.server, err = startProc(spec); err != nil {
 				return err
@@ -391,6 +392,13 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 			say("%s", memoryRow(all, s.name, []string{"header-only", "json-4k", "graphql"}, m.Peak))
 		}
 	}
+	var servers []string
+	for _, s := range setups {
+		if s.server != nil {
+			servers = append(servers, s.name)
+		}
+	}
+	say("%s", memoryBreakdown(all, servers, []string{"header-only", "json-4k", "graphql"}))
 	m, _ := memoryOf(setups[3].envoy.PID())
 	say("%-24s %6.1f MiB / %6.1f MiB (for scale)\n", "envoy (agentauthz)", mib(m.RSS), mib(m.Peak))
 
@@ -561,6 +569,7 @@ func measureHTTP(s *setup, sc httpScenario, conc int, rate vegeta.Rate, dur time
 			share, allocs, bytes := gcShare(rt0, rt1)
 			res.GCShare, res.AllocsPerCheck, res.BytesPerCheck = share, allocs/float64(max(m.Requests, 1)), bytes/float64(max(m.Requests, 1))
 			res.HeapLive, res.GoMemory = rt1["/gc/heap/live:bytes"]/(1<<20), rt1["/memory/classes/total:bytes"]/(1<<20)
+			res.GoClasses = memoryClasses(rt1)
 		}
 	}
 	if len(m.Errors) > 0 {

@@ -156,7 +156,9 @@ type result struct {
 	// memory it holds, at the end of the run, MiB.
 	HeapLive float64 `json:"heap_live_mib,omitempty"`
 	GoMemory float64 `json:"go_memory_mib,omitempty"`
-	Load     string  `json:"load_average"`
+	// GoClasses is what the runtime's memory is made of at the end of the run (memoryClasses).
+	GoClasses map[string]float64 `json:"go_memory_classes,omitempty"`
+	Load      string             `json:"load_average"`
 }
 
 // target is a process answering Check: the no-op server or an agentauthz.
@@ -177,6 +179,7 @@ func runGRPC(args []string) int {
 	conns := fs.Int("conns", 2, "HTTP/2 connections to each server, as Envoy keeps")
 	scale := fs.Bool("scale", true, "also measure agentauthz's memory with the 10,000-agent, 10,000-route policy")
 	only := fs.String("only", "", "comma-separated scenarios to run (default: all)")
+	latency := fs.Bool("latency", true, "also run the open loop for latency (false: throughput, CPU and memory only)")
 	if fs.Parse(args) != nil {
 		return 2
 	}
@@ -224,6 +227,7 @@ func runGRPC(args []string) int {
 		httpAddr := freeAddr()
 		args := append([]string{"serve", "--grpc-addr", s.grpcAddr, "--http-addr", httpAddr, "--decision-log", decisionLog,
 			"--data-dir", filepath.Join(dir, name+"-data"), "--log-level", "error"}, extra...)
+		args = append(args, c.serveArgs...)
 		cmd := exec.Command(c.bin, args...)
 		cmd.Env = append(os.Environ(), "AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench",
 			"AGENTAUTHZ_PPROF_ADDR="+s.pprofAddr)
@@ -310,25 +314,27 @@ func runGRPC(args []string) int {
 		say("%-12s %9.2f %9.2f\n", sc.name, cpu("noop")/cpu(logOff.name), cpu("noop")/cpu(logOn.name))
 	}
 
-	say("\nopen loop at half the no-op saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
-	say("%-12s %-20s %8s %10s %10s %10s  %s\n", "scenario", "target", "rate", "p50 µs", "p99 µs", "p99.9 µs", "load")
-	for _, sc := range scenarios {
-		rate := saturation[sc.name] / 2
-		p := map[string][3][]float64{}
-		for r := 0; r < c.rounds; r++ {
-			for i := range targets {
-				s := targets[(i+r)%len(targets)]
-				res := openLoop(s.pool, sc, rate, c.dur)
-				res.Target, res.Round = s.name, r
-				all = append(all, res)
-				v := p[s.name]
-				v[0], v[1], v[2] = append(v[0], res.P50us), append(v[1], res.P99us), append(v[2], res.P999us)
-				p[s.name] = v
+	if *latency {
+		say("\nopen loop at half the no-op saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
+		say("%-12s %-20s %8s %10s %10s %10s  %s\n", "scenario", "target", "rate", "p50 µs", "p99 µs", "p99.9 µs", "load")
+		for _, sc := range scenarios {
+			rate := saturation[sc.name] / 2
+			p := map[string][3][]float64{}
+			for r := 0; r < c.rounds; r++ {
+				for i := range targets {
+					s := targets[(i+r)%len(targets)]
+					res := openLoop(s.pool, sc, rate, c.dur)
+					res.Target, res.Round = s.name, r
+					all = append(all, res)
+					v := p[s.name]
+					v[0], v[1], v[2] = append(v[0], res.P50us), append(v[1], res.P99us), append(v[2], res.P999us)
+					p[s.name] = v
+				}
 			}
-		}
-		for _, s := range targets {
-			v := p[s.name]
-			say("%-12s %-20s %8.0f %10.0f %10.0f %10.0f  %s\n", sc.name, s.name, rate, median(v[0]), median(v[1]), median(v[2]), loadAvg())
+			for _, s := range targets {
+				v := p[s.name]
+				say("%-12s %-20s %8.0f %10.0f %10.0f %10.0f  %s\n", sc.name, s.name, rate, median(v[0]), median(v[1]), median(v[2]), loadAvg())
+			}
 		}
 	}
 
@@ -338,6 +344,7 @@ func runGRPC(args []string) int {
 		m, _ := memoryOf(s.pid())
 		say("%s", memoryRow(all, s.name, []string{"header-only", "json-4k", "graphql"}, m.Peak))
 	}
+	say("%s", memoryBreakdown(all, names(targets), []string{"header-only", "json-4k", "graphql"}))
 	if *scale {
 		path := filepath.Join(dir, "scale.yaml")
 		if err := os.WriteFile(path, policytest.ScalePolicy(scaleAgents, scaleHosts, scaleRoutes), 0o600); err != nil {
@@ -386,6 +393,14 @@ func runGRPC(args []string) int {
 
 // measureClosed runs the closed loop against s and adds the server's CPU per request and,
 // for agentauthz, its runtime's allocations per request and GC share.
+func names(targets []*target) []string {
+	var l []string
+	for _, t := range targets {
+		l = append(l, t.name)
+	}
+	return l
+}
+
 func measureClosed(s *target, sc scenario, conc int, dur time.Duration) result {
 	cpu0, _ := cpuTime(s.pid())
 	var rt0 runtimeStats
@@ -405,6 +420,7 @@ func measureClosed(s *target, sc scenario, conc int, dur time.Duration) result {
 			share, allocs, bytes := gcShare(rt0, rt1)
 			res.GCShare, res.AllocsPerCheck, res.BytesPerCheck = share, allocs/n, bytes/n
 			res.HeapLive, res.GoMemory = rt1["/gc/heap/live:bytes"]/(1<<20), rt1["/memory/classes/total:bytes"]/(1<<20)
+			res.GoClasses = memoryClasses(rt1)
 		}
 	}
 	res.Load = loadAvg()

@@ -39,6 +39,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -66,7 +67,15 @@ type common struct {
 	bin     string
 	profile string
 	json    string
+	// serveArgs are added to every agentauthz serve the harness starts (-serve-arg).
+	serveArgs multiArg
 }
+
+// multiArg collects a repeatable flag.
+type multiArg []string
+
+func (m *multiArg) String() string     { return strings.Join(*m, " ") }
+func (m *multiArg) Set(s string) error { *m = append(*m, s); return nil }
 
 func (c *common) register(fs *flag.FlagSet, conc int) {
 	fs.DurationVar(&c.dur, "d", 5*time.Second, "duration of each measurement")
@@ -75,6 +84,7 @@ func (c *common) register(fs *flag.FlagSet, conc int) {
 	fs.StringVar(&c.bin, "agentauthz", "", "agentauthz binary built with -tags pprof (default: built from ./cmd/agentauthz)")
 	fs.StringVar(&c.profile, "profile", "", "save CPU and allocation profiles of agentauthz (decision log on) under load into this directory")
 	fs.StringVar(&c.json, "json", "", "also write the results as JSON to this file")
+	fs.Var(&c.serveArgs, "serve-arg", "an argument added to every agentauthz serve, such as --memory-limit=32MiB (repeatable)")
 }
 
 // buildAgentauthz builds agentauthz with -tags pprof into dir, unless a binary was given.
@@ -139,6 +149,61 @@ func memoryRow(all []result, target string, scenarios []string, peak int64) stri
 			medianOf(all, target, sc, func(r result) float64 { return r.GoMemory }))
 	}
 	return row + fmt.Sprintf(" %8.1f\n", mib(peak))
+}
+
+// memoryClasses sums the runtime's memory classes (runtimeprobe.Metrics) into what the
+// breakdown shows, MiB: the heap's objects (live and not yet collected), its other spans in use
+// or free but still held, what it returned to the system, goroutine stacks, the runtime's own
+// structures, and the heap goal and soft limit that bound it.
+func memoryClasses(rt runtimeStats) map[string]float64 {
+	m := func(keys ...string) float64 {
+		sum := 0.0
+		for _, k := range keys {
+			sum += rt["/memory/classes/"+k+":bytes"]
+		}
+		return sum / (1 << 20)
+	}
+	return map[string]float64{
+		"objects":    m("heap/objects"),
+		"unused":     m("heap/unused"),
+		"free":       m("heap/free"),
+		"released":   m("heap/released"),
+		"stacks":     m("heap/stacks", "os-stacks"),
+		"runtime":    m("metadata/other", "metadata/mspan/inuse", "metadata/mspan/free", "metadata/mcache/inuse", "metadata/mcache/free", "profiling/buckets", "other"),
+		"goal":       rt["/gc/heap/goal:bytes"] / (1 << 20),
+		"limit":      rt["/gc/gomemlimit:bytes"] / (1 << 20),
+		"goroutines": rt["/sched/goroutines:goroutines"],
+	}
+}
+
+// memoryBreakdown prints, for each target and scenario, the medians of memoryClasses over the
+// closed-loop rounds.
+func memoryBreakdown(all []result, targets, scenarios []string) string {
+	classes := []string{"objects", "unused", "free", "released", "stacks", "runtime", "goal", "limit", "goroutines"}
+	out := "\nGo runtime memory at the end of each closed-loop run, MiB (median of rounds): heap objects, heap unused and free (held, may be resident), released to the system, goroutine stacks, runtime structures; heap goal, soft limit (none when huge); goroutines\n"
+	out += fmt.Sprintf("%-24s %-14s", "server", "scenario")
+	for _, c := range classes {
+		out += fmt.Sprintf(" %9s", c)
+	}
+	out += "\n"
+	for _, t := range targets {
+		for _, name := range scenarios {
+			if !slices.ContainsFunc(all, func(r result) bool { return r.Target == t && r.Scenario == name && r.GoClasses != nil }) {
+				continue
+			}
+			out += fmt.Sprintf("%-24s %-14s", t, name)
+			for _, c := range classes {
+				v := medianOf(all, t, name, func(r result) float64 { return r.GoClasses[c] })
+				if c == "limit" && v > 1<<20 {
+					out += fmt.Sprintf(" %9s", "none")
+					continue
+				}
+				out += fmt.Sprintf(" %9.1f", v)
+			}
+			out += "\n"
+		}
+	}
+	return out
 }
 
 func percentile(l []time.Duration, q float64) float64 {

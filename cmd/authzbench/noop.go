@@ -49,10 +49,13 @@ func serveNoop(args []string) int {
 	id := fs.String("id", "", "the SPIFFE ID to serve as, among the SVIDs the Workload API gives")
 	allowed := fs.String("allowed", "", "the SPIFFE ID that may call (Envoy's)")
 	probe := fs.String("pprof", "", "serve profiles and runtime metrics on this loopback address, as agentauthz built with -tags pprof does")
+	memoryLimit := server.MemoryLimit{Auto: true}
+	fs.Var(&memoryLimit, "memory-limit", "as agentauthz serve's --memory-limit")
 	if fs.Parse(args) != nil {
 		return 2
 	}
 	server.SetGC()
+	server.SetMemoryLimit(memoryLimit)
 	if *probe != "" {
 		if err := runtimeprobe.Serve(*probe); err != nil {
 			fmt.Fprintln(os.Stderr, "authzbench noop:", err)

@@ -47,8 +47,13 @@ func (e *Engine) record(r *Request, res *Result, start time.Time) {
 		rec.Code = string(decision.CodeInternal)
 	}
 	if len(r.Body) > 0 {
+		// Spelled in place and converted once: one allocation, not a hex string and a copy.
+		const prefix = "sha256:"
 		sum := sha256.Sum256(r.Body)
-		rec.BodyDigest = "sha256:" + hex.EncodeToString(sum[:])
+		var b [len(prefix) + 2*sha256.Size]byte
+		copy(b[:], prefix)
+		hex.Encode(b[len(prefix):], sum[:])
+		rec.BodyDigest = string(b[:])
 	}
 	if c := d.MCP; c != nil {
 		rec.MCPServer, rec.MCPMethod, rec.MCPName = c.Server, c.Method, c.Name

@@ -14,11 +14,20 @@ import (
 
 // Metrics are the runtime/metrics the probe answers at /debug/runtime, as a JSON object of
 // numbers: CPU classes (the garbage collector's share of CPU comes from these exactly, not
-// from samples), collections, heap allocations, memory.
+// from samples), collections, heap allocations, and what the runtime's memory is made of (the
+// classes add up to /memory/classes/total; all but heap/released are resident or may be), with
+// the heap goal and the soft memory limit that set how far the heap grows between collections.
 var Metrics = []string{
 	"/cpu/classes/gc/total:cpu-seconds", "/cpu/classes/total:cpu-seconds", "/cpu/classes/idle:cpu-seconds",
 	"/gc/cycles/total:gc-cycles", "/gc/heap/allocs:objects", "/gc/heap/allocs:bytes", "/gc/heap/live:bytes",
 	"/memory/classes/total:bytes",
+	"/memory/classes/heap/objects:bytes", "/memory/classes/heap/unused:bytes", "/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes", "/memory/classes/heap/stacks:bytes", "/memory/classes/os-stacks:bytes",
+	"/memory/classes/metadata/other:bytes", "/memory/classes/metadata/mspan/inuse:bytes",
+	"/memory/classes/metadata/mspan/free:bytes", "/memory/classes/metadata/mcache/inuse:bytes",
+	"/memory/classes/metadata/mcache/free:bytes", "/memory/classes/profiling/buckets:bytes",
+	"/memory/classes/other:bytes", "/gc/heap/goal:bytes", "/gc/gomemlimit:bytes", "/gc/gogc:percent",
+	"/gc/stack/starting-size:bytes", "/gc/scan/stack:bytes", "/gc/scan/globals:bytes", "/sched/goroutines:goroutines",
 }
 
 // Serve listens on addr, which must be a loopback host:port, and serves /debug/pprof/ and
