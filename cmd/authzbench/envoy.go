@@ -507,7 +507,7 @@ func verifyHTTP(s *setup, sc httpScenario) error {
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK || string(body) != upstreamBody {
+	if resp.StatusCode != http.StatusOK || string(body) != upstreamAnswer(req.URL.Path) {
 		return fmt.Errorf("%s through %s: %s %s", sc.name, s.name, resp.Status, body)
 	}
 	return nil
@@ -580,8 +580,19 @@ func measureHTTP(s *setup, sc httpScenario, conc int, rate vegeta.Rate, dur time
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
-// upstreamBody is what the upstream answers every request with.
-const upstreamBody = `{"ok":true}`
+// upstreamAnswer is what the upstream answers a request for path with: a small JSON body that
+// the demo policy's response rules (the ticket's and the BI API's views) pass unchanged, so that
+// an answer arriving changed, or refused, is seen by verifyHTTP. On those routes the response
+// guard still reads every answer: its ext_proc round trip is part of what agentauthz adds.
+func upstreamAnswer(path string) string {
+	switch path {
+	case "/v1/tickets/4711":
+		return `{"id":4711,"subject":"VPN down","status":"open"}`
+	case "/graphql":
+		return `{"data":{"revenue":{"total":1}}}`
+	}
+	return `{"ok":true}`
+}
 
 // upstream is the trivial fast upstream: SPIFFE mTLS as the helpdesk and BI backends serve it
 // (admitting only Envoy), it reads the request and answers 200 with a small JSON body.
@@ -591,7 +602,7 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(io.Discard, r.Body)
 	u.requests.Add(1)
 	w.Header().Set("Content-Type", "application/json")
-	_, _ = io.WriteString(w, upstreamBody)
+	_, _ = io.WriteString(w, upstreamAnswer(r.URL.Path))
 }
 
 // serve starts a listener with svid, and returns its address.
