@@ -29,7 +29,7 @@ type entry struct {
 // walker reads one JSON-RPC message that strictjson has accepted, noting where its parts are.
 // Walkers are reused, with the room they have grown for entries.
 type walker struct {
-	c       cursor
+	c       strictjson.Cursor
 	entries []entry
 	seen    map[string]struct{}
 	bad     string // the first shape problem found
@@ -43,13 +43,13 @@ var walkers = sync.Pool{New: func() any { return &walker{seen: map[string]struct
 
 func getWalker(data []byte) *walker {
 	w := walkers.Get().(*walker)
-	w.c = cursor{data: data}
+	w.c = strictjson.Cursor{Data: data}
 	return w
 }
 
 // release returns the walker to the pool, holding no reference to the message or its names.
 func (w *walker) release() {
-	w.c, w.bad = cursor{}, ""
+	w.c, w.bad = strictjson.Cursor{}, ""
 	clear(w.entries)
 	w.entries = w.entries[:0]
 	clear(w.seen)
@@ -74,7 +74,7 @@ func filterMessage(k *kind, data []byte, v View, inStream bool) message {
 	w := getWalker(data)
 	defer w.release()
 	top := w.message(k)
-	if w.c.broken {
+	if w.c.Broken {
 		// strictjson accepted the message, so this cannot happen; if it does, the message is
 		// not passed.
 		return message{outcome: Emptied, reason: "the message could not be walked"}
@@ -117,7 +117,7 @@ var topNames = []string{"jsonrpc", "id", "result", "error", "method"}
 func (w *walker) message(k *kind) topLevel {
 	var t topLevel
 	c := &w.c
-	switch c.next() {
+	switch c.Next() {
 	case '{':
 	case '[':
 		w.fail("the message is a JSON-RPC batch")
@@ -126,35 +126,35 @@ func (w *walker) message(k *kind) topLevel {
 		w.fail("the message is not a JSON object")
 		return t
 	}
-	c.object(func(name []byte) {
+	c.Object(func(name, _ []byte) {
 		switch string(name) {
 		case "jsonrpc":
-			if c.next() == '"' {
-				t.version = string(unquote(c.str())) == "2.0"
+			if c.Next() == '"' {
+				t.version = string(strictjson.Unquote(c.Str())) == "2.0"
 			} else {
-				c.skip()
+				c.Skip()
 			}
 		case "id":
-			start, b := c.pos, c.next()
-			c.skip()
+			start, b := c.Pos, c.Next()
+			c.Skip()
 			if b == '"' || b == '-' || '0' <= b && b <= '9' {
-				t.id = c.data[start:c.pos]
+				t.id = c.Data[start:c.Pos]
 			}
 		case "result":
 			t.hasResult = true
 			w.result(k)
 		case "error":
 			t.hasError = true
-			if c.next() != '{' {
+			if c.Next() != '{' {
 				w.fail("the error is not an object")
 			}
-			c.skip()
+			c.Skip()
 		case "method":
 			t.hasMethod = true
-			c.skip()
+			c.Skip()
 		default:
 			w.foldsTo(name, topNames...)
-			c.skip()
+			c.Skip()
 		}
 	})
 	return t
@@ -163,27 +163,27 @@ func (w *walker) message(k *kind) topLevel {
 // result walks the result object and its list.
 func (w *walker) result(k *kind) {
 	c := &w.c
-	if c.next() != '{' {
+	if c.Next() != '{' {
 		w.fail("the result is not an object")
-		c.skip()
+		c.Skip()
 		return
 	}
-	c.object(func(name []byte) {
+	c.Object(func(name, _ []byte) {
 		if string(name) != k.list {
 			w.foldsTo(name, k.list)
-			c.skip()
+			c.Skip()
 			return
 		}
-		if c.next() != '[' {
+		if c.Next() != '[' {
 			w.fail("the result's " + k.list + " is not an array")
-			c.skip()
+			c.Skip()
 			return
 		}
-		w.hasList, w.listStart = true, c.pos
-		c.array(func() { w.entry(k) })
-		w.listEnd = c.pos
-		if c.data[w.listStart] != '[' || c.data[w.listEnd-1] != ']' {
-			c.broken = true // never, for a cursor that read the array
+		w.hasList, w.listStart = true, c.Pos
+		c.Array(func() { w.entry(k) })
+		w.listEnd = c.Pos
+		if c.Data[w.listStart] != '[' || c.Data[w.listEnd-1] != ']' {
+			c.Broken = true // never, for a cursor that read the array
 		}
 	})
 }
@@ -191,36 +191,36 @@ func (w *walker) result(k *kind) {
 // entry walks one list entry.
 func (w *walker) entry(k *kind) {
 	c := &w.c
-	if c.next() != '{' {
+	if c.Next() != '{' {
 		w.fail("an entry of " + k.list + " is not an object")
-		c.skip()
+		c.Skip()
 		return
 	}
-	e := entry{start: c.pos, schemaStart: -1, schemaEnd: -1}
+	e := entry{start: c.Pos, schemaStart: -1, schemaEnd: -1}
 	named := false
 	tool := k.method == ToolsList
-	c.object(func(name []byte) {
+	c.Object(func(name, _ []byte) {
 		switch {
 		case string(name) == k.key:
-			if c.next() != '"' {
+			if c.Next() != '"' {
 				w.fail("an entry of " + k.list + " has a " + k.key + " that is not a string")
-				c.skip()
+				c.Skip()
 				return
 			}
-			e.name, named = string(unquote(c.str())), true
+			e.name, named = string(strictjson.Unquote(c.Str())), true
 		case tool && string(name) == "inputSchema":
-			e.schemaStart = c.pos
-			c.skip()
-			e.schemaEnd = c.pos
+			e.schemaStart = c.Pos
+			c.Skip()
+			e.schemaEnd = c.Pos
 		case tool:
 			w.foldsTo(name, k.key, "inputSchema")
-			c.skip()
+			c.Skip()
 		default:
 			w.foldsTo(name, k.key)
-			c.skip()
+			c.Skip()
 		}
 	})
-	e.end = c.pos
+	e.end = c.Pos
 	if !named {
 		w.fail("an entry of " + k.list + " has no " + k.key)
 	} else {
@@ -247,7 +247,7 @@ func (w *walker) foldsTo(name []byte, names ...string) {
 // apply asks v about every entry and writes the message to send.
 func (w *walker) apply(k *kind, v View, id []byte) message {
 	m := message{outcome: Filtered}
-	data := w.c.data
+	data := w.c.Data
 	changed := false
 	size := w.listStart + 2 + len(data) - w.listEnd // all but the entries
 	for i := range w.entries {

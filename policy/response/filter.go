@@ -127,7 +127,7 @@ func (r *Rule) value(data []byte, rep *report) (out []byte, changed bool, reason
 	if err := checkStrict(data); err != nil {
 		return nil, false, "the body is not strict JSON (" + err.Error() + ")"
 	}
-	if c := (&cursor{data: data}); !fits(r.keep, c.next()) {
+	if c := (&strictjson.Cursor{Data: data}); !fits(r.keep, c.Next()) {
 		return nil, false, "the body is not the kind of JSON value the rule describes"
 	}
 	var ok bool

@@ -17,27 +17,27 @@ func (r *Rule) message(data []byte, rep *report, inStream bool) (out []byte, cha
 	if err := strictjson.Check(data, MaxDepth); err != nil {
 		return nil, false, "the message is not strict JSON (" + err.Error() + ")"
 	}
-	c := &cursor{data: data}
-	if c.next() != '{' {
+	c := &strictjson.Cursor{Data: data}
+	if c.Next() != '{' {
 		return nil, false, "the message is not a JSON-RPC object"
 	}
 	var hasMethod, hasResult, hasError bool
 	out = make([]byte, 0, len(data))
 	out = append(out, '{')
 	first := true
-	c.object(func(name, raw []byte) {
+	c.Object(func(name, raw []byte) {
 		if !first {
 			out = append(out, ',')
 		}
 		first = false
 		out = append(append(out, raw...), ':')
-		start := c.pos
+		start := c.Pos
 		switch string(name) {
 		case "result":
 			hasResult = true
-			if c.next() != '{' {
+			if c.Next() != '{' {
 				reason = "the result is not an object"
-				c.skip()
+				c.Skip()
 				return
 			}
 			res, ch, why := r.result(c, rep)
@@ -49,7 +49,7 @@ func (r *Rule) message(data []byte, rep *report, inStream bool) (out []byte, cha
 			return
 		case "error":
 			hasError = true
-			if c.next() == '{' {
+			if c.Next() == '{' {
 				// What the error's data loses is no mismatch of the rule's.
 				mismatch := rep.mismatch
 				v, ch, ok := view(rawValue(c), errorView, nil, rep)
@@ -64,12 +64,12 @@ func (r *Rule) message(data []byte, rep *report, inStream bool) (out []byte, cha
 		case "method":
 			hasMethod = true
 		}
-		c.skip()
-		out = append(out, data[start:c.pos]...)
+		c.Skip()
+		out = append(out, data[start:c.Pos]...)
 	})
 	out = append(out, '}')
 	switch {
-	case c.broken:
+	case c.Broken:
 		return nil, false, "the message could not be walked"
 	case reason != "":
 		return nil, false, reason
@@ -87,17 +87,17 @@ func (r *Rule) message(data []byte, rep *report, inStream bool) (out []byte, cha
 var errorView = &node{objects: true, members: map[string]*node{"code": everything, "message": everything}}
 
 // rawValue consumes the value at the cursor and returns it.
-func rawValue(c *cursor) []byte {
-	start := c.pos
-	c.skip()
-	return c.data[start:c.pos]
+func rawValue(c *strictjson.Cursor) []byte {
+	start := c.Pos
+	c.Skip()
+	return c.Data[start:c.Pos]
 }
 
 // result filters a tools/call result object at the cursor.
-func (r *Rule) result(c *cursor, rep *report) (out []byte, changed bool, reason string) {
+func (r *Rule) result(c *strictjson.Cursor, rep *report) (out []byte, changed bool, reason string) {
 	out = append(out, '{')
 	first := true
-	c.object(func(name, raw []byte) {
+	c.Object(func(name, raw []byte) {
 		if !first {
 			out = append(out, ',')
 		}
@@ -130,13 +130,13 @@ func (r *Rule) result(c *cursor, rep *report) (out []byte, changed bool, reason 
 
 // content filters the content array: each item must be text, and its text JSON.
 func (r *Rule) content(data []byte, rep *report) (out []byte, changed bool, reason string) {
-	c := &cursor{data: data}
-	if c.next() != '[' {
+	c := &strictjson.Cursor{Data: data}
+	if c.Next() != '[' {
 		return nil, false, "the result's content is not an array"
 	}
 	out = append(out, '[')
 	first := true
-	c.array(func() {
+	c.Array(func() {
 		if !first {
 			out = append(out, ',')
 		}
@@ -155,8 +155,8 @@ func (r *Rule) content(data []byte, rep *report) (out []byte, changed bool, reas
 // item filters one content item, which must be {"type":"text","text":"<JSON>"}, with other
 // members (annotations, _meta) kept.
 func (r *Rule) item(data []byte, rep *report) (out []byte, changed bool, reason string) {
-	c := &cursor{data: data}
-	if c.next() != '{' {
+	c := &strictjson.Cursor{Data: data}
+	if c.Next() != '{' {
 		return nil, false, "a content item is not an object"
 	}
 	isText := false
@@ -164,7 +164,7 @@ func (r *Rule) item(data []byte, rep *report) (out []byte, changed bool, reason 
 	textAt := -1
 	out = append(out, '{')
 	first := true
-	c.object(func(name, raw []byte) {
+	c.Object(func(name, raw []byte) {
 		if !first {
 			out = append(out, ',')
 		}
@@ -176,14 +176,14 @@ func (r *Rule) item(data []byte, rep *report) (out []byte, changed bool, reason 
 			isText = string(v) == `"text"`
 		case "text":
 			if len(v) > 0 && v[0] == '"' {
-				text, textAt = unquote(v), len(out)
+				text, textAt = strictjson.Unquote(v), len(out)
 				return // written below, filtered
 			}
 		}
 		out = append(out, v...)
 	})
 	switch {
-	case c.broken:
+	case c.Broken:
 		return nil, false, "a content item could not be walked"
 	case !isText:
 		return nil, false, "a content item is not text: the rule cannot read it"

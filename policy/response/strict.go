@@ -13,7 +13,7 @@ import (
 // for depth: duplicate member names, invalid UTF-8 (and \u escapes of lone surrogates) and
 // data after the value are refused, with strictjson's decoder options. It reads the value in
 // one call of the decoder, not token by token; the walk that follows it bounds the depth
-// (cursor.limit), and strictjson.Check's fuzz target and this package's agree on what passes.
+// (strictjson.Cursor.Limit), and strictjson.Check's fuzz target and this package's agree on what passes.
 func checkStrict(data []byte) error {
 	if len(bytes.Trim(data, " \t\r\n")) == 0 {
 		return errors.New("the body is empty")

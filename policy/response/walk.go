@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"hash/maphash"
 	"sync"
+
+	"github.com/agentauthz/agentauthz/policy/strictjson"
 )
 
 // pathSeed seeds the digests of reported paths.
@@ -43,7 +45,7 @@ func (r *report) add(list *[]string, p []byte) {
 
 // walker writes the view of one JSON value that strictjson has accepted.
 type walker struct {
-	c       cursor
+	c       strictjson.Cursor
 	out     []byte
 	path    []span // where the current place is: the member names on the way, or array elements
 	scratch []byte // a path written out
@@ -63,19 +65,19 @@ var walkers = sync.Pool{New: func() any { return &walker{} }}
 func view(data []byte, keep *node, redact *rnode, rep *report) (out []byte, changed, ok bool) {
 	w := walkers.Get().(*walker)
 	defer func() {
-		w.c, w.rep, w.changed = cursor{}, nil, false
+		w.c, w.rep, w.changed = strictjson.Cursor{}, nil, false
 		w.scratch = w.scratch[:0]
 		w.out, w.path = w.out[:0], w.path[:0]
 		walkers.Put(w)
 	}()
-	w.c = cursor{data: data, limit: MaxDepth}
+	w.c = strictjson.Cursor{Data: data, Limit: MaxDepth}
 	w.rep = rep
-	if !fits(keep, w.c.next()) {
+	if !fits(keep, w.c.Next()) {
 		return nil, false, false
 	}
 	w.value(keep, redact)
-	if w.c.broken {
-		if w.c.tooDeep {
+	if w.c.Broken {
+		if w.c.TooDeep {
 			rep.tooDeep = true
 		}
 		return nil, false, false
@@ -104,11 +106,11 @@ func fits(n *node, b byte) bool {
 // value writes the value at the cursor, which fits n.
 func (w *walker) value(n *node, r *rnode) {
 	c := &w.c
-	b := c.next()
+	b := c.Next()
 	if n.all && r == nil || b != '{' && b != '[' {
-		start := c.pos
-		c.skip()
-		w.out = append(w.out, c.data[start:c.pos]...)
+		start := c.Pos
+		c.Skip()
+		w.out = append(w.out, c.Data[start:c.Pos]...)
 		return
 	}
 	if b == '[' {
@@ -131,29 +133,29 @@ func (w *walker) array(n *node, r *rnode) {
 	if r != nil {
 		re = r.elems
 	}
-	if c.depth++; c.depth > c.limit && c.limit > 0 {
-		c.tooDeep, c.broken = true, true
+	if c.Depth++; c.Depth > c.Limit && c.Limit > 0 {
+		c.TooDeep, c.Broken = true, true
 		return
 	}
 	w.out = append(w.out, '[')
-	c.pos++ // '['
-	if c.next() == ']' {
-		c.pos++
-		c.depth--
+	c.Pos++ // '['
+	if c.Next() == ']' {
+		c.Pos++
+		c.Depth--
 		w.out = append(w.out, ']')
 		return
 	}
 	first := true
 	mark := len(w.path)
 	w.path = append(w.path, span{-1, -1})
-	for !c.broken {
-		eb := c.next()
+	for !c.Broken {
+		eb := c.Next()
 		switch {
 		case re != nil && re.act != keepValue:
 			w.redacted(re.act, &first, nil)
 		case !fits(elems, eb):
 			w.removed()
-			c.skip()
+			c.Skip()
 		default:
 			if !first {
 				w.out = append(w.out, ',')
@@ -166,37 +168,37 @@ func (w *walker) array(n *node, r *rnode) {
 		}
 	}
 	w.path = w.path[:mark]
-	c.depth--
+	c.Depth--
 	w.out = append(w.out, ']')
 }
 
 // object writes the object at the cursor, each member under its node in n.
 func (w *walker) object(n *node, r *rnode) {
 	c := &w.c
-	if c.depth++; c.depth > c.limit && c.limit > 0 {
-		c.tooDeep, c.broken = true, true
+	if c.Depth++; c.Depth > c.Limit && c.Limit > 0 {
+		c.TooDeep, c.Broken = true, true
 		return
 	}
 	w.out = append(w.out, '{')
-	c.pos++ // '{'
-	if c.next() == '}' {
-		c.pos++
-		c.depth--
+	c.Pos++ // '{'
+	if c.Next() == '}' {
+		c.Pos++
+		c.Depth--
 		w.out = append(w.out, '}')
 		return
 	}
 	first := true
-	for !c.broken {
-		raw := c.str()
-		end := c.pos
-		c.expect(':')
-		vb := c.next()
-		if c.broken || len(raw) < 2 {
+	for !c.Broken {
+		raw := c.Str()
+		end := c.Pos
+		c.Expect(':')
+		vb := c.Next()
+		if c.Broken || len(raw) < 2 {
 			return // the walk is over: broken
 		}
 		name := raw[1 : len(raw)-1]
 		if bytes.IndexByte(name, '\\') >= 0 {
-			name = unquote(raw)
+			name = strictjson.Unquote(raw)
 		}
 		child := everything
 		if !n.all {
@@ -212,7 +214,7 @@ func (w *walker) object(n *node, r *rnode) {
 		switch {
 		case child == nil || !fits(child, vb):
 			w.removed()
-			c.skip()
+			c.Skip()
 		case rc != nil && rc.act != keepValue:
 			w.redacted(rc.act, &first, raw)
 		default:
@@ -229,7 +231,7 @@ func (w *walker) object(n *node, r *rnode) {
 			break
 		}
 	}
-	c.depth--
+	c.Depth--
 	w.out = append(w.out, '}')
 }
 
@@ -237,15 +239,15 @@ func (w *walker) object(n *node, r *rnode) {
 // consumes the closing bracket.
 func (w *walker) more(closing byte) bool {
 	c := &w.c
-	switch c.next() {
+	switch c.Next() {
 	case ',':
-		c.pos++
+		c.Pos++
 		return true
 	case closing:
-		c.pos++
+		c.Pos++
 		return false
 	}
-	c.broken = true
+	c.Broken = true
 	return false
 }
 
@@ -267,7 +269,7 @@ func (w *walker) seen(act action) bool {
 	for _, s := range w.path {
 		x := uint64(0x9e3779b97f4a7c15) // every element
 		if s.start >= 0 {
-			x = maphash.Bytes(pathSeed, w.c.data[s.start:s.end])
+			x = maphash.Bytes(pathSeed, w.c.Data[s.start:s.end])
 		}
 		h = (h^x)*0xff51afd7ed558ccd + 1
 	}
@@ -286,7 +288,7 @@ func (w *walker) seen(act action) bool {
 // array).
 func (w *walker) redacted(act action, first *bool, raw []byte) {
 	c := &w.c
-	c.skip()
+	c.Skip()
 	w.changed = true
 	if w.seen(act) {
 		// reported already
@@ -318,7 +320,7 @@ func (w *walker) pointer() []byte {
 			b = append(b, wildcard...)
 			continue
 		}
-		b = appendEscaped(b, unquote(w.c.data[s.start:s.end]))
+		b = appendEscaped(b, strictjson.Unquote(w.c.Data[s.start:s.end]))
 	}
 	w.scratch = b
 	return b
