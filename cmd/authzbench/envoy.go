@@ -33,17 +33,23 @@ import (
 //	load generator (as the agents, mTLS with their X.509-SVIDs)
 //	  → Envoy (front-proxy.yaml: only addresses, ports and the SDS socket rewritten)
 //	      → ext_authz over SPIFFE mTLS → the no-op server, or agentauthz (demo policy)
+//	      → ext_proc (the response guard, where a response rule applies) → agentauthz
 //	      → the trivial upstream (SPIFFE mTLS, as the helpdesk and BI backends)
 //
 // Real SPIRE (server and agent) issues every SVID: Envoy's and its trust bundle over SDS,
 // agentauthz's and the no-op server's over the Workload API, the agents' and the upstream's to
-// this program. Four Envoys run side by side, one per set-up, and the load alternates between
+// this program. Five Envoys run side by side, one per set-up, and the load alternates between
 // them:
 //
-//   - none: front-proxy.yaml without its ext_authz filter (the cost of the proxy alone);
+//   - none: front-proxy.yaml without its ext_authz and ext_proc filters (the cost of the proxy
+//     alone);
 //   - noop: with the no-op ext_authz server (the cost of ext_authz itself);
-//   - agentauthz-log-off: with agentauthz, its decision log off;
-//   - agentauthz: with agentauthz as serve runs by default, decision log on (stdout, into a file).
+//   - agentauthz-log-off: with agentauthz serving the demo policy without its response rules
+//     (policyvariant.go), its decision log off;
+//   - agentauthz: the same, decision log on as serve runs by default (stdout, into a file);
+//   - agentauthz-guarded: agentauthz serving the demo policy as shipped, decision log on, only
+//     on the scenarios whose route has a response rule there: it adds the response guard's
+//     ext_proc round trip, which the others never make.
 //
 // The load generator is vegeta (github.com/tsenart/vegeta), a maintained Go load library:
 // closed loop with a fixed number of workers for throughput (-rate=0 -max-workers=N in its own
@@ -61,6 +67,8 @@ type setup struct {
 	addr   string // Envoy's agents' listener
 	admin  string
 	client map[string]*http.Client // per agent
+	// guardedOnly: the set-up runs only the scenarios whose route has a response rule.
+	guardedOnly bool
 }
 
 var (
@@ -77,7 +85,32 @@ type httpScenario struct {
 	name   string
 	agent  string
 	target vegeta.Target
+	// guarded: the demo policy as shipped has a response rule for this request (markGuarded).
+	guarded bool
 }
+
+// runs reports whether set-up s runs scenario sc.
+func (s *setup) runs(sc httpScenario) bool { return sc.guarded || !s.guardedOnly }
+
+// running is the set-ups that run sc, in order.
+func running(setups []*setup, sc httpScenario) []*setup {
+	var out []*setup
+	for _, s := range setups {
+		if s.runs(sc) {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// The set-ups' names.
+const (
+	setupNone       = "none"
+	setupNoop       = "noop"
+	setupLogOff     = "agentauthz-log-off"
+	setupAgentauthz = "agentauthz"
+	setupGuarded    = "agentauthz-guarded"
+)
 
 func httpScenarios() []httpScenario {
 	h := func(kv ...string) http.Header {
@@ -154,6 +187,35 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 	if err := c.buildAgentauthz(dir); err != nil {
 		return err
 	}
+	// The policies: the demo's without its response rules, loaded here as serve --policy will
+	// load it, and as shipped; each scenario's request decided by both.
+	policyDir := filepath.Join(dir, "policy")
+	removed, err := writeUnguardedDemo(policyDir)
+	if err != nil {
+		return fmt.Errorf("writing the demo policy without its response rules: %v", err)
+	}
+	unguarded, err := loadPolicyDir(policyDir, serveEnv)
+	if err != nil {
+		return fmt.Errorf("the demo policy without its response rules, in %s, does not load: %v", policyDir, err)
+	}
+	shipped, err := loadShippedDemo()
+	if err != nil {
+		return fmt.Errorf("the demo policy: %v", err)
+	}
+	scenarios := selected(httpScenarios(), only, func(sc httpScenario) string { return sc.name })
+	if err := markGuarded(scenarios, shipped, unguarded); err != nil {
+		return err
+	}
+	setups := []*setup{{name: setupNone}, {name: setupNoop}, {name: setupLogOff}, {name: setupAgentauthz}}
+	var guarded []string
+	for _, sc := range scenarios {
+		if sc.guarded {
+			guarded = append(guarded, sc.name)
+		}
+	}
+	if len(guarded) > 0 {
+		setups = append(setups, &setup{name: setupGuarded, guardedOnly: true})
+	}
 	self, err := os.Executable()
 	if err == nil {
 		self, err = filepath.EvalSymlinks(self)
@@ -166,7 +228,9 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 		return err
 	}
 	say("machine: %s\n", machine())
-	say("starting SPIRE, the upstream, the ext_authz servers and 4 Envoys (%d workers each) in %s\n", concurrency, dir)
+	say("%s and %s serve the demo policy without its response rules (%d removed); %s serves it as shipped, on the scenarios with a response rule: %s\n",
+		setupLogOff, setupAgentauthz, removed, setupGuarded, orNone(guarded))
+	say("starting SPIRE, the upstream, the ext_authz servers and %d Envoys (%d workers each) in %s\n", len(setups), concurrency, dir)
 
 	sp, err := spire.Start(ctx, spire.Options{Dir: dir, Binaries: spireBins})
 	if err != nil {
@@ -231,44 +295,42 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 		}
 		return p, err
 	}
-	setups := []*setup{{name: "none"}, {name: "noop"}, {name: "agentauthz-log-off"}, {name: "agentauthz"}}
 	serverAddr := map[string]string{}
 	for _, s := range setups[1:] {
 		addr := freeAddr()
 		serverAddr[s.name] = addr
-		var spec childproc.Spec
-		if s.name == "noop" {
-			spec = childproc.Spec{Name: s.name, Path: self, Args: []string{"noop", "-addr", addr, "-spiffe-socket", sp.Agent.Addr(),
-				"-id", agentauthzID.String(), "-allowed", envoyID.String()}}
-		} else {
-			decisionLog := "-"
-			if s.name == "agentauthz-log-off" {
-				decisionLog = "off"
-			}
-			s.pprof = freeAddr()
-			httpAddr := freeAddr()
-			spec = childproc.Spec{Name: s.name, Path: c.bin, Args: append([]string{"serve", "--grpc-addr", addr, "--http-addr", httpAddr,
-				"--spiffe-socket", sp.Agent.Addr(), "--grpc-allowed-clients", envoyID.String(),
-				"--decision-log", decisionLog, "--data-dir", filepath.Join(dir, s.name+"-data"), "--log-level", "error"},
-				c.serveArgs...),
-				Env: []string{"AGENTAUTHZ_HELPDESK_TOKEN=bench-token", "AGENTAUTHZ_DEMO_APPROVER_TOKEN=bench", "AGENTAUTHZ_PPROF_ADDR=" + s.pprof}}
-			if s.server, err = startProc(spec); err != nil {
+		if s.name == setupNoop {
+			if s.server, err = startProc(childproc.Spec{Name: s.name, Path: self, Args: []string{"noop", "-addr", addr,
+				"-spiffe-socket", sp.Agent.Addr(), "-id", agentauthzID.String(), "-allowed", envoyID.String()}}); err != nil {
 				return err
-			}
-			if err := waitFor(ctx, s.name+" /readyz", time.Minute, func() error { return httpOK("http://" + httpAddr + "/readyz") }); err != nil {
-				return fmt.Errorf("%v\n%s", err, s.server.Tail(20))
 			}
 			continue
 		}
-		if s.server, err = startProc(spec); err != nil {
+		decisionLog := "-"
+		if s.name == setupLogOff {
+			decisionLog = "off"
+		}
+		s.pprof = freeAddr()
+		httpAddr := freeAddr()
+		args := []string{"serve", "--grpc-addr", addr, "--http-addr", httpAddr,
+			"--spiffe-socket", sp.Agent.Addr(), "--grpc-allowed-clients", envoyID.String(),
+			"--decision-log", decisionLog, "--data-dir", filepath.Join(dir, s.name+"-data"), "--log-level", "error"}
+		if s.name != setupGuarded {
+			args = append(args, "--policy", policyDir)
+		}
+		if s.server, err = startProc(childproc.Spec{Name: s.name, Path: c.bin, Args: append(args, c.serveArgs...),
+			Env: append(append([]string(nil), serveEnv...), "AGENTAUTHZ_PPROF_ADDR="+s.pprof)}); err != nil {
 			return err
+		}
+		if err := waitFor(ctx, s.name+" /readyz", time.Minute, func() error { return httpOK("http://" + httpAddr + "/readyz") }); err != nil {
+			return fmt.Errorf("%v\n%s", err, s.server.Tail(20))
 		}
 	}
 	for _, s := range setups {
 		s.addr, s.admin = freeAddr(), freeAddr()
 		authz := serverAddr[s.name]
 		if authz == "" {
-			authz = serverAddr["noop"] // the cluster stays, unused
+			authz = serverAddr[setupNoop] // the cluster stays, unused
 		}
 		conf, err := renderFrontProxy(src, s, authz, helpdeskAddr, biAddr, sp.Agent.Socket())
 		if err != nil {
@@ -293,9 +355,8 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 			s.client[agent.String()] = agentClient(svid(agent), bundles, s.addr, c.conc)
 		}
 	}
-	scenarios := selected(httpScenarios(), only, func(sc httpScenario) string { return sc.name })
 	for _, sc := range scenarios {
-		for _, s := range setups {
+		for _, s := range running(setups, sc) {
 			if err := verifyHTTP(s, sc); err != nil {
 				return err
 			}
@@ -304,44 +365,52 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 	say("ready; load average %s\n", loadAvg())
 
 	var all []result
-	say("\nclosed loop through Envoy, %d workers (HTTP/1.1 keep-alive connections), %s per run, %d rounds (median); CPU µs per request from /proc\n",
+	say("\nclosed loop through Envoy, %d workers (HTTP/1.1 keep-alive connections), %s per run, %d rounds (median); CPU µs per request from /proc;\n",
 		c.conc, c.dur, c.rounds)
-	say("%-15s %8s %8s %8s %8s %10s %9s %9s %8s | %-29s | %-29s | %7s %6s  %s\n", "scenario", "none", "noop", "log off", "log on",
-		"noop/none", "off/noop", "on/noop", "on/off", "envoy µs: none noop off on", "server µs: noop off on", "allocs", "GC %", "load")
+	say("log off and log on serve the demo policy without its response rules; guarded serves it as shipped (only where a response rule applies),\n")
+	say("g/noop and g/on are its throughput over noop's and log on's: the response guard's cost\n")
+	say("%-15s %8s %8s %8s %8s %8s %10s %9s %9s %8s %8s %8s | %-29s | %-29s | %7s %6s  %s\n", "scenario", "none", "noop", "log off", "log on", "guarded",
+		"noop/none", "off/noop", "on/noop", "on/off", "g/noop", "g/on", "envoy µs: none noop off on", "server µs: noop off on", "allocs", "GC %", "load")
 	saturation := map[string]float64{}
 	for _, sc := range scenarios {
-		for _, s := range setups {
+		active := running(setups, sc)
+		for _, s := range active {
 			measureHTTP(s, sc, c.conc, vegeta.Rate{}, time.Second) // warm up: connections, stacks, caches
 		}
 		rps, envoyCPU, serverCPU := map[string][]float64{}, map[string][]float64{}, map[string][]float64{}
 		var allocs, gc []float64
 		for r := 0; r < c.rounds; r++ {
-			for i := range setups {
-				s := setups[(i+r)%len(setups)] // each set-up goes first in turn
+			for i := range active {
+				s := active[(i+r)%len(active)] // each set-up goes first in turn
 				res := measureHTTP(s, sc, c.conc, vegeta.Rate{}, c.dur)
 				res.Round = r
 				all = append(all, res)
 				rps[s.name] = append(rps[s.name], res.RPS)
 				envoyCPU[s.name] = append(envoyCPU[s.name], res.CPUus["envoy"])
 				serverCPU[s.name] = append(serverCPU[s.name], res.CPUus["server"])
-				if s.name == "agentauthz" {
+				if s.name == setupAgentauthz {
 					allocs, gc = append(allocs, res.AllocsPerCheck), append(gc, res.GCShare)
 				}
 			}
 		}
 		m := func(name string) float64 { return median(rps[name]) }
-		saturation[sc.name] = m("noop")
-		say("%-15s %8.0f %8.0f %8.0f %8.0f %10.2f %9.2f %9.2f %8.2f | %6.0f %6.0f %6.0f %6.0f | %8.0f %8.0f %8.0f | %7.1f %6.1f  %s\n", sc.name,
-			m("none"), m("noop"), m("agentauthz-log-off"), m("agentauthz"),
-			m("noop")/m("none"), m("agentauthz-log-off")/m("noop"), m("agentauthz")/m("noop"), m("agentauthz")/m("agentauthz-log-off"),
-			median(envoyCPU["none"]), median(envoyCPU["noop"]), median(envoyCPU["agentauthz-log-off"]), median(envoyCPU["agentauthz"]),
-			median(serverCPU["noop"]), median(serverCPU["agentauthz-log-off"]), median(serverCPU["agentauthz"]),
+		saturation[sc.name] = m(setupNoop)
+		say("%-15s %8.0f %8.0f %8.0f %8.0f %8s %10.2f %9.2f %9.2f %8.2f %8s %8s | %6.0f %6.0f %6.0f %6.0f | %8.0f %8.0f %8.0f | %7.1f %6.1f  %s\n", sc.name,
+			m(setupNone), m(setupNoop), m(setupLogOff), m(setupAgentauthz), ifRan(sc.guarded, "%.0f", m(setupGuarded)),
+			m(setupNoop)/m(setupNone), m(setupLogOff)/m(setupNoop), m(setupAgentauthz)/m(setupNoop), m(setupAgentauthz)/m(setupLogOff),
+			ifRan(sc.guarded, "%.2f", m(setupGuarded)/m(setupNoop)), ifRan(sc.guarded, "%.2f", m(setupGuarded)/m(setupAgentauthz)),
+			median(envoyCPU[setupNone]), median(envoyCPU[setupNoop]), median(envoyCPU[setupLogOff]), median(envoyCPU[setupAgentauthz]),
+			median(serverCPU[setupNoop]), median(serverCPU[setupLogOff]), median(serverCPU[setupAgentauthz]),
 			median(allocs), 100*median(gc), loadAvg())
 		if c.profile != "" {
-			on := setups[3]
-			t := &target{name: on.name, pprofAddr: on.pprof}
-			if err := profileUnderLoad(c, t, scenario{name: sc.name}, func() { measureHTTP(on, sc, c.conc, vegeta.Rate{}, c.dur) }); err != nil {
-				fmt.Fprintln(os.Stderr, "authzbench: profile:", err)
+			for _, s := range active {
+				if s.name != setupAgentauthz && s.name != setupGuarded {
+					continue
+				}
+				t := &target{name: s.name, pprofAddr: s.pprof}
+				if err := profileUnderLoad(c, t, scenario{name: sc.name}, func() { measureHTTP(s, sc, c.conc, vegeta.Rate{}, c.dur) }); err != nil {
+					fmt.Fprintln(os.Stderr, "authzbench: profile:", err)
+				}
 			}
 		}
 	}
@@ -353,8 +422,8 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 		cpu := func(target, k string) float64 {
 			return medianOf(all, target, sc.name, func(r result) float64 { return r.CPUus[k] })
 		}
-		base := cpu("noop", "envoy") + cpu("noop", "server")
-		for _, s := range setups {
+		base := cpu(setupNoop, "envoy") + cpu(setupNoop, "server")
+		for _, s := range running(setups, sc) {
 			sum := cpu(s.name, "envoy") + cpu(s.name, "server")
 			say("%-15s %-20s %8.1f %8.1f %8.1f %10.1f %9.2f\n", sc.name, s.name, cpu(s.name, "envoy"), cpu(s.name, "server"), sum,
 				cpu(s.name, "loadgen+upstream"), base/sum)
@@ -364,11 +433,12 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 	say("\nopen loop through Envoy at half the noop set-up's saturation rate, %s per run, %d rounds (median of each percentile)\n", c.dur, c.rounds)
 	say("%-15s %-20s %7s %8s %9s %9s %9s %12s %12s  %s\n", "scenario", "set-up", "rate", "achieved", "p50 µs", "p99 µs", "p99.9 µs", "+p50 vs noop", "+p99 vs noop", "load")
 	for _, sc := range scenarios {
+		active := running(setups, sc)
 		rate := saturation[sc.name] / 2
 		p := map[string][4][]float64{}
 		for r := 0; r < c.rounds; r++ {
-			for i := range setups {
-				s := setups[(i+r)%len(setups)]
+			for i := range active {
+				s := active[(i+r)%len(active)]
 				res := measureHTTP(s, sc, c.conc, vegeta.Rate{Freq: int(rate), Per: time.Second}, c.dur)
 				res.Round = r
 				all = append(all, res)
@@ -377,8 +447,8 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 				p[s.name] = v
 			}
 		}
-		for _, s := range setups {
-			v, n := p[s.name], p["noop"]
+		for _, s := range active {
+			v, n := p[s.name], p[setupNoop]
 			say("%-15s %-20s %7.0f %8.0f %9.0f %9.0f %9.0f %12.0f %12.0f  %s\n", sc.name, s.name, rate, median(v[3]), median(v[0]), median(v[1]), median(v[2]),
 				median(v[0])-median(n[0]), median(v[1])-median(n[1]), loadAvg())
 		}
@@ -399,8 +469,12 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 		}
 	}
 	say("%s", memoryBreakdown(all, servers, []string{"header-only", "json-4k", "graphql"}))
-	m, _ := memoryOf(setups[3].envoy.PID())
-	say("%-24s %6.1f MiB / %6.1f MiB (for scale)\n", "envoy (agentauthz)", mib(m.RSS), mib(m.Peak))
+	for _, s := range setups {
+		if s.name == setupAgentauthz {
+			m, _ := memoryOf(s.envoy.PID())
+			say("%-24s %6.1f MiB / %6.1f MiB (for scale)\n", "envoy (agentauthz)", mib(m.RSS), mib(m.Peak))
+		}
+	}
 
 	bad := int64(0)
 	for _, r := range all {
@@ -420,7 +494,8 @@ func envoyMode(c common, concurrency int, configPath, only string) error {
 }
 
 // renderFrontProxy is front-proxy.yaml for set-up s: only addresses, ports and the SDS socket
-// rewritten, as the tests do (internal/stack), and for "none" the ext_authz filter removed.
+// rewritten, as the tests do (internal/stack), and for "none" the ext_authz and ext_proc filters
+// removed.
 func renderFrontProxy(src []byte, s *setup, authz, helpdesk, bi, sds string) ([]byte, error) {
 	addr := func(indent int, host, port string) string {
 		return "address: " + host + "\n" + strings.Repeat(" ", indent) + "port_value: " + port
@@ -438,7 +513,7 @@ func renderFrontProxy(src []byte, s *setup, authz, helpdesk, bi, sds string) ([]
 	set(22, "bi-backend.acme.internal", "8443", bi)
 	set(22, "helpdesk-grpc-backend.acme.internal", "8443", helpdesk)
 	r["path: /run/spire/agent/public/api.sock"] = "path: " + sds
-	if s.name == "none" {
+	if s.name == setupNone {
 		const from, to = "                  - name: envoy.filters.http.ext_authz\n", "                  - name: envoy.filters.http.router\n"
 		i, j := strings.Index(string(src), from), strings.Index(string(src), to)
 		if i < 0 || j < i {
@@ -467,7 +542,7 @@ func envoyReady(s *setup) error {
 	if body, err := get("/certs"); err != nil || !strings.Contains(body, `"`+envoyID.String()+`"`) {
 		return fmt.Errorf("no certificate for %s yet (%v)", envoyID, err)
 	}
-	if s.name != "none" {
+	if s.name != setupNone {
 		body, err := get("/stats?filter=^cluster\\.agentauthz\\.membership_healthy$")
 		if err != nil || body != "cluster.agentauthz.membership_healthy: 1" {
 			return fmt.Errorf("the ext_authz server is not healthy to Envoy yet: %q %v", body, err)
@@ -580,10 +655,27 @@ func measureHTTP(s *setup, sc httpScenario, conc int, rate vegeta.Rate, dur time
 
 func us(d time.Duration) float64 { return float64(d.Nanoseconds()) / 1e3 }
 
+// ifRan is v in format where the set-up ran, else blank.
+func ifRan(ran bool, format string, v float64) string {
+	if !ran {
+		return ""
+	}
+	return fmt.Sprintf(format, v)
+}
+
+// orNone is names joined with commas, or "none".
+func orNone(names []string) string {
+	if len(names) == 0 {
+		return "none"
+	}
+	return strings.Join(names, ", ")
+}
+
 // upstreamAnswer is what the upstream answers a request for path with: a small JSON body that
 // the demo policy's response rules (the ticket's and the BI API's views) pass unchanged, so that
-// an answer arriving changed, or refused, is seen by verifyHTTP. On those routes the response
-// guard still reads every answer: its ext_proc round trip is part of what agentauthz adds.
+// an answer arriving changed, or refused, through agentauthz-guarded is seen by verifyHTTP. The
+// response guard still reads every such answer: its ext_proc round trip is what that set-up
+// adds.
 func upstreamAnswer(path string) string {
 	switch path {
 	case "/v1/tickets/4711":

@@ -19,13 +19,16 @@
 // agentauthz's resident memory, and that of agentauthz serving a 10,000-agent, 10,000-route
 // policy under load. The envoy mode runs envoy/front-proxy.yaml as shipped (only addresses
 // rewritten) with SPIRE issuing every SVID, in front of a trivial upstream, once without its
-// ext_authz filter, once with the no-op server and once with agentauthz, decision log off and
-// on (see envoy.go).
+// ext_authz filter, once with the no-op server, twice with agentauthz serving the demo policy
+// without its response rules, decision log off and on, and, on the scenarios whose route has a
+// response rule, once with agentauthz serving the demo policy as shipped, which adds the
+// response guard (see envoy.go and policyvariant.go).
 //
 // Both modes build agentauthz with -tags pprof, which adds a loopback listener for Go's
 // profiles and runtime CPU accounting and changes nothing on the request path: allocations per
 // Check and the garbage collector's share of CPU come from the runtime itself. -profile DIR
-// also saves CPU and allocation profiles of agentauthz (decision log on) under the load.
+// also saves CPU and allocation profiles of agentauthz (decision log on; in the envoy mode also
+// agentauthz-guarded where it runs) under the load.
 package main
 
 import (
@@ -82,7 +85,7 @@ func (c *common) register(fs *flag.FlagSet, conc int) {
 	fs.IntVar(&c.conc, "c", conc, "callers in the closed loop")
 	fs.IntVar(&c.rounds, "rounds", 3, "alternating rounds; the median is reported")
 	fs.StringVar(&c.bin, "agentauthz", "", "agentauthz binary built with -tags pprof (default: built from ./cmd/agentauthz)")
-	fs.StringVar(&c.profile, "profile", "", "save CPU and allocation profiles of agentauthz (decision log on) under load into this directory")
+	fs.StringVar(&c.profile, "profile", "", "save CPU and allocation profiles of agentauthz (decision log on, and agentauthz-guarded in the envoy mode) under load into this directory")
 	fs.StringVar(&c.json, "json", "", "also write the results as JSON to this file")
 	fs.Var(&c.serveArgs, "serve-arg", "an argument added to every agentauthz serve, such as --memory-limit=32MiB (repeatable)")
 }
@@ -139,10 +142,15 @@ func medianOf(all []result, target, scenario string, f func(result) float64) flo
 
 // memoryRow is a server's line of the memory table: under each scenario's closed-loop load,
 // median of rounds, the largest RSS (its anonymous part) and, at the end of the run, the live
-// heap and all the memory Go's runtime holds; then its peak RSS over the whole run.
+// heap and all the memory Go's runtime holds; then its peak RSS over the whole run. A scenario
+// the target did not run is blank.
 func memoryRow(all []result, target string, scenarios []string, peak int64) string {
 	row := fmt.Sprintf("%-24s", target)
 	for _, sc := range scenarios {
+		if !slices.ContainsFunc(all, func(r result) bool { return r.Mode == "closed" && r.Target == target && r.Scenario == sc }) {
+			row += fmt.Sprintf(" %26s", "")
+			continue
+		}
 		row += fmt.Sprintf(" %6.1f (%5.1f) %5.1f/%5.1f", medianOf(all, target, sc, func(r result) float64 { return r.RSS }),
 			medianOf(all, target, sc, func(r result) float64 { return r.RSSAnon }),
 			medianOf(all, target, sc, func(r result) float64 { return r.HeapLive }),
