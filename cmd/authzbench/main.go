@@ -42,6 +42,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -302,3 +303,5 @@ func machine() string {
 	}
 	return fmt.Sprintf("%s, %d CPUs online; load average %s", model, numCPU(), loadAvg())
 }
+
+func numCPU() int { return runtime.NumCPU() }

@@ -16,12 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"runtime"
-	"runtime/debug"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -30,12 +25,9 @@ import (
 	"github.com/spiffe/go-spiffe/v2/bundle/jwtbundle"
 	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
-	"google.golang.org/grpc/status"
 
 	"github.com/agentauthz/agentauthz/extauthz"
 	"github.com/agentauthz/agentauthz/extproc"
@@ -288,97 +280,6 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// GRPCOptions are the transport settings agentauthz serves gRPC with, over tlsConfig when it is
-// not nil. Load harnesses give their no-op ceiling the same, so that a comparison measures the
-// authorization work and nothing else.
-func GRPCOptions(tlsConfig *tls.Config) []grpc.ServerOption {
-	// Checks run on a fixed set of worker goroutines instead of one new goroutine per stream:
-	// a Check's call depth grows a fresh goroutine's stack, and copying stacks cost about a
-	// sixth of the CPU under load; a worker's stack stays grown. A stream that finds every
-	// worker busy gets a goroutine of its own, so there are enough workers for the checks Envoy
-	// keeps in flight, not just one per CPU.
-	opts := []grpc.ServerOption{grpc.NumStreamWorkers(uint32(max(64, 16*runtime.GOMAXPROCS(0))))}
-	if tlsConfig != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsConfig)))
-	}
-	return opts
-}
-
-// DefaultGCPercent is the garbage collector's target serve runs with unless GOGC is set: the
-// live heap is small (the policy, in-flight checks) and nearly every allocation is per request,
-// so collecting at 5x the live heap instead of 2x spends far less CPU on GC for a few more MB.
-const DefaultGCPercent = 400
-
-// SetGC sets the garbage collector as serve runs it: DefaultGCPercent, unless GOGC is set.
-func SetGC() {
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(DefaultGCPercent)
-	}
-}
-
-// checkAuthZEN refuses an AuthZEN listener without the API, TLS without the listener, and
-// plaintext on a non-loopback address without Insecure: bearer tokens would cross the network
-// in the clear.
-func checkAuthZEN(cfg *Config) error {
-	switch {
-	case cfg.AuthZENAddr == "" && cfg.AuthZENTLS != nil:
-		return errors.New("server: AuthZEN TLS needs an AuthZEN listener address")
-	case cfg.AuthZENAddr == "":
-		return nil
-	case cfg.AuthZEN == nil:
-		return errors.New("server: an AuthZEN listener needs the AuthZEN configuration")
-	}
-	if _, _, err := net.SplitHostPort(cfg.AuthZENAddr); err != nil {
-		return fmt.Errorf("server: AuthZEN listener %q is not host:port", cfg.AuthZENAddr)
-	}
-	if err := RefusePlaintext("AuthZEN", cfg.AuthZENAddr, cfg.AuthZENTLS != nil, cfg.Insecure); err != nil {
-		return err
-	}
-	if cfg.AuthZENTLS == nil && !isLoopback(cfg.AuthZENAddr) {
-		cfg.Log.Warn("serving plaintext AuthZEN on a non-loopback address: PEP tokens cross the network in the clear", "addr", cfg.AuthZENAddr)
-	}
-	return nil
-}
-
-// plaintextHints say how to serve each listener with TLS instead.
-var plaintextHints = map[string]string{
-	"gRPC": "use a loopback address or a unix socket, or pass --insecure",
-	"HTTP": "serve it with TLS (--http-tls-cert and --http-tls-key, or --http-tls-spiffe) or on loopback " +
-		"(behind a TLS-terminating proxy on this host, with --http-behind-tls-proxy), or pass --insecure",
-	"AuthZEN": "serve it with SPIFFE TLS (--spiffe-socket) or on loopback, or pass --insecure",
-}
-
-// RefusePlaintext is Start's refusal to serve listener ("gRPC", "HTTP" or "AuthZEN") on addr
-// without TLS: nil on a loopback address or a unix socket (unix:/path), with TLS, or when
-// insecure allows it; otherwise the one-line error saying what to do. Callers check it before
-// opening anything, so that the refusal is the only thing said.
-func RefusePlaintext(listener, addr string, tls, insecure bool) error {
-	if tls || insecure || strings.HasPrefix(addr, "unix:") || isLoopback(addr) {
-		return nil
-	}
-	return fmt.Errorf("server: refusing plaintext %s on non-loopback address %s; %s", listener, addr, plaintextHints[listener])
-}
-
-// minTLS12 is c, never below TLS 1.2.
-func minTLS12(c *tls.Config) *tls.Config {
-	c = c.Clone()
-	if c.MinVersion < tls.VersionTLS12 {
-		c.MinVersion = tls.VersionTLS12
-	}
-	return c
-}
-
-// SetReady reports the service as serving, or not, over gRPC health.
-func (s *Server) SetReady(ready bool) {
-	st := healthpb.HealthCheckResponse_NOT_SERVING
-	if ready {
-		st = healthpb.HealthCheckResponse_SERVING
-	}
-	s.health.SetServingStatus("", st)
-	s.health.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, st)
-	s.health.SetServingStatus(extprocv3.ExternalProcessor_ServiceDesc.ServiceName, st)
-}
-
 // GRPCAddr is the address the gRPC listener is bound to.
 func (s *Server) GRPCAddr() net.Addr { return s.grpcLis.Addr() }
 
@@ -424,127 +325,4 @@ func (s *Server) Shutdown() {
 	if s.http != nil {
 		_ = s.http.Shutdown(ctx) // best effort: health probes, approvals, evaluations in flight
 	}
-}
-
-// SplitAddr reads "host:port" as TCP and "unix:/path" as a unix socket.
-func SplitAddr(a string) (network, addr string, err error) {
-	if p, ok := strings.CutPrefix(a, "unix:"); ok {
-		if p == "" {
-			return "", "", fmt.Errorf("server: %q: a unix socket needs a path, like unix:/run/agentauthz.sock", a)
-		}
-		return "unix", p, nil
-	}
-	if _, _, err := net.SplitHostPort(a); err != nil {
-		return "", "", fmt.Errorf("server: %q is not host:port or unix:/path", a)
-	}
-	return "tcp", a, nil
-}
-
-func isLoopback(addr string) bool {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return false
-	}
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// removeStaleSocket removes a unix socket left by a previous run, but nothing else.
-func removeStaleSocket(path string) error {
-	st, err := os.Lstat(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("server: %w", err)
-	}
-	if st.Mode()&os.ModeSocket == 0 {
-		return fmt.Errorf("server: %s exists and is not a socket", path)
-	}
-	return os.Remove(path)
-}
-
-// healthService is gRPC health, except that once the server drains, each Watch stream ends
-// (Unavailable) as soon as its watcher has been told the service is not serving. A Watch stream
-// never ends on its own, so an open one (gRPC client-side health checking keeps one) would
-// otherwise hold GracefulStop for the whole DrainTimeout.
-type healthService struct {
-	*health.Server
-	draining <-chan struct{}
-}
-
-func (h *healthService) Watch(req *healthpb.HealthCheckRequest, stream healthpb.Health_WatchServer) error {
-	ctx, cancel := context.WithCancel(stream.Context())
-	defer cancel()
-	ws := &watchStream{Health_WatchServer: stream, ctx: ctx, sent: make(chan struct{}, 1)}
-	ws.last.Store(-1) // nothing sent yet
-	done := make(chan struct{})
-	defer close(done)
-	go func() {
-		select {
-		case <-h.draining:
-		case <-done:
-			return
-		}
-		// Let the watcher hear NOT_SERVING (Shutdown sets it) before its stream ends.
-		for st := ws.last.Load(); st == -1 || st == int32(healthpb.HealthCheckResponse_SERVING); st = ws.last.Load() {
-			select {
-			case <-ws.sent:
-			case <-done:
-				return
-			}
-		}
-		cancel()
-	}()
-	err := h.Server.Watch(req, ws)
-	select {
-	case <-h.draining:
-		return status.Error(codes.Unavailable, "agentauthz is shutting down")
-	default:
-		return err
-	}
-}
-
-// watchStream is a health Watch stream with its own context, which notes the last status sent.
-type watchStream struct {
-	healthpb.Health_WatchServer
-	ctx  context.Context
-	last atomic.Int32
-	sent chan struct{}
-}
-
-func (w *watchStream) Context() context.Context { return w.ctx }
-
-func (w *watchStream) Send(r *healthpb.HealthCheckResponse) error {
-	if err := w.Health_WatchServer.Send(r); err != nil {
-		return err
-	}
-	w.last.Store(int32(r.GetStatus()))
-	select {
-	case w.sent <- struct{}{}:
-	default:
-	}
-	return nil
-}
-
-// engineLists is the engine's filtering of MCP list answers, as the ext_proc front door asks
-// for it.
-type engineLists struct{ e *engine.Engine }
-
-func (l engineLists) FilterMCPList(ctx context.Context, req extproc.ListRequest) extproc.ListResult {
-	res := l.e.FilterList(ctx, engine.List{Agent: req.Agent, Server: req.Server, Method: req.Method,
-		DecisionID: req.DecisionID, ContentType: req.ContentType, ContentEncoding: req.ContentEncoding, Body: req.Body})
-	return extproc.ListResult{Body: res.Body, ContentType: res.ContentType, Outcome: res.Outcome, Reason: res.Reason}
-}
-
-// engineResponses is the engine's response rules, as the ext_proc front door asks for them.
-type engineResponses struct{ e *engine.Engine }
-
-func (r engineResponses) FilterResponse(ctx context.Context, req extproc.ResponseRequest) extproc.ResponseAnswer {
-	res := r.e.FilterResponse(ctx, engine.ResponseInput{Rule: req.Rule, Agent: req.Agent, DecisionID: req.DecisionID,
-		Status: req.Status, ContentType: req.ContentType, ContentEncoding: req.ContentEncoding, Body: req.Body})
-	return extproc.ResponseAnswer{Status: res.Status, Body: res.Body, ContentType: res.ContentType, Changed: res.Changed}
 }

@@ -191,3 +191,18 @@ func (l *unixListener) Close() error {
 	}
 	return err
 }
+
+// removeStaleSocket removes a unix socket left by a previous run, but nothing else.
+func removeStaleSocket(path string) error {
+	st, err := os.Lstat(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if st.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("server: %s exists and is not a socket", path)
+	}
+	return os.Remove(path)
+}
