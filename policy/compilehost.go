@@ -139,7 +139,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		scope:    c.scope(r.GetScope()),
 		strip:    r.GetStripUnknownQuery(),
 		grant:    hs.grant,
-		nparams:  len(names),
+		params:   make([]*param, len(names)),
 	}
 	ok := true
 	for i, name := range names {
@@ -171,8 +171,6 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 		c.addf(src, at+".query", "at most %d query parameters per route", maxQueryParams)
 		return
 	}
-	cr.query = make(map[string]*param, len(r.GetQuery()))
-	cr.queryFolded = make(map[string]struct{}, len(r.GetQuery()))
 	for _, name := range sortedKeys(r.GetQuery()) {
 		if isMethodOverrideParam(name) {
 			c.addf(src, at+".query."+name, "%s asks upstreams to change the method and cannot be allowed", name)
@@ -185,9 +183,7 @@ func (c *compiler) route(src *source, at string, hs *host, r *policyv1.Route) {
 			ok = false
 			continue
 		}
-		cp.index = len(cr.query)
-		cr.query[name] = cp
-		cr.queryFolded[asciiLower(name)] = struct{}{}
+		cr.query.add(name, cp)
 		if cp.required {
 			cr.required = append(cr.required, cp)
 		}

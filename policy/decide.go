@@ -194,8 +194,8 @@ func (rt *route) check(r *Request, ag *agent, t target.Target, vals *[maxPathPar
 		}
 	}
 	var violations []decision.Violation
-	for i := 0; i < rt.nparams; i++ {
-		if v, ok := rt.params[i].checkPath(vals[i]); !ok {
+	for i, p := range rt.params {
+		if v, ok := p.checkPath(vals[i]); !ok {
 			violations = append(violations, v)
 		}
 	}
@@ -286,9 +286,9 @@ func (rt *route) checkParams(q, prefix string) (violations []decision.Violation,
 			add(decision.Violation{Field: prefix + name, Rule: "method_override", Message: "must not be sent"})
 			continue
 		}
-		p := rt.query[name]
+		p := rt.query.get(name)
 		if p == nil {
-			if rt.strip && rawName == name && !rt.declaredFold(name) {
+			if rt.strip && rawName == name && !rt.query.declaredFold(name) {
 				if !contains(strip, name) {
 					strip = append(strip, name)
 				}
@@ -329,14 +329,6 @@ func (rt *route) checkParams(q, prefix string) (violations []decision.Violation,
 		}
 	}
 	return violations, strip
-}
-
-// declaredFold reports whether name differs from a declared parameter only by case: some
-// frameworks read query names case-insensitively, so such a name is refused, never stripped.
-// Names are ASCII here (target.Parse refuses others), so ASCII case is all there is to fold.
-func (rt *route) declaredFold(name string) bool {
-	_, ok := rt.queryFolded[asciiLower(name)]
-	return ok
 }
 
 // hasBody reports whether the request carries a body, forwarded or only announced.

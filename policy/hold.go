@@ -158,16 +158,16 @@ func (h *holdRule) holds(rt *route, r *Request, t target.Target, vals *[maxPathP
 // the body is the decoded message on message and grpc_message routes, and the JSON body
 // otherwise.
 func (rt *route) conditionInputs(r *Request, t target.Target, vals *[maxPathParams]string) map[string]any {
-	params := make(map[string]string, rt.nparams)
-	for i := 0; i < rt.nparams; i++ {
-		params[rt.params[i].name] = target.UnescapePath(vals[i])
+	params := make(map[string]string, len(rt.params))
+	for i, p := range rt.params {
+		params[p.name] = target.UnescapePath(vals[i])
 	}
 	query := map[string][]string{}
 	for rest := t.Query; rest != ""; {
 		var name, value string
 		name, value, rest, _ = target.NextParam(rest)
 		n := target.Unescape(name)
-		if rt.graphqlGET == nil && rt.query[n] == nil {
+		if rt.graphqlGET == nil && rt.query.get(n) == nil {
 			continue // stripped: the upstream never sees it
 		}
 		query[n] = append(query[n], target.Unescape(value))

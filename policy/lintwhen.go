@@ -167,14 +167,14 @@ func (v *whenVisitor) check(root string, steps []step) string {
 	rt, first := v.rt, steps[0]
 	switch root {
 	case "params":
-		for i := 0; i < rt.nparams; i++ {
-			if !first.isNum && rt.params[i].name == first.name {
+		for _, p := range rt.params {
+			if !first.isNum && p.name == first.name {
 				return ""
 			}
 		}
 		return fmt.Sprintf("%s: route %s has no path parameter %s (its path is %s)", showPath(root, steps[:1]), rt.name, strings.TrimPrefix(first.String(), "."), rt.template)
 	case "query":
-		if rt.graphqlGET != nil || (!first.isNum && rt.query[first.name] != nil) {
+		if rt.graphqlGET != nil || (!first.isNum && rt.query.get(first.name) != nil) {
 			return ""
 		}
 		return fmt.Sprintf("%s: route %s takes no query parameter %s, so the upstream never receives one (declare it under query)", showPath(root, steps[:1]), rt.name, strings.TrimPrefix(first.String(), "."))

@@ -268,10 +268,8 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		template: base + op.Path,
 		scope:    c.scope(scope),
 		grant:    hs.grant,
-		nparams:  len(names),
-		query:    map[string]*param{},
+		params:   make([]*param, len(names)),
 	}
-	cr.queryFolded = map[string]struct{}{}
 	byName := map[string]*openapi.Param{}
 	for _, p := range op.Params {
 		if p.In == "path" {
@@ -293,16 +291,13 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		cr.params[i] = cp
 	}
 	addQuery := func(name, of string, cp *param) bool {
-		folded := asciiLower(name)
-		if _, dup := cr.queryFolded[folded]; dup {
+		if cr.query.declaredFold(name) {
 			// Two parameters one upstream could read as the same (an object's property beside a
 			// parameter of its name, or names differing only by case).
 			fail("query parameter %s%s clashes with another parameter of that name", name, of)
 			return false
 		}
-		cp.index = len(cr.query)
-		cr.query[name] = cp
-		cr.queryFolded[folded] = struct{}{}
+		cr.query.add(name, cp)
 		return true
 	}
 	for _, p := range op.Params {
@@ -377,7 +372,7 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 	}
 	for _, n := range sortedKeys(entry.GetQuery()) {
 		qat := at + ".query." + n
-		p := cr.query[n]
+		p := cr.query.get(n)
 		if p == nil {
 			c.addf(src, qat, "operation %s has no query parameter %q", op.ID, n)
 			ok = false
@@ -398,8 +393,8 @@ func (c *compiler) operationRoute(src *source, at string, hs *host, doc *openapi
 		p.also = tp
 		p.required = p.required || t.GetRequired()
 	}
-	for _, n := range sortedKeys(cr.query) {
-		p := cr.query[n]
+	for _, n := range cr.query.sortedNames() {
+		p := cr.query.get(n)
 		if p.required {
 			cr.required = append(cr.required, p)
 		}

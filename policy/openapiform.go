@@ -72,7 +72,7 @@ func (b *jsonOrForm) check(r *Request, ag *agent) decision.Decision {
 
 // formFields compiles a form's fields as query parameters of their own table.
 func (c *compiler) formFields(doc *openapi.Document, fields []*openapi.Param) (*formBody, error) {
-	rt := &route{query: map[string]*param{}, queryFolded: map[string]struct{}{}}
+	rt := &route{}
 	for _, p := range fields {
 		switch {
 		case !queryName.MatchString(p.Name):
@@ -80,23 +80,20 @@ func (c *compiler) formFields(doc *openapi.Document, fields []*openapi.Param) (*
 		case isMethodOverrideParam(p.Name):
 			return nil, fmt.Errorf("form field %s asks upstreams to change the method and cannot be allowed", p.Name)
 		}
-		folded := asciiLower(p.Name)
-		if _, dup := rt.queryFolded[folded]; dup {
+		if rt.query.declaredFold(p.Name) {
 			return nil, fmt.Errorf("form field %s clashes with another field of that name", p.Name)
 		}
 		cp, err := c.docParam(doc, "body."+p.Name, p.Name, p.Required, p)
 		if err != nil {
 			return nil, fmt.Errorf("form field %s: %v", p.Name, err)
 		}
-		cp.index = len(rt.query)
-		rt.query[p.Name] = cp
-		rt.queryFolded[folded] = struct{}{}
+		rt.query.add(p.Name, cp)
 	}
 	if len(rt.query) > maxQueryParams {
 		return nil, fmt.Errorf("at most %d form fields", maxQueryParams)
 	}
-	for _, n := range sortedKeys(rt.query) {
-		p := rt.query[n]
+	for _, n := range rt.query.sortedNames() {
+		p := rt.query.get(n)
 		if p.required {
 			rt.required = append(rt.required, p)
 		}

@@ -38,17 +38,17 @@ func (s *Snapshot) OpenAPIRoutes() []OpenAPIRoute {
 			r := OpenAPIRoute{Host: oh.host, Document: oh.doc.Name, OperationID: g.op.ID, Method: g.op.Method, Scope: g.scope}
 			if rt := g.route; rt != nil {
 				r.Route, r.Path, r.Approval, r.Shadow = rt.name, rt.template, rt.hold != nil, rt.shadow
-				for i := 0; i < rt.nparams; i++ {
-					r.Params = append(r.Params, rt.params[i].describe())
+				for _, p := range rt.params {
+					r.Params = append(r.Params, p.describe())
 				}
-				for _, n := range sortedKeys(rt.query) {
-					r.Params = append(r.Params, rt.query[n].describe())
+				for _, n := range rt.query.sortedNames() {
+					r.Params = append(r.Params, rt.query.get(n).describe())
 				}
 				if rt.body != nil {
 					r.Body = rt.body.describe()
 					if f := rt.body.form(); f != nil {
-						for _, n := range sortedKeys(f.fields.query) {
-							r.Params = append(r.Params, f.fields.query[n].describe())
+						for _, n := range f.fields.query.sortedNames() {
+							r.Params = append(r.Params, f.fields.query.get(n).describe())
 						}
 					}
 				}

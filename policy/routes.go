@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/agentauthz/agentauthz/policy/decision"
@@ -15,18 +16,85 @@ const maxPathParams = 16
 // maxQueryParams bounds the query parameters of one route, so that counting them needs no map.
 const maxQueryParams = 64
 
+// queryParam is a declared query parameter under the name it is sent as.
+type queryParam struct {
+	name string
+	p    *param
+}
+
+// queryParams are a route's declared query parameters, in the order they were declared. A route
+// declares few (at most maxQueryParams), so a list searched in order takes a fraction of the
+// memory of a map, which counts in policies of thousands of routes, and is as quick to search
+// at these sizes.
+type queryParams []queryParam
+
+// get is the parameter declared as name, exactly; nil when there is none.
+func (q queryParams) get(name string) *param {
+	for i := range q {
+		if q[i].name == name {
+			return q[i].p
+		}
+	}
+	return nil
+}
+
+// declaredFold reports whether a declared name equals name ignoring ASCII case: some frameworks
+// read query names case-insensitively.
+func (q queryParams) declaredFold(name string) bool {
+	for i := range q {
+		if equalFoldASCII(q[i].name, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// add declares p as name and gives it its position among the route's query parameters.
+func (q *queryParams) add(name string, p *param) {
+	p.index = len(*q)
+	*q = append(*q, queryParam{name: name, p: p})
+}
+
+// sortedNames are the declared names in sorted order.
+func (q queryParams) sortedNames() []string {
+	names := make([]string, len(q))
+	for i := range q {
+		names[i] = q[i].name
+	}
+	sort.Strings(names)
+	return names
+}
+
+// equalFoldASCII compares a and b ignoring ASCII case only: Unicode folding would let a
+// look-alike (the Kelvin sign for "k") pass as another name.
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
+}
+
 // route is a compiled route.
 type route struct {
 	name     string
 	method   string
 	template string
-	scope    int // index into the snapshot's scope names
-	params   [maxPathParams]*param
-	nparams  int
-	query    map[string]*param
-	// queryFolded holds the declared query names in lower case, for strip mode.
-	queryFolded map[string]struct{}
-	required    []*param // query parameters that must be present
+	scope    int      // index into the snapshot's scope names
+	params   []*param // the path template's, in order
+	query    queryParams
+	required []*param // query parameters that must be present
 	// lists are the repeatable query parameters that bound their number of items.
 	lists []*param
 	strip bool
