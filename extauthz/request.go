@@ -10,6 +10,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/target"
 )
 
 // PartialBodyHeader is the header Envoy adds to every check that carries a body: "true" when it
@@ -172,7 +173,7 @@ func read(httpReq *authv3.AttributeContext_HttpRequest, r *engine.Request, raw *
 		}
 	}
 	if _, n := r.Headers.Get("host"); n > 0 {
-		if v, _ := r.Headers.Get("host"); n > 1 || !asciiEqualFold(v, r.Host) {
+		if v, _ := r.Headers.Get("host"); n > 1 || !target.EqualFoldASCII(v, r.Host) {
 			return malformed("The request's host header contradicts its :authority.")
 		}
 	}
@@ -198,25 +199,4 @@ func read(httpReq *authv3.AttributeContext_HttpRequest, r *engine.Request, raw *
 		}
 	}
 	return nil
-}
-
-// asciiEqualFold compares host names ignoring ASCII case only: Unicode folding would let a
-// look-alike (the Kelvin sign for "k") pass as the real name.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }

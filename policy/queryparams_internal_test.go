@@ -23,7 +23,7 @@ func TestQueryParams(t *testing.T) {
 	}
 	for name, want := range map[string]bool{"page": true, "PAGE": true, "LiMiT": true, "kind": true,
 		"\u212aind": false, // the Kelvin sign folds to k in Unicode, never here
-		"pages": false, "": false, "lim1t": false} {
+		"pages":     false, "": false, "lim1t": false} {
 		if got := q.declaredFold(name); got != want {
 			t.Errorf("declaredFold(%q) = %v, want %v", name, got, want)
 		}

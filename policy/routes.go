@@ -42,7 +42,7 @@ func (q queryParams) get(name string) *param {
 // read query names case-insensitively.
 func (q queryParams) declaredFold(name string) bool {
 	for i := range q {
-		if equalFoldASCII(q[i].name, name) {
+		if target.EqualFoldASCII(q[i].name, name) {
 			return true
 		}
 	}
@@ -63,27 +63,6 @@ func (q queryParams) sortedNames() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-// equalFoldASCII compares a and b ignoring ASCII case only: Unicode folding would let a
-// look-alike (the Kelvin sign for "k") pass as another name.
-func equalFoldASCII(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // route is a compiled route.

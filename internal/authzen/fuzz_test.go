@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/agentauthz/agentauthz/policy/target"
 )
 
 // FuzzReadRequest: the request reader never panics, accepts only strict JSON, and reads an
@@ -101,7 +103,7 @@ func checkFacts(t *testing.T, ev *evaluation) {
 			if !isToken(name) || !validValue(v) || name == partialBodyHeader {
 				t.Fatalf("header %q: %q accepted", name, v)
 			}
-			if name == "host" && !asciiEqualFold(v, r.Host) {
+			if name == "host" && !target.EqualFoldASCII(v, r.Host) {
 				t.Fatalf("host header %q accepted for host %q", v, r.Host)
 			}
 		}

@@ -9,6 +9,7 @@ import (
 	"github.com/agentauthz/agentauthz/internal/engine"
 	"github.com/agentauthz/agentauthz/policy"
 	"github.com/agentauthz/agentauthz/policy/decision"
+	"github.com/agentauthz/agentauthz/policy/target"
 )
 
 // The types of subject and resource agentauthz decides about.
@@ -202,7 +203,7 @@ func readHeaders(raw any, host string) (headers, string) {
 			return nil, "context.headers." + name + " holds a character a header value may not (CR, LF or NUL)."
 		case name == partialBodyHeader:
 			return nil, "context.headers holds " + partialBodyHeader + "; say context.body_truncated instead."
-		case name == "host" && !asciiEqualFold(s, host):
+		case name == "host" && !target.EqualFoldASCII(s, host):
 			return nil, "The host header contradicts resource.id's host."
 		}
 		h[name] = s
@@ -237,27 +238,6 @@ func quote(s string) string {
 		s = s[:64] + "..."
 	}
 	return `"` + strings.ToValidUTF8(s, "?") + `"`
-}
-
-// asciiEqualFold compares host names ignoring ASCII case only, as extauthz does: Unicode folding
-// would let a look-alike pass as the real name.
-func asciiEqualFold(a, b string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := 0; i < len(a); i++ {
-		x, y := a[i], b[i]
-		if 'A' <= x && x <= 'Z' {
-			x += 'a' - 'A'
-		}
-		if 'A' <= y && y <= 'Z' {
-			y += 'a' - 'A'
-		}
-		if x != y {
-			return false
-		}
-	}
-	return true
 }
 
 // mcpRevision is the MCP revision an MCP tool call of an evaluation is read as: one whose
