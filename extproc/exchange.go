@@ -86,12 +86,16 @@ func (x *exchange) readMetadata(md *corev3.Metadata) {
 	if ns == nil {
 		return
 	}
-	for key, dst := range map[string]*string{
-		KeyAgent: &x.req.Agent, KeyDecisionID: &x.req.DecisionID, KeyRule: &x.req.Rule,
-		KeyMCPMethod: &x.req.Method, KeyMCPServer: &x.req.Server, KeyResponseRule: &x.resp.Rule,
+	// An array rather than a map literal: this runs for every message of the stream.
+	for _, f := range [...]struct {
+		key string
+		dst *string
+	}{
+		{KeyAgent, &x.req.Agent}, {KeyDecisionID, &x.req.DecisionID}, {KeyRule, &x.req.Rule},
+		{KeyMCPMethod, &x.req.Method}, {KeyMCPServer, &x.req.Server}, {KeyResponseRule, &x.resp.Rule},
 	} {
-		if v := ns.GetFields()[key].GetStringValue(); v != "" {
-			*dst = v
+		if v := ns.GetFields()[f.key].GetStringValue(); v != "" {
+			*f.dst = v
 		}
 	}
 }

@@ -57,7 +57,7 @@ func bodyMsg(md *corev3.Metadata, body string) *extprocv3.ProcessingRequest {
 }
 
 // exchange sends msgs on one stream and returns the answer to each.
-func (ps *procServer) exchange(t *testing.T, msgs ...*extprocv3.ProcessingRequest) []*extprocv3.ProcessingResponse {
+func (ps *procServer) exchange(t testing.TB, msgs ...*extprocv3.ProcessingRequest) []*extprocv3.ProcessingResponse {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -105,7 +105,7 @@ type procServer struct {
 	client extprocv3.ExternalProcessorClient
 }
 
-func startProc(t *testing.T, cfg extproc.Config) *procServer {
+func startProc(t testing.TB, cfg extproc.Config) *procServer {
 	t.Helper()
 	ps := &procServer{lists: newLists(), reg: prometheus.NewRegistry()}
 	if cfg.Lists == nil {

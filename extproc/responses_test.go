@@ -26,7 +26,7 @@ const respAgent = "spiffe://example.org/agent/helpdesk"
 
 // startResponses serves ext_proc over loopback with the engine of the response rules' test
 // policy, and returns the response_rule of its get-ticket route.
-func startResponses(t *testing.T, maxBody int) (*procServer, string, string) {
+func startResponses(t testing.TB, maxBody int) (*procServer, string, string) {
 	t.Helper()
 	files, err := policy.ReadPath(filepath.Join("..", "policy", "testdata", "response", "policy.yaml"))
 	if err != nil {
