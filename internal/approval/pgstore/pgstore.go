@@ -4,11 +4,8 @@ package pgstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -43,62 +40,6 @@ type Store struct {
 
 var _ approval.Store = (*Store)(nil)
 
-// pgMigrations are the schema's versions, in order: migration i brings the schema to version
-// i+1. Append, never edit: a database remembers which it has (agentauthz_approval_schema).
-var pgMigrations = [][]string{
-	{ // 1
-		`CREATE TABLE IF NOT EXISTS agentauthz_approvals (
-			id            text PRIMARY KEY,
-			state         text NOT NULL CHECK (state IN ('pending', 'approved', 'denied', 'expired', 'used')),
-			agent         text NOT NULL,
-			digest        text NOT NULL,
-			rule          text NOT NULL,
-			reason        text NOT NULL,
-			method        text NOT NULL,
-			host          text NOT NULL,
-			path          text NOT NULL,
-			body          text NOT NULL,
-			content_type  text NOT NULL,
-			approvers     text[] NOT NULL,
-			notify        text[] NOT NULL,
-			created_at    timestamptz NOT NULL,
-			expires_at    timestamptz NOT NULL,
-			use_within_ns bigint NOT NULL,
-			decided_at    timestamptz,
-			decided_by    text NOT NULL,
-			comment       text NOT NULL,
-			use_by        timestamptz,
-			used_at       timestamptz
-		)`,
-		// At most one live approval per request: what makes Hold safe across replicas.
-		`CREATE UNIQUE INDEX IF NOT EXISTS agentauthz_approvals_live
-			ON agentauthz_approvals (agent, digest) WHERE state IN ('pending', 'approved')`,
-		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_created ON agentauthz_approvals (created_at DESC, id)`,
-	},
-	{ // 2
-		// The live rows of a rule, for Hold's Limits (a live agent's rows are the live index's).
-		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_live_rule
-			ON agentauthz_approvals (rule) WHERE state IN ('pending', 'approved')`,
-	},
-	{ // 3
-		// The denials of a request, for Hold's Limits.DenialStands.
-		`CREATE INDEX IF NOT EXISTS agentauthz_approvals_denied
-			ON agentauthz_approvals (agent, digest, created_at DESC) WHERE state = 'denied'`,
-	},
-	{ // 4
-		// The approval condition that held the request, shown to approvers.
-		`ALTER TABLE agentauthz_approvals ADD COLUMN IF NOT EXISTS hold_condition text NOT NULL DEFAULT ''`,
-	},
-}
-
-// pgMigrateLock is the advisory lock key that serialises replicas migrating at the same time.
-const pgMigrateLock int64 = 0x6167656e7461757a // "agentauz"
-
-// pgCols are the columns, in the order pgScan reads and pgInsert writes them.
-const pgCols = `id, state, agent, digest, rule, reason, method, host, path, body, content_type,
-	approvers, notify, created_at, expires_at, use_within_ns, decided_at, decided_by, comment,
-	use_by, used_at, hold_condition`
-
 // pgLapsed is the condition of a row that is live by its state column but has lapsed at @now.
 const pgLapsed = `((state = 'pending' AND expires_at <= @now) OR (state = 'approved' AND use_by <= @now))`
 
@@ -120,39 +61,6 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("pgstore: %w", err)
 	}
 	return p, nil
-}
-
-// migrate brings the schema to the latest version, once, whoever else tries at the same time.
-func (p *Store) migrate(ctx context.Context) error {
-	return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, pgMigrateLock); err != nil {
-			return err
-		}
-		if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS agentauthz_approval_schema (
-			version    integer PRIMARY KEY,
-			applied_at timestamptz NOT NULL DEFAULT now()
-		)`); err != nil {
-			return err
-		}
-		var have int
-		if err := tx.QueryRow(ctx, `SELECT coalesce(max(version), 0) FROM agentauthz_approval_schema`).Scan(&have); err != nil {
-			return err
-		}
-		if have > len(pgMigrations) {
-			return fmt.Errorf("the approval schema is at version %d, newer than this build's %d", have, len(pgMigrations))
-		}
-		for v := have + 1; v <= len(pgMigrations); v++ {
-			for _, stmt := range pgMigrations[v-1] {
-				if _, err := tx.Exec(ctx, stmt); err != nil {
-					return fmt.Errorf("migration %d: %w", v, err)
-				}
-			}
-			if _, err := tx.Exec(ctx, `INSERT INTO agentauthz_approval_schema (version) VALUES ($1)`, v); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
 }
 
 // Hold implements approval.Store.
@@ -263,48 +171,6 @@ func (p *Store) Hold(ctx context.Context, a approval.Approval, body func() strin
 		return approval.Approval{}, false, limitErr
 	}
 	return got, created, nil
-}
-
-// querier is a pool or a transaction.
-type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// pgCheckLimits counts the live rows of a's agent and of its rule as of now, and says whether
-// a new one stays within lim (a *approval.LimitError if not).
-func pgCheckLimits(ctx context.Context, q querier, a approval.Approval, lim approval.Limits, now time.Time) error {
-	if !lim.Any() {
-		return nil
-	}
-	var agents, rules int
-	err := q.QueryRow(ctx, `SELECT count(*) FILTER (WHERE agent = @agent), count(*) FILTER (WHERE rule = @rule)
-		FROM agentauthz_approvals
-		WHERE (agent = @agent OR rule = @rule) AND state IN ('pending', 'approved') AND NOT `+pgLapsed,
-		pgx.NamedArgs{"agent": a.Agent, "rule": a.Rule, "now": now}).Scan(&agents, &rules)
-	if err != nil {
-		return fmt.Errorf("pgstore: hold: counting live approvals: %w", err)
-	}
-	return lim.Check(agents, rules)
-}
-
-// pgLockLimits takes the transaction's advisory locks on a's agent and rule, in the order of
-// their keys, so that two transactions never wait for each other's.
-func pgLockLimits(ctx context.Context, tx pgx.Tx, a approval.Approval) error {
-	keys := []int64{pgLockKey("agent", a.Agent), pgLockKey("rule", a.Rule)}
-	slices.Sort(keys)
-	for _, k := range slices.Compact(keys) {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, k); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// pgLockKey is the advisory lock key of an agent's or a rule's live approvals: 64 bits of
-// SHA-256, apart from pgMigrateLock's.
-func pgLockKey(kind, name string) int64 {
-	h := sha256.Sum256([]byte("agentauthz approval limit\x00" + kind + "\x00" + name))
-	return int64(binary.BigEndian.Uint64(h[:8]))
 }
 
 // Get implements approval.Store.
@@ -448,56 +314,4 @@ func (p *Store) Purge(ctx context.Context, cutoff time.Time) (int, error) {
 func (p *Store) Close() error {
 	p.pool.Close()
 	return nil
-}
-
-// pgArgs are a's columns in pgCols order.
-func pgArgs(a approval.Approval) []any {
-	return []any{
-		a.ID, string(a.State), a.Agent, a.Digest, a.Rule, a.Reason, a.Method, a.Host, a.Path,
-		a.Body, a.ContentType, pgList(a.Approvers), pgList(a.Notify), a.CreatedAt, a.ExpiresAt,
-		int64(a.UseWithin), pgTime(a.DecidedAt), a.DecidedBy, a.Comment, pgTime(a.UseBy),
-		pgTime(a.UsedAt), a.Condition,
-	}
-}
-
-// pgScan reads a row of pgCols.
-func pgScan(row pgx.Row) (approval.Approval, error) {
-	var (
-		a                        approval.Approval
-		state                    string
-		useWithin                int64
-		decidedAt, useBy, usedAt *time.Time
-	)
-	err := row.Scan(&a.ID, &state, &a.Agent, &a.Digest, &a.Rule, &a.Reason, &a.Method, &a.Host,
-		&a.Path, &a.Body, &a.ContentType, &a.Approvers, &a.Notify, &a.CreatedAt, &a.ExpiresAt,
-		&useWithin, &decidedAt, &a.DecidedBy, &a.Comment, &useBy, &usedAt, &a.Condition)
-	if err != nil {
-		return approval.Approval{}, err
-	}
-	a.State, a.UseWithin = approval.State(state), time.Duration(useWithin)
-	for _, t := range []struct {
-		dst *time.Time
-		src *time.Time
-	}{{&a.DecidedAt, decidedAt}, {&a.UseBy, useBy}, {&a.UsedAt, usedAt}} {
-		if t.src != nil {
-			*t.dst = *t.src
-		}
-	}
-	return a, nil
-}
-
-// pgTime stores the zero time as NULL.
-func pgTime(t time.Time) any {
-	if t.IsZero() {
-		return nil
-	}
-	return t
-}
-
-// pgList stores a missing list as an empty array.
-func pgList(l []string) []string {
-	if l == nil {
-		return []string{}
-	}
-	return l
 }
