@@ -10,6 +10,70 @@ import (
 	"github.com/agentauthz/agentauthz/internal/approval"
 )
 
+func testList(t *testing.T, s approval.Store) {
+	if got, err := listAll(s, t.Context(), "", t0); err != nil || len(got) != 0 {
+		t.Fatalf("List on an empty store = %v, %v", ids(got), err)
+	}
+	// Oldest to newest; each in a different state at t0+30m.
+	var made []approval.Approval
+	for i, agent := range []string{"a", "b", "c", "d", "e", "f"} {
+		at := t0.Add(time.Duration(i) * time.Second)
+		a := newApproval("spiffe://example.org/"+agent, digestX, at)
+		if i == 1 {
+			a.UseWithin = time.Hour
+		}
+		made = append(made, mustCreate(t, s, a, at))
+	}
+	now := t0.Add(time.Minute)
+	decide(t, s, made[1].ID, true, now)  // approved until 1h1m
+	decide(t, s, made[2].ID, false, now) // denied
+	decide(t, s, made[3].ID, true, now)  // used
+	consume(t, s, made[3], now)
+	short := made[4] // approved, lapses at 1m+10m
+	decide(t, s, short.ID, true, now)
+	// made[0] and made[5] stay pending.
+
+	at := t0.Add(30 * time.Minute)
+	cases := []struct {
+		state approval.State
+		want  []approval.Approval
+	}{
+		{"", []approval.Approval{made[5], made[4], made[3], made[2], made[1], made[0]}},
+		{approval.Pending, []approval.Approval{made[5], made[0]}},
+		{approval.Approved, []approval.Approval{made[1]}},
+		{approval.Denied, []approval.Approval{made[2]}},
+		{approval.Used, []approval.Approval{made[3]}},
+		{approval.Expired, []approval.Approval{made[4]}},
+	}
+	for _, c := range cases {
+		got, err := listAll(s, t.Context(), c.state, at)
+		if err != nil {
+			t.Fatalf("List(%q): %v", c.state, err)
+		}
+		if diff := cmp.Diff(ids(c.want), ids(got)); diff != "" {
+			t.Errorf("List(%q) ids, newest first (-want +got):\n%s", c.state, diff)
+		}
+		for _, a := range got {
+			if a.State != a.Current(at) || (c.state != "" && a.State != c.state) {
+				t.Errorf("List(%q) returned %s in state %q", c.state, a.ID, a.State)
+			}
+		}
+	}
+
+	// Two hours on, the pending ones and the approved one have lapsed too.
+	late := t0.Add(2 * time.Hour)
+	got, err := listAll(s, t.Context(), approval.Expired, late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{made[5].ID, made[4].ID, made[1].ID, made[0].ID}, ids(got)); diff != "" {
+		t.Errorf("List(expired) two hours on (-want +got):\n%s", diff)
+	}
+	if got, err := listAll(s, t.Context(), approval.Pending, late); err != nil || len(got) != 0 {
+		t.Errorf("List(pending) two hours on = %v, %v; want none", ids(got), err)
+	}
+}
+
 // testListPages: a listing comes in pages, newest first (then by id), each saying how many
 // follow and where the next starts; the pages together are the whole list, whatever the
 // state selected, and a cursor written out and read back continues as well.
